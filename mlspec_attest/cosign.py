@@ -1,0 +1,35 @@
+"""Adding a signature to an attestation that is already in a bundle."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .bundle import Bundle, TEMP_PREFIX
+from .canonical import parse_json
+from .envelope import Envelope
+from .errors import InputError
+from .keys import Signer
+from .loaders import read_bounded
+
+
+def cosign(path: Path, signer: Signer) -> str:
+    """Append ``signer``'s signature to the envelope at ``path`` (atomically, under the bundle lock)."""
+    bundle = Bundle(path.parent.parent)
+    with bundle.locked():
+        data = read_bounded(path, what="attestation")
+        try:
+            envelope = Envelope.from_dict(parse_json(data, source=str(path)))
+        except ValueError as exc:
+            raise InputError(f"{path}: not a DSSE envelope: {exc}") from None
+        if envelope.verified_keyids([signer.public]):
+            raise InputError(f"{path}: already signed by this key ({signer.keyid[:16]}…); "
+                             "a second signature by the same key would not count toward a threshold")
+        envelope.sign(signer)
+        tmp = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-cosign")
+        with open(tmp, "wb") as fh:
+            fh.write(envelope.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    return signer.keyid

@@ -1,0 +1,127 @@
+"""DSSE envelopes (https://github.com/secure-systems-lab/dsse, protocol v1).
+
+Signatures cover PAE(payloadType, payload) and nothing else. Decoding is strict:
+only canonical base64 (no whitespace, no stray padding bits), only ASCII payload
+types, and keyids are hints that never decide whether a signature is trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .errors import InputError
+from .keys import PublicKey, Signer
+
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+_B64_STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_B64_URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSEv1 Pre-Authentication Encoding; lengths are byte lengths."""
+    try:
+        type_bytes = payload_type.encode("ascii")
+    except UnicodeEncodeError:
+        raise InputError(f"payloadType {payload_type!r} is not ASCII; refusing it") from None
+    return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode_strict(text: Any, what: str) -> bytes:
+    """Decode base64 only if re-encoding gives back exactly the same text."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} must be a base64 string")
+    if _B64_STD.fullmatch(text):
+        alphabet = None
+    elif _B64_URL.fullmatch(text):
+        alphabet = b"-_"
+    else:
+        raise ValueError(f"{what} is not base64 (whitespace or foreign characters)")
+    try:
+        raw = base64.b64decode(text, altchars=alphabet, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} is not valid base64") from None
+    again = base64.b64encode(raw, altchars=alphabet).decode("ascii")
+    if again != text and again.rstrip("=") != text:
+        raise ValueError(f"{what} is non-canonical base64 (stray padding bits)")
+    return raw
+
+
+@dataclass
+class Signature:
+    keyid: str
+    sig: bytes
+
+    def to_dict(self) -> dict[str, str]:
+        return {"keyid": self.keyid, "sig": b64encode(self.sig)}
+
+
+@dataclass
+class Envelope:
+    payload_type: str
+    payload: bytes
+    signatures: list[Signature] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Envelope":
+        """Parse an envelope; raises ValueError with what is wrong (callers add context)."""
+        if not isinstance(data, Mapping):
+            raise ValueError("envelope is not a JSON object")
+        unknown = set(data) - {"payloadType", "payload", "signatures"}
+        if unknown:
+            raise ValueError(f"unknown envelope fields: {', '.join(sorted(unknown))}")
+        payload_type = data.get("payloadType")
+        if not isinstance(payload_type, str) or not payload_type.isascii() or not payload_type:
+            raise ValueError("payloadType must be a non-empty ASCII string")
+        payload = b64decode_strict(data.get("payload"), "payload")
+        sigs_raw = data.get("signatures")
+        if not isinstance(sigs_raw, list):
+            raise ValueError("signatures must be a list")
+        signatures = []
+        for i, item in enumerate(sigs_raw):
+            if not isinstance(item, Mapping):
+                raise ValueError(f"signatures[{i}] is not an object")
+            keyid = item.get("keyid", "")
+            if not isinstance(keyid, str):
+                raise ValueError(f"signatures[{i}].keyid must be a string")
+            signatures.append(Signature(keyid=keyid, sig=b64decode_strict(item.get("sig"), f"signatures[{i}].sig")))
+        return cls(payload_type=payload_type, payload=payload, signatures=signatures)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "payloadType": self.payload_type,
+            "payload": b64encode(self.payload),
+            "signatures": [s.to_dict() for s in self.signatures],
+        }
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=2) + "\n").encode("ascii")
+
+    def sign(self, signer: Signer) -> None:
+        self.signatures.append(Signature(keyid=signer.keyid, sig=signer.sign(pae(self.payload_type, self.payload))))
+
+    def verified_keyids(self, trusted: Iterable[PublicKey]) -> set[str]:
+        """Keyids of distinct trusted keys with a valid signature here.
+
+        Every signature is tried against every trusted key: the keyid field is
+        only a hint, so it can neither grant trust nor hide a valid signature.
+        One key signing twice still counts once.
+        """
+        message = pae(self.payload_type, self.payload)
+        keys = list(trusted)
+        found: set[str] = set()
+        for signature in self.signatures:
+            # Try the hinted key first (fast path), then every other trusted key.
+            for key in sorted(keys, key=lambda k: k.keyid != signature.keyid):
+                if key.keyid not in found and key.verify(signature.sig, message):
+                    found.add(key.keyid)
+                    break
+        return found

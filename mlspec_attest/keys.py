@@ -1,0 +1,229 @@
+"""Signing keys: Ed25519 (default) and ECDSA P-256, with keyid = sha256(DER SPKI).
+
+Private keys live in ``NAME.key`` (PKCS#8 PEM, mode 0600, passphrase-encrypted
+unless asked otherwise); public keys in ``NAME.pub`` (SPKI PEM). Loading a private
+key that other users can read is refused: a leaked pipeline key forges history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+from .errors import InputError
+
+PASSPHRASE_ENV = "MLSPEC_KEY_PASSPHRASE"
+KEY_TYPES = ("ed25519", "ecdsa-p256")
+_PEM_PUBLIC = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+
+PublicKeyType = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+PrivateKeyType = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+
+def keyid_of(public_key: PublicKeyType) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def _key_type(key: PublicKeyType) -> str:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ecdsa-p256"
+    raise InputError("unsupported key type: use Ed25519 or ECDSA P-256")
+
+
+def _is_der(signature: bytes) -> bool:
+    try:
+        decode_dss_signature(signature)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A public key that verification may trust, identified by its keyid."""
+
+    key: PublicKeyType
+    keyid: str
+    key_type: str
+    source: str = ""
+
+    @classmethod
+    def from_crypto(cls, key: PublicKeyType, source: str = "") -> "PublicKey":
+        return cls(key=key, keyid=keyid_of(key), key_type=_key_type(key), source=source)
+
+    @classmethod
+    def from_pem(cls, data: bytes, source: str = "<pem>") -> "PublicKey":
+        match = _PEM_PUBLIC.search(data)
+        if not match:
+            raise InputError(f"{source}: no PEM 'PUBLIC KEY' block found; expected an SPKI public key (NAME.pub)")
+        try:
+            key = serialization.load_pem_public_key(match.group(0))
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise InputError(f"{source}: unreadable public key: {exc}") from None
+        if not isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
+            raise InputError(f"{source}: unsupported public key type; use Ed25519 or ECDSA P-256")
+        if isinstance(key, ec.EllipticCurvePublicKey) and not isinstance(key.curve, ec.SECP256R1):
+            raise InputError(f"{source}: ECDSA curve {key.curve.name} is not supported; use P-256 or Ed25519")
+        return cls.from_crypto(key, source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "PublicKey":
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{p}: public key file not found") from None
+        except OSError as exc:
+            raise InputError(f"{p}: cannot read public key: {exc.strerror}") from None
+        return cls.from_pem(data, str(p))
+
+    def to_pem(self) -> bytes:
+        return self.key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        """True only if the signature is valid for this key; never raises on bad input."""
+        try:
+            if isinstance(self.key, ed25519.Ed25519PublicKey):
+                if len(signature) != 64:
+                    return False
+                self.key.verify(signature, message)
+                return True
+            if len(signature) == 64 and not _is_der(signature):
+                # Raw r||s (the DSSE spec's own vector); convert to DER for cryptography.
+                r = int.from_bytes(signature[:32], "big")
+                s = int.from_bytes(signature[32:], "big")
+                signature = encode_dss_signature(r, s)
+            self.key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+            return True
+        except (InvalidSignature, ValueError):
+            return False
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A loaded private key; signs DSSE PAE bytes."""
+
+    private_key: PrivateKeyType
+    public: PublicKey
+
+    @property
+    def keyid(self) -> str:
+        return self.public.keyid
+
+    def sign(self, message: bytes) -> bytes:
+        if isinstance(self.private_key, ed25519.Ed25519PrivateKey):
+            return self.private_key.sign(message)
+        return self.private_key.sign(message, ec.ECDSA(hashes.SHA256()))  # DER, as Sigstore and sslib
+
+    @classmethod
+    def from_private_key(cls, key: PrivateKeyType, source: str = "") -> "Signer":
+        return cls(private_key=key, public=PublicKey.from_crypto(key.public_key(), source))
+
+
+def _new_private_key(key_type: str) -> PrivateKeyType:
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if key_type == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise InputError(f"unknown key type {key_type!r}: use one of {', '.join(KEY_TYPES)}")
+
+
+def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise InputError(f"{path}: already exists; refusing to overwrite a key (remove it first)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write key: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def generate(name: str, directory: str | os.PathLike[str] = "keys", key_type: str = "ed25519",
+             passphrase: bytes | None = None) -> tuple[Path, Path, PublicKey]:
+    """Write NAME.key (0600) and NAME.pub; encrypted when a passphrase is given."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise InputError(f"key name {name!r}: use letters, digits, '.', '_' or '-' (no slashes)")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    key = _new_private_key(key_type)
+    encryption: serialization.KeySerializationEncryption
+    encryption = serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    public = PublicKey.from_crypto(key.public_key(), str(d / f"{name}.pub"))
+    priv_path, pub_path = d / f"{name}.key", d / f"{name}.pub"
+    if pub_path.exists():
+        raise InputError(f"{pub_path}: already exists; refusing to overwrite a key (remove it first)")
+    _write_exclusive(priv_path, private_pem, 0o600)
+    _write_exclusive(pub_path, public.to_pem(), 0o644)
+    return priv_path, pub_path, public
+
+
+def passphrase_from_env_or_tty(prompt: str, confirm: bool = False) -> bytes | None:
+    """MLSPEC_KEY_PASSPHRASE wins; else ask on a TTY; else None."""
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env is not None:
+        return env.encode("utf-8")
+    if sys.stdin.isatty():
+        import click
+
+        value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+        return value.encode("utf-8")
+    return None
+
+
+def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -> Signer:
+    """Load a private key, refusing group/world-readable files and wrong passphrases."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{p}: private key not found") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{p}: not a regular file")
+    if st.st_mode & 0o077:
+        raise InputError(
+            f"{p}: private key is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run 'chmod 600 {p}'"
+        )
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read private key: {exc.strerror}") from None
+    encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
+    if encrypted and passphrase is None:
+        passphrase = passphrase_from_env_or_tty(f"Passphrase for {p}")
+        if passphrase is None:
+            raise InputError(f"{p}: key is encrypted; set {PASSPHRASE_ENV} or run on a terminal to be asked")
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
+    except TypeError as exc:
+        raise InputError(f"{p}: {exc}") from None
+    except ValueError:
+        if encrypted:
+            raise InputError(f"{p}: wrong passphrase (or corrupted key file)") from None
+        raise InputError(f"{p}: not a PEM private key") from None
+    except UnsupportedAlgorithm as exc:
+        raise InputError(f"{p}: unsupported key: {exc}") from None
+    if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
+        raise InputError(f"{p}: unsupported private key type; use Ed25519 or ECDSA P-256")
+    if isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP256R1):
+        raise InputError(f"{p}: ECDSA curve {key.curve.name} is not supported; use P-256")
+    return Signer.from_private_key(key, str(p))

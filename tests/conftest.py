@@ -1,0 +1,131 @@
+"""Shared fixtures. External vectors live in ../shared/vectors (skipped cleanly when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+VECTORS = REPO.parent / "shared" / "vectors"
+SEED = REPO.parent / "shared" / "seed"
+
+
+@pytest.fixture(scope="session")
+def vectors() -> Path:
+    if not VECTORS.is_dir():
+        pytest.skip("external vectors folder ../shared/vectors is absent on this machine")
+    return VECTORS
+
+
+@pytest.fixture(scope="session")
+def seed() -> Path:
+    if not SEED.is_dir():
+        pytest.skip("seed folder ../shared/seed is absent on this machine")
+    return SEED
+
+
+# -- a small signed project, built through the public API ------------------------------
+import shutil  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from mlspec_attest.api import Attestor  # noqa: E402
+from mlspec_attest.digests import digest_path  # noqa: E402
+from mlspec_attest.keys import generate, load_signer  # noqa: E402
+
+POLICIES = REPO / "policies"
+
+
+@dataclass
+class Project:
+    root: Path
+    bundle: Path
+
+    def key(self, name: str) -> Path:
+        return self.root / "keys" / f"{name}.key"
+
+    def write(self, rel: str, content: str | bytes) -> Path:
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content.encode() if isinstance(content, str) else content)
+        return p
+
+    def attestor(self, *names: str, bundle: Path | None = None) -> Attestor:
+        return Attestor(bundle or self.bundle, [load_signer(self.key(n)) for n in names or ("pipeline",)],
+                        base_dir=self.root)
+
+    def policy(self, name: str = "default.yaml") -> Path:
+        return self.root / "policies" / name
+
+
+OBJECTIVES_YAML = """\
+outputs: {task: binary-classification, labels: [0, 1]}
+errors:
+  - {name: false-negative, handling: manual review}
+criteria:
+  - name: test-accuracy
+    stage: test
+    expression: metrics.accuracy >= 0.8
+    severity: block
+    description: hold-back accuracy
+"""
+
+
+def build_lifecycle(project: Project, *, accuracy: float = 0.9, stages: tuple[str, ...] | None = None) -> None:
+    """A full 13-stage chain over small files, signed by owner (objectives) and pipeline."""
+    w = project.write
+    w("objectives.yaml", OBJECTIVES_YAML)
+    w("raw/data.csv", "x,y,group\n1,0,a\n2,1,b\n3,0,a\n")
+    w("work/stats.json", '{"rows": 3}')
+    w("work/clean.csv", "x,y,group\n1,0,a\n2,1,b\n")
+    w("work/train.csv", "1,0,a\n")
+    w("work/val.csv", "2,1,b\n")
+    w("work/holdback.csv", "3,0,a\n")
+    w("out/model.bin", "model-bytes")
+    w("pkg/model.bin", "model-bytes")
+    w("pkg/manifest.json", "{}")
+    owner = project.attestor("owner")
+    pipe = project.attestor("pipeline")
+    plan = [
+        ("objectives", owner, dict(metadata_files=[project.root / "objectives.yaml"])),
+        ("ingest", pipe, dict(materials=["external=raw/data.csv"], products=["raw-data=raw/data.csv"],
+                              metadata={"sources": [{"name": "raw", "connector": "csv", "uri": "raw/data.csv"}]})),
+        ("analyze", pipe, dict(materials=["raw/data.csv"], products=["work/stats.json"],
+                               metadata={"statistics": {"x": {"mean": 2.0}}})),
+        ("transform", pipe, dict(materials=["raw/data.csv"], products=["work/clean.csv"],
+                                 metadata={"transformations": [{"name": "dropna"}]})),
+        ("validate", pipe, dict(materials=["work/clean.csv"], metadata={"schema_version": "1", "checks": [
+            {"name": "no-nulls", "passed": True}], "passed": True})),
+        ("split", pipe, dict(materials=["work/clean.csv"], products=[
+            "train-data=work/train.csv", "eval-data=work/val.csv", "holdback-data=work/holdback.csv"],
+            metadata={"sets": {"train": {"rows": 1}, "validation": {"rows": 1}, "holdback": {"rows": 1}}})),
+        ("train", pipe, dict(materials=["train-data=work/train.csv"], products=["model=out/model.bin"],
+                             metadata={"framework": {"name": "sklearn"}, "hyperparameters": {"C": 1.0}})),
+        ("evaluate", pipe, dict(materials=["model=out/model.bin", "eval-data=work/val.csv"],
+                                metadata={"metrics": {"accuracy": 0.9}})),
+        ("test", pipe, dict(materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
+                            metadata={"metrics": {"accuracy": accuracy}})),
+        ("package", pipe, dict(materials=["model=out/model.bin"], products=["pkg"],
+                               metadata={"name": "demo-model", "contents": ["model.bin"]})),
+        ("serve", pipe, dict(materials=["pkg"], metadata={"rollout": {"strategy": "canary", "status": "succeeded"}})),
+        ("monitor", pipe, dict(materials=["pkg"], metadata={"signals": {"latency_p99_ms": 12.0},
+                                                          "rollback_target": {"name": "pkg", "digest": {
+                                                              "sha256": digest_path(project.root / "pkg").sha256}}})),
+        ("log", pipe, dict(metadata={"tree_size": 0, "root_hash": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"})),
+    ]
+    for stage, attestor, kwargs in plan:
+        if stages is not None and stage not in stages:
+            continue
+        attestor.attest(stage, **kwargs)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    root = tmp_path / "proj"
+    (root / "policies").mkdir(parents=True)
+    for name in ("default.yaml", "minimal.yaml"):
+        shutil.copyfile(POLICIES / name, root / "policies" / name)
+    generate("owner", root / "keys", "ed25519", None)
+    generate("pipeline", root / "keys", "ed25519", None)
+    generate("intruder", root / "keys", "ecdsa-p256", None)
+    return Project(root=root, bundle=root / "bundle")
