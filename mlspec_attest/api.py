@@ -23,6 +23,7 @@ from .digests import MANIFEST_ANNOTATION, digest_path
 from .envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from .errors import InputError
 from .keys import Signer
+from .leakage import is_fingerprint_role
 from .statement import ChainLink, build_statement, payload_digest, resource_descriptor
 from .stages import Stage, resolve
 
@@ -188,7 +189,8 @@ class Attestor:
         source = ", ".join(name for name, _ in parts) or "metadata"
         validate_metadata(stage_obj.name, clean, source=source)
 
-        subject_rds = [describe(ArtifactRef.parse(p), self.base_dir) for p in products]
+        product_refs = [ArtifactRef.parse(p) for p in products]
+        subject_rds = [describe(ref, self.base_dir) for ref in product_refs]
         if not subject_rds:
             # No products: the statement is about the stage's metadata itself.
             from .canonical import canonicalize, sha256_hex
@@ -231,7 +233,12 @@ class Attestor:
                                                  redactions=redactions, evidence=evidence_rds)
             data, kind = self._seal(payload)
             for content, descriptor in zip(evidence_blobs, evidence_rds):
-                self.bundle.store_evidence(descriptor["name"], content)
+                self.bundle.store_file(descriptor["name"], content)
+            for ref, descriptor in zip(product_refs, subject_rds):
+                if is_fingerprint_role(ref.role):
+                    # Small, and the verifier needs the bytes to prove the sets are disjoint.
+                    path = ref.path if ref.path.is_absolute() else self.base_dir / ref.path
+                    self.bundle.store_file(f"blobs/{descriptor['digest']['sha256']}", path.read_bytes())
             path = self.bundle.write_new(attestation_file_name(link.sequence, stage_obj.name, kind), data)
         return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
                            payload_sha256=payload_digest(payload), statement=statement, redactions=redactions)

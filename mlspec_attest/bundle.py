@@ -127,8 +127,8 @@ class Bundle:
         digest = sha256_hex(payload)
         return Head(sequence=link.sequence, payload_sha256=digest, genesis=link.genesis or digest)
 
-    def store_evidence(self, name: str, data: bytes) -> Path:
-        """Copy an external attestation into evidence/ (content-addressed, so idempotent)."""
+    def store_file(self, name: str, data: bytes) -> Path:
+        """Store evidence or a blob under the bundle (content-addressed names, so idempotent)."""
         target = self.root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():

@@ -20,6 +20,8 @@ from .keys import PublicKey, Signer
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _B64_STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _B64_URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+# Every signature is tried against every trusted key, so their number is bounded (a DoS otherwise).
+MAX_SIGNATURES = 16
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -50,7 +52,7 @@ def b64decode_strict(text: Any, what: str) -> bytes:
     except (binascii.Error, ValueError):
         raise ValueError(f"{what} is not valid base64") from None
     again = base64.b64encode(raw, altchars=alphabet).decode("ascii")
-    if again != text and again.rstrip("=") != text:
+    if again != text:
         raise ValueError(f"{what} is non-canonical base64 (stray padding bits)")
     return raw
 
@@ -85,10 +87,14 @@ class Envelope:
         sigs_raw = data.get("signatures")
         if not isinstance(sigs_raw, list):
             raise ValueError("signatures must be a list")
+        if len(sigs_raw) > MAX_SIGNATURES:
+            raise ValueError(f"{len(sigs_raw)} signatures; at most {MAX_SIGNATURES} are accepted")
         signatures = []
         for i, item in enumerate(sigs_raw):
             if not isinstance(item, Mapping):
                 raise ValueError(f"signatures[{i}] is not an object")
+            if set(item) - {"keyid", "sig"}:
+                raise ValueError(f"signatures[{i}]: unknown fields {', '.join(sorted(set(item) - {'keyid', 'sig'}))}")
             keyid = item.get("keyid", "")
             if not isinstance(keyid, str):
                 raise ValueError(f"signatures[{i}].keyid must be a string")
@@ -115,13 +121,25 @@ class Envelope:
         only a hint, so it can neither grant trust nor hide a valid signature.
         One key signing twice still counts once.
         """
+        return self.check_signatures(trusted)[0]
+
+    def check_signatures(self, trusted: Iterable[PublicKey]) -> tuple[set[str], list[tuple[int, str, str]]]:
+        """Verified trusted keyids, plus signatures whose keyid hint names another key.
+
+        The second list holds (index, hint, keyid that actually verified). A strict
+        reader (the deploy gate) refuses such mislabelled signatures: a hint may only
+        ever cause a refusal, never trust, and a bundle whose hints lie was edited.
+        """
         message = pae(self.payload_type, self.payload)
         keys = list(trusted)
         found: set[str] = set()
-        for signature in self.signatures:
+        mislabelled: list[tuple[int, str, str]] = []
+        for index, signature in enumerate(self.signatures):
             # Try the hinted key first (fast path), then every other trusted key.
             for key in sorted(keys, key=lambda k: k.keyid != signature.keyid):
-                if key.keyid not in found and key.verify(signature.sig, message):
+                if key.verify(signature.sig, message):
+                    if signature.keyid and signature.keyid != key.keyid:
+                        mislabelled.append((index, signature.keyid, key.keyid))
                     found.add(key.keyid)
                     break
-        return found
+        return found, mislabelled

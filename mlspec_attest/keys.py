@@ -198,15 +198,17 @@ def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -
         raise InputError(f"{p}: private key not found") from None
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{p}: not a regular file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read private key: {exc.strerror}") from None
+    if b"-----BEGIN PUBLIC KEY-----" in data:
+        raise InputError(f"{p}: is a public key; sign with the private key (NAME.key beside it)")
     if st.st_mode & 0o077:
         raise InputError(
             f"{p}: private key is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
             f"run 'chmod 600 {p}'"
         )
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read private key: {exc.strerror}") from None
     encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
     if encrypted and passphrase is None:
         passphrase = passphrase_from_env_or_tty(f"Passphrase for {p}")

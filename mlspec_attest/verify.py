@@ -311,6 +311,35 @@ class Verifier:
                                f"{other.stage} (sequence {other.sequence}); the test must use its own hold-back "
                                "set", sequence=test.sequence, stage="test")
 
+    def _check_leakage(self, bundle: Bundle, chain: list[Entry], report: Report) -> None:
+        """Prove train and hold-back sets disjoint when split attested row fingerprints."""
+        from .leakage import HOLDBACK_ROLE, TRAIN_ROLE, overlap, parse_fingerprints
+
+        split = next((e for e in reversed(chain) if e.stage == "split"), None)
+        if split is None:
+            return
+        sets: dict[str, list[int]] = {}
+        for s in split.statement.subjects:
+            role = _role(s)
+            if role not in (TRAIN_ROLE, HOLDBACK_ROLE):
+                continue
+            blob = bundle.root / "blobs" / _digest(s)
+            try:
+                data = blob.read_bytes()
+                if sha256_hex(data) != _digest(s):
+                    raise ValueError("differs from the digest split signed")
+                sets[role] = parse_fingerprints(data, s.get("name", role))
+            except (OSError, ValueError) as exc:
+                report.add("LEAKAGE_EVIDENCE_INVALID", f"sequence {split.sequence} (split): fingerprints "
+                           f"{s.get('name')}: {exc}", sequence=split.sequence, stage="split")
+        if TRAIN_ROLE in sets and HOLDBACK_ROLE in sets:
+            shared = overlap(sets[TRAIN_ROLE], sets[HOLDBACK_ROLE])
+            if shared:
+                report.add("LEAKAGE", f"sequence {split.sequence} (split): {shared} row(s) of the hold-back set "
+                           f"also appear in the training set (of {len(sets[HOLDBACK_ROLE])} hold-back rows)",
+                           sequence=split.sequence, stage="split",
+                           hint="re-split so the hold-back set shares no rows with training")
+
     def _check_artifacts(self, chain: list[Entry], artifacts: Iterable[str | os.PathLike[str]],
                          report: Report) -> None:
         packages = [e for e in chain if e.stage == "package"]
@@ -453,6 +482,7 @@ class Verifier:
             self._check_flow(chain, report)
         self._check_artifacts(chain, artifacts, report)
         self._check_evidence(bundle, chain, report)
+        self._check_leakage(bundle, chain, report)
         self._check_objectives(chain, report)
         self._check_policy_checks(chain, report)
         for e in chain:
