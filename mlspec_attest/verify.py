@@ -7,6 +7,7 @@ for a hostile bundle (that is a finding), only for unusable input (InputError).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,7 @@ from .stages import resolve
 from .statement import StageStatement
 
 MODEL_ROLES = {"model"}
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 TRAIN_DATA_ROLES = {"train-data"}
 HOLDBACK_ROLES = {"holdback-data", "test-data"}
 EVAL_DATA_ROLES = {"eval-data", "validation-data"}
@@ -87,6 +89,11 @@ class Verifier:
             report.add("PAYLOAD_TYPE", f"{name}: payloadType {envelope.payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE}",
                        file=name, sequence=bf.number)
             return None
+        if bf.data != envelope.to_json():
+            # Bundle files are byte-stable: whitespace, base64 alphabet or padding variants mean an edit.
+            report.add("ENVELOPE_NOT_CANONICAL", f"{name}: the file is not byte-for-byte the envelope mlspec "
+                       "writes (whitespace, field order or base64 form was changed)", file=name,
+                       sequence=bf.number, hint="the file was edited; restore it from the pipeline's output")
         try:
             statement = StageStatement.from_payload(envelope.payload)
         except (InputError, ValueError) as exc:
@@ -112,9 +119,14 @@ class Verifier:
                           for d in rule.identities]
             payload, identity = verify_keyless_statement(
                 bf.data, trust_config=self.policy.trust_config, identities=identities)
-            statement = StageStatement.from_payload(payload)
         except Exception as exc:  # every refusal is a finding, never a crash
             report.add("SIGNATURE_INVALID", f"{name}: Sigstore verification failed: {exc}", file=name,
+                       sequence=bf.number)
+            return None
+        try:
+            statement = StageStatement.from_payload(payload)
+        except (InputError, ValueError) as exc:
+            report.add("STATEMENT_INVALID", f"{name}: signed by {identity}, but {exc}", file=name,
                        sequence=bf.number)
             return None
         who = getattr(identity, "san", None) or str(identity)
@@ -133,9 +145,13 @@ class Verifier:
             report.add("STAGE_NOT_ALLOWED", f"sequence {seq}: stage {stage} is not in the policy",
                        stage=stage, sequence=seq, file=name, hint="add the stage to the policy or remove it")
             return
-        all_trusted = envelope.verified_keyids(self.policy.keys.values())
+        all_trusted, mislabelled = envelope.check_signatures(self.policy.keys.values())
+        for index, hint, actual in mislabelled:
+            report.add("KEYID_MISMATCH", f"sequence {seq} ({stage}): signature {index} names keyid {hint[:16]} but "
+                       f"was made by {self.policy.key_name(actual)}; keyids are hints and this one lies",
+                       stage=stage, sequence=seq, file=name, hint="the envelope was edited; restore it")
         allowed_ids = {k.keyid for k in self.policy.allowed_keys(stage)}
-        when = parse_time(entry.time, "run.finishedOn") if entry.time else None
+        when = _time_or_none(entry.time)
         counted = set()
         for keyid in all_trusted & allowed_ids:
             revocation = next((r for r in self.policy.revoked if r.keyid == keyid), None)
@@ -201,7 +217,10 @@ class Verifier:
                 report.add("FILE_NAME_MISMATCH", f"{e.file.path.name} holds sequence {e.sequence} ({e.stage}); "
                            f"expected file name {expected_name}", sequence=e.sequence, stage=e.stage,
                            file=e.file.path.name, hint="files were renamed or swapped; restore the bundle")
-            if i > 0 and e.time and chain[i - 1].time and e.time < chain[i - 1].time:
+            if e.time is not None and _time_or_none(e.time) is None:
+                report.add("TIME_INVALID", f"sequence {e.sequence} ({e.stage}): run.finishedOn {e.time[:40]!r} is "
+                           "not an RFC 3339 time", sequence=e.sequence, stage=e.stage, file=e.file.path.name)
+            if i > 0 and _later(chain[i - 1].time, e.time):
                 report.add("CHAIN_TIME_REGRESSION", f"sequence {e.sequence} ({e.stage}) claims a time "
                            f"({e.time}) before its predecessor's ({chain[i - 1].time})", sequence=e.sequence,
                            stage=e.stage)
@@ -240,14 +259,13 @@ class Verifier:
             report.add("POLICY_EXPIRED", f"policy {p.source} expired at {p.expires.isoformat()}",
                        hint="have the policy owner review and re-issue it")
         for e in chain:
-            if p.max_age is not None and e.time:
-                when = parse_time(e.time, "run.finishedOn")
-                if self.now - when > p.max_age:
-                    report.add("ATTESTATION_TOO_OLD", f"sequence {e.sequence} ({e.stage}) is older than the "
-                               f"policy's max_age", sequence=e.sequence, stage=e.stage)
-        if p.freshness is not None and chain and chain[-1].time:
-            newest = parse_time(chain[-1].time, "run.finishedOn")
-            if self.now - newest > p.freshness:
+            when = _time_or_none(e.time)
+            if p.max_age is not None and (when is None or self.now - when > p.max_age):
+                report.add("ATTESTATION_TOO_OLD", f"sequence {e.sequence} ({e.stage}) is older than the "
+                           f"policy's max_age (or states no valid time)", sequence=e.sequence, stage=e.stage)
+        if p.freshness is not None and chain:
+            newest = _time_or_none(chain[-1].time)
+            if newest is None or self.now - newest > p.freshness:
                 report.add("CHAIN_STALE", f"the newest attestation (sequence {chain[-1].sequence}, "
                            f"{chain[-1].stage}) is older than the policy's freshness bound; the bundle may have "
                            "been truncated", sequence=chain[-1].sequence, stage=chain[-1].stage)
@@ -492,6 +510,22 @@ class Verifier:
                                            materials=e.statement.materials, payload_sha256=e.payload_sha256,
                                            ok=ok))
         return report
+
+
+def _time_or_none(value: str | None) -> datetime | None:
+    """A signed time as an aware datetime, or None when absent or not RFC 3339 (a finding, not a crash)."""
+    if not value or not _RFC3339.fullmatch(value):
+        return None
+    try:
+        return parse_time(value, "run.finishedOn")
+    except InputError:
+        return None
+
+
+def _later(first: str | None, second: str | None) -> bool:
+    """True when both times parse and ``first`` is after ``second`` (compared as instants, not strings)."""
+    a, b = _time_or_none(first), _time_or_none(second)
+    return a is not None and b is not None and a > b
 
 
 def _order_of(names: Iterable[str]) -> int:
