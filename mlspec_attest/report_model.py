@@ -38,6 +38,7 @@ class StageLine:
     materials: list[dict[str, Any]]
     payload_sha256: str
     ok: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)  # not in JSON: can be large
 
     def to_dict(self) -> dict[str, Any]:
         return {

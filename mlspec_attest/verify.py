@@ -270,6 +270,16 @@ class Verifier:
                            f"{chain[-1].stage}) is older than the policy's freshness bound; the bundle may have "
                            "been truncated", sequence=chain[-1].sequence, stage=chain[-1].stage)
 
+    def _check_head(self, bundle: Bundle, chain: list[Entry], report: Report) -> None:
+        """Trust roots stay outside the bundle; the signed chain head refuses truncation and rollback."""
+        if self.policy.source.resolve().is_relative_to(bundle.root.resolve()):
+            report.add("POLICY_IN_BUNDLE", f"the policy {self.policy.source} lies inside the bundle it is to judge; "
+                       "whoever controls the bundle would choose the rules", hint="keep the policy in the deploy "
+                       "system's repository and pass it with --policy")
+        from .head import check_head
+
+        check_head(self.policy, bundle, chain, report, self.now)
+
     # -- artifact flow ----------------------------------------------------------
     def _check_flow(self, chain: list[Entry], report: Report) -> None:
         produced: set[str] = set()
@@ -328,6 +338,21 @@ class Verifier:
                     report.add("TEST_DATA_REUSED", f"sequence {test.sequence} (test): attested on the same data as "
                                f"{other.stage} (sequence {other.sequence}); the test must use its own hold-back "
                                "set", sequence=test.sequence, stage="test")
+
+    def _check_rollback(self, chain: list[Entry], report: Report) -> None:
+        """A monitor's rollback target must be a package this chain attested earlier."""
+        packaged: set[str] = set()
+        for e in chain:
+            if e.stage == "package" and e.authentic:
+                packaged.update(_digest(s) for s in e.statement.subjects)
+            target = e.statement.metadata.get("rollback_target") if e.stage == "monitor" else None
+            if isinstance(target, dict):
+                digest = (target.get("digest") or {}).get("sha256")
+                if digest not in packaged:
+                    report.add("ROLLBACK_TARGET_UNKNOWN", f"sequence {e.sequence} (monitor): rollback target "
+                               f"{target.get('name')} is not a package attested earlier in this chain",
+                               sequence=e.sequence, stage="monitor",
+                               hint="name the digest of an earlier package stage's subject")
 
     def _check_leakage(self, bundle: Bundle, chain: list[Entry], report: Report) -> None:
         """Prove train and hold-back sets disjoint when split attested row fingerprints."""
@@ -496,11 +521,13 @@ class Verifier:
         chain = self._check_chain(entries, report)
         self._check_stages(chain, report)
         self._check_time(chain, report)
+        self._check_head(bundle, chain, report)
         if self.policy.artifact_flow:
             self._check_flow(chain, report)
         self._check_artifacts(chain, artifacts, report)
         self._check_evidence(bundle, chain, report)
         self._check_leakage(bundle, chain, report)
+        self._check_rollback(chain, report)
         self._check_objectives(chain, report)
         self._check_policy_checks(chain, report)
         for e in chain:
@@ -508,7 +535,7 @@ class Verifier:
             report.stages.append(StageLine(sequence=e.sequence, stage=e.stage, file=e.file.path.name,
                                            signers=e.signers, time=e.time, subjects=e.statement.subjects,
                                            materials=e.statement.materials, payload_sha256=e.payload_sha256,
-                                           ok=ok))
+                                           ok=ok, metadata=e.statement.metadata))
         return report
 
 

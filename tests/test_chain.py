@@ -13,6 +13,7 @@ import yaml
 
 from conftest import Project, build_lifecycle
 from mlspec_attest.cosign import cosign
+from mlspec_attest.digests import digest_path
 from mlspec_attest.envelope import Envelope
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import load_signer
@@ -193,10 +194,19 @@ def test_stage_out_of_order(project: Project) -> None:
 
 def test_monitor_and_log_may_interleave(lifecycle: Project) -> None:
     att = lifecycle.attestor()
+    pkg = digest_path(lifecycle.root / "pkg").sha256
     att.attest("monitor", materials=["pkg"], metadata={"signals": {"x": 1.0}, "rollback_target": {
-        "name": "pkg", "digest": {"sha256": "0" * 64}}})
+        "name": "pkg", "digest": {"sha256": pkg}}})
     att.attest("log", metadata={"tree_size": 1, "root_hash": "1" * 64})
     assert verify_bundle(lifecycle.bundle, lifecycle.policy()).passed
+
+
+def test_rollback_target_must_be_an_attested_package(lifecycle: Project) -> None:
+    lifecycle.attestor().attest("monitor", materials=["pkg"], metadata={"signals": {"x": 1.0}, "rollback_target": {
+        "name": "old-model", "digest": {"sha256": "0" * 64}}})
+    report = verify_bundle(lifecycle.bundle, lifecycle.policy())
+    f = finding(report, "ROLLBACK_TARGET_UNKNOWN")
+    assert f.sequence == 13 and "old-model" in f.message
 
 
 def test_artifact_that_is_not_the_packaged_one(lifecycle: Project) -> None:
