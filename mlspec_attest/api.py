@@ -58,8 +58,11 @@ class ArtifactRef:
 
 def _descriptor_name(path: Path, base_dir: Path) -> str:
     """Project-relative POSIX name; paths escaping the project are refused."""
-    resolved = (base_dir / path).resolve() if not path.is_absolute() else path.resolve()
-    real_base = base_dir.resolve()
+    try:
+        resolved = (base_dir / path).resolve() if not path.is_absolute() else path.resolve()
+        real_base = base_dir.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise InputError(f"{path}: cannot resolve the path (symlink loop?); refusing it") from None
     if not resolved.is_relative_to(real_base):
         raise InputError(f"{path}: artifact is outside the project directory {base_dir}; "
                          "copy it into the project or run from a directory that contains it")
@@ -132,7 +135,9 @@ class Attestor:
         self.keyless = keyless
         if not self.signers and keyless is None:
             raise InputError("at least one signing key is needed (or Sigstore keyless signing)")
-        self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        # Relative artifact paths are relative to base_dir (the project root), which also
+        # anchors the names recorded in descriptors.
+        self.base_dir = (Path(base_dir) if base_dir is not None else Path.cwd()).absolute()
 
     def _seal(self, payload: bytes) -> tuple[bytes, str]:
         """The file to store for a payload, and its kind (dsse or sigstore)."""

@@ -63,6 +63,10 @@ class MlspecGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # `mlspec verify ... | head`: the reader left; not an error of ours.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_OK)
 
 
 @click.group(cls=MlspecGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -221,6 +225,25 @@ def attest_cosign(attestation: str, key_path: str) -> None:
 
     keyid = cosign(Path(attestation), load_signer(key_path))
     click.echo(f"added signature by {keyid[:16]}… to {attestation}")
+
+
+@attest.command("head")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
+@click.option("--key", "key_paths", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Key the policy names under head.signers; repeat for a threshold.")
+@click.option("--expires", default="24h", show_default=True, help="How long the head stays valid (e.g. 24h, 7d).")
+def attest_head(bundle_dir: str, key_paths: tuple[str, ...], expires: str) -> None:
+    """Sign the chain head (newest attestation, expiry): refuses truncation and rollback.
+
+    Re-sign after every append and on a schedule, before it expires (docs/security.md).
+    """
+    from .head import sign_head
+    from .keys import load_signer
+    from .policy import parse_duration
+
+    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], parse_duration(expires, "--expires"))
+    click.echo(f"signed head: sequence {head.sequence}, payload sha256 {head.payload_sha256}, "
+               f"expires {head.expires.strftime('%Y-%m-%dT%H:%M:%SZ')} -> {path}")
 
 
 # -- verify ---------------------------------------------------------------------------

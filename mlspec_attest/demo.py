@@ -54,7 +54,8 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
     from .keys import PASSPHRASE_ENV
 
     _require_demo_dependencies()
-    directory = Path(directory)
+    shown = Path(directory)
+    directory = shown.absolute()  # the pipeline names artifacts relative to the project root
     started = time.perf_counter()
     replaced = prepare_directory(directory)
     (directory / MARKER).write_text("created by 'mlspec demo'; a re-run of the demo wipes this directory\n",
@@ -65,7 +66,7 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
 
     env = os.environ.get(PASSPHRASE_ENV)
     passphrase = env.encode("utf-8") if env else None
-    echo(f"mlspec demo: {'replacing the previous demo in' if replaced else 'creating'} {directory}"
+    echo(f"mlspec demo: {'replacing the previous demo in' if replaced else 'creating'} {shown}"
          f"{' (weak model: --fail-objective)' if fail_objective else ''}")
     if passphrase is None:
         echo(f"warning: {PASSPHRASE_ENV} is not set: the demo keys are written UNENCRYPTED "

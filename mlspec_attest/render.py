@@ -12,6 +12,11 @@ def _paint(text: str, color: str, enabled: bool) -> str:
     return f"\033[{codes[color]}m{text}\033[0m"
 
 
+def _number(value: object) -> str:
+    """Short numbers for people; the JSON output keeps exact values."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def _names(rds: list[dict]) -> str:
     if not rds:
         return "-"
@@ -35,7 +40,7 @@ def render_text(report: Report, color: bool = False) -> str:
         for o in report.objectives:
             mark = _paint("✓", "green", color) if o.passed else (
                 _paint("✗", "red", color) if o.severity == "block" else _paint("!", "yellow", color))
-            seen = ", ".join(f"{k}={v}" for k, v in o.values.items()) or "no values read"
+            seen = ", ".join(f"{k}={_number(v)}" for k, v in o.values.items()) or "no values read"
             lines.append(f"  {mark} {o.name:<24} {o.stage}: {o.expression}   [{seen}]")
     if report.artifacts:
         lines += ["", "Artifacts"]

@@ -105,7 +105,9 @@ def test_cli_demo_with_encrypted_keys(tmp_path: Path) -> None:
     cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from mlspec_attest.cli import main; main()"]
     env = {**os.environ, "MLSPEC_KEY_PASSPHRASE": "demo passphrase"}
     env.pop("NO_COLOR", None)
-    proc = subprocess.run([*cmd, "demo", str(tmp_path / "cli")], capture_output=True, text=True, env=env, timeout=120)
+    # A relative directory, as `make demo` passes it.
+    proc = subprocess.run([*cmd, "demo", "cli"], capture_output=True, text=True, env=env, timeout=120,
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Verdict: PASS" in proc.stdout and "mlspec verify bundle --artifact package/credit-model" in proc.stdout
     assert b"ENCRYPTED" in (tmp_path / "cli" / "keys" / "pipeline.key").read_bytes().split(b"\n", 1)[0]
