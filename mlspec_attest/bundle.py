@@ -53,6 +53,8 @@ def attestation_file_name(sequence: int, stage: str, kind: str = "dsse") -> str:
 def extract_payload(kind: str, data: bytes) -> bytes:
     """The signed statement bytes inside a DSSE file or a Sigstore bundle (unverified)."""
     doc = json.loads(data)
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
     envelope = doc.get("dsseEnvelope") if kind == "sigstore" else doc
     if not isinstance(envelope, dict) or not isinstance(envelope.get("payload"), str):
         raise ValueError("no DSSE payload found")
@@ -94,8 +96,10 @@ class Bundle:
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            for stale in self.attestations_dir.glob(TEMP_PREFIX + "*"):
-                stale.unlink(missing_ok=True)
+            # Only a writer that died (kill -9) leaves these; we hold the lock, so none is in use.
+            for folder in (self.attestations_dir, self.root, self.root / EVIDENCE):
+                for stale in folder.glob(TEMP_PREFIX + "*"):
+                    stale.unlink(missing_ok=True)
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)

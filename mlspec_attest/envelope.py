@@ -98,7 +98,9 @@ class Envelope:
             keyid = item.get("keyid", "")
             if not isinstance(keyid, str):
                 raise ValueError(f"signatures[{i}].keyid must be a string")
-            signatures.append(Signature(keyid=keyid, sig=b64decode_strict(item.get("sig"), f"signatures[{i}].sig")))
+            signature = Signature(keyid=keyid, sig=b64decode_strict(item.get("sig"), f"signatures[{i}].sig"))
+            if signature not in signatures:  # an exact copy adds nothing (and is not written back)
+                signatures.append(signature)
         return cls(payload_type=payload_type, payload=payload, signatures=signatures)
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,23 +125,32 @@ class Envelope:
         """
         return self.check_signatures(trusted)[0]
 
-    def check_signatures(self, trusted: Iterable[PublicKey]) -> tuple[set[str], list[tuple[int, str, str]]]:
-        """Verified trusted keyids, plus signatures whose keyid hint names another key.
+    def check_signatures(self, trusted: Iterable[PublicKey]) -> tuple[set[str], list[str]]:
+        """Verified trusted keyids, plus what a strict reader should refuse about the signatures.
 
-        The second list holds (index, hint, keyid that actually verified). A strict
-        reader (the deploy gate) refuses such mislabelled signatures: a hint may only
-        ever cause a refusal, never trust, and a bundle whose hints lie was edited.
+        Problems: a signature by a trusted key whose keyid hint is not exactly that key's
+        keyid (a swapped or blanked hint), and a hint naming a trusted key that does not
+        verify the signature (moved here from another envelope). mlspec never writes
+        either, so the deploy gate refuses them: hints can only ever cause a refusal,
+        never trust. Signatures with an unknown hint that verify under no trusted key
+        are ignored (foreign co-signers).
         """
         message = pae(self.payload_type, self.payload)
         keys = list(trusted)
+        known = {k.keyid for k in keys}
         found: set[str] = set()
-        mislabelled: list[tuple[int, str, str]] = []
+        problems: list[str] = []
         for index, signature in enumerate(self.signatures):
             # Try the hinted key first (fast path), then every other trusted key.
             for key in sorted(keys, key=lambda k: k.keyid != signature.keyid):
                 if key.verify(signature.sig, message):
-                    if signature.keyid and signature.keyid != key.keyid:
-                        mislabelled.append((index, signature.keyid, key.keyid))
+                    if signature.keyid != key.keyid:
+                        problems.append(f"signature {index} names keyid {signature.keyid[:16] or '(none)'} but "
+                                        f"was made by keyid {key.keyid[:16]}")
                     found.add(key.keyid)
                     break
-        return found, mislabelled
+            else:
+                if signature.keyid in known:
+                    problems.append(f"signature {index} names trusted keyid {signature.keyid[:16]} but does not "
+                                    "verify under it")
+        return found, problems

@@ -21,6 +21,7 @@ from .loaders import load_mapping, read_bounded
 from .stages import STAGES, resolve
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_KEYID = re.compile(r"[0-9a-f]{64}")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DEFAULT_INTERLEAVE = ("monitor", "log")
 
@@ -52,6 +53,26 @@ def _check_fields(data: Mapping[str, Any], allowed: set[str], where: str) -> Non
         raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
 
 
+def _parse_head_rule(spec: Any, keys: Mapping[str, PublicKey], where: str) -> "HeadRule":
+    if not isinstance(spec, Mapping):
+        raise InputError(f"{where}: expected a mapping like {{signers: [pipeline], required: true}}")
+    _check_fields(spec, HeadRule.FIELDS, where)
+    signers = spec.get("signers")
+    if not isinstance(signers, list) or not signers or not all(isinstance(s, str) for s in signers):
+        raise InputError(f"{where}: signers must list at least one key name")
+    for s in signers:
+        if s not in keys:
+            raise InputError(f"{where}: signer {s!r} is not defined under keys")
+    threshold = spec.get("threshold", 1)
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or not 1 <= threshold <= len(signers):
+        raise InputError(f"{where}: threshold must be between 1 and the number of signers")
+    required = spec.get("required", True)
+    if not isinstance(required, bool):
+        raise InputError(f"{where}: required must be true or false")
+    max_validity = parse_duration(spec["max_validity"], f"{where}.max_validity") if "max_validity" in spec else None
+    return HeadRule(signers=tuple(signers), threshold=threshold, required=required, max_validity=max_validity)
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -63,6 +84,18 @@ class Revocation:
     keyid: str
     after: datetime
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class HeadRule:
+    """Who may sign the chain head (head.dsse.json) and whether one is required (see head.py)."""
+
+    signers: tuple[str, ...]
+    threshold: int = 1
+    required: bool = True
+    max_validity: timedelta | None = None
+
+    FIELDS = {"signers", "threshold", "required", "max_validity"}
 
 
 @dataclass
@@ -95,10 +128,11 @@ class Policy:
     external_roles: tuple[str, ...] = ("code", "config", "container", "base-model", "external")
     trust_config: Path | None = None
     objectives_required: bool = True
+    head: HeadRule | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     TOP_FIELDS = {"version", "name", "keys", "stages", "defaults", "expires", "max_age", "freshness",
-                  "revoked", "order", "artifact_flow", "trust_config", "description"}
+                  "revoked", "order", "artifact_flow", "trust_config", "description", "head"}
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Policy":
@@ -125,6 +159,8 @@ class Policy:
             if not isinstance(spec, Mapping) or "path" not in spec:
                 raise InputError(f"{kwhere}: give a path to a .pub file (or {{path: ..., keyid: ...}})")
             _check_fields(spec, {"path", "keyid"}, kwhere)
+            if "keyid" in spec and not (isinstance(spec["keyid"], str) and _KEYID.fullmatch(spec["keyid"])):
+                raise InputError(f"{kwhere}: keyid must be 64 lowercase hex digits (see 'mlspec keys list')")
             key = PublicKey.from_file(base / spec["path"])
             if "keyid" in spec and spec["keyid"] != key.keyid:
                 raise InputError(f"{kwhere}: pinned keyid {spec['keyid']} does not match {spec['path']} "
@@ -175,6 +211,9 @@ class Policy:
             if not isinstance(r, Mapping) or not isinstance(r.get("keyid"), str):
                 raise InputError(f"{rwhere}: needs keyid (and after: TIME)")
             _check_fields(r, {"keyid", "after", "reason"}, rwhere)
+            if not _KEYID.fullmatch(r["keyid"]):
+                # A mistyped keyid would silently revoke nothing.
+                raise InputError(f"{rwhere}: keyid must be 64 lowercase hex digits (see 'mlspec keys list')")
             after = parse_time(r["after"], rwhere) if "after" in r else datetime.min.replace(tzinfo=timezone.utc)
             revoked.append(Revocation(keyid=r["keyid"], after=after, reason=str(r.get("reason", ""))))
 
@@ -185,6 +224,10 @@ class Policy:
         if order.get("mode", "lifecycle") != "lifecycle":
             raise InputError(f"{where}: order.mode must be 'lifecycle'")
         interleave = tuple(resolve(s).name for s in order.get("interleave", DEFAULT_INTERLEAVE))
+
+        head = None
+        if data.get("head") is not None:
+            head = _parse_head_rule(data["head"], keys, f"{where}: head")
 
         flow = data.get("artifact_flow", True)
         external_roles: tuple[str, ...] = cls.external_roles
@@ -202,7 +245,7 @@ class Policy:
             external_roles=external_roles,
             trust_config=(base / data["trust_config"]) if data.get("trust_config") else None,
             objectives_required="objectives" in stages and stages["objectives"].required,
-            raw=dict(data),
+            head=head, raw=dict(data),
         )
 
     def allowed_keys(self, stage: str) -> list[PublicKey]:

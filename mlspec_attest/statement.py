@@ -111,8 +111,9 @@ class StageStatement:
         if not isinstance(metadata, dict) or not isinstance(run, dict) or not isinstance(redactions, list):
             raise ValueError("predicate.metadata/run must be objects and redactions a list")
         evidence = predicate.get("evidence", [])
-        if not isinstance(evidence, list) or not all(_is_descriptor(e) for e in evidence):
-            raise ValueError("predicate.evidence must be a list of resource descriptors with sha256")
+        if not isinstance(evidence, list) or not all(_is_descriptor(e) and isinstance(e.get("name"), str)
+                                                     for e in evidence):
+            raise ValueError("predicate.evidence must be a list of named resource descriptors with sha256")
         return cls(stage=stage, chain=chain, subjects=list(data["subject"]), materials=materials,
                    metadata=metadata, run=run, redactions=redactions, raw=data, evidence=evidence)
 
