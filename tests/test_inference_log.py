@@ -305,3 +305,105 @@ def test_cli_append_seal_prove_verify_render(tmp_path: Path) -> None:
     bad.write_text('{"host": 1}\n')
     res = runner.invoke(log, ["append", str(bad), "--log", d])
     assert res.exit_code == 2 and "error:" in res.output
+
+
+# --- the fast encoder (orjson when installed) == RFC 8785 ------------------------------
+
+import mlspec_attest.inference_log as _il  # noqa: E402
+
+_ENCODERS = [pytest.param(_il._stdlib_encode, id="stdlib-json")]
+try:
+    import orjson as _orjson  # noqa: F401
+
+    _ENCODERS.append(pytest.param(_il._select_encoder()[0], id="selected"))
+except ImportError:  # orjson is optional: the stdlib encoder is then the fast one
+    pass
+
+# Exactly the shapes normalize_record() marks fast: integers within +/-(2^53-1),
+# non-integral floats with 1e-4 <= |x| < 1e16, any string without lone surrogates
+# (control characters, escapes, U+007F, U+2028, astral characters), ASCII keys.
+_fast_floats = (st.floats(min_value=1e-4, max_value=1e16, exclude_max=True) | st.floats(min_value=-1e16, max_value=-1e-4, exclude_min=True)
+                | st.decimals(min_value=-10**6, max_value=10**6, places=4).map(float)).filter(lambda x: x != 0 and not x.is_integer() and 1e-4 <= abs(x) < 1e16)
+_any_text = st.text(st.characters(codec="utf-8") | st.sampled_from("\x00\x1f\x7f\x80\"\\/\b\f\n\r\t\u2028\u2029\ufeff\U0001f600é"), max_size=16)
+_fast_scalar = st.none() | st.booleans() | _ints | _fast_floats | _any_text
+_fast_json = st.recursive(_fast_scalar, lambda c: st.lists(c, max_size=4)
+                          | st.dictionaries(st.text(st.characters(max_codepoint=0x7F), max_size=8), c, max_size=4), max_leaves=12)
+
+
+@pytest.mark.parametrize("encode", _ENCODERS)
+@settings(max_examples=400, deadline=None)
+@given(value=st.dictionaries(st.text(st.characters(max_codepoint=0x7F), max_size=8), _fast_json, max_size=6))
+def test_fast_encoder_bytes_equal_rfc8785(encode, value) -> None:
+    assert encode(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize("encode", _ENCODERS)
+@settings(max_examples=2000, deadline=None)
+@given(x=_fast_floats)
+def test_fast_encoder_floats_equal_es6(encode, x: float) -> None:
+    assert encode({"x": x}) == rfc8785.dumps({"x": x})
+
+
+@pytest.mark.parametrize("x", [1e-5, -1e-5, 1.7736495352622546e-06, 1e-7, 5e-324, 1e21, 1e16, -0.0, 12.0, 2.0**53, 1e300])
+def test_floats_outside_the_fast_range_still_rfc8785(x: float) -> None:
+    """orjson prints 1.77e-6 as '1.7736495352622546e-6', ES6 as '0.0000017736495352622546':
+    such values must take the reference encoder (or become integers)."""
+    r = rec(1, latency=abs(x), explanation={"w": x}, prediction={"score": x, "v": [x]}, inputFeatures={"f": x})
+    assert encode_record(r, PIPE) == rfc8785.dumps({**r, "pipeline": PIPE})
+
+
+def test_encoder_selection_falls_back(monkeypatch) -> None:
+    monkeypatch.setenv("MLSPEC_LOG_ENCODER", "json")
+    enc, name, _ = _il._select_encoder()
+    assert name == "json" and enc is _il._stdlib_encode
+    assert _il._stdlib_encode(_il._PROBE) == rfc8785.dumps(_il._PROBE)
+
+
+def test_lone_surrogate_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="RFC 8785"):
+        encode_record(rec(1, host="a\ud800b"), PIPE)
+    with pytest.raises(InputError, match="RFC 8785"):
+        encode_record(rec(1, inputFeatures={"k": "\udfff"}), PIPE)
+    with InferenceLog(tmp_path, PIPE) as lg:
+        with pytest.raises(InputError):
+            lg.append(rec(1, prediction={"label": "\ud83d"}))
+        assert lg.append(rec(2)) == 0  # the refused record left no trace
+
+
+def test_both_encoders_write_identical_logs(tmp_path: Path, monkeypatch) -> None:
+    """Same records.jsonl, leaves.bin and roots whichever fast encoder is in use;
+    tamper detection works on the result as before."""
+    records = [rec(i, inputFeatures={"age": 20 + i, "x": 0.5 + i / 7, "s": f"é\u2028\x01{i}"}) for i in range(40)]
+    out = {}
+    for enc in [p.values[0] for p in _ENCODERS] + [_il._stdlib_encode]:
+        monkeypatch.setattr(_il, "_fast_encode", enc)
+        d = tmp_path / str(len(out))
+        with InferenceLog(d, PIPE, batch_size=16, flush_every=4) as lg:
+            for r in records:
+                lg.append(r)
+        out[d] = ((d / "records.jsonl").read_bytes(), (d / "leaves.bin").read_bytes(),
+                  [s.root_hash for s in lg.seals])
+    assert len({repr(v) for v in out.values()}) == 1
+    d = next(iter(out))
+    assert all(line[:-1] == rfc8785.dumps(json.loads(line)) for line in lines(d))
+    assert verify(d).ok
+    ls = lines(d)
+    ls[5] = ls[5].replace(b'"age":25', b'"age":26')
+    write_lines(d, ls)
+    report = verify(d)
+    assert not report.ok and "record-modified" in codes(report)
+
+
+def test_str_subclass_keys_and_values_are_encoded_like_rfc8785(tmp_path: Path) -> None:
+    """orjson refuses str-subclass dict keys (numpy.str_ is one): the reference
+    encoder then writes the record, with the same bytes as RFC 8785."""
+
+    class S(str):
+        pass
+
+    r = rec(3, inputFeatures={S("age"): S("33"), "plan": "pro"}, explanation={S("age"): 0.25}, host=S("10.0.0.3"))
+    expected = rfc8785.dumps({**{k: v for k, v in r.items()}, "pipeline": PIPE})
+    assert encode_record(r, PIPE) == expected
+    with InferenceLog(tmp_path, PIPE) as lg:
+        lg.append(r)
+    assert lines(tmp_path)[0] == expected + b"\n"
