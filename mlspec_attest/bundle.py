@@ -136,12 +136,7 @@ class Bundle:
         target = self.root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
-            tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.rename(tmp, target)
+            write_atomically(target, data, replace=True)
         return target
 
     def write_new(self, name: str, data: bytes) -> Path:
@@ -149,19 +144,31 @@ class Bundle:
         final = self.attestations_dir / name
         if final.exists():
             raise InputError(f"{final}: already exists; refusing to overwrite an attestation")
-        tmp = self.attestations_dir / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, final)
-        dir_fd = os.open(self.attestations_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(final, data, replace=False)
         return final
+
+
+def write_atomically(target: Path, data: bytes, *, replace: bool) -> None:
+    """Temp file in the same directory, fsync, rename, fsync the directory.
+
+    A crash at any instant leaves either the old state or the complete new file;
+    the temp name starts with TEMP_PREFIX so the next locked append removes it.
+    """
+    tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if replace:
+        os.replace(tmp, target)
+    else:
+        os.rename(tmp, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from .bundle import Bundle, TEMP_PREFIX
+from .bundle import Bundle, write_atomically
 from .canonical import parse_json
 from .envelope import Envelope
 from .errors import InputError
@@ -26,10 +25,5 @@ def cosign(path: Path, signer: Signer) -> str:
             raise InputError(f"{path}: already signed by this key ({signer.keyid[:16]}…); "
                              "a second signature by the same key would not count toward a threshold")
         envelope.sign(signer)
-        tmp = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-cosign")
-        with open(tmp, "wb") as fh:
-            fh.write(envelope.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, envelope.to_json(), replace=True)
     return signer.keyid

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .bundle import Bundle, TEMP_PREFIX
+from .bundle import Bundle, write_atomically
 from .canonical import canonicalize, parse_json
 from .envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from .errors import InputError
@@ -126,19 +126,7 @@ def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], val
         for signer in signers:
             envelope.sign(signer)
         target = bundle.root / HEAD_FILE
-        tmp = bundle.root / f"{TEMP_PREFIX}head-{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, envelope.to_json())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        dir_fd = os.open(bundle.root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(target, envelope.to_json(), replace=True)
     return target, head
 
 
