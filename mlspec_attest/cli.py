@@ -36,6 +36,7 @@ class MlspecGroup(click.Group):
         "replay": ("mlspec_attest.cli_audit", "replay"),
         "report": ("mlspec_attest.cli_audit", "report"),
         "monitor": ("mlspec_attest.cli_monitor", "monitor"),
+        "hash": ("mlspec_attest.cli_hash", "hash"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -6,22 +6,44 @@ order. That makes our subject digest equal to the subject of a model-signing
 signature over the same directory. Because that form does not bind file *names*,
 we also record a manifest digest (sha256 of the RFC 8785 manifest of path and
 digest pairs) that verification compares as well.
+
+Speed (docs/performance.md): a large file is read by a helper thread into a few
+rotating buffers while the caller hashes the previous one (both release the GIL),
+so reading overlaps hashing; memory stays at NBUFS x BIG_BUF whatever the size.
+A directory of many small files is per-file-overhead bound (open/read/close in
+Python), so batches go to a forked process pool; big files go to threads, since
+hashlib and read() release the GIL. A progress line appears on a TTY after 1 s.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import queue
 import stat
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import Any, Sequence
 
 from .canonical import canonicalize
 from .errors import InputError
+from .parallel import cpus, oversubscribed
+from .parallel import fork_context as _fork_context
+from .progress import NullProgress, reporter
 
-CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024  # read size for ordinary files (one reused buffer per thread)
+BIG_BUF = 4 * 1024 * 1024  # rotating buffer size for overlapped reads
+NBUFS = 3  # buffers in flight: one being read, one being hashed, one spare
+OVERLAP_MIN = 16 * 1024 * 1024  # files at least this big get a reader thread
+SMALL_FILE = 1024 * 1024  # below this a file is per-file-overhead bound (process pool)
+PROCESS_MIN_FILES = 2000  # fewer small files than this: a pool costs more than it saves
+MIN_BATCH = 256  # minimum files per process batch
 MANIFEST_ANNOTATION = "mlspec.dev/manifest-sha256"
+
+_local = threading.local()
 
 
 @dataclass(frozen=True)
@@ -35,75 +57,288 @@ class ArtifactDigest:
     files: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
-def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """Stream a regular file through sha256 with one reused buffer."""
+def _buffer() -> bytearray:
+    """One reused CHUNK buffer per thread (no allocation per file)."""
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(CHUNK)
+    return buf
+
+
+def _read_error(path: Any, exc: OSError) -> InputError:
+    return InputError(f"{path}: cannot read: {exc.strerror or exc}")
+
+
+def _hash_plain(path: str | os.PathLike[str], progress: NullProgress) -> tuple[bytes, int]:
+    """Stream one file through sha256 with the thread's reused buffer.
+
+    os.open/os.readv rather than open(): no file object per file, which is a visible
+    share of the cost when a tree holds tens of thousands of small files.
+    """
     h = hashlib.sha256()
-    buf = bytearray(CHUNK)
+    buf = _buffer()
     view = memoryview(buf)
+    bufs = [buf]
     size = 0
     try:
-        with open(path, "rb", buffering=0) as fh:
+        fd = os.open(path, os.O_RDONLY)
+        try:
             while True:
-                n = fh.readinto(buf)
+                n = os.readv(fd, bufs)
                 if not n:
                     break
                 h.update(view[:n])
                 size += n
+                progress.advance(nbytes=n)
+        finally:
+            os.close(fd)
     except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    return h.hexdigest(), size
+        raise _read_error(path, exc) from None
+    return h.digest(), size
 
 
-def _walk_regular_files(root: Path) -> list[tuple[str, Path]]:
-    """Every regular file below root as (posix relative path, path); refuse escapes."""
+def _hash_overlapped(path: str | os.PathLike[str], progress: NullProgress) -> tuple[bytes, int]:
+    """Hash a big file while a reader thread fills the next buffer (constant memory)."""
+    try:
+        fh = open(path, "rb", buffering=0)
+    except OSError as exc:
+        raise _read_error(path, exc) from None
+    with fh:
+        try:
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except (AttributeError, OSError):  # pragma: no cover - not everywhere
+            pass
+        free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+        full: queue.SimpleQueue[tuple[bytearray, int] | OSError] = queue.SimpleQueue()
+        for _ in range(NBUFS):
+            free.put(bytearray(BIG_BUF))
+
+        def reader() -> None:
+            try:
+                while True:
+                    buf = free.get()
+                    if buf is None:  # the hasher gave up
+                        return
+                    n = fh.readinto(buf)
+                    full.put((buf, n or 0))
+                    if not n:
+                        return
+            except OSError as exc:
+                full.put(exc)
+
+        thread = threading.Thread(target=reader, name="mlspec-read", daemon=True)
+        thread.start()
+        h = hashlib.sha256()
+        size = 0
+        try:
+            while True:
+                item = full.get()
+                if isinstance(item, OSError):
+                    raise _read_error(path, item) from None
+                buf, n = item
+                if not n:
+                    break
+                h.update(memoryview(buf)[:n] if n != len(buf) else buf)
+                size += n
+                free.put(buf)
+                progress.advance(nbytes=n)
+        finally:
+            free.put(None)
+            thread.join()
+    return h.digest(), size
+
+
+def _hash_one(path: str | os.PathLike[str], size_hint: int, progress: NullProgress) -> tuple[bytes, int]:
+    if size_hint >= OVERLAP_MIN:
+        return _hash_overlapped(path, progress)
+    return _hash_plain(path, progress)
+
+
+def sha256_file(path: str | os.PathLike[str], *, progress: NullProgress | None = None) -> tuple[str, int]:
+    """Stream a regular file through sha256 in constant memory; big files overlap read and hash."""
+    try:
+        size_hint = os.stat(path).st_size
+    except OSError as exc:
+        raise _read_error(path, exc) from None
+    own = progress is None
+    prog = reporter(1, size_hint) if own and size_hint >= OVERLAP_MIN else (progress or NullProgress())
+    try:
+        digest, size = _hash_one(path, size_hint, prog)
+        prog.advance(files=1)
+    finally:
+        if own:
+            prog.close()
+    return digest.hex(), size
+
+
+# -- directories ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _File:
+    rel: str
+    path: str
+    size: int
+
+
+def _walk_regular_files(root: Path) -> list[_File]:
+    """Every regular file below root, sorted by POSIX relative path; refuse escapes and specials.
+
+    os.scandir keeps this to one lstat per file (d_type answers "is it a dir?"), which
+    matters for trees of tens of thousands of small files.
+    """
     real_root = root.resolve()
-    found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        base = Path(dirpath)
-        for name in list(dirnames):
-            p = base / name
-            if p.is_symlink():
-                target = p.resolve()
+    found: list[_File] = []
+    stack: list[tuple[str, str]] = [(os.fspath(root), "")]
+    while stack:
+        dirpath, prefix = stack.pop()
+        try:
+            with os.scandir(dirpath) as it:
+                entries = list(it)
+        except OSError as exc:
+            raise InputError(f"{dirpath}: cannot list directory: {exc.strerror or exc}") from None
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_symlink():
+                p = Path(entry.path)
+                try:
+                    target = p.resolve()
+                except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+                    raise InputError(f"{p}: symlink loop; refusing it") from None
                 if not target.is_relative_to(real_root):
                     raise InputError(f"{p}: symlink leaves the directory {root}; refusing it")
-                raise InputError(f"{p}: symlinked directories are not hashed; replace it with a copy")
-        for name in filenames:
-            p = base / name
-            st = p.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                target = p.resolve()
-                if not target.is_relative_to(real_root):
-                    raise InputError(f"{p}: symlink leaves the directory {root}; refusing it")
-                st = target.stat()
+                try:
+                    st = target.stat()
+                except OSError:
+                    raise InputError(f"{p}: dangling symlink; refusing it") from None
+                if stat.S_ISDIR(st.st_mode):
+                    raise InputError(f"{p}: symlinked directories are not hashed; replace it with a copy")
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, rel + "/"))
+                continue
+            else:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    raise InputError(f"{entry.path}: cannot stat: {exc.strerror or exc}") from None
             if not stat.S_ISREG(st.st_mode):
-                raise InputError(f"{p}: not a regular file (FIFO, device or socket); refusing it")
-            rel = PurePosixPath(*p.relative_to(root).parts).as_posix()
-            found.append((rel, p))
-    found.sort(key=lambda item: item[0])
+                raise InputError(f"{entry.path}: not a regular file (FIFO, device or socket); refusing it")
+            found.append(_File(rel, entry.path, st.st_size))
+    found.sort(key=lambda f: f.rel)
     return found
 
 
+def _hash_batch(paths: Sequence[str]) -> list[tuple[bytes, int] | str]:
+    """Process-pool worker: hash a batch of small files; errors come back as messages."""
+    out: list[tuple[bytes, int] | str] = []
+    null = NullProgress()
+    for p in paths:
+        try:
+            out.append(_hash_plain(p, null))
+        except InputError as exc:
+            out.append(str(exc))
+    return out
+
+
+def _hash_files(files: list[_File], workers: int, progress: NullProgress,
+                allow_processes: bool = True) -> list[tuple[bytes, int]]:
+    """Digests of files in input order, parallel where it pays off."""
+    results: list[tuple[bytes, int] | None] = [None] * len(files)
+    if workers <= 1 or len(files) <= 1:
+        for i, f in enumerate(files):
+            results[i] = _hash_one(f.path, f.size, progress)
+            progress.advance(files=1)
+        return results  # type: ignore[return-value]
+
+    small = [i for i, f in enumerate(files) if f.size < SMALL_FILE]
+    big = [i for i, f in enumerate(files) if f.size >= SMALL_FILE]
+    pool = None
+    futures = []
+    ctx = _fork_context() if allow_processes and len(small) >= PROCESS_MIN_FILES else None
+    if ctx is not None:
+        # Per-file Python overhead dominates small files: spread batches over processes.
+        from concurrent.futures import ProcessPoolExecutor
+
+        per = max(MIN_BATCH, min(2048, len(small) // (workers * 6) + 1))
+        batches = [small[i:i + per] for i in range(0, len(small), per)]
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        futures = [(b, pool.submit(_hash_batch, [files[i].path for i in b])) for b in batches]
+        small = []
+    try:
+        # Big files on threads (the GIL is released while reading and hashing); one big
+        # file alone gets the overlapped reader instead. Small files left over run here too.
+        if len(big) == 1:
+            i = big[0]
+            results[i] = _hash_overlapped(files[i].path, progress) if files[i].size >= OVERLAP_MIN \
+                else _hash_plain(files[i].path, progress)
+            progress.advance(files=1)
+        elif big:
+            def job(i: int) -> None:
+                results[i] = _hash_plain(files[i].path, progress)
+                progress.advance(files=1)
+
+            with ThreadPoolExecutor(max_workers=min(workers, len(big)), thread_name_prefix="mlspec-hash") as tp:
+                for fut in [tp.submit(job, i) for i in big]:
+                    fut.result()
+        for i in small:
+            results[i] = _hash_plain(files[i].path, progress)
+            progress.advance(files=1)
+        for batch, fut in futures:
+            nbytes = 0
+            for i, r in zip(batch, fut.result()):
+                if isinstance(r, str):
+                    raise InputError(r)
+                results[i] = r
+                nbytes += r[1]
+            progress.advance(files=len(batch), nbytes=nbytes)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return results  # type: ignore[return-value]
+
+
+def _manifest_bytes(manifest: list[tuple[str, str]]) -> bytes:
+    """RFC 8785 bytes of {"files": [{"path", "sha256"}...]} without the slow generic encoder.
+
+    For a list of objects with the fixed keys "path" < "sha256" and string values,
+    JCS equals json.dumps(ensure_ascii=False, compact); lone surrogates (undecodable
+    file names) fail the UTF-8 encode and fall back to the generic canonicaliser,
+    which refuses them with its usual message.
+    """
+    doc = {"files": [{"path": rel, "sha256": hexd} for rel, hexd in manifest]}
+    try:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return canonicalize(doc)
+
+
 def digest_directory(root: str | os.PathLike[str], workers: int | None = None) -> ArtifactDigest:
-    """Digest a directory tree; threads overlap I/O since hashlib releases the GIL."""
+    """Digest a directory tree in parallel (processes for many small files, threads for big ones).
+
+    ``workers=1`` (or MLSPEC_HASH_WORKERS=1) hashes serially in this process; the
+    result never depends on it. A machine already loaded beyond its cores keeps the
+    threads but skips the process pool (see parallel.oversubscribed).
+    """
     root = Path(root)
     files = _walk_regular_files(root)
-    workers = workers or min(4, (os.cpu_count() or 1) * 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda item: sha256_file(item[1]), files))
+    forced = os.environ.get("MLSPEC_HASH_WORKERS", "").strip()
+    pinned = workers or (int(forced) if forced.isdigit() and int(forced) > 0 else None)
+    total = sum(f.size for f in files)
+    with reporter(len(files), total) as progress:
+        results = _hash_files(files, pinned or cpus(), progress,
+                              allow_processes=pinned is not None or not oversubscribed())
     outer = hashlib.sha256()
-    manifest = []
-    total = 0
-    for (rel, _), (hexdigest, size) in zip(files, results):
-        outer.update(bytes.fromhex(hexdigest))
-        manifest.append({"path": rel, "sha256": hexdigest})
-        total += size
-    manifest_sha = hashlib.sha256(canonicalize({"files": manifest})).hexdigest()
+    manifest: list[tuple[str, str]] = []
+    size = 0
+    for f, (raw, n) in zip(files, results):
+        outer.update(raw)
+        manifest.append((f.rel, raw.hex()))
+        size += n
+    manifest_sha = hashlib.sha256(_manifest_bytes(manifest)).hexdigest()
     return ArtifactDigest(
         sha256=outer.hexdigest(),
-        size=total,
+        size=size,
         is_dir=True,
         manifest_sha256=manifest_sha,
-        files=tuple((m["path"], m["sha256"]) for m in manifest),
+        files=tuple(manifest),
     )
 
 
