@@ -27,14 +27,20 @@ slices it returns the smallest *slice name*). The static check therefore refuses
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import pickle
 import re
+import stat as stat_mod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Mapping, Optional
 
 import celpy
 import lark
 from celpy import celtypes
+from celpy.celparser import CELParser
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError, Evaluator, base_functions
 
@@ -383,8 +389,162 @@ _ENV: celpy.Environment | None = None
 def _environment() -> celpy.Environment:
     global _ENV
     if _ENV is None:
+        _install_cached_parser(_TrackingRunner.tree_node_class)
         _ENV = celpy.Environment(runner_class=_TrackingRunner)
     return _ENV
+
+
+# --------------------------------------------------------------------------- parser cache
+#
+# cel-python builds its Lark LALR parser (grammar analysis, ~105 ms idle, 200+ ms on a
+# loaded machine) once per process, i.e. on every `mlspec verify` of a chain with
+# objectives. The tables are the same every time, so they are cached on disk; loading
+# takes ~10 ms. The cache is a pickle, and unpickling attacker-written data runs code,
+# hence (docs/performance.md, "CEL parser cache"):
+#
+# * it lives only in a private directory: $MLSPEC_CACHE_DIR, else $XDG_CACHE_HOME/mlspec-attest,
+#   else ~/.cache/mlspec-attest; created 0700; used only when, opened with O_NOFOLLOW and
+#   checked with fstat on the open descriptor, it is a directory owned by this user with no
+#   group/other permissions. The file is opened relative to that descriptor (no path race),
+#   with O_NOFOLLOW, and must be a regular file owned by this user, mode 0600 or stricter,
+#   under 4 MiB. Only someone who already runs code as this user (or root) can write it.
+# * it is unpickled by an allow-list Unpickler: only the 8 lark/re classes a saved LALR
+#   parser consists of can be constructed, so even a forged file cannot call anything else;
+# * a key (sha256 of celpy's grammar and parser module, lark's version and Python's) is
+#   checked before loading, so an upgrade rebuilds instead of using stale tables;
+# * any doubt (wrong owner or mode, symlink, bad key, a load error) means: build the parser
+#   as celpy always did and, if the directory is sound, replace the file (0600, atomically).
+# MLSPEC_CEL_CACHE=0 disables it.
+
+_CACHE_FILE = "cel-parser.v1.pickle"
+_CACHE_MAX_BYTES = 4 * 1024 * 1024
+_CACHE_ALLOWED = frozenset({
+    ("lark.grammar", "RuleOptions"), ("lark.grammar", "Rule"), ("lark.grammar", "NonTerminal"),
+    ("lark.grammar", "Terminal"), ("lark.lexer", "Token"), ("lark.utils", "fzset"),
+    ("lark.parsers.grammar_analysis", "RulePtr"), ("re", "RegexFlag"),
+})
+# Lark's own list of options given at load time rather than stored (lark.lark._LOAD_ALLOWED_OPTIONS).
+_LOAD_OPTIONS = ("postlex", "transformer", "lexer_callbacks", "use_bytes", "debug", "g_regex_flags", "regex",
+                 "propagate_positions", "tree_class", "_plugins")
+
+
+def _cache_dir() -> Path | None:
+    if os.environ.get("MLSPEC_CEL_CACHE", "").strip() == "0":
+        return None
+    explicit = os.environ.get("MLSPEC_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mlspec-attest" if os.path.isabs(base) else None
+
+
+def _private_dir_fd(directory: Path) -> int | None:
+    """An O_NOFOLLOW descriptor of ``directory`` if it is ours and private (0700), else None."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if not stat_mod.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _parser_key() -> bytes:
+    import hashlib
+    import sys
+
+    from celpy import celparser
+
+    h = hashlib.sha256()
+    for source in (Path(celparser.__file__).with_name("cel.lark"), Path(celparser.__file__)):
+        h.update(source.read_bytes())
+    h.update(f"lark {lark.__version__} python {sys.version_info[:3]}".encode())
+    return h.hexdigest().encode("ascii")
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CACHE_ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a saved parser")
+        return super().find_class(module, name)
+
+
+def _load_options(tree_class: type) -> dict[str, Any]:
+    """What celpy.celparser.CELParser passes to Lark, for the options Lark takes at load time
+    (tests/test_fast_paths.py compares them with a parser celpy built itself)."""
+    return {"lexer_callbacks": {"IDENT": CELParser.ambiguous_literals}, "propagate_positions": True,
+            "g_regex_flags": re.M, "debug": True, "tree_class": tree_class}
+
+
+def _read_cache(dir_fd: int, key: bytes, tree_class: type) -> lark.Lark | None:
+    try:
+        fd = os.open(_CACHE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (not stat_mod.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077
+                or st.st_size > _CACHE_MAX_BYTES):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(_CACHE_MAX_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    head, _, body = data.partition(b"\n")
+    if head != key or len(data) > _CACHE_MAX_BYTES:
+        return None
+    try:
+        saved = _AllowListUnpickler(io.BytesIO(body)).load()
+        return lark.Lark.__new__(lark.Lark)._load(saved, **_load_options(tree_class))
+    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+        return None
+
+
+def _write_cache(dir_fd: int, key: bytes, parser: lark.Lark) -> None:
+    buf = io.BytesIO()
+    buf.write(key + b"\n")
+    parser.save(buf, _LOAD_OPTIONS)
+    tmp = f".{_CACHE_FILE}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            os.write(fd, buf.getvalue())
+        finally:
+            os.close(fd)
+        os.replace(tmp, _CACHE_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
+def _install_cached_parser(tree_class: type) -> None:
+    """Give celpy its Lark parser from the private cache, or build it and cache it."""
+    if CELParser.CEL_PARSER is not None:
+        return
+    directory = _cache_dir()
+    dir_fd = _private_dir_fd(directory) if directory is not None else None
+    if dir_fd is None:
+        return  # celpy builds it, as always
+    try:
+        key = _parser_key()
+        parser = _read_cache(dir_fd, key, tree_class)
+        if parser is not None:
+            CELParser.CEL_PARSER = parser
+            return
+        CELParser(tree_class=tree_class)  # celpy's own build
+        if CELParser.CEL_PARSER is not None:
+            _write_cache(dir_fd, key, CELParser.CEL_PARSER)
+    except Exception:  # noqa: BLE001 - the cache is an optimisation, never a failure
+        return
+    finally:
+        os.close(dir_fd)
 
 
 # --------------------------------------------------------------------------- compile

@@ -33,7 +33,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .canonical import MAX_SAFE_INTEGER, canonicalize, parse_json, sha256_hex
+from .canonical import (
+    FAST_ENCODE_ERRORS,
+    FAST_ENCODER,
+    FAST_FLOAT_MIN,
+    FAST_PROBE,
+    MAX_SAFE_INTEGER,
+    canonicalize,
+    fast_encode,
+    float_is_fast,
+    parse_json,
+    select_fast_encoder,
+    sha256_hex,
+    stdlib_fast_encode,
+)
 from .errors import InputError
 from .merkle import (
     EMPTY_ROOT,
@@ -124,7 +137,7 @@ def _number(v: Any, src: Mapping[str, Any], key: str) -> tuple[Any, bool]:
             return v, False
         # Non-integral floats: repr() and ES6 agree (shortest round-trip digits,
         # fixed notation) for 1e-4 <= |v| < 1e16; outside, repr uses exponents.
-        return v, abs(v) >= 1e-4
+        return v, float_is_fast(v)
     if isinstance(v, int) and not isinstance(v, bool):
         return _number(int(v), src, key)
     raise _bad(src, key, "a number")
@@ -156,7 +169,7 @@ def _flat(v: Any, src: Mapping[str, Any], key: str, numbers_only: bool) -> tuple
     for k, x in v.items():
         t = type(x)
         if t is float:
-            if not x.is_integer() and 1e-4 <= abs(x) < math.inf:
+            if not x.is_integer() and FAST_FLOAT_MIN <= abs(x) < math.inf:
                 continue  # the overwhelmingly common case
         elif t is str or t is bool or x is None:
             if numbers_only:
@@ -182,7 +195,7 @@ def _flat_scalars(v: dict[str, Any], src: Mapping[str, Any], key: str) -> tuple[
         t = type(x)
         if t is str or x is None or t is bool:
             continue
-        if t is float and not x.is_integer() and 1e-4 <= abs(x) < math.inf:
+        if t is float and not x.is_integer() and FAST_FLOAT_MIN <= abs(x) < math.inf:
             continue
         if t is float or t is int:
             y, ok = _number(x, src, f"{key}.{k}")
@@ -202,7 +215,7 @@ def _any(v: Any, src: Mapping[str, Any], key: str, depth: int = 0) -> tuple[Any,
     if t is str or t is bool or v is None:
         return v, True
     if t is float:
-        if not v.is_integer() and 1e-4 <= abs(v) < math.inf:
+        if not v.is_integer() and FAST_FLOAT_MIN <= abs(v) < math.inf:
             return v, True
         return _number(v, src, key)
     if t is int:
@@ -298,7 +311,7 @@ def normalize_record(src: Mapping[str, Any], pipeline: str | None = None) -> tup
         raise _bad(out, "bytes", "a non-negative integer or null")
     v = out["latency"]
     if v is not None:
-        if type(v) is not float or v.is_integer() or not 1e-4 <= v < math.inf:
+        if type(v) is not float or v.is_integer() or not FAST_FLOAT_MIN <= v < math.inf:
             v, ok = _number(v, out, "latency")
             if v < 0:
                 raise _bad(out, "latency", "a non-negative number of milliseconds")
@@ -354,52 +367,12 @@ def normalize_record(src: Mapping[str, Any], pipeline: str | None = None) -> tup
     return out, fast
 
 
-_json_dumps = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
-).encode
-
-
-def _stdlib_encode(obj: Any) -> bytes:
-    return _json_dumps(obj).encode("utf-8")
-
-
-# Values on which a candidate encoder must give exactly the reference bytes before
-# it is used: the escapes, non-ASCII (2/3/4-byte UTF-8, U+2028, U+007F), key order,
-# and floats at both ends of the fast range (1e-4 <= |x| < 1e16, non-integral).
-_PROBE: dict[str, Any] = {
-    "z": "\x00\x01\x07\x08\t\n\x0b\x0c\r\x1f \"\\/\x7f\x80\u00e9\u2028\u2029\ufeff\U0001f600",
-    "a": [0.0001, 0.00012345678901234567, -0.1, 0.30000000000000004, 123456789012345.67, 999999999999999.9, 4503599627370495.5,
-          1.7976931348623157e15 + 0.5, 5e-4, 1.5e-4, 2 ** 53 - 1, -(2 ** 53 - 1), 0, True, False, None],
-    "B": {"k": "v", "": 1, "K": [{}], "k0": []},
-    "b\u00e9": "x",
-}
-
-
-def _select_encoder() -> tuple[Callable[[Any], bytes], str, tuple[type[BaseException], ...]]:
-    """orjson (about 6x faster than the stdlib encoder on a record) if it is
-    installed and gives the same bytes as the stdlib encoder and rfc8785 on the
-    probe; otherwise the stdlib C encoder. Both are only ever used for the
-    "fast" shapes that normalize_record() vouches for."""
-    try:
-        import orjson
-    except ImportError:  # optional dependency
-        return _stdlib_encode, "json", (UnicodeEncodeError, ValueError)
-    opt = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
-    dumps = orjson.dumps
-
-    def _orjson_encode(obj: Any) -> bytes:
-        return dumps(obj, option=opt)
-
-    try:
-        ok = _orjson_encode(_PROBE) == _stdlib_encode(_PROBE) == canonicalize(_PROBE)
-    except Exception:  # noqa: BLE001 - any surprise means: do not use it
-        ok = False
-    if not ok or os.environ.get("MLSPEC_LOG_ENCODER") == "json":
-        return _stdlib_encode, "json", (UnicodeEncodeError, ValueError)
-    return _orjson_encode, f"orjson {orjson.__version__}", (orjson.JSONEncodeError, UnicodeEncodeError, ValueError)
-
-
-_fast_encode, FAST_ENCODER, _ENCODE_ERRORS = _select_encoder()
+# The fast encoder and the rule for when it is byte-equal to RFC 8785 live in canonical.py
+# (shared with the verifier's canonical-form check); the names stay here for callers.
+_stdlib_encode = stdlib_fast_encode
+_PROBE = FAST_PROBE
+_select_encoder = select_fast_encoder
+_fast_encode, FAST_ENCODER, _ENCODE_ERRORS = fast_encode, FAST_ENCODER, FAST_ENCODE_ERRORS
 """The encoder for records that normalize_record() marks ``fast``, its name, and
 the exceptions it raises on a value it refuses (a lone surrogate; for orjson also
 a str-subclass key). On those, the reference rfc8785 encoder decides."""

@@ -79,17 +79,22 @@ class Verifier:
         name = bf.path.name
         if bf.kind == "sigstore":
             return self._parse_sigstore(bf, report)
-        try:
-            envelope = Envelope.from_dict(parse_json(bf.data, source=name))
-        except (InputError, ValueError) as exc:
-            report.add("ENVELOPE_INVALID", f"{name}: not a valid DSSE envelope: {exc}", file=name,
-                       sequence=bf.number, hint="the file was damaged or edited; restore it from the pipeline's output")
-            return None
+        # Fast path: the file is byte-for-byte the envelope mlspec writes (the strict path below
+        # would accept it and find it byte-stable); anything else takes the strict path.
+        envelope = Envelope.from_file_fast(bf.data)
+        byte_stable = envelope is not None
+        if envelope is None:
+            try:
+                envelope = Envelope.from_dict(parse_json(bf.data, source=name))
+            except (InputError, ValueError) as exc:
+                report.add("ENVELOPE_INVALID", f"{name}: not a valid DSSE envelope: {exc}", file=name,
+                           sequence=bf.number, hint="the file was damaged or edited; restore it from the pipeline's output")
+                return None
         if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
             report.add("PAYLOAD_TYPE", f"{name}: payloadType {envelope.payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE}",
                        file=name, sequence=bf.number)
             return None
-        if bf.data != envelope.to_json():
+        if not byte_stable and bf.data != envelope.to_json():
             # Bundle files are byte-stable: whitespace, base64 alphabet or padding variants mean an edit.
             report.add("ENVELOPE_NOT_CANONICAL", f"{name}: the file is not byte-for-byte the envelope mlspec "
                        "writes (whitespace, field order or base64 form was changed)", file=name,
@@ -513,30 +518,42 @@ class Verifier:
 
     # -- entry point ----------------------------------------------------------------
     def verify(self, bundle_dir: str | os.PathLike[str], artifacts: Iterable[str | os.PathLike[str]] = ()) -> Report:
-        bundle = Bundle(bundle_dir)
-        report = Report(bundle=os.fspath(bundle_dir), policy=str(self.policy.source),
-                        policy_sha256=self.policy.digest, verified_at=self.now.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        from .parallel import parse_entries  # per-file checks on every core for long chains
+        # The cyclic garbage collector is paused while verifying: a long chain allocates millions
+        # of small containers and every full collection re-scans all of them (measured: a third
+        # of the time of a 10,000-chain, and 4x the cost of unpickling the workers' results).
+        # Verification creates no reference cycles worth collecting; refcounting frees the rest.
+        import gc
 
-        entries = parse_entries(self, bundle.files(), report)
-        chain = self._check_chain(entries, report)
-        self._check_stages(chain, report)
-        self._check_time(chain, report)
-        self._check_head(bundle, chain, report)
-        if self.policy.artifact_flow:
-            self._check_flow(chain, report)
-        self._check_artifacts(chain, artifacts, report)
-        self._check_evidence(bundle, chain, report)
-        self._check_leakage(bundle, chain, report)
-        self._check_rollback(chain, report)
-        self._check_objectives(chain, report)
-        self._check_policy_checks(chain, report)
-        for e in chain:
-            ok = e.authentic and not any(f.sequence == e.sequence and f.severity == "error" for f in report.findings)
-            report.stages.append(StageLine(sequence=e.sequence, stage=e.stage, file=e.file.path.name,
-                                           signers=e.signers, time=e.time, subjects=e.statement.subjects,
-                                           materials=e.statement.materials, payload_sha256=e.payload_sha256,
-                                           ok=ok, metadata=e.statement.metadata))
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            bundle = Bundle(bundle_dir)
+            report = Report(bundle=os.fspath(bundle_dir), policy=str(self.policy.source),
+                            policy_sha256=self.policy.digest, verified_at=self.now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            from .parallel import parse_bundle  # per-file checks on every core for long chains
+
+            entries = parse_bundle(self, bundle, report)  # == parallel.parse_entries(self, bundle.files(), report)
+            chain = self._check_chain(entries, report)
+            self._check_stages(chain, report)
+            self._check_time(chain, report)
+            self._check_head(bundle, chain, report)
+            if self.policy.artifact_flow:
+                self._check_flow(chain, report)
+            self._check_artifacts(chain, artifacts, report)
+            self._check_evidence(bundle, chain, report)
+            self._check_leakage(bundle, chain, report)
+            self._check_rollback(chain, report)
+            self._check_objectives(chain, report)
+            self._check_policy_checks(chain, report)
+            for e in chain:
+                ok = e.authentic and not any(f.sequence == e.sequence and f.severity == "error" for f in report.findings)
+                report.stages.append(StageLine(sequence=e.sequence, stage=e.stage, file=e.file.path.name,
+                                               signers=e.signers, time=e.time, subjects=e.statement.subjects,
+                                               materials=e.statement.materials, payload_sha256=e.payload_sha256,
+                                               ok=ok, metadata=e.statement.metadata))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         return report
 
 
