@@ -26,9 +26,7 @@ from .statement import StageStatement
 
 MODEL_ROLES = {"model"}
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
-TRAIN_DATA_ROLES = {"train-data"}
 HOLDBACK_ROLES = {"holdback-data", "test-data"}
-EVAL_DATA_ROLES = {"eval-data", "validation-data"}
 
 
 @dataclass
@@ -545,8 +543,9 @@ class Verifier:
             self._check_rollback(chain, report)
             self._check_objectives(chain, report)
             self._check_policy_checks(chain, report)
+            failed = {f.sequence for f in report.findings if f.severity == "error"}
             for e in chain:
-                ok = e.authentic and not any(f.sequence == e.sequence and f.severity == "error" for f in report.findings)
+                ok = e.authentic and e.sequence not in failed
                 report.stages.append(StageLine(sequence=e.sequence, stage=e.stage, file=e.file.path.name,
                                                signers=e.signers, time=e.time, subjects=e.statement.subjects,
                                                materials=e.statement.materials, payload_sha256=e.payload_sha256,
