@@ -85,39 +85,10 @@ def make_generator(seed: int = 7, shape: str = "full"):
     uuids = [str(uuid.UUID(int=rnd.getrandbits(128))) for _ in range(1)]
     base = time.gmtime(1_714_571_736)
 
-    if shape == "small":
-        feat_digests = [digest_value(f) for f in pool]
-        pred_digests = [digest_value({"label": "churn" if s > 0.5 else "stay", "score": s}) for s in scores]
-
-        def gen_small(i: int) -> dict[str, Any]:
-            sec = i // 1000
-            stamp = time.strftime("%Y-%m-%dT%H:%M:", base) + f"{(base.tm_sec + sec) % 60:02d}.{i % 1000:03d}Z"
-            return {
-                "host": hosts[i & 63],
-                "ident": None,
-                "user": "svc-checkout",
-                "time": stamp,
-                "request": "POST /v1/models/churn-classifier:predict HTTP/1.1",
-                "status": 200,
-                "bytes": 412 + (i % 97),
-                "applicationId": "checkout-web",
-                "requestId": f"{uuids[0][:24]}{i:012x}",
-                "requestTimestamp": stamp,
-                "latency": lat[i % 211],
-                "modelId": "churn-classifier/3.1.0",
-                "inputFeaturesDigest": feat_digests[i % 997],
-                "predictionDigest": pred_digests[i % 1009],
-                "explanation": None,
-                "feedback": None,
-                "pipeline": PIPELINE,
-            }
-
-        return gen_small
-
-    def gen(i: int) -> dict[str, Any]:
+    def common(i: int) -> dict[str, Any]:
+        """The NCSA and request fields every record shape shares."""
         sec = i // 1000
         stamp = time.strftime("%Y-%m-%dT%H:%M:", base) + f"{(base.tm_sec + sec) % 60:02d}.{i % 1000:03d}Z"
-        s = scores[i % 1009]
         return {
             "host": hosts[i & 63],
             "ident": None,
@@ -131,12 +102,30 @@ def make_generator(seed: int = 7, shape: str = "full"):
             "requestTimestamp": stamp,
             "latency": lat[i % 211],
             "modelId": "churn-classifier/3.1.0",
-            "inputFeatures": pool[i % 997],
-            "prediction": {"label": "churn" if s > 0.5 else "stay", "score": s},
-            "explanation": expl[i % 101],
             "feedback": None,
             "pipeline": PIPELINE,
         }
+
+    if shape == "small":
+        feat_digests = [digest_value(f) for f in pool]
+        pred_digests = [digest_value({"label": "churn" if s > 0.5 else "stay", "score": s}) for s in scores]
+
+        def gen_small(i: int) -> dict[str, Any]:
+            record = common(i)
+            record["inputFeaturesDigest"] = feat_digests[i % 997]
+            record["predictionDigest"] = pred_digests[i % 1009]
+            record["explanation"] = None
+            return record
+
+        return gen_small
+
+    def gen(i: int) -> dict[str, Any]:
+        s = scores[i % 1009]
+        record = common(i)
+        record["inputFeatures"] = pool[i % 997]
+        record["prediction"] = {"label": "churn" if s > 0.5 else "stay", "score": s}
+        record["explanation"] = expl[i % 101]
+        return record
 
     return gen
 
