@@ -56,7 +56,7 @@ def make_generator(seed: int = 7, shape: str = "full"):
     """
     import random
 
-    from mlspec_attest.inference_log import digest_value
+    from mlspec_attest.log.inference import digest_value
 
     rnd = random.Random(seed)
     hosts = [f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(256)}" for _ in range(64)]
@@ -153,7 +153,7 @@ def phase_gen(n: int, _: Path, __: int, shape: str) -> dict[str, Any]:
 def phase_floor(n: int, work: Path, _: int, shape: str) -> dict[str, Any]:
     """The bare loop: the same records through the log's own fast encoder (so the
     same bytes), one write per line, one fsync at the end. No validation, no hashing."""
-    from mlspec_attest.inference_log import _fast_encode as encode
+    from mlspec_attest.log.inference import _fast_encode as encode
 
     gen = make_generator(shape=shape)
     path = work / "floor.jsonl"
@@ -174,7 +174,7 @@ def _ed25519_seal_fn(out_dir: Path):
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from mlspec_attest.canonical import canonicalize
+    from mlspec_attest.model.canonical import canonicalize
 
     key = Ed25519PrivateKey.generate()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +193,7 @@ def _ed25519_seal_fn(out_dir: Path):
 
 
 def phase_log(n: int, work: Path, batch: int, shape: str) -> dict[str, Any]:
-    from mlspec_attest.inference_log import InferenceLog
+    from mlspec_attest.log.inference import InferenceLog
 
     gen = make_generator(shape=shape)
     seal_fn = _ed25519_seal_fn(work / "sigs")
@@ -209,7 +209,7 @@ def phase_log(n: int, work: Path, batch: int, shape: str) -> dict[str, Any]:
 
 
 def phase_verify(n: int, work: Path, _: int, __: str) -> dict[str, Any]:
-    from mlspec_attest.inference_log import prove, verify
+    from mlspec_attest.log.inference import prove, verify
 
     t = time.perf_counter()
     report = verify(work / "log")
@@ -226,8 +226,9 @@ def phase_breakdown(n: int, work: Path, batch: int, shape: str) -> dict[str, Any
     n records each): cumulative steps of the append path next to the floor."""
     import hashlib
 
-    import mlspec_attest.inference_log as il
-    from mlspec_attest.inference_log import InferenceLog, _fast_encode as encode, normalize_record
+    import mlspec_attest.log.inference as il
+    from mlspec_attest.log.inference import InferenceLog, normalize_record
+    from mlspec_attest.log.inference import _fast_encode as encode
 
     gen = make_generator(shape=shape)
     sha = hashlib.sha256
@@ -382,7 +383,7 @@ def main() -> None:
         print(json.dumps(res))
         return
 
-    from mlspec_attest.inference_log import FAST_ENCODER
+    from mlspec_attest.log.inference import FAST_ENCODER
 
     print(f"python {sys.version.split()[0]}, one process per phase, fast encoder: {FAST_ENCODER}"
           f" (floor and log use the same one), load average {os.getloadavg()[0]:.1f} at start")

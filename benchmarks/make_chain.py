@@ -28,11 +28,11 @@ from typing import Any
 
 from mlspec_attest import TOOL_NAME, __version__
 from mlspec_attest.bundle import attestation_file_name
-from mlspec_attest.canonical import canonicalize
-from mlspec_attest.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.keys import generate, load_signer
-from mlspec_attest.stages import resolve
-from mlspec_attest.statement import STATEMENT_TYPE
+from mlspec_attest.model.canonical import canonicalize
+from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
+from mlspec_attest.model.stages import resolve
+from mlspec_attest.model.statement import STATEMENT_TYPE
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = REPO / "mlspec_attest" / "data" / "policies" / "default.yaml"

@@ -50,9 +50,10 @@ def _big_sample(n: int, seed: int) -> Tally:
     import shutil
 
     from conftest import POLICIES, Project, build_lifecycle
+
     from mlspec_attest.keys import generate
     from mlspec_attest.policy import Policy
-    from mlspec_attest.verify import Verifier
+    from mlspec_attest.verify.verifier import Verifier
 
     root = Path(tempfile.mkdtemp(dir=TMP)) / "big"
     (root / "policies").mkdir(parents=True)

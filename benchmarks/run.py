@@ -146,7 +146,7 @@ def mlspec_hash_argv() -> list[str]:
     """`mlspec hash` once cli.py registers it; until then the module itself."""
     mlspec = str(BIN / "mlspec")
     probe = subprocess.run([mlspec, "hash", "--help"], capture_output=True)
-    return [mlspec, "hash"] if probe.returncode == 0 else [str(PY), "-m", "mlspec_attest.cli_hash"]
+    return [mlspec, "hash"] if probe.returncode == 0 else [str(PY), "-m", "mlspec_attest.cli.hash"]
 
 
 # -- the cases ---------------------------------------------------------------------------

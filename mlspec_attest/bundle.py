@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import InputError
-from .loaders import MAX_INPUT_BYTES, read_bounded
+from mlspec_attest._internal.loaders import MAX_INPUT_BYTES, read_bounded
+from mlspec_attest.errors import InputError
 
 ATTESTATIONS = "attestations"
 EVIDENCE = "evidence"
@@ -107,8 +107,8 @@ class Bundle:
 
     def head(self) -> Head | None:
         """The newest attestation, found by file number and checked against its signed sequence."""
-        from .canonical import sha256_hex
-        from .statement import ChainLink
+        from mlspec_attest.model.canonical import sha256_hex
+        from mlspec_attest.model.statement import ChainLink
 
         if not self.attestations_dir.is_dir():
             return None

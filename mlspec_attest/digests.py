@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .canonical import canonicalize
-from .errors import InputError
-from .parallel import cpus, oversubscribed
-from .parallel import fork_context as _fork_context
-from .progress import NullProgress, reporter
+from mlspec_attest._internal.progress import NullProgress, reporter
+from mlspec_attest._internal.workers import cpus, oversubscribed
+from mlspec_attest._internal.workers import fork_context as _fork_context
+from mlspec_attest.errors import InputError
+from mlspec_attest.model.canonical import canonicalize
 
 CHUNK = 1024 * 1024  # read size for ordinary files (one reused buffer per thread)
 BIG_BUF = 4 * 1024 * 1024  # rotating buffer size for overlapped reads

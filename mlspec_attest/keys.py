@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from .errors import InputError
+from mlspec_attest.errors import InputError
 
 PASSPHRASE_ENV = "MLSPEC_KEY_PASSPHRASE"
 KEY_TYPES = ("ed25519", "ecdsa-p256")

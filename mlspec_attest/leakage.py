@@ -17,7 +17,7 @@ import struct
 from pathlib import Path
 from typing import Iterable
 
-from .errors import InputError
+from mlspec_attest.errors import InputError
 
 FINGERPRINT_ROLE_PREFIX = "fingerprints-"
 TRAIN_ROLE = "fingerprints-train"

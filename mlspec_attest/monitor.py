@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .policy import Policy, parse_time
-from .report_model import Report
-from .verify import verify_bundle
+from mlspec_attest.model.report import Report
+from mlspec_attest.policy import Policy, parse_time
+from mlspec_attest.verify.verifier import verify_bundle
 
 
 @dataclass

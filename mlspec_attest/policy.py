@@ -15,10 +15,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import InputError
-from .keys import PublicKey
-from .loaders import load_mapping, read_bounded
-from .stages import STAGES, resolve
+from mlspec_attest._internal.loaders import load_mapping, read_bounded
+from mlspec_attest.errors import InputError
+from mlspec_attest.keys import PublicKey
+from mlspec_attest.model.stages import STAGES, resolve
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _KEYID = re.compile(r"[0-9a-f]{64}")

@@ -1,12 +1,15 @@
-"""The project file ``mlspec.yaml``: lets ``mlspec verify bundle/`` run with no flags."""
+"""The project: ``mlspec.yaml`` (lets ``mlspec verify bundle/`` run with no flags) and ``mlspec init``."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from .errors import InputError
-from .loaders import load_mapping
+from mlspec_attest._internal.loaders import load_mapping
+from mlspec_attest.errors import InputError
+from mlspec_attest.keys import PASSPHRASE_ENV, generate, passphrase_from_env_or_tty
 
 PROJECT_FILE = "mlspec.yaml"
 
@@ -46,3 +49,56 @@ class Project:
 
         return cls(root=path.parent, policy=rel("policy"), bundle=rel("bundle"), key=rel("key"),
                    objectives=rel("objectives"))
+
+
+PROJECT_TEMPLATE = """\
+# mlspec project file: lets 'mlspec verify bundle' and 'mlspec attest stage' run without flags.
+version: 1
+policy: policies/default.yaml   # the trust policy the gate applies
+bundle: bundle                  # where attestations are appended
+key: keys/pipeline.key          # the pipeline's signing key (never commit *.key)
+objectives: objectives.yaml     # codified success criteria: attest it first
+"""
+
+
+def packaged_policy(name: str) -> bytes:
+    return resources.files("mlspec_attest").joinpath("data", "policies", name).read_bytes()
+
+
+def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None = None) -> list[str]:
+    """Create mlspec.yaml, policies/default.yaml, keys, objectives.yaml and bundle/; return what was done."""
+    from mlspec_attest.objectives.criteria import OBJECTIVES_TEMPLATE
+
+    directory.mkdir(parents=True, exist_ok=True)
+    project_file = directory / PROJECT_FILE
+    if project_file.exists():
+        raise InputError(f"{project_file}: already exists; this directory is already an mlspec project")
+    lines: list[str] = []
+    if encrypt and passphrase is None:
+        passphrase = passphrase_from_env_or_tty("Passphrase for the new keys", confirm=True)
+        if passphrase is None:
+            lines.append(f"warning: {PASSPHRASE_ENV} is not set and there is no terminal: keys are written "
+                         "UNENCRYPTED (set the variable to encrypt them)")
+    for name in ("owner", "pipeline"):
+        priv, pub, key = generate(name, directory / "keys", "ed25519", passphrase if encrypt else None)
+        lines.append(f"wrote {priv} and {pub} (keyid {key.keyid[:16]}…)")
+    (directory / "policies").mkdir(exist_ok=True)
+    for policy in ("default.yaml", "minimal.yaml"):
+        (directory / "policies" / policy).write_bytes(packaged_policy(policy))
+    lines.append(f"wrote {directory / 'policies'}/default.yaml and minimal.yaml")
+    (directory / "objectives.yaml").write_text(OBJECTIVES_TEMPLATE, encoding="utf-8")
+    lines.append(f"wrote {directory / 'objectives.yaml'} (edit the criteria, then 'mlspec objectives check')")
+    (directory / "bundle" / "attestations").mkdir(parents=True, exist_ok=True)
+    project_file.write_text(PROJECT_TEMPLATE, encoding="utf-8")
+    gitignore = directory / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text("# private keys never leave this machine\n*.key\n", encoding="utf-8")
+    lines.append(f"wrote {project_file}")
+    lines.append("next: mlspec attest stage objectives --key keys/owner.key --metadata objectives.yaml")
+    return lines
+
+
+def copy_policy(name: str, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with resources.as_file(resources.files("mlspec_attest").joinpath("data", "policies", name)) as src:
+        shutil.copyfile(src, dest)

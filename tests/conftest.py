@@ -29,7 +29,7 @@ def seed() -> Path:
 import shutil  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from mlspec_attest.api import Attestor  # noqa: E402
+from mlspec_attest.attest.attestor import Attestor  # noqa: E402
 from mlspec_attest.digests import digest_path  # noqa: E402
 from mlspec_attest.keys import generate, load_signer  # noqa: E402
 

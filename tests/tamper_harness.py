@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from conftest import Project
-from mlspec_attest.envelope import Envelope, pae
+
+from mlspec_attest.attest.head import sign_head
 from mlspec_attest.errors import InputError
-from mlspec_attest.head import HEAD_FILE, sign_head
 from mlspec_attest.keys import generate, load_signer
+from mlspec_attest.model.envelope import Envelope, pae
+from mlspec_attest.model.head import HEAD_FILE
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify import Verifier
+from mlspec_attest.verify.verifier import Verifier
 
 STAGES = ("objectives", "ingest", "analyze", "transform")
 # analyze and transform are optional, so dropping the newest attestations is caught only by the head.

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import REPO, Project, build_lifecycle
-from mlspec_attest.cli import main
-from mlspec_attest.envelope import Envelope
+
+from mlspec_attest.audit.replay import replay
+from mlspec_attest.cli.main import main
 from mlspec_attest.keys import load_signer
-from mlspec_attest.replay import replay
-from mlspec_attest.report_html import render_html
-from mlspec_attest.report_model import Finding, ObjectiveLine, Report, StageLine
-from mlspec_attest.verify import verify_bundle
-from mlspec_attest.vsa import VSA_PREDICATE_TYPE, build_vsa_statement, write_vsa
+from mlspec_attest.model.envelope import Envelope
+from mlspec_attest.model.report import Finding, ObjectiveLine, Report, StageLine
+from mlspec_attest.render.html import render_html
+from mlspec_attest.verify.verifier import verify_bundle
+from mlspec_attest.verify.vsa import VSA_PREDICATE_TYPE, build_vsa_statement, write_vsa
 
 STANDALONE = REPO / "docs" / "verify_standalone.py"
 ARTIFACT_NAMES = {"raw/data.csv", "work/stats.json", "work/clean.csv", "work/train.csv", "work/val.csv",
@@ -337,7 +337,7 @@ def test_vsa_build_sign_parse_and_verify(chain: Project, tmp_path: Path) -> None
     sslib_verify(raw, chain.root / "keys" / "owner.pub")
 
     env = Envelope.from_dict(json.loads(raw))
-    from mlspec_attest.canonical import canonicalize
+    from mlspec_attest.model.canonical import canonicalize
     statement = json.loads(env.payload)
     assert canonicalize(statement) == env.payload
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
@@ -365,7 +365,7 @@ def test_vsa_build_sign_parse_and_verify(chain: Project, tmp_path: Path) -> None
     assert parsed.time_verified.ToJsonString() == report.verified_at
 
     # The whole statement also parses with the generic in-toto Statement v1 binding.
-    from mlspec_attest.statement import validate_with_in_toto
+    from mlspec_attest.model.statement import validate_with_in_toto
     validate_with_in_toto(statement)
 
 

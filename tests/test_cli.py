@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import Project
-from mlspec_attest.cli import main
+
+from mlspec_attest.cli.main import main
 from mlspec_attest.digests import digest_path
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mlspec_attest.cli", *args], cwd=cwd, text=True,
+    return subprocess.run([sys.executable, "-m", "mlspec_attest.cli.main", *args], cwd=cwd, text=True,
                           capture_output=True, env={**os.environ, **(env or {})}, timeout=120)
 
 

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Project
+
 from mlspec_attest.bundle import TEMP_PREFIX
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify import Verifier
+from mlspec_attest.verify.verifier import Verifier
 
 POLICY = """\
 version: 1
@@ -125,7 +125,7 @@ def test_kill_9_at_random_moments_in_process(chain: tuple[Project, Verifier]) ->
 
 
 def _cli(project: Project, *args: str) -> list[str]:
-    return [sys.executable, "-m", "mlspec_attest.cli", "attest", "stage", *args,
+    return [sys.executable, "-m", "mlspec_attest.cli.main", "attest", "stage", *args,
             "--bundle", str(project.bundle), "--key", str(project.key("pipeline"))]
 
 
@@ -169,8 +169,8 @@ def test_eight_concurrent_cli_appends_make_one_linear_chain(chain: tuple[Project
     sizes = sorted(s for line in report.stages[before:] for s in [line.stage])
     assert sizes == ["log"] * 8
     # Every one of the eight metadata files made it in, exactly once.
-    from mlspec_attest.canonical import parse_json
-    from mlspec_attest.envelope import Envelope
+    from mlspec_attest.model.canonical import parse_json
+    from mlspec_attest.model.envelope import Envelope
 
     trees = sorted(parse_json(Envelope.from_dict(parse_json((project.bundle / "attestations" / s.file).read_bytes()))
                               .payload)["predicate"]["metadata"]["tree_size"] for s in report.stages[before:])

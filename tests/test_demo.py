@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from mlspec_attest import demo  # noqa: E402
+from mlspec_attest.demo import runner as demo  # noqa: E402
 from mlspec_attest.errors import InputError  # noqa: E402
-from mlspec_attest.verify import verify_bundle  # noqa: E402
+from mlspec_attest.verify.verifier import verify_bundle  # noqa: E402
 
 STAGES = ["objectives", "ingest", "analyze", "transform", "validate", "split", "train", "evaluate", "test",
           "package", "serve", "monitor", "log"]
@@ -102,7 +102,7 @@ def test_missing_scikit_learn_is_an_input_error(monkeypatch: pytest.MonkeyPatch,
 
 def test_cli_demo_with_encrypted_keys(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("mlspec")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from mlspec_attest.cli import main; main()"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from mlspec_attest.cli.main import main; main()"]
     env = {**os.environ, "MLSPEC_KEY_PASSPHRASE": "demo passphrase"}
     env.pop("NO_COLOR", None)
     # A relative directory, as `make demo` passes it.

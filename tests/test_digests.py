@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from mlspec_attest import digests, progress
-from mlspec_attest.canonical import canonicalize
+from mlspec_attest import digests
+from mlspec_attest._internal import progress
 from mlspec_attest.digests import MANIFEST_ANNOTATION, ArtifactDigest, digest_directory, digest_path, sha256_file
 from mlspec_attest.errors import InputError
+from mlspec_attest.model.canonical import canonicalize
 
 MODEL_SIGNING_SUBJECT = "92745110b1ab4368471cbe31664e10174e954b113a3df333db860317b2c6dec4"
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlspec_attest.canonical import MAX_SAFE_INTEGER, canonicalize, parse_json
-from mlspec_attest.envelope import Envelope, b64decode_strict, pae
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import generate, load_signer
+from mlspec_attest.model.canonical import MAX_SAFE_INTEGER, canonicalize, parse_json
+from mlspec_attest.model.envelope import Envelope, b64decode_strict, pae
 
 IN_TOTO = "application/vnd.in-toto+json"
 

@@ -26,10 +26,10 @@ import rfc8785
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mlspec_attest.canonical import MAX_JSON_DEPTH, canonicalize, float_is_fast, parse_canonical_fast, parse_json
-from mlspec_attest.envelope import Envelope, Signature
 from mlspec_attest.errors import InputError
-from mlspec_attest.statement import (
+from mlspec_attest.model.canonical import MAX_JSON_DEPTH, canonicalize, float_is_fast, parse_canonical_fast, parse_json
+from mlspec_attest.model.envelope import Envelope, Signature
+from mlspec_attest.model.statement import (
     IN_TOTO_FAST_MAX_DEPTH,
     STATEMENT_TYPE,
     StageStatement,
@@ -352,7 +352,7 @@ def test_envelope_fast_path_agrees_with_strict_path(edit) -> None:
 def test_read_bundle_files_equals_bundle_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlspec_attest import bundle as bundle_mod
     from mlspec_attest.bundle import Bundle
-    from mlspec_attest.parallel import read_bundle_files
+    from mlspec_attest.verify._parallel import read_bundle_files
 
     make_chain.build(15, tmp_path / "c")
     b = Bundle(tmp_path / "c" / "bundle")
@@ -382,7 +382,7 @@ def test_read_bundle_files_equals_bundle_files(tmp_path: Path, monkeypatch: pyte
 
 def _same_files(b) -> None:
     """Same list, or the same refusal (whichever Bundle.files() does with an unreadable file)."""
-    from mlspec_attest.parallel import read_bundle_files
+    from mlspec_attest.verify._parallel import read_bundle_files
 
     try:
         ref = b.files()
@@ -400,8 +400,9 @@ def _report_dict(report) -> dict:
 
 
 def test_parallel_verifier_equals_serial_on_a_tampered_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlspec_attest import parallel
-    from mlspec_attest.verify import verify_bundle
+    from mlspec_attest._internal import workers
+    from mlspec_attest.verify import _parallel as parallel
+    from mlspec_attest.verify.verifier import verify_bundle
 
     make_chain.build(650, tmp_path / "c")
     att = tmp_path / "c" / "bundle" / "attestations"
@@ -423,7 +424,7 @@ def test_parallel_verifier_equals_serial_on_a_tampered_chain(tmp_path: Path, mon
     files[640].write_bytes(files[640].read_bytes() + b" ")  # in the parent's own share
     now = make_chain.BASE_TIME
     policy = tmp_path / "c" / "policy.yaml"
-    monkeypatch.setattr(parallel, "oversubscribed", lambda: False)
+    monkeypatch.setattr(workers, "oversubscribed", lambda: False)
     reports = {}
     for workers in ("1", "2", "3"):
         monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", workers)
@@ -436,14 +437,15 @@ def test_parallel_verifier_equals_serial_on_a_tampered_chain(tmp_path: Path, mon
 
 def test_parallel_unreadable_files_same_as_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A directory or FIFO in attestations/: the same refusal or findings, serial or parallel."""
-    from mlspec_attest import parallel
-    from mlspec_attest.verify import verify_bundle
+    from mlspec_attest._internal import workers
+    from mlspec_attest.verify import _parallel as parallel
+    from mlspec_attest.verify.verifier import verify_bundle
 
     make_chain.build(400, tmp_path / "c")
     att = tmp_path / "c" / "bundle" / "attestations"
     (att / "0150-x.dsse.json").mkdir()
     os.mkfifo(att / "0390-y.dsse.json")
-    monkeypatch.setattr(parallel, "oversubscribed", lambda: False)
+    monkeypatch.setattr(workers, "oversubscribed", lambda: False)
     outcomes = []
     for workers in ("1", "2"):
         monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", workers)
@@ -462,7 +464,7 @@ def test_parallel_unreadable_files_same_as_serial(tmp_path: Path, monkeypatch: p
 def fresh_parser(monkeypatch: pytest.MonkeyPatch):
     from celpy.celparser import CELParser
 
-    from mlspec_attest import cel_functions
+    from mlspec_attest.objectives import cel as cel_functions
 
     monkeypatch.setattr(CELParser, "CEL_PARSER", None)
     monkeypatch.setattr(cel_functions, "_ENV", None)
@@ -475,7 +477,7 @@ EXPRESSIONS = ["metrics.accuracy >= 0.85 && has(metrics.f1)", "max_gap(slices.gr
 
 
 def test_cel_cache_gives_the_same_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_parser) -> None:
-    from mlspec_attest import cel_functions
+    from mlspec_attest.objectives import cel as cel_functions
 
     monkeypatch.setenv("MLSPEC_CACHE_DIR", str(tmp_path / "cache"))
     cel_functions._environment()
@@ -501,7 +503,7 @@ def test_cel_cache_gives_the_same_parser(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_cel_cache_refused_unless_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_parser) -> None:
-    from mlspec_attest import cel_functions
+    from mlspec_attest.objectives import cel as cel_functions
 
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
@@ -518,7 +520,7 @@ def test_cel_cache_refused_unless_private(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_cel_cache_never_loads_a_foreign_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_parser) -> None:
-    from mlspec_attest import cel_functions
+    from mlspec_attest.objectives import cel as cel_functions
 
     cache_dir = tmp_path / "cache"
     monkeypatch.setenv("MLSPEC_CACHE_DIR", str(cache_dir))

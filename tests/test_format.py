@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from mlspec_attest.canonical import canonicalize, parse_json
-from mlspec_attest.envelope import Envelope, b64decode_strict, pae
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import PublicKey, Signer, generate, keyid_of, load_signer
+from mlspec_attest.model.canonical import canonicalize, parse_json
+from mlspec_attest.model.envelope import Envelope, b64decode_strict, pae
 
 JCS_NAMES = ["arrays", "french", "structures", "unicode", "values", "weird"]
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import Project
-from mlspec_attest.canonical import parse_json
-from mlspec_attest.cli import main
+
+from mlspec_attest._internal.loaders import MAX_INPUT_BYTES, parse_yaml
+from mlspec_attest.cli.main import main
 from mlspec_attest.errors import InputError
-from mlspec_attest.loaders import MAX_INPUT_BYTES, parse_yaml
+from mlspec_attest.model.canonical import parse_json
 
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))

@@ -14,9 +14,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlspec_attest.canonical import canonicalize
 from mlspec_attest.errors import InputError
-from mlspec_attest.inference_log import (
+from mlspec_attest.log.inference import (
     InferenceLog,
     InferenceRecord,
     encode_record,
@@ -24,7 +23,8 @@ from mlspec_attest.inference_log import (
     verify,
     verify_proof,
 )
-from mlspec_attest.merkle import leaf_hash, root_of
+from mlspec_attest.log.merkle import leaf_hash, root_of
+from mlspec_attest.model.canonical import canonicalize
 
 PIPE = hashlib.sha256(b"serve attestation payload").hexdigest()
 CLF = re.compile(r'^(\S+) (\S+) (\S+) \[(\d{2})/(\w{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-]\d{4})\] "([^"\\]*(?:\\.[^"\\]*)*)" (\d{3}) (\d+|-)$')
@@ -178,7 +178,7 @@ def test_rewritten_sealed_batch_fails_consistency(tmp_path: Path) -> None:
     seals = [json.loads(l) for l in (tmp_path / "seals.jsonl").read_text().splitlines()]
     seals[0]["root_hash"] = root_of(leaves[:10]).hex()
     seals[1]["previous_root_hash"] = seals[0]["root_hash"]
-    from mlspec_attest.inference_log import checkpoint_body
+    from mlspec_attest.log.inference import checkpoint_body
 
     header = json.loads((tmp_path / "log.json").read_text())
     seals[0]["checkpoint_sha256"] = hashlib.sha256(
@@ -277,7 +277,7 @@ def test_fast_encoding_is_rfc8785(features, prediction, explanation, latency, fe
 
 
 def test_cli_append_seal_prove_verify_render(tmp_path: Path) -> None:
-    from mlspec_attest.cli_log import log
+    from mlspec_attest.cli.log import log
 
     runner = CliRunner()
     src = tmp_path / "in.jsonl"
@@ -309,7 +309,7 @@ def test_cli_append_seal_prove_verify_render(tmp_path: Path) -> None:
 
 # --- the fast encoder (orjson when installed) == RFC 8785 ------------------------------
 
-import mlspec_attest.inference_log as _il  # noqa: E402
+import mlspec_attest.log.inference as _il  # noqa: E402
 
 _ENCODERS = [pytest.param(_il._stdlib_encode, id="stdlib-json")]
 try:

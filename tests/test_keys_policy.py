@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import Project, build_lifecycle
-from mlspec_attest.cli import main
+
+from mlspec_attest.attest.head import sign_head
+from mlspec_attest.cli.main import main
 from mlspec_attest.errors import InputError
-from mlspec_attest.head import HEAD_FILE, sign_head
 from mlspec_attest.keys import PASSPHRASE_ENV, generate, load_signer
+from mlspec_attest.model.head import HEAD_FILE
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify import Verifier, verify_bundle
+from mlspec_attest.verify.verifier import Verifier, verify_bundle
 
 
 def codes(report) -> set[str]:  # type: ignore[no-untyped-def]

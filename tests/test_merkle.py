@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlspec_attest.merkle import (
+from mlspec_attest.log.merkle import (
     EMPTY_ROOT,
     FrontierAndBatch,
     LeafFile,

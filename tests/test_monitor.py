@@ -6,9 +6,9 @@ import json
 import threading
 import urllib.request
 
+from conftest import Project, build_lifecycle
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Project, build_lifecycle
 from mlspec_attest.monitor import MonitorService
 
 

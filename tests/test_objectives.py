@@ -1,4 +1,4 @@
-"""Objectives file and CEL success criteria (mlspec_attest.objectives, cel_functions)."""
+"""Objectives file and CEL success criteria (mlspec_attest.objectives.criteria, cel_functions)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mlspec_attest.errors import InputError
-from mlspec_attest.objectives import (
+from mlspec_attest.objectives.criteria import (
     OBJECTIVES_TEMPLATE,
     CriterionResult,
     Objectives,

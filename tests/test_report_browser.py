@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import REPO, Project, build_lifecycle
-from mlspec_attest.cli import main
-from mlspec_attest.report_html import render_html
+
+from mlspec_attest.cli.main import main
+from mlspec_attest.render.html import render_html
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
 pytestmark = pytest.mark.skipif(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mlspec_attest.canonical import canonicalize
+from mlspec_attest._internal.loaders import load_mapping, parse_yaml
+from mlspec_attest.attest.redaction import REDACTED, is_secret_key, redact, secret_pattern, warning
 from mlspec_attest.errors import InputError
-from mlspec_attest.loaders import load_mapping, parse_yaml
-from mlspec_attest.secrets import REDACTED, is_secret_key, redact, secret_pattern, warning
+from mlspec_attest.model.canonical import canonicalize
 
 SEED_ACCESS_KEY_ID = "xxxxxxxxxx"
 SEED_SECRET_ACCESS_KEY = "xxxxxxxxxxxxx"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mlspec_attest.cli_evidence import evidence
+from mlspec_attest.cli.evidence import evidence
 from mlspec_attest.errors import InputError
-from mlspec_attest.sigstore_support import (
+from mlspec_attest.evidence.sigstore import (
     EvidenceVerificationError,
     IdentityRule,
     load_trust_config,
@@ -426,7 +426,7 @@ def test_cli_key_mode_and_json(ms: Path, vectors: Path) -> None:
 
 
 def test_cli_module_does_not_import_sigstore() -> None:
-    code = ("import sys, mlspec_attest.cli_evidence, mlspec_attest.sigstore_support; "
+    code = ("import sys, mlspec_attest.cli.evidence, mlspec_attest.evidence.sigstore; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('sigstore', 'sigstore_models')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from mlspec_attest._internal.loaders import load_document, load_mapping
 from mlspec_attest.errors import InputError
-from mlspec_attest.loaders import load_document, load_mapping
-from mlspec_attest.metadata import apply_set, merge_metadata, parse_set, schema_for, validate_metadata
-from mlspec_attest.stages import STAGES
+from mlspec_attest.model.metadata import apply_set, merge_metadata, parse_set, schema_for, validate_metadata
+from mlspec_attest.model.stages import STAGES
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "mlspec_attest" / "schemas"
 
@@ -222,7 +222,7 @@ def test_jsonschema_is_not_imported_at_module_import() -> None:
     import subprocess
     import sys
 
-    code = "import sys, mlspec_attest.metadata, mlspec_attest.secrets; print('jsonschema' in sys.modules)"
+    code = "import sys, mlspec_attest.model.metadata, mlspec_attest.attest.redaction; print('jsonschema' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -9,15 +9,14 @@ of every file. Zero accepted forgeries, zero crashes: every refusal is a finding
 from __future__ import annotations
 
 import random
-import uuid
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tamper_harness import Harness, Tally, byte_values, format_tally, sample_positions
 
 TMP = "/dev/shm" if Path("/dev/shm").is_dir() else None
@@ -134,10 +133,11 @@ def test_property_random_chain_then_one_mutation_is_refused(project, appends: in
     import shutil
     from datetime import timedelta
 
-    from mlspec_attest.head import HEAD_FILE, sign_head
+    from mlspec_attest.attest.head import sign_head
     from mlspec_attest.keys import load_signer
+    from mlspec_attest.model.head import HEAD_FILE
     from mlspec_attest.policy import Policy
-    from mlspec_attest.verify import Verifier
+    from mlspec_attest.verify.verifier import Verifier
 
     bundle = project.root / f"chain-{uuid.uuid4().hex}"
     project.attestor("owner", bundle=bundle).attest("objectives", metadata=CHAIN_OBJECTIVES)

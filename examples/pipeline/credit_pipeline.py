@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from mlspec_attest.examples.credit import main
+from mlspec_attest.demo.credit import main
 
 if __name__ == "__main__":
     sys.exit(main())

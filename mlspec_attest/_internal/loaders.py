@@ -1,0 +1,189 @@
+"""Loading user files (metadata YAML/JSON, policies, envelopes) safely.
+
+Every file a user hands us is hostile until proven otherwise: size is bounded
+before reading, YAML is parsed with the safe loader only, duplicate and
+non-string keys are refused, alias expansion is bounded, and every error names
+the file, the line and the column.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import stat as _stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlspec_attest.errors import InputError
+from mlspec_attest.model.canonical import MAX_SAFE_INTEGER, parse_json
+
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # metadata, policies, envelopes
+MAX_EXPANDED_NODES = 1_000_000  # bounds YAML alias ("billion laughs") expansion
+MAX_DEPTH = 200
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES, what: str = "file") -> bytes:
+    """Read a regular file whole, refusing special files and anything over ``limit``.
+
+    One stat, then one exact-size read with O_NONBLOCK (a file swapped for a FIFO
+    after the stat cannot hang us); this runs once per attestation, so it matters.
+    """
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise InputError(f"{p}: {what} not found") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read {what}: {exc.strerror}") from None
+    if _stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{p}: is a directory, expected a {what}")
+    if not _stat.S_ISREG(st.st_mode):
+        raise InputError(f"{p}: not a regular file (FIFO, device or socket); refusing to read it")
+    if st.st_size > limit:
+        raise InputError(
+            f"{p}: {what} is {st.st_size} bytes, over the {limit}-byte limit; refusing to read it"
+        )
+    try:
+        fd = os.open(p, _READ_FLAGS)
+        try:
+            if not _stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InputError(f"{p}: not a regular file (FIFO, device or socket); refusing to read it")
+            chunks, total = [], 0
+            while True:  # normally one read; more only if the file grew meanwhile
+                chunk = os.read(fd, max(st.st_size + 1 - total, 1 << 16))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > limit:
+                    raise InputError(f"{p}: {what} grew past the {limit}-byte limit while reading")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read {what}: {exc.strerror}") from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate and non-string keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen: dict[str, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found a non-string key {key!r}; quote it", key_node.start_mark,
+                )
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r}", key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
+    if depth > MAX_DEPTH:
+        raise InputError("nesting deeper than %d levels" % MAX_DEPTH)
+    cached = memo.get(id(node))
+    if cached is not None:
+        return cached
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo, depth + 1)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, depth + 1) + _expanded_size(v, memo, depth + 1)
+    memo[id(node)] = size
+    if size > MAX_EXPANDED_NODES:
+        raise InputError(
+            f"expands to more than {MAX_EXPANDED_NODES} nodes through aliases (an alias bomb?)"
+        )
+    return size
+
+
+def _to_json_value(value: Any, where: str) -> Any:
+    """Convert YAML scalars JSON cannot carry; refuse those it must not."""
+    if isinstance(value, dict):
+        return {k: _to_json_value(v, f"{where}/{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_json_value(v, f"{where}/{i}") for i, v in enumerate(value)]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise InputError(f"integer at {where or '/'} is outside the interoperable range ±2^53; quote it")
+        return value
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise InputError(f"value at {where or '/'} is NaN or infinite, which JSON cannot carry")
+        return value
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        raise InputError(f"binary value at {where or '/'}: use base64 text instead")
+    raise InputError(f"unsupported YAML value at {where or '/'}: {type(value).__name__}")
+
+
+def parse_yaml(data: bytes, *, source: str) -> Any:
+    """Parse one YAML document into plain JSON values, with precise errors."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{source}: not valid UTF-8 at byte {exc.start}") from None
+    loader = _StrictSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            _expanded_size(node, {})
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+        value = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise InputError(f"{where}: invalid YAML: {problem}; fix the file and retry") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{source}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+    try:
+        return _to_json_value(value, "")
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+
+
+def load_document(path: str | os.PathLike[str], what: str = "file") -> Any:
+    """Load a YAML or JSON file (by suffix; YAML otherwise) as plain JSON values."""
+    p = Path(path)
+    data = read_bounded(p, what=what)
+    if p.suffix.lower() == ".json":
+        value = parse_json(data, source=str(p))
+        try:
+            return _to_json_value(value, "")
+        except InputError as exc:
+            raise InputError(f"{p}: {exc}") from None
+    return parse_yaml(data, source=str(p))
+
+
+def load_mapping(path: str | os.PathLike[str], what: str = "file") -> dict[str, Any]:
+    value = load_document(path, what)
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a mapping at the top level, found {type(value).__name__}")
+    return value

@@ -1,0 +1,257 @@
+"""The Python API pipelines call; the CLI is a thin layer over it.
+
+    attestor = Attestor("bundle", load_signer("keys/pipeline.key"))
+    with attestor.stage("train") as s:
+        s.material("data/train.csv", role="train-data")
+        s.product("model.onnx", role="model")
+        s.metadata(framework="sklearn", hyperparameters={"C": 1.0})
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from mlspec_attest import TOOL_NAME, __version__
+from mlspec_attest.bundle import Bundle, attestation_file_name
+from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_path
+from mlspec_attest.errors import InputError
+from mlspec_attest.keys import Signer
+from mlspec_attest.leakage import is_fingerprint_role
+from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
+from mlspec_attest.model.stages import Stage, resolve
+from mlspec_attest.model.statement import ChainLink, build_statement, payload_digest, resource_descriptor
+
+ROLE_ANNOTATION = "role"
+# Stages whose metadata names the data set they ran on, and the material roles that are one.
+DATASET_ROLES = {"evaluate": {"eval-data", "validation-data", "data"}, "test": {"holdback-data", "test-data", "data"}}
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A file or directory a stage consumed or produced, with an optional role."""
+
+    path: Path
+    role: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str | os.PathLike[str] | "ArtifactRef") -> "ArtifactRef":
+        """Accept ``PATH`` or ``ROLE=PATH`` (e.g. ``model=out/model.onnx``)."""
+        if isinstance(spec, ArtifactRef):
+            return spec
+        text = os.fspath(spec)
+        role, sep, rest = text.partition("=")
+        if sep and role and all(c.isalnum() or c in "-_" for c in role) and rest:
+            return cls(path=Path(rest), role=role)
+        return cls(path=Path(text))
+
+
+def _descriptor_name(path: Path, base_dir: Path) -> str:
+    """Project-relative POSIX name; paths escaping the project are refused."""
+    try:
+        resolved = (base_dir / path).resolve() if not path.is_absolute() else path.resolve()
+        real_base = base_dir.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise InputError(f"{path}: cannot resolve the path (symlink loop?); refusing it") from None
+    if not resolved.is_relative_to(real_base):
+        raise InputError(f"{path}: artifact is outside the project directory {base_dir}; "
+                         "copy it into the project or run from a directory that contains it")
+    return resolved.relative_to(real_base).as_posix() or "."
+
+
+def describe(ref: ArtifactRef, base_dir: Path) -> dict[str, Any]:
+    path = ref.path if ref.path.is_absolute() else base_dir / ref.path
+    name = ref.name or _descriptor_name(ref.path, base_dir)
+    digest = digest_path(path)
+    annotations: dict[str, Any] = {}
+    if ref.role:
+        annotations[ROLE_ANNOTATION] = ref.role
+    if digest.is_dir and digest.manifest_sha256:
+        annotations[MANIFEST_ANNOTATION] = digest.manifest_sha256
+    return resource_descriptor(name, digest.sha256, annotations=annotations)
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """What one append produced."""
+
+    sequence: int
+    stage: str
+    path: Path
+    payload_sha256: str
+    statement: dict[str, Any]
+    redactions: list[str]
+
+
+@dataclass
+class StageRecorder:
+    """Collects what a stage did; signs and appends when the ``with`` block succeeds."""
+
+    attestor: "Attestor"
+    stage_name: str
+    materials: list[ArtifactRef] = field(default_factory=list)
+    products: list[ArtifactRef] = field(default_factory=list)
+    metadata_parts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    result: Attestation | None = None
+    started_on: str = field(default_factory=utc_now)
+
+    def material(self, path: str | os.PathLike[str], role: str | None = None) -> None:
+        self.materials.append(ArtifactRef(Path(path), role))
+
+    def product(self, path: str | os.PathLike[str], role: str | None = None) -> None:
+        self.products.append(ArtifactRef(Path(path), role))
+
+    def metadata(self, values: dict[str, Any] | None = None, /, **fields: Any) -> None:
+        self.metadata_parts.append((f"metadata #{len(self.metadata_parts) + 1}", {**(values or {}), **fields}))
+
+    def __enter__(self) -> "StageRecorder":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.result = self.attestor.attest(
+                self.stage_name, metadata_parts=self.metadata_parts, materials=self.materials,
+                products=self.products, started_on=self.started_on)
+
+
+class Attestor:
+    """Appends stage attestations to one bundle, signed with keys or (``keyless``) Sigstore."""
+
+    def __init__(self, bundle: str | os.PathLike[str], signers: Signer | Sequence[Signer] = (),
+                 *, base_dir: str | os.PathLike[str] | None = None,
+                 keyless: Callable[[bytes], bytes] | None = None):
+        self.bundle = Bundle(bundle)
+        self.signers = [signers] if isinstance(signers, Signer) else list(signers)
+        self.keyless = keyless
+        if not self.signers and keyless is None:
+            raise InputError("at least one signing key is needed (or Sigstore keyless signing)")
+        # Relative artifact paths are relative to base_dir (the project root), which also
+        # anchors the names recorded in descriptors.
+        self.base_dir = (Path(base_dir) if base_dir is not None else Path.cwd()).absolute()
+
+    def _seal(self, payload: bytes) -> tuple[bytes, str]:
+        """The file to store for a payload, and its kind (dsse or sigstore)."""
+        if self.keyless is not None:
+            return self.keyless(payload), "sigstore"
+        envelope = Envelope(payload_type=IN_TOTO_PAYLOAD_TYPE, payload=payload)
+        for signer in self.signers:
+            envelope.sign(signer)
+        return envelope.to_json(), "dsse"
+
+    def stage(self, name: str) -> StageRecorder:
+        resolve(name)  # fail early on a typo
+        return StageRecorder(self, name)
+
+    def attest(self, stage: str | Stage, *, metadata: dict[str, Any] | None = None,
+               metadata_files: Iterable[str | os.PathLike[str]] = (),
+               metadata_parts: Iterable[tuple[str, dict[str, Any]]] = (),
+               sets: Iterable[str] = (), materials: Iterable[str | os.PathLike[str] | ArtifactRef] = (),
+               products: Iterable[str | os.PathLike[str] | ArtifactRef] = (),
+               allow_secrets: Iterable[str] = (), started_on: str | None = None,
+               invocation_id: str | None = None,
+               evidence: Iterable[str | os.PathLike[str]] = ()) -> Attestation:
+        """Hash, build, validate, redact, sign and append one stage attestation."""
+        from mlspec_attest._internal.loaders import load_mapping
+        from mlspec_attest.attest.redaction import redact
+        from mlspec_attest.model.metadata import apply_set, merge_metadata, validate_metadata
+
+        stage_obj = stage if isinstance(stage, Stage) else resolve(stage)
+        started_on = started_on or utc_now()
+
+        parts: list[tuple[str, dict[str, Any]]] = []
+        metadata_refs: list[ArtifactRef] = []
+        for file in metadata_files:
+            parts.append((os.fspath(file), load_mapping(file, "metadata file")))
+            metadata_refs.append(ArtifactRef(Path(file)))
+        parts.extend(metadata_parts)
+        if metadata:
+            parts.append(("metadata", metadata))
+        merged = merge_metadata(parts) if parts else {}
+        for assignment in sets:
+            apply_set(merged, assignment)
+        material_rds = [describe(ArtifactRef.parse(m), self.base_dir) for m in materials]
+        if stage_obj.name in DATASET_ROLES and "dataset" not in merged:
+            # The data source is already attested as a material: name it rather than ask twice.
+            data = [m["name"] for m in material_rds
+                    if (m.get("annotations") or {}).get(ROLE_ANNOTATION) in DATASET_ROLES[stage_obj.name]]
+            if len(data) == 1:
+                merged["dataset"] = data[0]
+        if stage_obj.name == "test" and "holdback" not in merged and any(
+                (m.get("annotations") or {}).get(ROLE_ANNOTATION) in {"holdback-data", "test-data"}
+                for m in material_rds):
+            merged["holdback"] = True
+        clean, redactions = redact(merged, allow_secrets)
+        source = ", ".join(name for name, _ in parts) or "metadata"
+        validate_metadata(stage_obj.name, clean, source=source)
+
+        product_refs = [ArtifactRef.parse(p) for p in products]
+        subject_rds = [describe(ref, self.base_dir) for ref in product_refs]
+        if not subject_rds:
+            # No products: the statement is about the stage's metadata itself.
+            from mlspec_attest.model.canonical import canonicalize, sha256_hex
+
+            subject_rds = [resource_descriptor(f"mlspec:{stage_obj.name}-metadata",
+                                               sha256_hex(canonicalize(clean)))]
+        _refuse_duplicate_names(subject_rds, "--product")
+        evidence_blobs, evidence_rds = [], []
+        for file in evidence:
+            from mlspec_attest._internal.loaders import read_bounded
+            from mlspec_attest.model.canonical import sha256_hex
+
+            content = read_bounded(file, what="evidence file")
+            digest = sha256_hex(content)
+            kind = "sigstore" if b"dev.sigstore.bundle" in content[:4096] or "sigstore" in os.fspath(file) else "dsse"
+            evidence_blobs.append(content)
+            evidence_rds.append(resource_descriptor(
+                f"evidence/{digest}.{kind}.json", digest,
+                annotations={"source": Path(file).name, "kind": kind}))
+
+        with self.bundle.locked():
+            head = self.bundle.head()
+            if head is None:
+                link = ChainLink(genesis=None, sequence=0, previous=None)
+            else:
+                if stage_obj.name == "objectives":
+                    raise InputError(
+                        f"{self.bundle.root}: objectives can only be the first attestation (sequence 0); "
+                        "the chain already has one, and criteria cannot change after the pipeline started")
+                link = ChainLink(genesis=head.genesis, sequence=head.sequence + 1, previous=head.payload_sha256)
+            run = {
+                "startedOn": started_on,
+                "finishedOn": utc_now(),
+                "tool": {"name": TOOL_NAME, "version": __version__},
+                "invocationId": invocation_id or str(uuid.uuid4()),
+                "host": socket.gethostname(),
+            }
+            statement, payload = build_statement(stage_obj, chain=link, subjects=subject_rds,
+                                                 materials=material_rds, metadata=clean, run=run,
+                                                 redactions=redactions, evidence=evidence_rds)
+            data, kind = self._seal(payload)
+            for content, descriptor in zip(evidence_blobs, evidence_rds):
+                self.bundle.store_file(descriptor["name"], content)
+            for ref, descriptor in zip(product_refs, subject_rds):
+                if is_fingerprint_role(ref.role):
+                    # Small, and the verifier needs the bytes to prove the sets are disjoint.
+                    path = ref.path if ref.path.is_absolute() else self.base_dir / ref.path
+                    self.bundle.store_file(f"blobs/{descriptor['digest']['sha256']}", path.read_bytes())
+            path = self.bundle.write_new(attestation_file_name(link.sequence, stage_obj.name, kind), data)
+        return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
+                           payload_sha256=payload_digest(payload), statement=statement, redactions=redactions)
+
+
+def _refuse_duplicate_names(descriptors: list[dict[str, Any]], flag: str) -> None:
+    seen: set[str] = set()
+    for rd in descriptors:
+        if rd["name"] in seen:
+            raise InputError(f"{flag} {rd['name']} given twice")
+        seen.add(rd["name"])

@@ -1,0 +1,29 @@
+"""Adding a signature to an attestation that is already in a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlspec_attest._internal.loaders import read_bounded
+from mlspec_attest.bundle import Bundle, write_atomically
+from mlspec_attest.errors import InputError
+from mlspec_attest.keys import Signer
+from mlspec_attest.model.canonical import parse_json
+from mlspec_attest.model.envelope import Envelope
+
+
+def cosign(path: Path, signer: Signer) -> str:
+    """Append ``signer``'s signature to the envelope at ``path`` (atomically, under the bundle lock)."""
+    bundle = Bundle(path.parent.parent)
+    with bundle.locked():
+        data = read_bounded(path, what="attestation")
+        try:
+            envelope = Envelope.from_dict(parse_json(data, source=str(path)))
+        except ValueError as exc:
+            raise InputError(f"{path}: not a DSSE envelope: {exc}") from None
+        if envelope.verified_keyids([signer.public]):
+            raise InputError(f"{path}: already signed by this key ({signer.keyid[:16]}…); "
+                             "a second signature by the same key would not count toward a threshold")
+        envelope.sign(signer)
+        write_atomically(path, envelope.to_json(), replace=True)
+    return signer.keyid

@@ -1,0 +1,590 @@
+"""Auditor replay: re-derive a bundle's story from the files alone.
+
+An auditor holds a bundle, whatever artifacts still exist and the policy. This
+module trusts none of the tool's earlier output and not even the verifier's
+intermediate state: it re-reads every envelope, re-canonicalises every payload
+and compares it byte for byte, recomputes every chain link from payload bytes,
+checks every signature against the policy's keys, and re-hashes the artifacts it
+can find. Only small pure helpers are shared with the writer (PAE, strict
+base64/JSON, the directory digest form), because they *are* the wire format.
+
+When a policy is given, the full policy verifier also runs and its verdict is
+included; a replay passes only when both agree the chain is sound.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlspec_attest.bundle import Bundle, BundleFile, attestation_file_name, extract_payload
+from mlspec_attest.digests import MANIFEST_ANNOTATION, ArtifactDigest, digest_path, sha256_file
+from mlspec_attest.errors import InputError
+from mlspec_attest.model.canonical import canonicalize, parse_json, sha256_hex
+from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope, pae
+from mlspec_attest.model.stages import from_predicate_type
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+ROLE_ANNOTATION = "role"
+METADATA_SUBJECT_PREFIX = "mlspec:"  # stages without products attest their metadata, not a file
+
+# Artifact statuses.
+MATCH, DIFFERS, ABSENT, NOT_CHECKED = "match", "differs", "absent", "not-checked"
+# Per-attestation signature statuses.
+SIG_VERIFIED = "verified"
+SIG_UNCHECKED_NO_POLICY = "unchecked: no policy"
+
+
+@dataclass
+class ReplayEntry:
+    """One attestation file as re-derived from its bytes."""
+
+    file: str
+    file_sha256: str
+    kind: str
+    sequence: int | None = None
+    stage: str | None = None
+    payload_sha256: str | None = None
+    canonical: bool | None = None
+    genesis: str | None = None
+    previous: str | None = None
+    time: str | None = None
+    signers: list[str] = field(default_factory=list)
+    signature_status: str = SIG_UNCHECKED_NO_POLICY
+    signatures: list[dict[str, Any]] = field(default_factory=list)
+    subjects: list[dict[str, Any]] = field(default_factory=list)
+    materials: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def readable(self) -> bool:
+        return self.sequence is not None and self.stage is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "file_sha256": self.file_sha256, "kind": self.kind, "sequence": self.sequence,
+            "stage": self.stage, "payload_sha256": self.payload_sha256, "canonical": self.canonical,
+            "genesis": self.genesis, "previous": self.previous, "time": self.time, "signers": self.signers,
+            "signature_status": self.signature_status, "signatures": self.signatures,
+            "subjects": [_brief(rd) for rd in self.subjects], "materials": [_brief(rd) for rd in self.materials],
+            "problems": self.problems,
+        }
+
+
+@dataclass
+class ArtifactCheck:
+    """One distinct artifact (name + digest) the chain mentions, and what was found on disk."""
+
+    name: str
+    sha256: str
+    manifest_sha256: str | None
+    roles: list[str]
+    uses: list[dict[str, Any]]  # {"sequence", "stage", "as": "subject"|"material"}
+    status: str = NOT_CHECKED
+    found: str | None = None  # path relative to --artifacts
+    found_by: str | None = None  # "name" or "digest"
+    found_sha256: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "sha256": self.sha256, "manifest_sha256": self.manifest_sha256,
+             "roles": self.roles, "uses": self.uses, "status": self.status, "found": self.found,
+             "found_by": self.found_by, "found_sha256": self.found_sha256, "note": self.note}
+        return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass
+class ReplayResult:
+    bundle: str
+    artifacts_dir: str | None
+    policy: str | None
+    policy_sha256: str | None
+    entries: list[ReplayEntry]
+    chain_problems: list[dict[str, Any]]
+    artifacts: list[ArtifactCheck]
+    lineage: dict[str, Any]
+    verify_report: Any = None  # report_model.Report when a policy was given
+
+    @property
+    def chain_ok(self) -> bool:
+        """The structure re-derived here holds (signatures counted only when a policy was given)."""
+        return not self.chain_problems and all(not e.problems for e in self.entries) and bool(self.entries)
+
+    @property
+    def signatures_checked(self) -> bool:
+        return self.policy is not None
+
+    @property
+    def artifacts_ok(self) -> bool:
+        return not any(a.status == DIFFERS for a in self.artifacts)
+
+    @property
+    def verdict(self) -> str:
+        """pass / fail / incomplete (structure sound, but no policy to check signatures against)."""
+        if not self.chain_ok or not self.artifacts_ok:
+            return "fail"
+        if self.verify_report is not None and not self.verify_report.passed:
+            return "fail"
+        return "pass" if self.signatures_checked else "incomplete"
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.verdict == "pass" else 1
+
+    def counts(self) -> dict[str, int]:
+        out = {MATCH: 0, DIFFERS: 0, ABSENT: 0, NOT_CHECKED: 0}
+        for a in self.artifacts:
+            out[a.status] += 1
+        return out
+
+    def timeline(self) -> list[ReplayEntry]:
+        return sorted((e for e in self.entries if e.readable), key=lambda e: (e.sequence, e.file))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "https://mlspec.dev/replay-output/v1",
+            "verdict": self.verdict,
+            "chain_ok": self.chain_ok,
+            "signatures_checked": self.signatures_checked,
+            "artifacts_ok": self.artifacts_ok,
+            "bundle": self.bundle,
+            "artifacts_dir": self.artifacts_dir,
+            "policy": self.policy,
+            "policy_sha256": self.policy_sha256,
+            "timeline": [e.to_dict() for e in self.timeline()],
+            "unreadable": [e.to_dict() for e in self.entries if not e.readable],
+            "chain_problems": self.chain_problems,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "artifact_counts": self.counts(),
+            "lineage": self.lineage,
+            "verify": self.verify_report.to_dict() if self.verify_report is not None else None,
+        }
+
+
+def _brief(rd: dict[str, Any]) -> dict[str, Any]:
+    out = {"name": rd.get("name"), "sha256": rd["digest"]["sha256"]}
+    role = _role(rd)
+    if role:
+        out["role"] = role
+    return out
+
+
+def _role(rd: dict[str, Any]) -> str | None:
+    ann = rd.get("annotations")
+    role = ann.get(ROLE_ANNOTATION) if isinstance(ann, dict) else None
+    return role if isinstance(role, str) else None
+
+
+def _manifest(rd: dict[str, Any]) -> str | None:
+    ann = rd.get("annotations")
+    value = ann.get(MANIFEST_ANNOTATION) if isinstance(ann, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _is_rd(value: Any) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("name", ""), str)
+            and isinstance(value.get("digest"), dict) and isinstance(value["digest"].get("sha256"), str)
+            and len(value["digest"]["sha256"]) == 64)
+
+
+# -- reading attestations ---------------------------------------------------------------
+def _read_entry(bf: BundleFile, policy: Any) -> ReplayEntry:
+    entry = ReplayEntry(file=bf.path.name, file_sha256=sha256_hex(bf.data), kind=bf.kind)
+    envelope: Envelope | None = None
+    try:
+        if bf.kind == "sigstore":
+            payload = extract_payload("sigstore", bf.data)
+            entry.signature_status = "unchecked: keyless Sigstore bundle (checked by the policy verifier)"
+        else:
+            envelope = Envelope.from_dict(parse_json(bf.data, source=bf.path.name))
+            if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+                entry.problems.append(f"payloadType {envelope.payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE}")
+                return entry
+            payload = envelope.payload
+    except (InputError, ValueError) as exc:
+        entry.problems.append(f"not a readable envelope: {exc}")
+        return entry
+    entry.payload_sha256 = sha256_hex(payload)
+    try:
+        statement = parse_json(payload, source=f"{bf.path.name} payload")
+    except InputError as exc:
+        entry.problems.append(f"payload is not JSON: {exc}")
+        return entry
+    try:
+        entry.canonical = canonicalize(statement) == payload
+    except InputError:
+        entry.canonical = False
+    if not entry.canonical:
+        entry.problems.append("payload bytes are not the RFC 8785 canonical form of their own JSON")
+    if not _read_statement(statement, entry):
+        return entry
+    if envelope is not None and policy is not None:
+        _check_signatures(entry, envelope, policy)
+    return entry
+
+
+def _read_statement(statement: Any, entry: ReplayEntry) -> bool:
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
+        entry.problems.append(f"_type is not {STATEMENT_TYPE}")
+        return False
+    ptype = statement.get("predicateType")
+    stage = from_predicate_type(ptype) if isinstance(ptype, str) else None
+    predicate = statement.get("predicate")
+    if stage is None or not isinstance(predicate, dict):
+        entry.problems.append(f"predicateType {ptype!r} is not an mlspec stage type")
+        return False
+    chain = predicate.get("chain")
+    seq = chain.get("sequence") if isinstance(chain, dict) else None
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        entry.problems.append("predicate.chain.sequence is missing or not a non-negative integer")
+        return False
+    subjects, materials = statement.get("subject"), predicate.get("materials", [])
+    if not isinstance(subjects, list) or not subjects or not all(_is_rd(s) for s in subjects):
+        entry.problems.append("subject is not a non-empty list of descriptors with sha256")
+        subjects = []
+    if not isinstance(materials, list) or not all(_is_rd(m) for m in materials):
+        entry.problems.append("predicate.materials is not a list of descriptors with sha256")
+        materials = []
+    entry.stage, entry.sequence = stage.name, seq
+    entry.genesis, entry.previous = chain.get("genesis"), chain.get("previous")
+    run = predicate.get("run")
+    finished = run.get("finishedOn") if isinstance(run, dict) else None
+    entry.time = finished if isinstance(finished, str) else None
+    entry.subjects, entry.materials = list(subjects), list(materials)
+    return True
+
+
+def _check_signatures(entry: ReplayEntry, envelope: Envelope, policy: Any) -> None:
+    """Try every signature against every policy key; keyids are hints only."""
+    message = pae(envelope.payload_type, envelope.payload)
+    valid: set[str] = set()
+    for i, sig in enumerate(envelope.signatures):
+        who = next((k for k in policy.keys.values() if k.verify(sig.sig, message)), None)
+        entry.signatures.append({"index": i, "keyid_hint": sig.keyid,
+                                 "valid_for": policy.key_name(who.keyid) if who else None})
+        if who is not None:
+            valid.add(who.keyid)
+    rule = policy.stages.get(entry.stage)
+    allowed = {k.keyid for k in policy.allowed_keys(entry.stage)} if rule else set()
+    counted = valid & allowed
+    entry.signers = sorted(policy.key_name(k) for k in valid)
+    if rule is None:
+        entry.signature_status = f"stage {entry.stage} is not in the policy"
+    elif not valid:
+        entry.signature_status = "invalid: no valid signature by a policy key"
+    elif not counted:
+        entry.signature_status = f"signer not allowed for {entry.stage} (allowed: {', '.join(rule.signers)})"
+    elif len(counted) < rule.threshold:
+        entry.signature_status = f"threshold not met ({len(counted)} of {rule.threshold})"
+    else:
+        entry.signature_status = SIG_VERIFIED
+        return
+    entry.problems.append(f"signature: {entry.signature_status}")
+
+
+# -- the chain ----------------------------------------------------------------------------
+def _check_chain(entries: list[ReplayEntry]) -> list[dict[str, Any]]:
+    problems: list[dict[str, Any]] = []
+
+    def add(code: str, message: str, sequence: int | None = None) -> None:
+        problems.append({"code": code, "message": message, "sequence": sequence})
+
+    readable = [e for e in entries if e.readable]
+    if not readable:
+        add("CHAIN_EMPTY", "no readable attestation in the bundle")
+        return problems
+    by_seq: dict[int, list[ReplayEntry]] = {}
+    for e in readable:
+        by_seq.setdefault(e.sequence, []).append(e)  # type: ignore[arg-type]
+    for seq, group in sorted(by_seq.items()):
+        if len(group) > 1:
+            add("CHAIN_FORK", f"sequence {seq} appears in {len(group)} files: "
+                f"{', '.join(g.file for g in group)}", seq)
+    chain = [sorted(by_seq[s], key=lambda e: e.file)[0] for s in sorted(by_seq)]
+    genesis = chain[0].payload_sha256 if chain[0].sequence == 0 else None
+    if genesis is None:
+        add("CHAIN_NO_GENESIS", "no attestation with sequence 0", 0)
+    elif chain[0].genesis is not None or chain[0].previous is not None:
+        add("CHAIN_LINK_BROKEN", "sequence 0 must have null genesis and previous", 0)
+    for i, e in enumerate(chain):
+        if e.sequence != i:
+            add("CHAIN_GAP", f"expected sequence {i}, found {e.sequence} ({e.stage}): attestations are missing",
+                e.sequence)
+            break
+    for prev, e in zip(chain, chain[1:]):
+        if genesis is not None and e.genesis != genesis:
+            add("CHAIN_GENESIS_MISMATCH", f"sequence {e.sequence} ({e.stage}) names genesis "
+                f"{str(e.genesis)[:16]}…, but sha256 of sequence 0's payload is {genesis[:16]}…", e.sequence)
+        if prev.sequence == e.sequence - 1 and e.previous != prev.payload_sha256:
+            add("CHAIN_LINK_BROKEN", f"sequence {e.sequence} ({e.stage}) names previous "
+                f"{str(e.previous)[:16]}…, but sha256 of sequence {prev.sequence}'s payload is "
+                f"{str(prev.payload_sha256)[:16]}…", e.sequence)
+    for e in chain:
+        expected = attestation_file_name(e.sequence, e.stage, e.kind)  # type: ignore[arg-type]
+        if e.file != expected:
+            add("FILE_NAME_MISMATCH", f"{e.file} holds sequence {e.sequence} ({e.stage}); expected {expected}",
+                e.sequence)
+    return problems
+
+
+# -- artifacts ----------------------------------------------------------------------------
+def _collect_artifacts(timeline: list[ReplayEntry]) -> list[ArtifactCheck]:
+    found: dict[tuple[str, str], ArtifactCheck] = {}
+    for e in timeline:
+        for relation, rds in (("material", e.materials), ("subject", e.subjects)):
+            for rd in rds:
+                name = rd.get("name", "")
+                if name.startswith(METADATA_SUBJECT_PREFIX):
+                    continue
+                key = (name, rd["digest"]["sha256"])
+                check = found.get(key)
+                if check is None:
+                    check = found[key] = ArtifactCheck(name=name, sha256=key[1], manifest_sha256=_manifest(rd),
+                                                       roles=[], uses=[])
+                role = _role(rd)
+                if role and role not in check.roles:
+                    check.roles.append(role)
+                check.uses.append({"sequence": e.sequence, "stage": e.stage, "as": relation})
+    return list(found.values())
+
+
+class _DigestIndex:
+    """sha256 -> relative path of every regular file under the artifacts directory (built lazily)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._index: dict[str, str] | None = None
+
+    def lookup(self, sha256: str) -> str | None:
+        if self._index is None:
+            self._index = {}
+            real = self.root.resolve()
+            for dirpath, _dirs, files in os.walk(self.root, followlinks=False):
+                for fname in sorted(files):
+                    p = Path(dirpath) / fname
+                    if p.is_symlink() and not p.resolve().is_relative_to(real):
+                        continue
+                    if not p.is_file():
+                        continue
+                    try:
+                        digest, _ = sha256_file(p)
+                    except InputError:
+                        continue
+                    self._index.setdefault(digest, p.relative_to(self.root).as_posix())
+        return self._index.get(sha256)
+
+
+def _check_artifact(check: ArtifactCheck, root: Path, index: _DigestIndex) -> None:
+    real_root = root.resolve()
+    candidate = root / check.name
+    inside = candidate.resolve().is_relative_to(real_root) and not Path(check.name).is_absolute()
+    if not inside:
+        check.note = "name points outside the artifacts directory; looked up by digest only"
+    elif candidate.exists():
+        try:
+            digest: ArtifactDigest | None = digest_path(candidate)
+        except InputError as exc:
+            digest, check.note = None, str(exc)
+        check.found, check.found_by = check.name, "name"
+        if digest is not None:
+            check.found_sha256 = digest.sha256
+            same = digest.sha256 == check.sha256 and (
+                check.manifest_sha256 is None or digest.manifest_sha256 == check.manifest_sha256)
+            check.status = MATCH if same else DIFFERS
+            if digest.sha256 == check.sha256 and not same:
+                check.note = "same file contents, but the file names differ from the signed manifest"
+        else:
+            check.status = DIFFERS
+        if check.status == DIFFERS:
+            elsewhere = index.lookup(check.sha256)
+            if elsewhere:
+                check.note = f"the attested bytes exist at {elsewhere}, but {check.name} was changed"
+        return
+    other = index.lookup(check.sha256)
+    if other is not None:
+        check.status, check.found, check.found_by, check.found_sha256 = MATCH, other, "digest", check.sha256
+    else:
+        check.status = ABSENT
+
+
+# -- lineage -------------------------------------------------------------------------------
+def build_lineage(timeline: list[ReplayEntry], artifacts: list[ArtifactCheck]) -> dict[str, Any]:
+    """Nodes (stages, artifacts by digest) and edges: artifact -> stage (material), stage -> artifact (subject).
+
+    Artifacts are keyed by digest, as the verifier's flow checks are, so a file
+    renamed between stages stays one node. ``served`` names the artifact nodes
+    that reach production (serve's materials, else the newest package's subjects);
+    ``path`` traces them back to the data they came from.
+    """
+    status = {a.sha256: a.status for a in artifacts}
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[dict[str, str]] = []
+    producers: dict[str, list[str]] = {}
+    for e in timeline:
+        sid = f"stage:{e.sequence}"
+        nodes[sid] = {"id": sid, "kind": "stage", "stage": e.stage, "sequence": e.sequence,
+                      "signers": e.signers, "time": e.time}
+        for relation, rds in (("material", e.materials), ("subject", e.subjects)):
+            for rd in rds:
+                name = rd.get("name", "")
+                if name.startswith(METADATA_SUBJECT_PREFIX):
+                    continue
+                digest = rd["digest"]["sha256"]
+                aid = f"artifact:{digest}"
+                node = nodes.setdefault(aid, {"id": aid, "kind": "artifact", "name": name, "names": [],
+                                              "sha256": digest, "roles": [], "status": status.get(digest, NOT_CHECKED)})
+                if name not in node["names"]:
+                    node["names"].append(name)
+                role = _role(rd)
+                if role and role not in node["roles"]:
+                    node["roles"].append(role)
+                edge = {"from": aid, "to": sid, "as": "material"} if relation == "material" else \
+                    {"from": sid, "to": aid, "as": "subject"}
+                if edge not in edges:
+                    edges.append(edge)
+                if relation == "subject":
+                    producers.setdefault(aid, []).append(sid)
+    for aid, node in nodes.items():
+        if node["kind"] == "artifact":
+            node["external"] = aid not in producers
+    served: list[str] = []
+    serve = [e for e in timeline if e.stage == "serve"]
+    package = [e for e in timeline if e.stage == "package"]
+    if serve:
+        served = [f"artifact:{m['digest']['sha256']}" for m in serve[-1].materials]
+    if not served and package:
+        served = [f"artifact:{s['digest']['sha256']}" for s in package[-1].subjects]
+    served = [s for s in served if s in nodes]
+    return {"nodes": list(nodes.values()), "edges": edges, "served": served,
+            "path": _trace(served, nodes, edges)}
+
+
+def _trace(targets: list[str], nodes: dict[str, dict[str, Any]], edges: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Walk back from the served artifacts to source data: artifact <- producing stage <- its materials."""
+    produced_by: dict[str, list[str]] = {}
+    consumes: dict[str, list[str]] = {}
+    for edge in edges:
+        if edge["as"] == "subject":
+            produced_by.setdefault(edge["to"], []).append(edge["from"])
+        else:
+            consumes.setdefault(edge["to"], []).append(edge["from"])
+
+    def seq(node_id: str) -> int:
+        return int(nodes[node_id]["sequence"])
+
+    def walk(aid: str, before: int | None, seen: frozenset[str]) -> dict[str, Any]:
+        node = nodes[aid]
+        out: dict[str, Any] = {"artifact": aid, "name": node["name"], "sha256": node["sha256"],
+                               "status": node["status"]}
+        stages = [s for s in produced_by.get(aid, []) if before is None or seq(s) < before]
+        if not stages or aid in seen:
+            return out
+        stage_id = max(stages, key=seq)
+        out["produced_by"] = {"stage": nodes[stage_id]["stage"], "sequence": seq(stage_id),
+                              "from": [walk(m, seq(stage_id), seen | {aid})
+                                       for m in consumes.get(stage_id, []) if m != aid]}
+        return out
+
+    return [walk(t, None, frozenset()) for t in targets]
+
+
+# -- entry point -----------------------------------------------------------------------------
+def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str] | None = None,
+           policy: Any = None) -> ReplayResult:
+    """Re-derive the chain, signatures, artifact matches and lineage of a bundle from files.
+
+    ``policy`` is a Policy or a path to one; without it signatures are reported
+    as unchecked and the verdict is "incomplete", never "pass".
+    """
+    from mlspec_attest.policy import Policy
+
+    policy_obj = None
+    if policy is not None:
+        policy_obj = policy if isinstance(policy, Policy) else Policy.from_file(policy)
+    b = Bundle(bundle)
+    files = b.files()  # InputError when the bundle does not exist
+    entries = [_read_entry(bf, policy_obj) for bf in files]
+    chain_problems = _check_chain(entries)
+    timeline = sorted((e for e in entries if e.readable), key=lambda e: (e.sequence, e.file))
+    artifacts = _collect_artifacts(timeline)
+    root = None
+    if artifacts_dir is not None:
+        root = Path(artifacts_dir)
+        if not root.is_dir():
+            raise InputError(f"{root}: artifacts directory not found")
+        index = _DigestIndex(root)
+        for check in artifacts:
+            _check_artifact(check, root, index)
+    lineage = build_lineage(timeline, artifacts)
+    report = None
+    if policy_obj is not None:
+        from mlspec_attest.verify.verifier import Verifier
+
+        report = Verifier(policy_obj).verify(bundle)
+    return ReplayResult(bundle=os.fspath(bundle), artifacts_dir=os.fspath(root) if root else None,
+                        policy=str(policy_obj.source) if policy_obj else None,
+                        policy_sha256=policy_obj.digest if policy_obj else None, entries=entries,
+                        chain_problems=chain_problems, artifacts=artifacts, lineage=lineage,
+                        verify_report=report)
+
+
+# -- text ----------------------------------------------------------------------------------------
+def render_replay_text(result: ReplayResult) -> str:
+    """The auditor's view: timeline, artifact matches, lineage, verdict."""
+    lines = [f"mlspec replay {result.bundle}",
+             f"policy {result.policy or '(none: signatures unchecked; the verdict needs a policy)'}"
+             + (f" (sha256 {result.policy_sha256[:16]})" if result.policy_sha256 else ""),
+             f"artifacts {result.artifacts_dir or '(not given: artifacts not checked)'}", "", "Timeline"]
+    for e in result.timeline():
+        mark = "✓" if not e.problems else "✗"
+        subjects = ", ".join(f"{s.get('name')} ({s['digest']['sha256'][:12]})" for s in e.subjects) or "-"
+        materials = ", ".join(f"{m.get('name')} ({m['digest']['sha256'][:12]})" for m in e.materials) or "-"
+        lines.append(f"  {mark} {e.sequence:>4} {e.stage:<10} {', '.join(e.signers) or e.signature_status:<16} "
+                     f"{e.time or '':<20}")
+        lines.append(f"         in:  {materials}")
+        lines.append(f"         out: {subjects}")
+        for p in e.problems:
+            lines.append(f"         ✗ {p}")
+    for e in result.entries:
+        if not e.readable:
+            lines.append(f"  ✗ {e.file}: {'; '.join(e.problems)}")
+    if result.chain_problems:
+        lines += ["", "Chain"]
+        lines += [f"  ✗ [{p['code']}] {p['message']}" for p in result.chain_problems]
+    if result.artifacts:
+        lines += ["", "Artifacts"]
+        marks = {MATCH: "✓", DIFFERS: "✗", ABSENT: "·", NOT_CHECKED: " "}
+        for a in result.artifacts:
+            where = f" at {a.found} (by {a.found_by})" if a.found and a.status != ABSENT else ""
+            lines.append(f"  {marks[a.status]} {a.status:<11} {a.name} sha256 {a.sha256[:16]}{where}")
+            if a.status == DIFFERS and a.found_sha256:
+                lines.append(f"      signed sha256 {a.sha256}\n      found  sha256 {a.found_sha256}")
+            if a.note:
+                lines.append(f"      note: {a.note}")
+    if result.lineage.get("path"):
+        lines += ["", "Lineage (served model back to its source data)"]
+        for root in result.lineage["path"]:
+            _lineage_lines(root, 1, lines)
+    if result.verify_report is not None:
+        r = result.verify_report
+        lines += ["", f"Policy verifier: {r.verdict.upper()} ({sum(1 for f in r.findings if f.severity == 'error')} "
+                  "errors)"]
+        lines += [f"  [{f.code}] {f.message}" for f in r.findings]
+    c = result.counts()
+    lines += ["", f"Artifacts: {c[MATCH]} match, {c[DIFFERS]} differ, {c[ABSENT]} absent, "
+              f"{c[NOT_CHECKED]} not checked",
+              f"Verdict: {result.verdict.upper()}"
+              + (" (chain structure sound; pass --policy to check signatures)" if result.verdict == "incomplete" else "")]
+    return "\n".join(lines)
+
+
+def _lineage_lines(node: dict[str, Any], depth: int, lines: list[str]) -> None:
+    pad = "  " * depth
+    lines.append(f"{pad}{node['name']} (sha256 {node['sha256'][:12]}, {node['status']})")
+    prod = node.get("produced_by")
+    if prod:
+        lines.append(f"{pad}  <- {prod['stage']} (sequence {prod['sequence']})")
+        for child in prod["from"]:
+            _lineage_lines(child, depth + 2, lines)

@@ -1,0 +1,37 @@
+"""``mlspec monitor serve``: /ok, /varz and /metrics over a verified bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def monitor() -> None:
+    """Live monitoring metadata for a deployed model."""
+
+
+@monitor.command("serve")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--policy", type=click.Path(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback unless you mean it).")
+@click.option("--port", default=9464, show_default=True, type=int)
+@click.option("--refresh", default=10.0, show_default=True, type=float, help="Seconds between re-verifications.")
+def serve(bundle: str, policy: str | None, host: str, port: int, refresh: float) -> None:
+    """Serve /ok (liveness), /varz (verified chain state) and /metrics (Prometheus)."""
+    from mlspec_attest.bundle import Bundle
+    from mlspec_attest.cli.main import _resolve_policy
+    from mlspec_attest.monitor import MonitorService
+
+    Bundle(bundle).require_exists()
+    service = MonitorService(Path(bundle), Path(_resolve_policy(policy, bundle)), refresh)
+    service.state()  # verify once up front so a bad policy fails now, not on first scrape
+    server = service.make_server(host, port)
+    click.echo(f"serving http://{host}:{server.server_address[1]}/ok /varz /metrics (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

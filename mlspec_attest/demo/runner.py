@@ -1,0 +1,134 @@
+"""``mlspec demo [DIR]``: a real 13-stage ML pipeline, attested and then gated.
+
+Why: a newcomer should see, in one command and on their own machine, what the
+tool is for: every stage of an actual scikit-learn pipeline signs what it did, and
+``mlspec verify`` proves the chain, the artifact flow and the objectives before a
+deploy. The directory left behind is an ordinary ``mlspec init`` project that can
+be explored and re-run by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from mlspec_attest.errors import InputError
+
+MARKER = ".mlspec-demo"
+DEMO_EXTRA_HINT = "the demo needs scikit-learn: pip install 'mlspec-attest[demo]'"
+
+
+def _require_demo_dependencies() -> None:
+    """Fail with one actionable line (exit 2) when the ``demo`` extra is not installed."""
+    import importlib.util
+
+    for module in ("numpy", "sklearn"):
+        if importlib.util.find_spec(module) is None:
+            raise InputError(DEMO_EXTRA_HINT)
+
+
+def prepare_directory(directory: Path) -> bool:
+    """Make ``directory`` ready for a fresh demo; True when an earlier demo was replaced.
+
+    Only a directory this command created (it holds the marker file) is ever wiped:
+    a user's non-empty directory is refused, never deleted.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory}: exists and is not a directory")
+    if (directory / MARKER).is_file():
+        shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        return True
+    if directory.is_dir() and any(directory.iterdir()):
+        raise InputError(f"{directory}: directory is not empty and was not made by 'mlspec demo'; "
+                         "choose another directory (e.g. 'mlspec demo demo-project')")
+    directory.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str], Any] = print) -> int:
+    """Build a project in ``directory``, run the pipeline, verify it; 0 if the gate passed, else 1."""
+    from mlspec_attest.keys import PASSPHRASE_ENV
+
+    _require_demo_dependencies()
+    shown = Path(directory)
+    directory = shown.absolute()  # the pipeline names artifacts relative to the project root
+    started = time.perf_counter()
+    replaced = prepare_directory(directory)
+    (directory / MARKER).write_text("created by 'mlspec demo'; a re-run of the demo wipes this directory\n",
+                                    encoding="utf-8")
+
+    from mlspec_attest.keys import load_signer
+    from mlspec_attest.project import init_project
+
+    env = os.environ.get(PASSPHRASE_ENV)
+    passphrase = env.encode("utf-8") if env else None
+    echo(f"mlspec demo: {'replacing the previous demo in' if replaced else 'creating'} {shown}"
+         f"{' (weak model: --fail-objective)' if fail_objective else ''}")
+    if passphrase is None:
+        echo(f"warning: {PASSPHRASE_ENV} is not set: the demo keys are written UNENCRYPTED "
+             "(set it to encrypt them)")
+        init_project(directory, encrypt=False)
+    else:
+        init_project(directory, encrypt=True, passphrase=passphrase)
+        echo(f"keys encrypted with the passphrase in {PASSPHRASE_ENV}")
+    owner = load_signer(directory / "keys" / "owner.key", passphrase)
+    signer = load_signer(directory / "keys" / "pipeline.key", passphrase)
+
+    from mlspec_attest.demo.credit import run_pipeline  # lazy: numpy and scikit-learn
+
+    echo("")
+    echo(f"  seq  {'stage':<10} {'attested':<34} what the stage computed")
+    result = run_pipeline(directory, owner, signer, weak=fail_objective, echo=echo)
+    pipeline_seconds = time.perf_counter() - started
+
+    from mlspec_attest.render.text import render_text
+    from mlspec_attest.verify.verifier import verify_bundle
+
+    policy = directory / "policies" / "default.yaml"
+    report = verify_bundle(result.bundle, policy, [result.package])
+    echo("")
+    echo(render_text(report))
+    total = time.perf_counter() - started
+    echo("")
+    if report.passed:
+        echo(f"Deploy gate: PASSED. {len(report.stages)} attestations verified; "
+             f"package/{result.package.name} may be deployed. ({pipeline_seconds:.1f}s pipeline, {total:.1f}s total)")
+    else:
+        failed = [o for o in report.objectives if not o.passed and o.severity == "block"]
+        echo("Deploy gate: REFUSED.")
+        for o in failed:
+            seen = ", ".join(f"{k} = {v}" for k, v in o.values.items()) or o.message
+            echo(f"  criterion {o.name} failed ({o.stage}: {o.expression}); value seen: {seen}")
+        others = [f for f in report.findings if f.severity == "error" and f.code != "OBJECTIVE_FAILED"]
+        for f in others:
+            echo(f"  [{f.code}] {f.message}")
+        echo(f"({pipeline_seconds:.1f}s pipeline, {total:.1f}s total)")
+    echo("")
+    echo(_next_steps(directory, result.package, report.passed))
+    return 0 if report.passed else 1
+
+
+def _next_steps(directory: Path, package: Path, passed: bool) -> str:
+    """The commands a user can run by hand in the demo project (cwd = the project)."""
+    pkg = package.relative_to(directory).as_posix()
+    steps = [
+        (f"mlspec verify bundle --artifact {pkg}", "the deploy gate (policy from mlspec.yaml)"),
+        ("mlspec verify bundle --format json", "the same, machine-readable"),
+        ("mlspec inspect bundle/attestations/0008-test.dsse.json --key keys/pipeline.pub", "one signed statement"),
+        ("mlspec objectives check objectives.yaml", "compile the codified criteria"),
+        ("mlspec log verify --log logs/inference --bundle bundle", "recompute the sealed Merkle root"),
+        ("mlspec log prove req-00042 --log logs/inference", "inclusion proof for one request"),
+        (f"mlspec attest stage monitor --material package={pkg} --metadata reports/monitor.json",
+         "append a new monitor reading"),
+        (f"cp -r {pkg} tampered && echo x >> tampered/requirements.txt", ""),
+        ("mlspec verify bundle --artifact tampered", "refused: not the packaged artifact"),
+        (f"mlspec demo {directory}{'' if passed else ' --fail-objective'}", "run everything again"),
+    ]
+    width = max(len(c) for c, _ in steps if len(c) <= 60)
+    lines = [f"Explore and re-run by hand (cd {directory}):"]
+    lines += [f"  {c:<{width}}  # {why}" if why else f"  {c}" for c, why in steps]
+    return "\n".join(lines)

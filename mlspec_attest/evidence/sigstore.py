@@ -1,0 +1,801 @@
+"""Sigstore support: keyless signing, identity policies, offline verification.
+
+Why this module exists: a stage may be signed keylessly (Fulcio certificate +
+Rekor entry) instead of with a long-lived key, and external evidence (model
+signatures, SLSA provenance) arrives as Sigstore bundles. Everything here
+verifies **offline** against a trusted root the caller supplies: the trust
+anchor is the user's file, never the network and never the bundle.
+
+sigstore-python is imported lazily inside functions, so importing this module
+(and the CLI that uses it) stays fast.
+
+Error contract: unusable input raises ``InputError`` (CLI exit 2); verification
+that ran and failed raises ``EvidenceVerificationError`` (CLI exit 1).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from mlspec_attest._internal.loaders import read_bounded
+from mlspec_attest.errors import InputError, MlspecError
+from mlspec_attest.model.canonical import parse_json
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from cryptography.x509 import Certificate
+    from sigstore.models import TrustedRoot
+    from sigstore.verify.policy import VerificationPolicy
+
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # a Sigstore bundle is a few KB; refuse absurd files
+MAX_TRUST_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_KEY_BYTES = 1024 * 1024
+MAX_DSSE_SIGNATURES = 16
+_HASH_CHUNK = 1024 * 1024
+
+INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+INTOTO_STATEMENT_TYPES = ("https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1")
+_TRUSTED_ROOT_MEDIA_PREFIX = "application/vnd.dev.sigstore.trustedroot"
+_CLIENT_TRUST_CONFIG_MEDIA_PREFIX = "application/vnd.dev.sigstore.clienttrustconfig"
+_DIGEST_RE = re.compile(r"sha256:([0-9a-fA-F]{64})")
+
+# Fulcio certificate extensions (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md)
+_OID_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"
+_OID_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"
+_OID_OTHERNAME_SAN = "1.3.6.1.4.1.57264.1.7"
+
+# IdentityRule claim field -> (sigstore.verify.policy class name, OID, DER-encoded value?)
+IDENTITY_CLAIMS: dict[str, tuple[str, str, bool]] = {
+    "workflow_repository": ("GitHubWorkflowRepository", "1.3.6.1.4.1.57264.1.5", False),
+    "workflow_ref": ("GitHubWorkflowRef", "1.3.6.1.4.1.57264.1.6", False),
+    "workflow_sha": ("GitHubWorkflowSHA", "1.3.6.1.4.1.57264.1.3", False),
+    "workflow_trigger": ("GitHubWorkflowTrigger", "1.3.6.1.4.1.57264.1.2", False),
+    "workflow_name": ("GitHubWorkflowName", "1.3.6.1.4.1.57264.1.4", False),
+    "build_signer_uri": ("OIDCBuildSignerURI", "1.3.6.1.4.1.57264.1.9", True),
+    "runner_environment": ("OIDCRunnerEnvironment", "1.3.6.1.4.1.57264.1.11", True),
+    "source_repository_uri": ("OIDCSourceRepositoryURI", "1.3.6.1.4.1.57264.1.12", True),
+    "source_repository_digest": ("OIDCSourceRepositoryDigest", "1.3.6.1.4.1.57264.1.13", True),
+    "source_repository_ref": ("OIDCSourceRepositoryRef", "1.3.6.1.4.1.57264.1.14", True),
+}
+
+
+class EvidenceVerificationError(MlspecError):
+    """Verification ran and the evidence did not hold up (CLI exit 1)."""
+
+
+TrustConfigArg = Union["TrustedRoot", str, "os.PathLike[str]", None]
+
+
+# --------------------------------------------------------------------------- trust config
+
+
+def load_trust_config(path: str | os.PathLike[str]) -> "TrustedRoot":
+    """Load a Sigstore trusted root, or a ClientTrustConfig wrapping one.
+
+    Both forms exist in the wild: the TUF target ``trusted_root.json`` and the
+    ``--trust-config`` file sigstore-python's CLI takes. Verification needs only
+    the trusted root, so that is what is returned.
+    """
+    p = Path(path)
+    raw = read_bounded(p, MAX_TRUST_CONFIG_BYTES, "Sigstore trust config")
+    doc = parse_json(raw, source=str(p))
+    if not isinstance(doc, dict):
+        raise InputError(f"{p}: not a Sigstore trusted root or ClientTrustConfig (top level is not an object)")
+    media = doc.get("mediaType")
+    if not isinstance(media, str):
+        media = ""
+    is_client = media.startswith(_CLIENT_TRUST_CONFIG_MEDIA_PREFIX) or (not media and "trustedRoot" in doc)
+    is_root = media.startswith(_TRUSTED_ROOT_MEDIA_PREFIX) or (
+        not media and ("tlogs" in doc or "certificateAuthorities" in doc)
+    )
+    if not (is_client or is_root):
+        raise InputError(
+            f"{p}: not a Sigstore trusted root or ClientTrustConfig "
+            f"(mediaType {media or 'missing'!s}); pass trusted_root.json or a clienttrustconfig file"
+        )
+
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.models import ClientTrustConfig, TrustedRoot
+    from sigstore_models.trustroot import v1 as trustroot_v1
+
+    try:
+        if is_client:
+            root = ClientTrustConfig.from_json(raw.decode("utf-8")).trusted_root
+        else:
+            root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(raw))
+    except (SigstoreError, ValueError) as exc:  # pydantic ValidationError is a ValueError
+        kind = "ClientTrustConfig" if is_client else "trusted root"
+        raise InputError(f"{p}: invalid Sigstore {kind}: {_one_line(exc)}") from None
+    if not root._inner.tlogs:
+        raise InputError(f"{p}: trusted root lists no transparency logs; it cannot verify anything")
+    return root
+
+
+def _resolve_trust(trust_config: TrustConfigArg) -> "TrustedRoot | None":
+    if trust_config is None:
+        return None
+    if isinstance(trust_config, (str, os.PathLike)):
+        return load_trust_config(trust_config)
+    return trust_config
+
+
+# --------------------------------------------------------------------------- identity policy
+
+
+@dataclass(frozen=True)
+class IdentityRule:
+    """Who may have signed: certificate SAN (exact or regex) + OIDC issuer + optional claims.
+
+    The issuer is mandatory: a SAN without its issuer can be minted by any
+    identity provider Fulcio trusts.
+    """
+
+    issuer: str
+    san: str | None = None
+    san_pattern: str | None = None
+    workflow_repository: str | None = None
+    workflow_ref: str | None = None
+    workflow_sha: str | None = None
+    workflow_trigger: str | None = None
+    workflow_name: str | None = None
+    build_signer_uri: str | None = None
+    runner_environment: str | None = None
+    source_repository_uri: str | None = None
+    source_repository_digest: str | None = None
+    source_repository_ref: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.issuer, str) or not self.issuer:
+            raise InputError("identity rule: 'issuer' is required (the OIDC issuer URL)")
+        if (self.san is None) == (self.san_pattern is None):
+            raise InputError("identity rule: give exactly one of 'san' or 'san_pattern'")
+        if self.san is not None and (not isinstance(self.san, str) or not self.san):
+            raise InputError("identity rule: 'san' must be a non-empty string")
+        if self.san_pattern is not None:
+            if not isinstance(self.san_pattern, str) or not self.san_pattern:
+                raise InputError("identity rule: 'san_pattern' must be a non-empty string")
+            try:
+                re.compile(self.san_pattern)
+            except re.error as exc:
+                raise InputError(f"identity rule: invalid san_pattern {self.san_pattern!r}: {exc}") from None
+        for name in IDENTITY_CLAIMS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InputError(f"identity rule: {name!r} must be a non-empty string")
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "identity rule") -> "IdentityRule":
+        """Build from a policy mapping; unknown keys are refused so typos never weaken a pin."""
+        if not isinstance(data, dict):
+            raise InputError(f"{where}: expected a mapping, found {type(data).__name__}")
+        allowed = {"san", "san_pattern", "issuer", *IDENTITY_CLAIMS}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise InputError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        for key, value in data.items():
+            if not isinstance(value, str):
+                raise InputError(f"{where}: {key!r} must be a string, found {type(value).__name__}")
+        if "issuer" not in data:
+            raise InputError(f"{where}: 'issuer' is required (the OIDC issuer URL)")
+        try:
+            return cls(**data)
+        except InputError as exc:
+            raise InputError(f"{where}: {str(exc).removeprefix('identity rule: ')}") from None
+
+    def to_dict(self) -> dict[str, str]:
+        """Plain mapping with only the fields that are set (round-trips through from_dict)."""
+        out: dict[str, str] = {}
+        for name in ("san", "san_pattern", "issuer", *IDENTITY_CLAIMS):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def describe(self) -> str:
+        """Short human form for messages."""
+        who = self.san if self.san is not None else f"/{self.san_pattern}/"
+        extra = "".join(f", {k}={getattr(self, k)}" for k in IDENTITY_CLAIMS if getattr(self, k) is not None)
+        return f"{who} (issuer {self.issuer}{extra})"
+
+
+def _cert_sans(cert: "Certificate") -> list[str]:
+    """Every identity-bearing SAN: emails, URIs and Sigstore's otherName (username)."""
+    from cryptography.x509 import (
+        ExtensionNotFound,
+        OtherName,
+        RFC822Name,
+        SubjectAlternativeName,
+        UniformResourceIdentifier,
+    )
+
+    try:
+        san_ext = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
+    except ExtensionNotFound:
+        return []
+    sans: list[str] = list(san_ext.get_values_for_type(RFC822Name))
+    sans += san_ext.get_values_for_type(UniformResourceIdentifier)
+    for other in san_ext.get_values_for_type(OtherName):
+        if other.type_id.dotted_string == _OID_OTHERNAME_SAN:
+            sans.append(_decode_ext_value(other.value, der=True))
+    return sans
+
+
+def _decode_ext_value(value: bytes, *, der: bool) -> str:
+    """Fulcio extensions are raw UTF-8 (v1 OIDs) or a DER UTF8String (v2 OIDs)."""
+    if der:
+        try:
+            from cryptography.hazmat import asn1
+
+            return str(asn1.decode_der(str, value))
+        except Exception:  # older cryptography or not DER: fall back to a manual strip
+            if len(value) >= 2 and value[0] == 0x0C and value[1] < 0x80:
+                value = value[2:]
+    return value.decode("utf-8", errors="replace")
+
+
+def _cert_ext(cert: "Certificate", oid: str, *, der: bool) -> str | None:
+    from cryptography.x509 import ExtensionNotFound, ObjectIdentifier
+
+    try:
+        ext = cert.extensions.get_extension_for_oid(ObjectIdentifier(oid)).value
+    except ExtensionNotFound:
+        return None
+    return _decode_ext_value(ext.value, der=der)  # type: ignore[attr-defined]
+
+
+def _cert_issuer(cert: "Certificate") -> str | None:
+    v2 = _cert_ext(cert, _OID_ISSUER_V2, der=True)
+    return v2 if v2 is not None else _cert_ext(cert, _OID_ISSUER_V1, der=False)
+
+
+class SANPatternPolicy:
+    """A sigstore ``VerificationPolicy``: some SAN fully matches a regex, and the issuer is exact.
+
+    sigstore-python has no regex identity policy (cosign's ``--certificate-identity-regexp``
+    equivalent), so this small class fills the gap with the same ``verify(cert)`` protocol.
+    """
+
+    def __init__(self, pattern: str, issuer: str) -> None:
+        self._pattern = re.compile(pattern)
+        self._issuer = issuer
+
+    def verify(self, cert: "Certificate") -> None:
+        from sigstore.errors import VerificationError
+
+        actual_issuer = _cert_issuer(cert)
+        if actual_issuer != self._issuer:
+            raise VerificationError(
+                f"Certificate's OIDC issuer does not match (got {actual_issuer!r}, expected {self._issuer!r})"
+            )
+        sans = _cert_sans(cert)
+        if not any(self._pattern.fullmatch(s) for s in sans):
+            raise VerificationError(
+                f"Certificate's SANs do not fully match /{self._pattern.pattern}/; actual SANs: {sans}"
+            )
+
+
+def rule_to_policy(rule: IdentityRule) -> "VerificationPolicy":
+    """One rule -> sigstore ``AllOf`` of SAN/issuer and every pinned claim."""
+    from sigstore.verify import policy as sp
+
+    parts: list[Any] = []
+    if rule.san is not None:
+        parts.append(sp.Identity(identity=rule.san, issuer=rule.issuer))
+    else:
+        assert rule.san_pattern is not None
+        parts.append(SANPatternPolicy(rule.san_pattern, rule.issuer))
+    for name, (cls_name, _oid, _der) in IDENTITY_CLAIMS.items():
+        value = getattr(rule, name)
+        if value is not None:
+            parts.append(getattr(sp, cls_name)(value))
+    return parts[0] if len(parts) == 1 else sp.AllOf(parts)
+
+
+def identities_to_policy(rules: list[IdentityRule]) -> "VerificationPolicy":
+    """Several allowed identities -> sigstore ``AnyOf`` that explains every rule's failure."""
+    if not rules:
+        raise InputError("no identity given: pin at least one signer identity (SAN + issuer)")
+    from sigstore.errors import VerificationError
+    from sigstore.verify.policy import AnyOf
+
+    class _ExplainingAnyOf(AnyOf):
+        """AnyOf whose error says why each alternative failed (sigstore's says only '0 of N')."""
+
+        def verify(self, cert: "Certificate") -> None:
+            reasons: list[str] = []
+            for rule, child in zip(rules, self._children):
+                try:
+                    child.verify(cert)
+                    return
+                except VerificationError as exc:
+                    reasons.append(f"{rule.describe()}: {_one_line(exc)}")
+            raise VerificationError(
+                "signer matches no allowed identity: " + "; ".join(reasons)
+            )
+
+    if len(rules) == 1:
+        return rule_to_policy(rules[0])
+    return _ExplainingAnyOf([rule_to_policy(r) for r in rules])
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class SignerIdentity:
+    """Who signed: a certificate identity (keyless) or a public key id (key-based)."""
+
+    method: str  # "keyless" | "key"
+    san: str | None = None
+    issuer: str | None = None
+    keyid: str | None = None  # sha256 of the key's DER SubjectPublicKeyInfo (mlspec convention)
+    claims: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.method == "key":
+            return f"key {self.keyid}"
+        return f"{self.san} (issuer {self.issuer})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "san": self.san, "issuer": self.issuer, "keyid": self.keyid,
+                "claims": dict(self.claims)}
+
+
+@dataclass(frozen=True)
+class EvidenceResult:
+    """What a verified bundle proves: who signed which payload/artifact, and when."""
+
+    kind: str  # "dsse" | "message_signature"
+    signer: SignerIdentity
+    artifact_digest: str | None  # "sha256:HEX" that was checked, if any
+    payload_type: str | None = None
+    payload: bytes | None = None  # DSSE payload bytes exactly as signed
+    predicate_type: str | None = None
+    subjects: list[dict[str, Any]] = field(default_factory=list)
+    matched_subject: dict[str, Any] | None = None
+    integrated_time: _dt.datetime | None = None  # Rekor v1 integrated time (covered by its SET)
+    timestamps: list[_dt.datetime] = field(default_factory=list)  # verified signed times (TSA or log)
+    tlog: str = ""  # human description of the transparency log evidence
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stable JSON form for ``--format json``."""
+        return {
+            "kind": self.kind,
+            "signer": self.signer.to_dict(),
+            "artifact_digest": self.artifact_digest,
+            "payload_type": self.payload_type,
+            "predicate_type": self.predicate_type,
+            "subjects": self.subjects,
+            "matched_subject": self.matched_subject,
+            "integrated_time": _iso(self.integrated_time),
+            "timestamps": [_iso(t) for t in self.timestamps],
+            "transparency_log": self.tlog,
+            "payload_sha256": hashlib.sha256(self.payload).hexdigest() if self.payload is not None else None,
+        }
+
+
+def _iso(t: _dt.datetime | None) -> str | None:
+    return None if t is None else t.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def parse_digest(digest: str) -> bytes:
+    """``sha256:HEX`` -> 32 raw bytes; anything else is a usage error."""
+    m = _DIGEST_RE.fullmatch(digest.strip()) if isinstance(digest, str) else None
+    if not m:
+        raise InputError(f"digest {digest!r}: expected sha256:<64 hex digits>")
+    return bytes.fromhex(m.group(1))
+
+
+def hash_file(path: str | os.PathLike[str]) -> bytes:
+    """Streaming sha256 of a regular file (constant memory)."""
+    import stat as _stat
+
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{p}: artifact not found") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read artifact: {exc.strerror}") from None
+    if _stat.S_ISDIR(mode):
+        raise InputError(f"{p}: is a directory; pass its digest with --digest sha256:HEX instead")
+    if not _stat.S_ISREG(mode):
+        raise InputError(f"{p}: not a regular file (FIFO, device or socket); refusing to read it")
+    h = hashlib.sha256()
+    try:
+        with open(p, "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise InputError(f"{p}: artifact not found") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read artifact: {exc.strerror}") from None
+    return h.digest()
+
+
+def _artifact_digest(artifact: Path | str | None, digest: str | None) -> bytes | None:
+    if artifact is not None and digest is not None:
+        raise InputError("give either an artifact or a digest, not both")
+    if artifact is not None:
+        return hash_file(artifact)
+    if digest is not None:
+        return parse_digest(digest)
+    return None
+
+
+def _read_bundle(bundle_path: str | os.PathLike[str]) -> tuple[bytes, Any]:
+    """Read and schema-parse a bundle with sigstore's own protobuf-JSON models."""
+    p = Path(bundle_path)
+    raw = read_bounded(p, MAX_BUNDLE_BYTES, "Sigstore bundle")
+    return raw, _parse_bundle_model(raw, str(p))
+
+
+def _parse_bundle_model(raw: bytes, source: str) -> Any:
+    parse_json(raw, source=source)  # strict first: duplicate keys, NaN, bad UTF-8 -> exit 2
+    from sigstore_models.bundle.v1 import Bundle as BundleModel
+
+    try:
+        model = BundleModel.from_json(raw)
+    except ValueError as exc:
+        raise InputError(f"{source}: not a Sigstore bundle: {_one_line(exc)}") from None
+    media = model.media_type
+    if not media.startswith("application/vnd.dev.sigstore.bundle"):
+        raise InputError(f"{source}: unsupported bundle media type {media!r}")
+    if model.dsse_envelope is None and model.message_signature is None:
+        raise InputError(f"{source}: bundle has neither a DSSE envelope nor a message signature")
+    return model
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Any:
+    """Load a PEM (text before the block is fine) or DER SubjectPublicKeyInfo public key."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+
+    p = Path(path)
+    data = read_bounded(p, MAX_KEY_BYTES, "public key")
+    try:
+        if b"-----BEGIN" in data:
+            return load_pem_public_key(data)
+        return load_der_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{p}: not a usable public key (PEM or DER SubjectPublicKeyInfo): {_one_line(exc)}") from None
+    except UnsupportedAlgorithm as exc:
+        raise InputError(f"{p}: unsupported public key: {_one_line(exc)}") from None
+
+
+def _spki(key: Any, pem: bool) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return key.public_bytes(Encoding.PEM if pem else Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_id(key: Any) -> str:
+    """mlspec keyid: lowercase hex sha256 of the DER SubjectPublicKeyInfo."""
+    return hashlib.sha256(_spki(key, pem=False)).hexdigest()
+
+
+# --------------------------------------------------------------------------- DSSE / statement helpers
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 Pre-Authentication Encoding: the only bytes a DSSE signature covers."""
+    t = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def _verify_with_key(key: Any, signature: bytes, message: bytes) -> bool:
+    """Check one DER-ECDSA or Ed25519 signature; the hash follows the curve (P-256->SHA-256...)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, message)
+            return True
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            algo = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}.get(
+                key.curve.name
+            )
+            if algo is None:
+                raise InputError(f"unsupported EC curve {key.curve.name}; use P-256, P-384 or P-521")
+            key.verify(signature, message, ec.ECDSA(algo()))
+            return True
+    except InvalidSignature:
+        return False
+    raise InputError(f"unsupported key type {type(key).__name__}; use Ed25519 or ECDSA (P-256/P-384/P-521)")
+
+
+def _parse_statement(payload_type: str, payload: bytes) -> tuple[str, list[dict[str, Any]]]:
+    """The signed in-toto Statement's predicateType and subjects; anything else fails verification."""
+    if payload_type != INTOTO_PAYLOAD_TYPE:
+        raise EvidenceVerificationError(
+            f"DSSE payloadType is {payload_type!r}, expected {INTOTO_PAYLOAD_TYPE!r} (an in-toto Statement)"
+        )
+    try:
+        stmt = parse_json(payload, source="signed DSSE payload")
+    except InputError as exc:
+        raise EvidenceVerificationError(f"signed payload is not an in-toto Statement: {exc}") from None
+    if not isinstance(stmt, dict) or stmt.get("_type") not in INTOTO_STATEMENT_TYPES:
+        raise EvidenceVerificationError("signed payload is not an in-toto Statement (missing or unknown _type)")
+    subjects = stmt.get("subject")
+    ptype = stmt.get("predicateType")
+    if not isinstance(subjects, list) or not subjects or not all(isinstance(s, dict) for s in subjects):
+        raise EvidenceVerificationError("signed in-toto Statement has no usable 'subject' list")
+    if not isinstance(ptype, str):
+        raise EvidenceVerificationError("signed in-toto Statement has no 'predicateType'")
+    return ptype, subjects
+
+
+def _match_subject(subjects: list[dict[str, Any]], digest: bytes, source: str) -> dict[str, Any]:
+    want = digest.hex()
+    for s in subjects:
+        d = s.get("digest")
+        if isinstance(d, dict) and isinstance(d.get("sha256"), str) and d["sha256"].lower() == want:
+            return s
+    names = ", ".join(str(s.get("name")) for s in subjects)
+    raise EvidenceVerificationError(
+        f"{source}: artifact sha256:{want} matches no subject of the signed Statement (subjects: {names})"
+    )
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def verify_bundle(
+    bundle_path: str | os.PathLike[str],
+    *,
+    trust_config: TrustConfigArg,
+    artifact: Path | str | None = None,
+    digest: str | None = None,
+    identities: list[IdentityRule] | None = None,
+    key: Path | str | None = None,
+) -> EvidenceResult:
+    """Verify a Sigstore bundle offline and say who signed what.
+
+    Keyless bundles (certificate) need ``trust_config`` and ``identities``;
+    key-based bundles (public key hint, e.g. OpenSSF model signatures) need
+    ``key``. The artifact (or its ``sha256:`` digest) must be the signed
+    message, or for DSSE one of the in-toto Statement's subjects.
+    """
+    if key is not None and identities:
+        raise InputError("give either signer identities or a public key, not both")
+    if key is None and not identities:
+        raise InputError("pin the signer: give an identity (SAN + issuer) or a public key")
+    want = _artifact_digest(artifact, digest)
+    if want is None:
+        raise InputError("give the artifact (file) or its digest (sha256:HEX) the bundle must cover")
+    raw, model = _read_bundle(bundle_path)
+    root = _resolve_trust(trust_config)  # loaded even when unused, so a bad file is reported
+    vm = model.verification_material
+    has_cert = vm.certificate is not None or vm.x509_certificate_chain is not None
+    if key is not None:
+        if has_cert:
+            raise InputError(
+                f"{bundle_path}: bundle carries a signing certificate (keyless); verify it with an identity and issuer, not a key"
+            )
+        return _verify_key_bundle(model, key, want, str(bundle_path))
+    if not has_cert:
+        raise InputError(
+            f"{bundle_path}: bundle is signed with a key (no certificate); verify it with --key PUBKEY"
+        )
+    if root is None:
+        raise InputError("keyless bundles need a trust config (Sigstore trusted root) to verify offline")
+    assert identities is not None
+    return _verify_keyless(raw, model, root, identities, want, str(bundle_path))
+
+
+def _verify_keyless(
+    raw: bytes, model: Any, root: "TrustedRoot", identities: list[IdentityRule], want: bytes | None, source: str
+) -> EvidenceResult:
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.errors import VerificationError
+    from sigstore.hashes import Hashed
+    from sigstore.models import Bundle, InvalidBundle
+    from sigstore.verify import Verifier
+    from sigstore_models.common.v1 import HashAlgorithm
+
+    policy = identities_to_policy(identities)
+    try:
+        bundle = Bundle.from_json(raw)
+    except InvalidBundle as exc:
+        # Parsed fine, but lacks what keyless evidence needs (log entry, proof, ...): evidence fails.
+        raise EvidenceVerificationError(f"{source}: incomplete Sigstore bundle: {_one_line(exc)}") from None
+    except (ValueError, SigstoreError) as exc:
+        raise InputError(f"{source}: unusable Sigstore bundle: {_one_line(exc)}") from None
+    try:
+        verifier = Verifier(trusted_root=root)
+    except SigstoreError as exc:
+        raise InputError(f"trust config cannot be used: {_one_line(exc)}") from None
+
+    payload_type = payload = ptype = matched = None
+    subjects: list[dict[str, Any]] = []
+    try:
+        if model.dsse_envelope is not None:
+            kind = "dsse"
+            payload_type, payload = verifier.verify_dsse(bundle, policy)
+            ptype, subjects = _parse_statement(payload_type, payload)
+            if want is not None:
+                matched = _match_subject(subjects, want, source)
+        else:
+            kind = "message_signature"
+            if want is None:
+                raise InputError("a message-signature bundle needs the artifact or its digest")
+            verifier.verify_artifact(Hashed(algorithm=HashAlgorithm.SHA2_256, digest=want), bundle, policy)
+    except VerificationError as exc:
+        raise EvidenceVerificationError(f"{source}: {_one_line(exc)}") from None
+    except SigstoreError as exc:  # e.g. MetadataError: trust root lacks CT/Rekor keys
+        raise EvidenceVerificationError(f"{source}: {_one_line(exc)}") from None
+
+    cert = bundle.signing_certificate
+    claims = {n: v for n, (_c, oid, der) in IDENTITY_CLAIMS.items() if (v := _cert_ext(cert, oid, der=der))}
+    sans = _cert_sans(cert)
+    signer = SignerIdentity(method="keyless", san=sans[0] if sans else None, issuer=_cert_issuer(cert), claims=claims)
+    integrated, times, tlog = _log_facts(verifier, bundle, model)
+    return EvidenceResult(
+        kind=kind, signer=signer, artifact_digest=f"sha256:{want.hex()}" if want is not None else None,
+        payload_type=payload_type, payload=payload, predicate_type=ptype, subjects=subjects,
+        matched_subject=matched, integrated_time=integrated, timestamps=times, tlog=tlog,
+    )
+
+
+def _log_facts(verifier: Any, bundle: Any, model: Any) -> tuple[_dt.datetime | None, list[_dt.datetime], str]:
+    """Signing times sigstore verified, and a one-line description of the log entry."""
+    entry = model.verification_material.tlog_entries[0]
+    integrated = None
+    if entry.integrated_time and entry.inclusion_promise is not None:
+        integrated = _dt.datetime.fromtimestamp(int(entry.integrated_time), tz=_dt.timezone.utc)
+    try:  # private in sigstore-python 3/4; re-run only to report which times were verified
+        times = sorted({v.time for v in verifier._establish_time(bundle)})
+    except Exception:
+        times = [integrated] if integrated else []
+    kv = entry.kind_version
+    rekor = "Rekor v2" if kv.version == "0.0.2" else "Rekor v1"
+    tlog = f"{rekor} entry {kv.kind}/{kv.version} at log index {entry.log_index}, inclusion proof verified"
+    if integrated is not None:
+        tlog += ", inclusion promise (SET) verified"
+    return integrated, times, tlog
+
+
+def _verify_key_bundle(model: Any, key_path: Path | str, want: bytes | None, source: str) -> EvidenceResult:
+    """Key-hint bundles (no certificate): sigstore-python cannot verify these, so check DSSE here."""
+    key = load_public_key(key_path)
+    env = model.dsse_envelope
+    if env is None:
+        raise InputError(f"{source}: key-signed message-signature bundles are not supported; only DSSE")
+    hint = getattr(model.verification_material.public_key, "hint", None)
+    if hint:
+        accepted = {hashlib.sha256(_spki(key, pem=True)).hexdigest(), key_id(key)}
+        if hint.lower() not in accepted:
+            raise EvidenceVerificationError(
+                f"{source}: bundle's public key hint {hint} does not identify the given key "
+                f"(keyid {key_id(key)}); wrong key?"
+            )
+    sigs = env.signatures
+    if not sigs:
+        raise EvidenceVerificationError(f"{source}: DSSE envelope has no signatures")
+    if len(sigs) > MAX_DSSE_SIGNATURES:
+        raise InputError(f"{source}: DSSE envelope has {len(sigs)} signatures, over the limit of {MAX_DSSE_SIGNATURES}")
+    message = pae(env.payload_type, env.payload)
+    if not any(_verify_with_key(key, s.sig, message) for s in sigs):
+        raise EvidenceVerificationError(f"{source}: DSSE signature does not verify with key {key_id(key)}")
+    ptype, subjects = _parse_statement(env.payload_type, env.payload)
+    matched = _match_subject(subjects, want, source) if want is not None else None
+    n = len(model.verification_material.tlog_entries)
+    tlog = (
+        "no transparency log entry present (key-signed bundle; the pinned key is the trust anchor)"
+        if n == 0
+        else f"{n} transparency log entr{'y' if n == 1 else 'ies'} present but NOT verified (key-signed bundle; the pinned key is the trust anchor)"
+    )
+    return EvidenceResult(
+        kind="dsse", signer=SignerIdentity(method="key", keyid=key_id(key)),
+        artifact_digest=f"sha256:{want.hex()}" if want is not None else None,
+        payload_type=env.payload_type, payload=env.payload, predicate_type=ptype, subjects=subjects,
+        matched_subject=matched, tlog=tlog,
+    )
+
+
+def verify_keyless_statement(
+    bundle_bytes: bytes, *, trust_config: TrustConfigArg, identities: list[IdentityRule]
+) -> tuple[bytes, SignerIdentity]:
+    """Verify a keylessly signed stage attestation and return its in-toto payload bytes as signed.
+
+    The chain verifier calls this for ``attestations/NNNN-STAGE.sigstore.json``;
+    subject/artifact checks are the chain verifier's job, so none is done here.
+    """
+    model = _parse_bundle_model(bundle_bytes, "sigstore attestation")
+    if model.dsse_envelope is None:
+        raise EvidenceVerificationError("sigstore attestation: bundle holds no DSSE envelope (an attestation must be DSSE)")
+    vm = model.verification_material
+    if vm.certificate is None and vm.x509_certificate_chain is None:
+        raise EvidenceVerificationError("sigstore attestation: bundle has no signing certificate (not keyless)")
+    root = _resolve_trust(trust_config)
+    if root is None:
+        raise InputError("keyless attestations need a Sigstore trust config to verify offline")
+    res = _verify_keyless(bundle_bytes, model, root, identities, None, "sigstore attestation")
+    assert res.payload is not None
+    return res.payload, res.signer
+
+
+# --------------------------------------------------------------------------- keyless signing
+
+
+def sign_statement_keyless(statement_bytes: bytes, *, identity_token: str | None = None, staging: bool = False) -> bytes:
+    """Sign in-toto Statement bytes keylessly (Fulcio + Rekor) and return a bundle v0.3 as JSON bytes.
+
+    The bytes are signed exactly as given (they are the JCS payload the chain
+    hashes). Without ``identity_token`` an ambient CI credential is detected
+    (GitHub Actions ``id-token: write``, GitLab, Buildkite, CircleCI, GCP).
+    Needs network access to the TUF repository, Fulcio, Rekor and the TSA.
+    """
+    from sigstore import dsse
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.models import ClientTrustConfig
+    from sigstore.oidc import ExpiredIdentity, IdentityToken, detect_credential
+    from sigstore.sign import SigningContext
+
+    try:
+        statement = dsse.Statement(statement_bytes)
+    except SigstoreError as exc:
+        raise InputError(f"cannot sign keylessly: not an in-toto Statement: {_one_line(exc)}") from None
+
+    if identity_token is None:
+        try:
+            identity_token = detect_credential()
+        except SigstoreError as exc:
+            raise InputError(f"cannot sign keylessly: ambient credential detection failed: {_one_line(exc)}") from None
+        except OSError as exc:
+            raise InputError(f"cannot sign keylessly: ambient credential detection failed: {_one_line(exc)}") from None
+    if not identity_token:
+        raise InputError(
+            "cannot sign keylessly: no OIDC identity token; pass one (e.g. SIGSTORE_ID_TOKEN) or run in CI "
+            "with ambient credentials (GitHub Actions needs 'permissions: id-token: write')"
+        )
+    try:
+        token = IdentityToken(identity_token)
+    except (SigstoreError, ExpiredIdentity) as exc:
+        raise InputError(f"cannot sign keylessly: unusable identity token: {_one_line(exc)}") from None
+
+    instance = "staging" if staging else "production"
+    try:
+        trust = ClientTrustConfig.staging() if staging else ClientTrustConfig.production()
+        context = SigningContext.from_trust_config(trust)
+        with context.signer(token, cache=False) as signer:
+            bundle = signer.sign_dsse(statement)
+    except ExpiredIdentity as exc:
+        raise InputError(f"cannot sign keylessly: identity token expired: {_one_line(exc)}") from None
+    except (SigstoreError, OSError) as exc:  # requests' errors are OSErrors
+        raise InputError(
+            f"cannot sign keylessly with Sigstore {instance} (network, TUF, Fulcio or Rekor failed): {_one_line(exc)}"
+        ) from None
+    return bundle.to_json().encode("utf-8")
+
+
+__all__ = [
+    "EvidenceResult",
+    "EvidenceVerificationError",
+    "IdentityRule",
+    "SANPatternPolicy",
+    "SignerIdentity",
+    "identities_to_policy",
+    "load_public_key",
+    "load_trust_config",
+    "pae",
+    "parse_digest",
+    "rule_to_policy",
+    "sign_statement_keyless",
+    "verify_bundle",
+    "verify_keyless_statement",
+]

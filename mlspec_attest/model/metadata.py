@@ -1,0 +1,196 @@
+"""Stage metadata: per-stage JSON Schemas, merging several files, ``--set`` overrides.
+
+Each of the thirteen stages has a JSON Schema (Draft 2020-12) shipped as package
+data in ``mlspec_attest/schemas/<stage>.json`` and documented in docs/stages.md.
+Schemas require only what the seed calls essential for the stage and allow extra
+fields, so the seed's own example files and hand-written minimal metadata pass.
+
+``jsonschema`` is imported lazily inside :func:`validate_metadata`: the CLI's start
+path (``mlspec --help``, ``mlspec verify``) must not pay for it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+from mlspec_attest._internal.loaders import parse_yaml
+from mlspec_attest.errors import InputError
+from mlspec_attest.model.stages import resolve
+
+DOCS_HINT = "see docs/stages.md"
+_MAX_MESSAGE = 200
+
+
+@functools.lru_cache(maxsize=None)
+def _load_schema(canonical_name: str) -> dict[str, Any]:
+    try:
+        text = resources.files("mlspec_attest").joinpath("schemas", f"{canonical_name}.json").read_text("utf-8")
+    except FileNotFoundError:  # a broken install, not user input
+        raise InputError(
+            f"metadata schema for stage {canonical_name!r} is missing from the installed package; reinstall it"
+        ) from None
+    return json.loads(text)
+
+
+def schema_for(stage_name: str) -> dict[str, Any]:
+    """The metadata JSON Schema of a stage (canonical name or alias).
+
+    Returns a copy so callers cannot corrupt the cached schema.
+    """
+    return copy.deepcopy(_load_schema(resolve(stage_name).name))
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(canonical_name: str) -> Any:
+    from jsonschema import Draft202012Validator  # lazy: keeps the CLI start lean
+
+    schema = _load_schema(canonical_name)
+    return Draft202012Validator(schema)
+
+
+def _escape(token: Any) -> str:
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def json_pointer(path: Any) -> str:
+    """RFC 6901 pointer for a sequence of keys/indices ("" is the whole document)."""
+    return "".join("/" + _escape(p) for p in path)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def _any_of_message(error: Any) -> str:
+    alternatives = error.validator_value
+    if all(isinstance(s, dict) and set(s) == {"required"} for s in alternatives):
+        names = ", ".join(repr(n) for s in alternatives for n in s["required"])
+        return f"needs at least one of {names}"
+    expected = error.schema.get("description") or "one of the allowed forms"
+    return f"{_short(error.instance)} is not valid here; expected {expected}"
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    """(pointer, message) for the most relevant jsonschema error, phrased for users."""
+    parent = error.parent
+    if error.validator in ("anyOf", "oneOf"):
+        return json_pointer(error.absolute_path), _any_of_message(error)
+    if parent is not None and parent.validator in ("anyOf", "oneOf"):
+        same_place = list(error.absolute_path) == list(parent.absolute_path)
+        if error.validator == "required" or (same_place and error.validator == "type"):
+            return json_pointer(parent.absolute_path), _any_of_message(parent)
+    if error.validator == "type":
+        message = f"{_short(error.instance)} is not of type {error.validator_value!r}"
+    elif error.validator == "const":
+        message = f"{_short(error.instance)} is not allowed here; it must be {json.dumps(error.validator_value)}"
+    elif error.validator == "enum":
+        message = f"{_short(error.instance)} is not one of {', '.join(map(str, error.validator_value))}"
+    else:
+        message = error.message
+    return json_pointer(error.absolute_path), _one_line(message)
+
+
+def validate_metadata(stage_name: str, metadata: Any, source: str = "metadata") -> None:
+    """Check a stage's metadata against its schema; raise InputError (one line) if invalid."""
+    from jsonschema.exceptions import best_match  # lazy: keeps the CLI start lean
+
+    stage = resolve(stage_name)
+    error = best_match(_validator(stage.name).iter_errors(metadata))
+    if error is None:
+        return
+    pointer, message = _describe(error)
+    where = pointer if pointer else "the top level"
+    raise InputError(f"{source}: metadata for stage {stage.name!r} is invalid at {where}: {message}; {DOCS_HINT}")
+
+
+def merge_metadata(parts: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Merge metadata files top-level, in order; a key set to different values is an error.
+
+    A stage's metadata is often assembled from several user files (model.yaml +
+    data.yaml...). Silently letting the last file win would sign something the user
+    did not see, so a conflict names both files. Equal values are not a conflict.
+    """
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for source, part in parts:
+        if not isinstance(part, dict):
+            raise InputError(f"{source}: metadata must be a mapping at the top level, found {type(part).__name__}")
+        for key, value in part.items():
+            if key in merged and merged[key] != value:
+                raise InputError(
+                    f"{source}: metadata key {key!r} is also set, differently, by {origin[key]}; "
+                    "keep it in one file or override it with --set"
+                )
+            if key not in merged:
+                merged[key] = copy.deepcopy(value)
+                origin[key] = source
+    return merged
+
+
+def parse_set(assignment: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=VALUE`` into its path and YAML-typed value (``--set`` syntax).
+
+    VALUE is read as a YAML scalar so ``3``, ``0.5``, ``true``, ``null`` keep their
+    types; quote it (``'"1.10"'``) to force a string. ``[..]``/``{..}`` give flow
+    lists/mappings (and must then be valid YAML); any other text that YAML would
+    read as a collection (``a: b``) or cannot read at all stays a plain string.
+    An empty VALUE is the empty string.
+    """
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InputError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set hyperparameters.lr=0.01")
+    path = key.split(".")
+    if any(not segment.strip() for segment in path):
+        raise InputError(f"--set {assignment!r}: empty segment in dotted key {key!r}")
+    path = [segment.strip() for segment in path]
+    text = raw.strip()
+    if text == "":
+        return path, ""
+    explicit = text.startswith(("[", "{", '"', "'"))
+    try:
+        value = parse_yaml(text.encode("utf-8"), source=f"--set {key}")
+    except InputError as exc:
+        if "invalid YAML: " not in str(exc):
+            raise  # YAML, but not JSON-representable (NaN, integers past 2^53): say so
+        if not explicit:
+            return path, text  # e.g. "@home" or "a: b: c": plainly meant as text
+        detail = str(exc).split("invalid YAML: ", 1)[-1].removesuffix("; fix the file and retry")
+        raise InputError(f"--set {key}: VALUE {text!r} is not valid YAML ({detail})") from None
+    if isinstance(value, (dict, list)) and not explicit:
+        value = text
+    return path, value
+
+
+def apply_set(metadata: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """Apply one ``--set a.b.c=VALUE`` to ``metadata`` in place, creating mappings on the way.
+
+    Returns the same dict for chaining. Refuses to walk through a non-mapping
+    (overwriting a list or scalar with a mapping would silently drop data).
+    """
+    if not isinstance(metadata, dict):
+        raise InputError(f"--set {assignment!r}: metadata is not a mapping")
+    path, value = parse_set(assignment)
+    node: dict[str, Any] = metadata
+    for depth, segment in enumerate(path[:-1]):
+        child = node.get(segment)
+        if child is None:
+            child = node[segment] = {}
+        elif not isinstance(child, dict):
+            where = ".".join(path[: depth + 1])
+            raise InputError(
+                f"--set {assignment!r}: {where!r} is a {type(child).__name__}, not a mapping; cannot set a key inside it"
+            )
+        node = child
+    node[path[-1]] = value
+    return metadata

@@ -1,0 +1,696 @@
+"""The CEL engine behind objectives' success criteria (and reusable by policy checks).
+
+Why a module of its own: cel-python 0.5.0 is a faithful but bare interpreter, and a
+deploy gate needs four things it does not give out of the box:
+
+* **Syntax errors with a position** on one line (``column 18: unexpected end of
+  expression``), plus a static pass that catches unknown variables and functions
+  at ``mlspec objectives check`` time instead of at deploy time.
+* **Numbers across int and double.** Canonical JSON (RFC 8785) writes ``1.0`` as
+  ``1``, so an accuracy of exactly 1.0 comes back from a signed payload as an int;
+  plain cel-python would then fail ``metrics.accuracy >= 0.85`` with "no such
+  overload". Comparisons compare int, uint and double by value (as the current CEL
+  specification does), and ``+ - * /`` with one int and one double give a double.
+* **Knowing what an expression read.** Variables are bound to tracking maps that
+  record every leaf value read (``metrics.accuracy -> 0.91``) and every key that was
+  looked up but absent, including reads made inside helper functions and macros.
+  A missing metric is then a failure even where CEL's error-absorbing ``||`` / ``&&``
+  would have produced ``true`` (``metrics.f1 > 0.9 || true``). Only ``has()`` may
+  probe for an absent key without failing.
+* **Fairness helpers** as extension functions: ``max_gap``, ``min``, ``max``, ``abs``.
+
+Receiver-style calls work for every helper except ``min``: cel-python parses
+``x.min(...)`` as its own list macro and silently ignores the argument (on a map of
+slices it returns the smallest *slice name*). The static check therefore refuses
+``x.min(arg)``; write ``min(slices.group, "recall")``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import pickle
+import re
+import stat as stat_mod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Collection, Iterable, Mapping, Optional
+
+import celpy
+import lark
+from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParser
+from celpy.evaluation import CELEvalError, Evaluator, base_functions
+
+MAX_EXPRESSION_CHARS = 8192  # bounds parse and evaluation cost of one criterion
+# Parse-tree depth the recursive evaluator is known to handle (about 38 nested
+# parentheses; the CEL spec asks for 12). Deeper trees are refused at check time
+# rather than failing only at deploy time.
+MAX_TREE_DEPTH = 400
+
+# Macros cel-python evaluates itself (member form) and their bound-variable counts.
+_MEMBER_MACROS: dict[str, int] = {
+    "map": 1, "filter": 1, "all": 1, "exists": 1, "exists_one": 1, "reduce": 2, "min": 0,
+}
+_GLOBAL_MACROS = frozenset({"has", "dyn"})
+# Identifiers cel-python resolves without a binding (type names for ``type(x) == double``).
+_BUILTIN_IDENTS = frozenset({
+    "bool", "bytes", "double", "duration", "int", "list", "map", "null_type",
+    "string", "timestamp", "type", "uint", "google",
+})
+
+# Friendly names for the parser's terminal names in "expected ..." hints.
+_TOKEN_NAMES: dict[str, str] = {
+    "RPAR": "')'", "LPAR": "'('", "RSQB": "']'", "LSQB": "'['", "RBRACE": "'}'",
+    "LBRACE": "'{'", "COLON": "':'", "COMMA": "','", "DOT": "'.'", "IDENT": "a name",
+    "QMARK": "'?'",
+}
+
+
+class ExpressionError(Exception):
+    """A CEL expression that cannot be compiled; ``line``/``column`` are 1-based."""
+
+    def __init__(self, reason: str, line: Optional[int] = None, column: Optional[int] = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line
+        self.column = column
+
+    def position(self) -> str:
+        """``column 18`` for one-line expressions, ``line 2 column 5`` otherwise."""
+        if self.column is None:
+            return "position unknown"
+        if self.line is not None and self.line > 1:
+            return f"line {self.line} column {self.column}"
+        return f"column {self.column}"
+
+
+# --------------------------------------------------------------------------- numbers
+
+def _is_number(value: Any) -> bool:
+    """True for CEL int, uint and double (and Python numbers), never for bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, (bool, celtypes.BoolType))
+
+
+def _py_number(value: Any) -> int | float:
+    return float(value) if isinstance(value, float) else int(value)
+
+
+def _cel_number(value: int | float) -> celtypes.Value:
+    return celtypes.DoubleType(value) if isinstance(value, float) else celtypes.IntType(value)
+
+
+def _heterogeneous(op_name: str, op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
+    """Wrap a base comparison so int, uint and double compare by value (exactly)."""
+    base = base_functions[op_name]
+
+    def compare(a: Any, b: Any) -> Any:
+        if isinstance(a, CELEvalError):
+            return a
+        if isinstance(b, CELEvalError):
+            return b
+        if _is_number(a) and _is_number(b) and type(a) is not type(b):
+            return celtypes.BoolType(op(_py_number(a), _py_number(b)))
+        return base(a, b)
+
+    compare.__name__ = f"heterogeneous{op_name}"
+    return compare
+
+
+def _mixed_arithmetic(op_name: str, op: Callable[[float, float], float]) -> Callable[[Any, Any], Any]:
+    """Wrap base arithmetic so int with double gives a double (see the module docstring)."""
+    base = base_functions[op_name]
+
+    def arithmetic(a: Any, b: Any) -> Any:
+        if _is_number(a) and _is_number(b) and type(a) is not type(b) and (
+            isinstance(a, float) or isinstance(b, float)
+        ):
+            return celtypes.DoubleType(op(float(a), float(b)))  # ZeroDivisionError -> CEL error
+        return base(a, b)
+
+    arithmetic.__name__ = f"mixed{op_name}"
+    return arithmetic
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _where(value: Any) -> str:
+    path = getattr(value, "path", None)
+    return path if isinstance(path, str) else "the argument"
+
+
+def _slice_metric_values(fname: str, slices_of: Any, metric: Any) -> list[tuple[str, int | float]] | CELEvalError:
+    """Read ``metric`` from every slice of one attribute, or explain what is wrong."""
+    if not isinstance(slices_of, celtypes.MapType):
+        return CELEvalError(
+            f"{fname}() needs the slices of one attribute (e.g. slices.group), "
+            f"got {_describe(slices_of)}"
+        )
+    if not isinstance(metric, str):
+        return CELEvalError(f"{fname}() needs a metric name string, got {_describe(metric)}")
+    if len(slices_of) == 0:
+        return CELEvalError(f"{fname}(): {_where(slices_of)} has no slices")
+    values: list[tuple[str, int | float]] = []
+    for slice_name in slices_of:
+        per_slice = slices_of[slice_name]
+        if not isinstance(per_slice, celtypes.MapType):
+            return CELEvalError(
+                f"{fname}(): slice {str(slice_name)!r} of {_where(slices_of)} is "
+                f"{_describe(per_slice)}, not a mapping of metrics"
+            )
+        try:
+            value = per_slice[metric]  # tracked: a miss is recorded as a missing metric
+        except KeyError:
+            return CELEvalError(
+                f"{fname}(): slice {str(slice_name)!r} of {_where(slices_of)} has no metric {str(metric)!r}"
+            )
+        if not _is_number(value):
+            return CELEvalError(
+                f"{fname}(): {_where(per_slice)}.{metric} is {_describe(value)}, not a number"
+            )
+        values.append((str(slice_name), _py_number(value)))
+    return values
+
+
+def _record_helper(fname: str, slices_of: Any, metric: Any, value: Any) -> Any:
+    """Report a helper's result next to the slice values it read (``max_gap(slices.group, "recall")``)."""
+    tracker = getattr(slices_of, "tracker", None)
+    if isinstance(tracker, Tracker):
+        tracker.read(f"{fname}({_where(slices_of)}, {_quote(str(metric))})", value)
+    return value
+
+
+def cel_max_gap(slices_of: Any, metric: Any) -> Any:
+    """Best minus worst value of ``metric`` over the slices of one attribute (a double)."""
+    values = _slice_metric_values("max_gap", slices_of, metric)
+    if isinstance(values, CELEvalError):
+        return values
+    numbers = [v for _, v in values]
+    gap = celtypes.DoubleType(float(max(numbers)) - float(min(numbers)))
+    return _record_helper("max_gap", slices_of, metric, gap)
+
+
+def _extreme(fname: str, pick: Callable[[Iterable[Any]], Any], args: tuple[Any, ...]) -> Any:
+    if len(args) == 2 and isinstance(args[0], celtypes.MapType):
+        values = _slice_metric_values(fname, args[0], args[1])
+        if isinstance(values, CELEvalError):
+            return values
+        return _record_helper(fname, args[0], args[1], _cel_number(pick(v for _, v in values)))
+    if args and all(_is_number(a) for a in args):
+        return _cel_number(pick(_py_number(a) for a in args))
+    return CELEvalError(
+        f"{fname}() takes (slices.<attribute>, \"metric\") or numbers, "
+        f"got ({', '.join(_describe(a) for a in args)})"
+    )
+
+
+def cel_min(*args: Any) -> Any:
+    """``min(slices.group, "recall")``: worst slice; ``min(a, b, ...)``: smallest number."""
+    return _extreme("min", min, args)
+
+
+def cel_max(*args: Any) -> Any:
+    """``max(slices.group, "recall")``: best slice; ``max(a, b, ...)``: largest number."""
+    return _extreme("max", max, args)
+
+
+def cel_abs(value: Any) -> Any:
+    """Absolute value of an int or double, keeping its type."""
+    if isinstance(value, CELEvalError):
+        return value
+    if not _is_number(value):
+        return CELEvalError(f"abs() needs a number, got {_describe(value)}")
+    return _cel_number(abs(_py_number(value)))
+
+
+EXTENSION_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "max_gap": cel_max_gap,
+    "min": cel_min,
+    "max": cel_max,
+    "abs": cel_abs,
+}
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    **EXTENSION_FUNCTIONS,
+    "_<_": _heterogeneous("_<_", lambda a, b: a < b),
+    "_<=_": _heterogeneous("_<=_", lambda a, b: a <= b),
+    "_>_": _heterogeneous("_>_", lambda a, b: a > b),
+    "_>=_": _heterogeneous("_>=_", lambda a, b: a >= b),
+    "_==_": _heterogeneous("_==_", lambda a, b: a == b),
+    "_!=_": _heterogeneous("_!=_", lambda a, b: a != b),
+    "_+_": _mixed_arithmetic("_+_", lambda a, b: a + b),
+    "_-_": _mixed_arithmetic("_-_", lambda a, b: a - b),
+    "_*_": _mixed_arithmetic("_*_", lambda a, b: a * b),
+    "_/_": _mixed_arithmetic("_/_", lambda a, b: a / b),
+}
+
+
+# --------------------------------------------------------------------------- tracking
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def join_path(parent: str, key: Any) -> str:
+    """``metrics.accuracy``; keys that are not identifiers use ``slices.age["18-25"]``."""
+    key = str(key)
+    if _IDENT.match(key):
+        return f"{parent}.{key}"
+    return f"{parent}[{_quote(key)}]"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class Tracker:
+    """What one evaluation read: leaf values by path, and keys looked up but absent."""
+
+    reads: dict[str, Any] = field(default_factory=dict)
+    # path -> (parent path, the keys the parent did have)
+    missing: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    guard: int = 0  # >0 while inside has(), where an absent key is an answer, not an error
+
+    def read(self, path: str, value: Any) -> None:
+        self.reads.setdefault(path, to_plain(value))
+
+    def miss(self, path: str, parent: str, available: list[str]) -> None:
+        if self.guard == 0:
+            self.missing.setdefault(path, (parent, available))
+
+
+class TrackedMap(celtypes.MapType):
+    """A CEL map that reports reads and misses to a :class:`Tracker`."""
+
+    def __init__(self, items: Mapping[str, Any], path: str, tracker: Tracker) -> None:
+        super().__init__()
+        self.path = path
+        self.tracker = tracker
+        for key, value in items.items():
+            dict.__setitem__(self, celtypes.StringType(key), _wrap(value, join_path(path, key), tracker))
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            value = super().__getitem__(key)
+        except KeyError:
+            self.tracker.miss(join_path(self.path, key), self.path, sorted(str(k) for k in self.keys()))
+            raise
+        if not isinstance(value, TrackedMap):
+            self.tracker.read(join_path(self.path, key), value)
+        return value
+
+
+def _wrap(value: Any, path: str, tracker: Tracker) -> Any:
+    """JSON value -> CEL value, with mappings (also inside lists) tracked."""
+    if isinstance(value, Mapping):
+        return TrackedMap(value, path, tracker)
+    if isinstance(value, (list, tuple)):
+        return celtypes.ListType([_wrap(v, f"{path}[{i}]", tracker) for i, v in enumerate(value)])
+    return json_to_cel(value)
+
+
+def to_plain(value: Any) -> Any:
+    """CEL value -> plain JSON-friendly Python value, for reports."""
+    if isinstance(value, (bool, celtypes.BoolType)):
+        return bool(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(dict.__getitem__(value, k)) for k in value}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if value is None:
+        return None
+    return str(value)
+
+
+def _describe(value: Any) -> str:
+    """``double 0.1``, ``a mapping``, ``string "x"``: for messages."""
+    if isinstance(value, CELEvalError):
+        return "an error"
+    if isinstance(value, (bool, celtypes.BoolType)):
+        return f"bool {str(bool(value)).lower()}"
+    if isinstance(value, float):
+        return f"double {float(value)!r}"
+    if isinstance(value, int):
+        return f"int {int(value)}"
+    if isinstance(value, str):
+        return f"string {_quote(str(value))}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)}"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+describe_value = _describe
+
+
+class _TrackingEvaluator(Evaluator):
+    """Evaluator whose ``has()`` probes are not counted as missing metrics."""
+
+    tracker: Tracker
+
+    def sub_evaluator(self, ast: lark.Tree) -> Evaluator:
+        sub = _TrackingEvaluator(ast, activation=self.activation)
+        sub.tracker = self.tracker
+        return sub
+
+    def macro_has_eval(self, exprlist: lark.Tree) -> celtypes.BoolType:
+        self.tracker.guard += 1
+        try:
+            return super().macro_has_eval(exprlist)
+        finally:
+            self.tracker.guard -= 1
+
+
+class _TrackingRunner(celpy.InterpretedRunner):
+    """InterpretedRunner that evaluates with :class:`_TrackingEvaluator`."""
+
+    tracker: Tracker
+
+    def evaluate(self, context: celpy.Context) -> celtypes.Value:
+        evaluator = _TrackingEvaluator(ast=self.ast, activation=self.new_activation())
+        evaluator.tracker = self.tracker
+        return evaluator.evaluate(context)
+
+
+_ENV: celpy.Environment | None = None
+
+
+def _environment() -> celpy.Environment:
+    global _ENV
+    if _ENV is None:
+        _install_cached_parser(_TrackingRunner.tree_node_class)
+        _ENV = celpy.Environment(runner_class=_TrackingRunner)
+    return _ENV
+
+
+# --------------------------------------------------------------------------- parser cache
+#
+# cel-python builds its Lark LALR parser (grammar analysis, ~105 ms idle, 200+ ms on a
+# loaded machine) once per process, i.e. on every `mlspec verify` of a chain with
+# objectives. The tables are the same every time, so they are cached on disk; loading
+# takes ~10 ms. The cache is a pickle, and unpickling attacker-written data runs code,
+# hence (docs/performance.md, "CEL parser cache"):
+#
+# * it lives only in a private directory: $MLSPEC_CACHE_DIR, else $XDG_CACHE_HOME/mlspec-attest,
+#   else ~/.cache/mlspec-attest; created 0700; used only when, opened with O_NOFOLLOW and
+#   checked with fstat on the open descriptor, it is a directory owned by this user with no
+#   group/other permissions. The file is opened relative to that descriptor (no path race),
+#   with O_NOFOLLOW, and must be a regular file owned by this user, mode 0600 or stricter,
+#   under 4 MiB. Only someone who already runs code as this user (or root) can write it.
+# * it is unpickled by an allow-list Unpickler: only the 8 lark/re classes a saved LALR
+#   parser consists of can be constructed, so even a forged file cannot call anything else;
+# * a key (sha256 of celpy's grammar and parser module, lark's version and Python's) is
+#   checked before loading, so an upgrade rebuilds instead of using stale tables;
+# * any doubt (wrong owner or mode, symlink, bad key, a load error) means: build the parser
+#   as celpy always did and, if the directory is sound, replace the file (0600, atomically).
+# MLSPEC_CEL_CACHE=0 disables it.
+
+_CACHE_FILE = "cel-parser.v1.pickle"
+_CACHE_MAX_BYTES = 4 * 1024 * 1024
+_CACHE_ALLOWED = frozenset({
+    ("lark.grammar", "RuleOptions"), ("lark.grammar", "Rule"), ("lark.grammar", "NonTerminal"),
+    ("lark.grammar", "Terminal"), ("lark.lexer", "Token"), ("lark.utils", "fzset"),
+    ("lark.parsers.grammar_analysis", "RulePtr"), ("re", "RegexFlag"),
+})
+# Lark's own list of options given at load time rather than stored (lark.lark._LOAD_ALLOWED_OPTIONS).
+_LOAD_OPTIONS = ("postlex", "transformer", "lexer_callbacks", "use_bytes", "debug", "g_regex_flags", "regex",
+                 "propagate_positions", "tree_class", "_plugins")
+
+
+def _cache_dir() -> Path | None:
+    if os.environ.get("MLSPEC_CEL_CACHE", "").strip() == "0":
+        return None
+    explicit = os.environ.get("MLSPEC_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mlspec-attest" if os.path.isabs(base) else None
+
+
+def _private_dir_fd(directory: Path) -> int | None:
+    """An O_NOFOLLOW descriptor of ``directory`` if it is ours and private (0700), else None."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if not stat_mod.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _parser_key() -> bytes:
+    import hashlib
+    import sys
+
+    from celpy import celparser
+
+    h = hashlib.sha256()
+    for source in (Path(celparser.__file__).with_name("cel.lark"), Path(celparser.__file__)):
+        h.update(source.read_bytes())
+    h.update(f"lark {lark.__version__} python {sys.version_info[:3]}".encode())
+    return h.hexdigest().encode("ascii")
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CACHE_ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a saved parser")
+        return super().find_class(module, name)
+
+
+def _load_options(tree_class: type) -> dict[str, Any]:
+    """What celpy.celparser.CELParser passes to Lark, for the options Lark takes at load time
+    (tests/test_fast_paths.py compares them with a parser celpy built itself)."""
+    return {"lexer_callbacks": {"IDENT": CELParser.ambiguous_literals}, "propagate_positions": True,
+            "g_regex_flags": re.M, "debug": True, "tree_class": tree_class}
+
+
+def _read_cache(dir_fd: int, key: bytes, tree_class: type) -> lark.Lark | None:
+    try:
+        fd = os.open(_CACHE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (not stat_mod.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077
+                or st.st_size > _CACHE_MAX_BYTES):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(_CACHE_MAX_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    head, _, body = data.partition(b"\n")
+    if head != key or len(data) > _CACHE_MAX_BYTES:
+        return None
+    try:
+        saved = _AllowListUnpickler(io.BytesIO(body)).load()
+        return lark.Lark.__new__(lark.Lark)._load(saved, **_load_options(tree_class))
+    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+        return None
+
+
+def _write_cache(dir_fd: int, key: bytes, parser: lark.Lark) -> None:
+    buf = io.BytesIO()
+    buf.write(key + b"\n")
+    parser.save(buf, _LOAD_OPTIONS)
+    tmp = f".{_CACHE_FILE}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            os.write(fd, buf.getvalue())
+        finally:
+            os.close(fd)
+        os.replace(tmp, _CACHE_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
+def _install_cached_parser(tree_class: type) -> None:
+    """Give celpy its Lark parser from the private cache, or build it and cache it."""
+    if CELParser.CEL_PARSER is not None:
+        return
+    directory = _cache_dir()
+    dir_fd = _private_dir_fd(directory) if directory is not None else None
+    if dir_fd is None:
+        return  # celpy builds it, as always
+    try:
+        key = _parser_key()
+        parser = _read_cache(dir_fd, key, tree_class)
+        if parser is not None:
+            CELParser.CEL_PARSER = parser
+            return
+        CELParser(tree_class=tree_class)  # celpy's own build
+        if CELParser.CEL_PARSER is not None:
+            _write_cache(dir_fd, key, CELParser.CEL_PARSER)
+    except Exception:  # noqa: BLE001 - the cache is an optimisation, never a failure
+        return
+    finally:
+        os.close(dir_fd)
+
+
+# --------------------------------------------------------------------------- compile
+
+def compile_expression(text: str, variables: Collection[str]) -> lark.Tree:
+    """Parse ``text`` and check its names; raise :class:`ExpressionError` with a position."""
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"expression is {len(text)} characters, over the {MAX_EXPRESSION_CHARS} limit")
+    env = _environment()
+    try:
+        ast = env.compile(text)
+    except celpy.CELParseError as exc:
+        raise ExpressionError(_syntax_reason(exc), exc.line, exc.column) from None
+    except RecursionError:
+        raise ExpressionError("expression nested too deeply") from None
+    if _depth(ast) > MAX_TREE_DEPTH:
+        raise ExpressionError("expression is nested too deeply; split it or remove parentheses", 1, 1)
+    _check_names(ast, frozenset(variables))
+    return ast
+
+
+def _depth(ast: lark.Tree) -> int:
+    """Depth of the parse tree, computed without recursion."""
+    deepest = 0
+    stack: list[tuple[lark.Tree, int]] = [(ast, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, lark.Tree))
+    return deepest
+
+
+def _syntax_reason(exc: celpy.CELParseError) -> str:
+    """One-line description of a lark parse error (cel-python's own text spans lines)."""
+    cause = exc.__context__
+    if isinstance(cause, lark.exceptions.UnexpectedToken):
+        if cause.token.type == "$END":
+            reason = "syntax error: unexpected end of expression"
+        else:
+            reason = f"syntax error: unexpected {str(cause.token.value)!r}"
+        expected = sorted(_TOKEN_NAMES[t] for t in cause.expected if t in _TOKEN_NAMES)
+        if expected and len(cause.expected) <= 4:
+            reason += f" (expected {' or '.join(expected)})"
+        return reason
+    if isinstance(cause, lark.exceptions.UnexpectedCharacters):
+        return f"syntax error: unexpected character {cause.char!r}"
+    first = str(exc).strip().splitlines()
+    return "syntax error: " + (first[-1].strip() if first else "invalid expression")
+
+
+def _check_names(ast: lark.Tree, variables: frozenset[str]) -> None:
+    """Refuse unknown variables and functions, and the ``x.min(arg)`` trap, before signing."""
+    bound: set[str] = set()
+    for node in ast.iter_subtrees():
+        if node.data == "member_dot_arg" and len(node.children) == 3:
+            name = str(node.children[1])
+            count = _MEMBER_MACROS.get(name, 0)
+            exprs = node.children[2].children if isinstance(node.children[2], lark.Tree) else []
+            for expr in exprs[:count]:
+                ident = _bare_ident(expr)
+                if ident is not None:
+                    bound.add(ident)
+    known_functions = set(FUNCTIONS) | set(base_functions) | _GLOBAL_MACROS
+    for node in ast.iter_subtrees_topdown():
+        if node.data == "member_dot_arg":
+            token = node.children[1]
+            name = str(token)
+            has_args = len(node.children) == 3 and bool(getattr(node.children[2], "children", []))
+            if name == "min" and has_args:
+                raise ExpressionError(
+                    "cel-python reads x.min(...) as its list macro and ignores the argument; "
+                    "write min(slices.<attribute>, \"metric\") instead",
+                    getattr(token, "line", None), getattr(token, "column", None),
+                )
+            if name not in _MEMBER_MACROS and name not in known_functions:
+                raise ExpressionError(
+                    f"unknown function {name!r} (extension functions: {', '.join(sorted(EXTENSION_FUNCTIONS))})",
+                    getattr(token, "line", None), getattr(token, "column", None),
+                )
+        elif node.data in ("ident_arg", "dot_ident_arg"):
+            token = node.children[0]
+            name = str(token)
+            if name not in known_functions:
+                raise ExpressionError(
+                    f"unknown function {name!r} (extension functions: {', '.join(sorted(EXTENSION_FUNCTIONS))})",
+                    getattr(token, "line", None), getattr(token, "column", None),
+                )
+        elif node.data in ("ident", "dot_ident"):
+            token = node.children[0]
+            name = str(token)
+            if name not in variables and name not in bound and name not in _BUILTIN_IDENTS:
+                raise ExpressionError(
+                    f"unknown variable {name!r} (variables: {', '.join(sorted(variables))})",
+                    getattr(token, "line", None), getattr(token, "column", None),
+                )
+
+
+def _bare_ident(expr: Any) -> str | None:
+    """The identifier an ``expr`` subtree consists of, if it is just one name."""
+    node = expr
+    while isinstance(node, lark.Tree):
+        if node.data == "ident":
+            return str(node.children[0])
+        if len(node.children) != 1:
+            return None
+        node = node.children[0]
+    return None
+
+
+# --------------------------------------------------------------------------- evaluate
+
+@dataclass
+class Evaluation:
+    """Outcome of one expression: its value (or error), what it read, what was missing."""
+
+    value: Any
+    error: str | None
+    reads: dict[str, Any]
+    missing: dict[str, tuple[str, list[str]]]
+
+
+def evaluate_expression(ast: lark.Tree, bindings: Mapping[str, Any]) -> Evaluation:
+    """Evaluate a compiled expression over JSON ``bindings`` (name -> value), tracking reads."""
+    tracker = Tracker()
+    context = {name: _wrap(value, name, tracker) for name, value in bindings.items()}
+    runner = _environment().program(ast, functions=FUNCTIONS)
+    runner.tracker = tracker  # type: ignore[attr-defined]
+    value: Any = None
+    error: str | None = None
+    try:
+        value = runner.evaluate(context)
+    except CELEvalError as exc:
+        error = _eval_reason(exc)
+    except RecursionError:
+        error = "expression nested too deeply to evaluate"
+    except Exception as exc:  # cel-python can leak Python errors (e.g. 1/0); never a traceback
+        error = f"{type(exc).__name__}: {exc}"
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)) and error is None:
+        error = "expression produced NaN or infinity"
+    return Evaluation(value=value, error=error, reads=dict(tracker.reads), missing=dict(tracker.missing))
+
+
+def _eval_reason(exc: CELEvalError) -> str:
+    message = str(exc.args[0]) if exc.args else "evaluation error"
+    message = re.sub(r"Token\('RULE', '(\w+)'\)", r"\1", message)
+    message = re.sub(r"<class 'celpy\.celtypes\.(\w+)'>", r"\1", message)
+    if exc.column is not None:
+        message += f" (at column {exc.column})"
+    return message

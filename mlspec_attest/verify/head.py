@@ -1,0 +1,78 @@
+"""The gate's chain-head check: refuses truncation, rollback and forks (see model/head.py)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Sequence
+
+from mlspec_attest._internal.loaders import read_bounded
+from mlspec_attest.bundle import Bundle
+from mlspec_attest.errors import InputError
+from mlspec_attest.model.canonical import parse_json
+from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
+from mlspec_attest.model.head import HEAD_FILE, MAX_HEAD_BYTES, _fmt, parse_head_payload
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlspec_attest.model.report import Report
+    from mlspec_attest.policy import Policy
+
+
+def check_head(policy: "Policy", bundle: Bundle, chain: Sequence[Any], report: "Report", now: datetime) -> None:
+    """Findings for a missing, forged, expired, stale or mismatching chain head (no-op without ``head:``)."""
+    rule = policy.head
+    if rule is None:
+        return
+    path = bundle.root / HEAD_FILE
+    if not os.path.lexists(path):
+        if rule.required:
+            report.add("HEAD_MISSING", f"the policy requires a signed chain head and the bundle has no {HEAD_FILE}",
+                       hint="sign one with 'mlspec attest head --bundle B --key K' after the last append")
+        return
+    try:
+        data = read_bounded(path, MAX_HEAD_BYTES, "chain head")
+        envelope = Envelope.from_dict(parse_json(data, source=HEAD_FILE))
+        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE or data != envelope.to_json():
+            raise ValueError("not the envelope form mlspec writes")
+    except (InputError, ValueError) as exc:
+        report.add("HEAD_INVALID", f"{HEAD_FILE}: unreadable chain head: {exc}", file=HEAD_FILE)
+        return
+    verified, lies = envelope.check_signatures([policy.keys[n] for n in rule.signers])
+    if lies or len(verified) < rule.threshold:
+        report.add("HEAD_SIGNATURE_INVALID", f"{HEAD_FILE}: {len(verified)} valid signature(s) by the head signers "
+                   f"({', '.join(rule.signers)}), policy needs {rule.threshold}"
+                   + (f" ({lies[0]})" if lies else ""), file=HEAD_FILE)
+        return
+    try:
+        head = parse_head_payload(envelope.payload)
+    except (InputError, ValueError) as exc:
+        report.add("HEAD_INVALID", f"{HEAD_FILE}: {exc}", file=HEAD_FILE)
+        return
+    if now >= head.expires:
+        report.add("HEAD_EXPIRED", f"the signed chain head expired at {_fmt(head.expires)}; an expired head cannot "
+                   "prove the chain is current (an older chain may be replayed)", file=HEAD_FILE,
+                   hint="re-sign it with 'mlspec attest head' (do so on a schedule, before it expires)")
+    if rule.max_validity is not None and head.expires - head.issued > rule.max_validity:
+        report.add("HEAD_INVALID", f"the chain head is valid for {head.expires - head.issued}, longer than the "
+                   f"policy's max_validity {rule.max_validity}", file=HEAD_FILE)
+    if not chain:
+        return
+    genesis = chain[0].payload_sha256 if chain[0].sequence == 0 else None
+    if genesis is not None and head.genesis != genesis:
+        report.add("HEAD_MISMATCH", "the signed chain head belongs to another chain (its genesis differs)",
+                   file=HEAD_FILE, sequence=head.sequence)
+        return
+    last = chain[-1]
+    if head.sequence > last.sequence:
+        report.add("CHAIN_ROLLBACK", f"the signed chain head names sequence {head.sequence} but the bundle ends at "
+                   f"sequence {last.sequence}: newer attestations were removed, or an older chain is presented",
+                   sequence=head.sequence, file=HEAD_FILE)
+        return
+    if head.sequence < last.sequence:
+        report.add("HEAD_BEHIND", f"attestations after sequence {head.sequence} are not covered by the signed chain "
+                   f"head (the bundle ends at {last.sequence})", sequence=last.sequence, file=HEAD_FILE,
+                   hint="re-sign the head with 'mlspec attest head' after every append")
+    at = next((e for e in chain if e.sequence == head.sequence), None)
+    if at is None or at.payload_sha256 != head.payload_sha256:
+        report.add("HEAD_MISMATCH", f"sequence {head.sequence} in the bundle is not the attestation the signed chain "
+                   "head names (the chain was forked or replaced)", sequence=head.sequence, file=HEAD_FILE)
