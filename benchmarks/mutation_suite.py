@@ -53,7 +53,7 @@ def _big_sample(n: int, seed: int) -> Tally:
 
     from mlspec_attest.keys import generate
     from mlspec_attest.policy import Policy
-    from mlspec_attest.verify.verifier import Verifier
+    from mlspec_attest.verify import Verifier
 
     root = Path(tempfile.mkdtemp(dir=TMP)) / "big"
     (root / "policies").mkdir(parents=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from mlspec_attest.model.report import Report
 from mlspec_attest.policy import Policy, parse_time
-from mlspec_attest.verify.verifier import verify_bundle
+from mlspec_attest.verify import verify_bundle
 
 
 @dataclass

@@ -30,7 +30,7 @@ from mlspec_attest.keys import generate, load_signer
 from mlspec_attest.model.envelope import Envelope, pae
 from mlspec_attest.model.head import HEAD_FILE
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify.verifier import Verifier
+from mlspec_attest.verify import Verifier
 
 STAGES = ("objectives", "ingest", "analyze", "transform")
 # analyze and transform are optional, so dropping the newest attestations is caught only by the head.

@@ -23,7 +23,7 @@ from mlspec_attest.keys import load_signer
 from mlspec_attest.model.envelope import Envelope
 from mlspec_attest.model.report import Finding, ObjectiveLine, Report, StageLine
 from mlspec_attest.render.html import render_html
-from mlspec_attest.verify.verifier import verify_bundle
+from mlspec_attest.verify import verify_bundle
 from mlspec_attest.verify.vsa import VSA_PREDICATE_TYPE, build_vsa_statement, write_vsa
 
 STANDALONE = REPO / "docs" / "verify_standalone.py"

@@ -18,7 +18,7 @@ from mlspec_attest.errors import InputError
 from mlspec_attest.keys import load_signer
 from mlspec_attest.leakage import write_fingerprints
 from mlspec_attest.model.envelope import Envelope
-from mlspec_attest.verify.verifier import verify_bundle
+from mlspec_attest.verify import verify_bundle
 
 
 def codes(report) -> set[str]:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from conftest import Project
 
 from mlspec_attest.bundle import TEMP_PREFIX
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify.verifier import Verifier
+from mlspec_attest.verify import Verifier
 
 POLICY = """\
 version: 1

@@ -15,7 +15,7 @@ pytest.importorskip("sklearn")
 
 from mlspec_attest.demo import runner as demo  # noqa: E402
 from mlspec_attest.errors import InputError  # noqa: E402
-from mlspec_attest.verify.verifier import verify_bundle  # noqa: E402
+from mlspec_attest.verify import verify_bundle  # noqa: E402
 
 STAGES = ["objectives", "ingest", "analyze", "transform", "validate", "split", "train", "evaluate", "test",
           "package", "serve", "monitor", "log"]

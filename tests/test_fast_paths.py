@@ -402,7 +402,7 @@ def _report_dict(report) -> dict:
 def test_parallel_verifier_equals_serial_on_a_tampered_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlspec_attest._internal import workers
     from mlspec_attest.verify import _parallel as parallel
-    from mlspec_attest.verify.verifier import verify_bundle
+    from mlspec_attest.verify import verify_bundle
 
     make_chain.build(650, tmp_path / "c")
     att = tmp_path / "c" / "bundle" / "attestations"
@@ -439,7 +439,7 @@ def test_parallel_unreadable_files_same_as_serial(tmp_path: Path, monkeypatch: p
     """A directory or FIFO in attestations/: the same refusal or findings, serial or parallel."""
     from mlspec_attest._internal import workers
     from mlspec_attest.verify import _parallel as parallel
-    from mlspec_attest.verify.verifier import verify_bundle
+    from mlspec_attest.verify import verify_bundle
 
     make_chain.build(400, tmp_path / "c")
     att = tmp_path / "c" / "bundle" / "attestations"

@@ -18,7 +18,7 @@ from mlspec_attest.errors import InputError
 from mlspec_attest.keys import PASSPHRASE_ENV, generate, load_signer
 from mlspec_attest.model.head import HEAD_FILE
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify.verifier import Verifier, verify_bundle
+from mlspec_attest.verify import Verifier, verify_bundle
 
 
 def codes(report) -> set[str]:  # type: ignore[no-untyped-def]

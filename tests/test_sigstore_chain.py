@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import Project, build_lifecycle
 
-from mlspec_attest.verify.verifier import verify_bundle
+from mlspec_attest.verify import verify_bundle
 
 GITHUB_SAN = ("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/"
               "extremely-dangerous-oidc-beacon.yml@refs/heads/main")

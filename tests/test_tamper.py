@@ -137,7 +137,7 @@ def test_property_random_chain_then_one_mutation_is_refused(project, appends: in
     from mlspec_attest.keys import load_signer
     from mlspec_attest.model.head import HEAD_FILE
     from mlspec_attest.policy import Policy
-    from mlspec_attest.verify.verifier import Verifier
+    from mlspec_attest.verify import Verifier
 
     bundle = project.root / f"chain-{uuid.uuid4().hex}"
     project.attestor("owner", bundle=bundle).attest("objectives", metadata=CHAIN_OBJECTIVES)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from mlspec_attest import TOOL_NAME, __version__
+from mlspec_attest._version import TOOL_NAME, __version__
 from mlspec_attest.bundle import Bundle, attestation_file_name
 from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_path
 from mlspec_attest.errors import InputError
@@ -25,9 +25,14 @@ from mlspec_attest.keys import Signer
 from mlspec_attest.leakage import is_fingerprint_role
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.model.stages import Stage, resolve
-from mlspec_attest.model.statement import ChainLink, build_statement, payload_digest, resource_descriptor
+from mlspec_attest.model.statement import (
+    ROLE_ANNOTATION,
+    ChainLink,
+    build_statement,
+    payload_digest,
+    resource_descriptor,
+)
 
-ROLE_ANNOTATION = "role"
 # Stages whose metadata names the data set they ran on, and the material roles that are one.
 DATASET_ROLES = {"evaluate": {"eval-data", "validation-data", "data"}, "test": {"holdback-data", "test-data", "data"}}
 

@@ -520,7 +520,7 @@ def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str]
     lineage = build_lineage(timeline, artifacts)
     report = None
     if policy_obj is not None:
-        from mlspec_attest.verify.verifier import Verifier
+        from mlspec_attest.verify import Verifier
 
         report = Verifier(policy_obj).verify(bundle)
     return ReplayResult(bundle=os.fspath(bundle), artifacts_dir=os.fspath(root) if root else None,

@@ -14,13 +14,6 @@ import click
 
 from mlspec_attest.errors import InputError
 
-EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
-
-
-def _fail_input(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_INPUT)
-
 
 def _default_policy(policy: str | None, bundle: str, *, required: bool) -> str | None:
     """--policy, else mlspec.yaml's (found from cwd or the bundle's parent), else None/error."""
@@ -56,11 +49,7 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, fmt: str)
     from mlspec_attest.audit.replay import render_replay_text
     from mlspec_attest.audit.replay import replay as run_replay
 
-    try:
-        result = run_replay(bundle, artifacts_dir, _default_policy(policy, bundle, required=False))
-    except InputError as exc:
-        _fail_input(str(exc))
-        return
+    result = run_replay(bundle, artifacts_dir, _default_policy(policy, bundle, required=False))
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -83,19 +72,15 @@ def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | 
     from mlspec_attest.audit.replay import replay as run_replay
     from mlspec_attest.render.html import render_html
 
+    policy_path = _default_policy(policy, bundle, required=True)
+    result = run_replay(bundle, artifacts_dir, policy_path)
+    assert result.verify_report is not None
+    page = render_html(result.verify_report, result)
+    out = Path(html_out)
     try:
-        policy_path = _default_policy(policy, bundle, required=True)
-        result = run_replay(bundle, artifacts_dir, policy_path)
-        assert result.verify_report is not None
-        page = render_html(result.verify_report, result)
-        out = Path(html_out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(page, encoding="utf-8")
-    except InputError as exc:
-        _fail_input(str(exc))
-        return
     except OSError as exc:
-        _fail_input(f"{html_out}: cannot write: {exc.strerror}")
-        return
+        raise InputError(f"{html_out}: cannot write: {exc.strerror}") from None
     click.echo(f"wrote {html_out} (verdict {result.verdict.upper()})")
     sys.exit(result.exit_code)

@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from mlspec_attest.cli._errors import ErrorHandlingGroup
 from mlspec_attest.errors import InputError
 
 
-def _fail_input(msg: str) -> NoReturn:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(2)
-
-
-@click.group("evidence")
+@click.group("evidence", cls=ErrorHandlingGroup)
 def evidence() -> None:
     """Verify Sigstore bundles (keyless or key-signed) as evidence, offline."""
 
@@ -83,8 +79,6 @@ def verify_cmd(
             bundle, trust_config=trust_config, artifact=artifact, digest=digest,
             identities=identities, key=key,
         )
-    except InputError as exc:
-        _fail_input(str(exc))
     except ss.EvidenceVerificationError as exc:
         if fmt == "json":
             click.echo(json.dumps({"verdict": "fail", "bundle": str(bundle), "error": str(exc)}, indent=2))

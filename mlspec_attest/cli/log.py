@@ -13,27 +13,16 @@ from typing import Any, TextIO
 
 import click
 
-from mlspec_attest.errors import InputError
+from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
-EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 DEFAULT_LOG = "inference-log"
 
 _log_option = click.option("--log", "log_dir", default=DEFAULT_LOG, show_default=True,
                            type=click.Path(file_okay=False), help="log directory")
 
 
-class _LogGroup(click.Group):
-    """InputError -> 'error: ...' on stderr, exit 2 (also when used outside cli.main)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_INPUT)
-
-
-@click.group("log", cls=_LogGroup)
+@click.group("log", cls=ErrorHandlingGroup)
 def log() -> None:
     """Per-inference records as a Merkle tree, sealed by signed 'log' attestations."""
 
@@ -224,7 +213,7 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, deep: bool
             click.echo(f"proof {pr['proof']}: {'ok' if pr['ok'] else 'FAILED'}")
             for problem in pr["problems"]:
                 click.echo(f"  error: {problem}")
-    sys.exit(EXIT_OK if ok else EXIT_FAIL)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 @log.command("render")

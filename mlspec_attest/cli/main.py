@@ -9,26 +9,19 @@ commands that use it, so ``mlspec --help`` and ``mlspec verify`` start fast.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from mlspec_attest import __version__
-from mlspec_attest.errors import InputError
-
-EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
-
-
-def fail_input(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_INPUT)
+from mlspec_attest._version import __version__
+from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 
-class MlspecGroup(click.Group):
-    """Turns InputError into one line and exit 2; registers subcommands lazily."""
+class MlspecGroup(ErrorHandlingGroup):
+    """The top-level group: registers the heavier subcommands lazily."""
 
     LAZY: dict[str, tuple[str, str]] = {
         "evidence": ("mlspec_attest.cli.evidence", "evidence"),
@@ -55,19 +48,6 @@ class MlspecGroup(click.Group):
             module, attr = self.LAZY[name]
             command = getattr(importlib.import_module(module), attr)
         return command
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except InputError as exc:
-            fail_input(str(exc))
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except BrokenPipeError:
-            # `mlspec verify ... | head`: the reader left; not an error of ours.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(EXIT_OK)
 
 
 @click.group(cls=MlspecGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -274,7 +254,7 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], fmt: str
     Exit 0: every check passed, deploy. Exit 1: the gate failed (findings say why).
     Exit 2: unusable input (missing bundle or policy, bad flags).
     """
-    from mlspec_attest.verify.verifier import verify_bundle
+    from mlspec_attest.verify import verify_bundle
 
     if bool(vsa_out) != bool(vsa_key):
         raise InputError("--vsa and --vsa-key go together")
@@ -290,7 +270,7 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], fmt: str
         from mlspec_attest.render.text import render_text
 
         click.echo(render_text(report, color=sys.stdout.isatty()))
-    sys.exit(EXIT_OK if report.passed else EXIT_FAIL)
+    sys.exit(EXIT_OK if report.passed else EXIT_FAILED)
 
 
 # -- inspect ---------------------------------------------------------------------------
@@ -329,7 +309,7 @@ def inspect(file: str, key_paths: tuple[str, ...]) -> None:
             verdict = "VALID" if key.verify(sig.sig, message) else "invalid"
             click.echo(f"  {verdict} for {key.source} (keyid {key.keyid})")
     if keys_ and not envelope.verified_keyids(keys_):
-        sys.exit(EXIT_FAIL)
+        sys.exit(EXIT_FAILED)
 
 
 # -- objectives ---------------------------------------------------------------------------

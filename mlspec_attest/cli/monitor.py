@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from mlspec_attest.cli._errors import ErrorHandlingGroup
 
-@click.group()
+
+@click.group(cls=ErrorHandlingGroup)
 def monitor() -> None:
     """Live monitoring metadata for a deployed model."""
 

@@ -958,24 +958,3 @@ def run_pipeline(root: Path, owner: Signer, pipeline: Signer, *, weak: bool = Fa
                  seed: int = DEFAULT_SEED, echo: Echo | None = None) -> PipelineResult:
     """Run all 13 stages in ``root`` (an ``mlspec init`` project), appending to ``root/bundle``."""
     return CreditPipeline(root, owner, pipeline, weak=weak, rows=rows, seed=seed, echo=echo).run()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mlspec_attest.demo.credit [DIR] [--fail-objective]``: the same as ``mlspec demo``."""
-    import argparse
-
-    from mlspec_attest.demo.runner import runner as demo
-
-    parser = argparse.ArgumentParser(description="Run the attested credit-approval pipeline and the deploy gate.")
-    parser.add_argument("directory", nargs="?", default="demo-project")
-    parser.add_argument("--fail-objective", action="store_true", help="train a deliberately weak model")
-    args = parser.parse_args(argv)
-    try:
-        return demo.run_demo(Path(args.directory), fail_objective=args.fail_objective)
-    except InputError as exc:
-        print(f"error: {exc}")
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

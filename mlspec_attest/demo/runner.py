@@ -86,7 +86,7 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
     pipeline_seconds = time.perf_counter() - started
 
     from mlspec_attest.render.text import render_text
-    from mlspec_attest.verify.verifier import verify_bundle
+    from mlspec_attest.verify import verify_bundle
 
     policy = directory / "policies" / "default.yaml"
     report = verify_bundle(result.bundle, policy, [result.package])

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from mlspec_attest._internal.loaders import read_bounded
-from mlspec_attest.errors import InputError, MlspecError
+from mlspec_attest.errors import EvidenceVerificationError, InputError
 from mlspec_attest.model.canonical import parse_json
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -62,10 +62,6 @@ IDENTITY_CLAIMS: dict[str, tuple[str, str, bool]] = {
     "source_repository_digest": ("OIDCSourceRepositoryDigest", "1.3.6.1.4.1.57264.1.13", True),
     "source_repository_ref": ("OIDCSourceRepositoryRef", "1.3.6.1.4.1.57264.1.14", True),
 }
-
-
-class EvidenceVerificationError(MlspecError):
-    """Verification ran and the evidence did not hold up (CLI exit 1)."""
 
 
 TrustConfigArg = Union["TrustedRoot", str, "os.PathLike[str]", None]

@@ -35,7 +35,6 @@ from typing import Any
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.log.merkle import (
-    EMPTY_ROOT,
     HASH_SIZE,
     FrontierAndBatch,
     LeafFile,

@@ -25,16 +25,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from mlspec_attest.errors import ProofError
+
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 _sha256 = hashlib.sha256
-
-
-class ProofError(ValueError):
-    """A proof was asked for sizes or indexes that do not exist."""
 
 
 def leaf_hash(data: bytes) -> bytes:

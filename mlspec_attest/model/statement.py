@@ -22,6 +22,7 @@ from mlspec_attest.model.canonical import canonicalize, parse_canonical_fast, pa
 from mlspec_attest.model.stages import Stage, from_predicate_type
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+ROLE_ANNOTATION = "role"  # ResourceDescriptor annotation naming what an artifact is to its stage
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -35,7 +35,7 @@ import re
 import stat as stat_mod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Mapping, Optional
+from typing import Any, Callable, Collection, Iterable, Mapping
 
 import celpy
 import lark
@@ -43,6 +43,8 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParser
 from celpy.evaluation import CELEvalError, Evaluator, base_functions
+
+from mlspec_attest.errors import ExpressionError
 
 MAX_EXPRESSION_CHARS = 8192  # bounds parse and evaluation cost of one criterion
 # Parse-tree depth the recursive evaluator is known to handle (about 38 nested
@@ -67,24 +69,6 @@ _TOKEN_NAMES: dict[str, str] = {
     "LBRACE": "'{'", "COLON": "':'", "COMMA": "','", "DOT": "'.'", "IDENT": "a name",
     "QMARK": "'?'",
 }
-
-
-class ExpressionError(Exception):
-    """A CEL expression that cannot be compiled; ``line``/``column`` are 1-based."""
-
-    def __init__(self, reason: str, line: Optional[int] = None, column: Optional[int] = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.line = line
-        self.column = column
-
-    def position(self) -> str:
-        """``column 18`` for one-line expressions, ``line 2 column 5`` otherwise."""
-        if self.column is None:
-            return "position unknown"
-        if self.line is not None and self.line > 1:
-            return f"line {self.line} column {self.column}"
-        return f"column {self.column}"
 
 
 # --------------------------------------------------------------------------- numbers

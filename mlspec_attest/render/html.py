@@ -13,7 +13,7 @@ import html
 import os
 from typing import Any, Iterable
 
-from mlspec_attest import __version__
+from mlspec_attest._version import __version__
 from mlspec_attest.model.report import ERROR, Report
 
 ROW_H = 34  # one artifact line in the graph

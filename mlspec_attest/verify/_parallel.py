@@ -8,7 +8,7 @@ almost all its time in that per-file part, most of it pure Python holding the GI
 so threads would not help: chunks of files go to a forked process pool instead.
 
 Results are identical to the serial loop, in the same order: each worker runs the
-verifier's own ``_parse`` on a contiguous slice into a private Report, and the parent
+reader's ``EntryReader.read`` on a contiguous slice into a private Report, and the parent
 appends the findings slice by slice. Children inherit the files through fork (no
 pickling of inputs); entries come back without their file bytes and are re-joined
 with the parent's BundleFile. Short chains, non-Linux hosts and processes that
@@ -23,17 +23,21 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
+import mlspec_attest.bundle as _bundle
 from mlspec_attest._internal.workers import fork_context, workers_for
+from mlspec_attest.bundle import BundleFile
+from mlspec_attest.model.statement import StageStatement
+from mlspec_attest.verify.context import Entry
+from mlspec_attest.verify.signatures import EntryReader
 
 PARALLEL_MIN = 200  # below this, starting processes costs more than it saves
 CHUNKS_PER_WORKER = 4  # a few chunks each, so a slow core does not hold the rest up
 
-_STATE: tuple[Any, Sequence[Any], Any] | None = None  # (verifier, files, report) inherited by fork
+_STATE: tuple[Any, Sequence[Any], Any] | None = None  # (reader, files, report) inherited by fork
 
 
 def list_bundle(bundle: Any) -> list[tuple[Any, int | None, str]]:
     """(path, number, kind) of every file ``bundle.files()`` returns, in its order, unread."""
-    from mlspec_attest import bundle as _bundle
 
     bundle.require_exists()
     folder = bundle.attestations_dir
@@ -58,20 +62,19 @@ def _read_listing(listing: Sequence[Any]) -> list[Any]:
 
 def _bundle_file(path: Any, number: int | None, kind: str) -> Any:
     """The BundleFile ``Bundle.files()`` makes for this entry (same reader, same refusals)."""
-    from mlspec_attest import bundle as _bundle
 
     data = _bundle.read_bounded(path, _bundle.MAX_INPUT_BYTES, "attestation")
     return _bundle.BundleFile(path=path, number=number, kind=kind, data=data)
 
 
-def _parse_range(verifier: Any, listing: Sequence[Any], start: int, stop: int, report: Any) -> list[Any]:
+def _parse_range(reader: EntryReader, listing: Sequence[Any], start: int, stop: int, report: Any) -> list[Any]:
     """Read and parse listing[start:stop]; one slot per file: None (refused) or the Entry."""
     files = [_bundle_file(path, number, kind) for path, number, kind in listing[start:stop]]
-    return [verifier._parse(bf, report) for bf in files]
+    return [reader.read(bf, report) for bf in files]
 
 
 def _parse_slice(bounds: tuple[int, int]) -> tuple[str, Any, list[Any]]:
-    """Worker: read and check listing[start:stop] with the verifier's own ``_parse``.
+    """Worker: read and check listing[start:stop] with the reader's ``EntryReader.read``.
 
     Entries go back as plain values through ``marshal`` (the file bytes, the entry's scalar
     fields and the statement's parsed JSON value): about 4x cheaper to send and to rebuild
@@ -83,10 +86,10 @@ def _parse_slice(bounds: tuple[int, int]) -> tuple[str, Any, list[Any]]:
     from mlspec_attest.errors import InputError
 
     assert _STATE is not None
-    verifier, listing, report = _STATE
+    reader, listing, report = _STATE
     local = dataclasses.replace(report, findings=[], stages=[], objectives=[], artifacts=[])
     try:
-        entries = _parse_range(verifier, listing, bounds[0], bounds[1], local)
+        entries = _parse_range(reader, listing, bounds[0], bounds[1], local)
     except InputError as exc:
         return "error", exc, []
     try:
@@ -103,9 +106,6 @@ _ENTRY_FIELDS: tuple[Any, ...] = ()  # Entry's fields other than file and statem
 def _unpack(kind: str, blob: Any, listing: Sequence[Any], start: int) -> list[Any]:
     import marshal
 
-    from mlspec_attest.bundle import BundleFile
-    from mlspec_attest.model.statement import StageStatement
-    from mlspec_attest.verify.verifier import Entry
 
     out = []
     if kind == "pickle":
@@ -124,8 +124,8 @@ def _unpack(kind: str, blob: Any, listing: Sequence[Any], start: int) -> list[An
     return out
 
 
-def parse_bundle(verifier: Any, bundle: Any, report: Any, *, workers: int | None = None) -> list[Any]:
-    """``parse_entries(verifier, bundle.files(), report)``, with the reading spread over the cores too.
+def parse_bundle(reader: EntryReader, bundle: Any, report: Any, *, workers: int | None = None) -> list[Any]:
+    """``parse_entries(reader, bundle.files(), report)``, with the reading spread over the cores too.
 
     Parallel layout for W workers: W-1 forked processes take the first (W-1)/W of the files
     in CHUNKS_PER_WORKER slices each; this process takes the last 1/W itself (no fork, no
@@ -139,11 +139,10 @@ def parse_bundle(verifier: Any, bundle: Any, report: Any, *, workers: int | None
     workers = workers_for("MLSPEC_VERIFY_WORKERS", workers)
     ctx = fork_context() if len(listing) >= PARALLEL_MIN and workers > 1 else None
     if ctx is None:
-        return parse_entries(verifier, _read_listing(listing), report, workers=1)
+        return parse_entries(reader, _read_listing(listing), report, workers=1)
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    from mlspec_attest.verify.verifier import Entry
 
     _ENTRY_FIELDS = tuple(f for f in dataclasses.fields(Entry) if f.name not in ("file", "statement"))
     n = len(listing)
@@ -151,18 +150,18 @@ def parse_bundle(verifier: Any, bundle: Any, report: Any, *, workers: int | None
     parts = min(own_start, (workers - 1) * CHUNKS_PER_WORKER)
     bounds = [(i * own_start // parts, (i + 1) * own_start // parts) for i in range(parts)]
     own_report = dataclasses.replace(report, findings=[], stages=[], objectives=[], artifacts=[])
-    _STATE = (verifier, listing, report)
+    _STATE = (reader, listing, report)
     try:
         with ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx) as pool:
             futures = [pool.submit(_parse_slice, b) for b in bounds]
             own_error = None
             try:
-                own = _parse_range(verifier, listing, own_start, n, own_report)
+                own = _parse_range(reader, listing, own_start, n, own_report)
             except Exception as exc:  # raised below, after the earlier slices' errors
                 own_error, own = exc, []
             results = [f.result() for f in futures]
     except (BrokenProcessPool, OSError):  # a worker died (OOM killer, fork refused): do it here
-        return parse_entries(verifier, _read_listing(listing), report, workers=1)
+        return parse_entries(reader, _read_listing(listing), report, workers=1)
     finally:
         _STATE = None
     for kind, blob, _ in results:
@@ -180,38 +179,38 @@ def parse_bundle(verifier: Any, bundle: Any, report: Any, *, workers: int | None
 
 
 def _parse_files_slice(bounds: tuple[int, int]) -> tuple[list[Any], list[Any]]:
-    """Worker for ``parse_entries``: run the verifier's own per-file checks on files[start:stop]."""
+    """Worker for ``parse_entries``: run the reader's per-file checks on files[start:stop]."""
     assert _STATE is not None
-    verifier, files, report = _STATE
+    reader, files, report = _STATE
     local = dataclasses.replace(report, findings=[], stages=[], objectives=[], artifacts=[])
     entries = []
     for bf in files[bounds[0]:bounds[1]]:
-        entry = verifier._parse(bf, local)
+        entry = reader.read(bf, local)
         if entry is not None:
             entry = dataclasses.replace(entry, file=None)  # the parent has the bytes already
         entries.append(entry)
     return entries, local.findings
 
 
-def parse_entries(verifier: Any, files: Sequence[Any], report: Any, *, workers: int | None = None) -> list[Any]:
-    """``[verifier._parse(bf, report) for bf in files]`` minus the Nones, on every core when it pays."""
+def parse_entries(reader: EntryReader, files: Sequence[Any], report: Any, *, workers: int | None = None) -> list[Any]:
+    """``[reader.read(bf, report) for bf in files]`` minus the Nones, on every core when it pays."""
     global _STATE
     workers = workers_for("MLSPEC_VERIFY_WORKERS", workers)
     ctx = fork_context() if len(files) >= PARALLEL_MIN and workers > 1 else None
     if ctx is None:
-        return [e for e in (verifier._parse(bf, report) for bf in files) if e is not None]
+        return [e for e in (reader.read(bf, report) for bf in files) if e is not None]
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     n = len(files)
     parts = min(n, workers * CHUNKS_PER_WORKER)
     bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
-    _STATE = (verifier, files, report)
+    _STATE = (reader, files, report)
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             results = list(pool.map(_parse_files_slice, bounds))
     except (BrokenProcessPool, OSError):  # a worker died (OOM killer, fork refused): do it here
-        return [e for e in (verifier._parse(bf, report) for bf in files) if e is not None]
+        return [e for e in (reader.read(bf, report) for bf in files) if e is not None]
     finally:
         _STATE = None
     out = []

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
 
 from mlspec_attest._internal.loaders import read_bounded
-from mlspec_attest.bundle import Bundle
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import parse_json
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.model.head import HEAD_FILE, MAX_HEAD_BYTES, _fmt, parse_head_payload
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mlspec_attest.model.report import Report
-    from mlspec_attest.policy import Policy
+from mlspec_attest.verify.context import VerifyContext
 
 
-def check_head(policy: "Policy", bundle: Bundle, chain: Sequence[Any], report: "Report", now: datetime) -> None:
+def check_policy_outside_bundle(ctx: VerifyContext) -> None:
+    """Trust roots stay outside the bundle: whoever controls the bundle must not choose the rules."""
+    if ctx.policy.source.resolve().is_relative_to(ctx.bundle.root.resolve()):
+        ctx.report.add("POLICY_IN_BUNDLE", f"the policy {ctx.policy.source} lies inside the bundle it is to judge; "
+                       "whoever controls the bundle would choose the rules", hint="keep the policy in the deploy "
+                       "system's repository and pass it with --policy")
+
+
+def check_head(ctx: VerifyContext) -> None:
     """Findings for a missing, forged, expired, stale or mismatching chain head (no-op without ``head:``)."""
+    policy, bundle, chain, report, now = ctx.policy, ctx.bundle, ctx.chain, ctx.report, ctx.now
     rule = policy.head
     if rule is None:
         return

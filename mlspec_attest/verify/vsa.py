@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mlspec_attest import __version__
+from mlspec_attest._version import __version__
 from mlspec_attest.bundle import ATTESTATIONS, Bundle
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import Signer

@@ -1,0 +1,92 @@
+"""What every check reads: the parsed entries, the chain, the policy, the clock, the report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mlspec_attest.bundle import Bundle, BundleFile
+from mlspec_attest.errors import InputError
+from mlspec_attest.model.formats import parse_rfc3339
+from mlspec_attest.model.report import Report
+from mlspec_attest.model.stages import resolve
+from mlspec_attest.model.statement import ROLE_ANNOTATION, StageStatement
+from mlspec_attest.policy import Policy
+
+MODEL_ROLES = frozenset({"model"})
+HOLDBACK_ROLES = frozenset({"holdback-data", "test-data"})
+
+
+@dataclass
+class Entry:
+    """One attestation that parsed; ``authentic`` once its signatures satisfied the policy."""
+
+    file: BundleFile
+    payload: bytes
+    payload_sha256: str
+    statement: StageStatement
+    signers: list[str]
+    authentic: bool = False
+
+    @property
+    def sequence(self) -> int:
+        return self.statement.chain.sequence
+
+    @property
+    def stage(self) -> str:
+        return self.statement.stage.name
+
+    @property
+    def time(self) -> str | None:
+        value = self.statement.run.get("finishedOn")
+        return value if isinstance(value, str) else None
+
+
+@dataclass
+class VerifyContext:
+    """The state one verification shares between its checks."""
+
+    policy: Policy
+    now: datetime
+    bundle: Bundle
+    report: Report
+    chain: list[Entry] = field(default_factory=list)
+    artifacts: Sequence[str | Path] = ()
+
+
+def role_of(rd: dict[str, Any]) -> str | None:
+    annotations = rd.get("annotations")
+    return annotations.get(ROLE_ANNOTATION) if isinstance(annotations, dict) else None
+
+
+def digest_of(rd: dict[str, Any]) -> str:
+    digest: str = rd["digest"]["sha256"]
+    return digest
+
+
+def time_or_none(value: str | None) -> datetime | None:
+    """A signed time as an aware datetime, or None when absent or not RFC 3339 (a finding, not a crash)."""
+    return parse_rfc3339(value) if value else None
+
+
+def later(first: str | None, second: str | None) -> bool:
+    """True when both times parse and ``first`` is after ``second`` (compared as instants, not strings)."""
+    a, b = time_or_none(first), time_or_none(second)
+    return a is not None and b is not None and a > b
+
+
+def order_of(names: Iterable[str]) -> int:
+    return min(resolve(n).order for n in names)
+
+
+def stage_from_file_name(file_name: str) -> str | None:
+    parts = file_name.split("-", 1)
+    if len(parts) == 2:
+        try:
+            return resolve(parts[1].split(".", 1)[0]).name
+        except InputError:
+            return None
+    return None

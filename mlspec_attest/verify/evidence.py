@@ -1,0 +1,69 @@
+"""External evidence (Sigstore bundles in ``evidence/``) that the policy requires per stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlspec_attest.digests import digest_path
+from mlspec_attest.errors import InputError
+from mlspec_attest.policy import Policy
+from mlspec_attest.verify.context import Entry, VerifyContext, digest_of, role_of
+
+
+def check_evidence(ctx: VerifyContext) -> None:
+    """Attached evidence files match their signed digests and satisfy the policy's evidence rules."""
+    policy, chain, report, bundle = ctx.policy, ctx.chain, ctx.report, ctx.bundle
+    for e in chain:
+        rule = policy.stages.get(e.stage)
+        present: list[tuple[dict[str, Any], Path]] = []
+        for rd in e.statement.evidence:
+            path = bundle.root / rd["name"]
+            if not path.resolve().is_relative_to(bundle.root.resolve() / "evidence"):
+                report.add("EVIDENCE_INVALID", f"sequence {e.sequence} ({e.stage}): evidence name {rd['name']} "
+                           "points outside evidence/", sequence=e.sequence, stage=e.stage)
+            elif not path.is_file():
+                report.add("EVIDENCE_MISSING", f"sequence {e.sequence} ({e.stage}): evidence file "
+                           f"{rd['name']} is missing from the bundle", sequence=e.sequence, stage=e.stage)
+            elif digest_path(path).sha256 != digest_of(rd):
+                report.add("EVIDENCE_TAMPERED", f"sequence {e.sequence} ({e.stage}): evidence file "
+                           f"{rd['name']} differs from the digest the stage signed", sequence=e.sequence,
+                           stage=e.stage)
+            else:
+                present.append((rd, path))
+        for i, ev_rule in enumerate(rule.evidence if rule else ()):
+            label = ev_rule.get("name", f"evidence[{i}]")
+            reasons = [_evidence_attempt(policy, ev_rule, e, path) for _, path in present]
+            if "" not in reasons:
+                why = "; ".join(r for r in reasons if r) or "no evidence attached"
+                report.add("EVIDENCE_UNSATISFIED", f"sequence {e.sequence} ({e.stage}): policy evidence rule "
+                           f"{label} not met: {why}", sequence=e.sequence, stage=e.stage,
+                           hint=f"attach it with 'mlspec attest stage {e.stage} --evidence FILE'")
+
+
+def _evidence_attempt(policy: Policy, ev_rule: dict[str, Any], e: Entry, path: Path) -> str:
+    """Empty string when this evidence file satisfies the rule, else why not."""
+    from mlspec_attest.evidence.sigstore import EvidenceVerificationError, IdentityRule, verify_bundle
+
+    role = ev_rule.get("subject_role")
+    candidates = [digest_of(m) for m in e.statement.materials if role is None or role_of(m) == role]
+    if not candidates:
+        return f"the stage has no material{' with role ' + role if role else ''} for the evidence to cover"
+    key = ev_rule.get("key")
+    key_path = (policy.source.parent / key) if key else None
+    identities = [IdentityRule.from_dict(dict(d), where="policy evidence identities")
+                  for d in ev_rule.get("identities", ())]
+    problems = []
+    for digest in candidates:
+        try:
+            result = verify_bundle(path, trust_config=policy.trust_config, digest=f"sha256:{digest}",
+                                   identities=identities or None, key=key_path)
+        except (EvidenceVerificationError, InputError) as exc:
+            problems.append(str(exc))
+            continue
+        wanted = ev_rule.get("predicate_type")
+        if wanted and result.predicate_type != wanted:
+            problems.append(f"predicate type {result.predicate_type} is not {wanted}")
+            continue
+        return ""
+    return f"{path.name}: {problems[-1] if problems else 'not verified'}"

@@ -1,0 +1,131 @@
+"""Reading one attestation: strict DSSE, canonical form, in-toto statement, signatures the policy trusts.
+
+Each file is judged alone here (no chain context), so this is the part the
+verifier fans out over cores for long chains.
+"""
+
+from __future__ import annotations
+
+from mlspec_attest.bundle import BundleFile
+from mlspec_attest.errors import InputError
+from mlspec_attest.model.canonical import parse_json, sha256_hex
+from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
+from mlspec_attest.model.report import Report
+from mlspec_attest.model.statement import StageStatement
+from mlspec_attest.policy import Policy
+from mlspec_attest.verify.context import Entry, stage_from_file_name, time_or_none
+
+
+class EntryReader:
+    """Turns bundle files into entries under one policy; stateless apart from the policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def read(self, bf: BundleFile, report: Report) -> Entry | None:
+        """Parse one bundle file and check its signatures; None (with findings) when it is unusable."""
+        name = bf.path.name
+        if bf.kind == "sigstore":
+            return self._read_sigstore(bf, report)
+        # Fast path: the file is byte-for-byte the envelope mlspec writes (the strict path below
+        # would accept it and find it byte-stable); anything else takes the strict path.
+        envelope = Envelope.from_file_fast(bf.data)
+        byte_stable = envelope is not None
+        if envelope is None:
+            try:
+                envelope = Envelope.from_dict(parse_json(bf.data, source=name))
+            except (InputError, ValueError) as exc:
+                report.add("ENVELOPE_INVALID", f"{name}: not a valid DSSE envelope: {exc}", file=name,
+                           sequence=bf.number, hint="the file was damaged or edited; restore it from the pipeline's output")
+                return None
+        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+            report.add("PAYLOAD_TYPE", f"{name}: payloadType {envelope.payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE}",
+                       file=name, sequence=bf.number)
+            return None
+        if not byte_stable and bf.data != envelope.to_json():
+            # Bundle files are byte-stable: whitespace, base64 alphabet or padding variants mean an edit.
+            report.add("ENVELOPE_NOT_CANONICAL", f"{name}: the file is not byte-for-byte the envelope mlspec "
+                       "writes (whitespace, field order or base64 form was changed)", file=name,
+                       sequence=bf.number, hint="the file was edited; restore it from the pipeline's output")
+        try:
+            statement = StageStatement.from_payload(envelope.payload)
+        except (InputError, ValueError) as exc:
+            report.add("STATEMENT_INVALID", f"{name}: {exc}", file=name, sequence=bf.number)
+            return None
+        entry = Entry(file=bf, payload=envelope.payload, payload_sha256=sha256_hex(envelope.payload),
+                      statement=statement, signers=[])
+        self._check_signatures(entry, envelope, report)
+        return entry
+
+    def _read_sigstore(self, bf: BundleFile, report: Report) -> Entry | None:
+        name = bf.path.name
+        rule = self.policy.stages.get(stage_from_file_name(name) or "")
+        if self.policy.trust_config is None or rule is None or not rule.identities:
+            report.add("SIGSTORE_UNTRUSTED", f"{name}: keyless attestation, but the policy names no Sigstore "
+                       "identities and trust_config for this stage", file=name, sequence=bf.number,
+                       hint="add identities: and trust_config: to the policy (docs/sigstore.md)")
+            return None
+        from mlspec_attest.evidence.sigstore import IdentityRule, verify_keyless_statement  # lazy: Sigstore is heavy
+
+        try:
+            identities = [IdentityRule.from_dict(dict(d), where=f"policy stages.{rule.name}.identities")
+                          for d in rule.identities]
+            payload, identity = verify_keyless_statement(
+                bf.data, trust_config=self.policy.trust_config, identities=identities)
+        except Exception as exc:  # every refusal is a finding, never a crash
+            report.add("SIGNATURE_INVALID", f"{name}: Sigstore verification failed: {exc}", file=name,
+                       sequence=bf.number)
+            return None
+        try:
+            statement = StageStatement.from_payload(payload)
+        except (InputError, ValueError) as exc:
+            report.add("STATEMENT_INVALID", f"{name}: signed by {identity}, but {exc}", file=name,
+                       sequence=bf.number)
+            return None
+        who = getattr(identity, "san", None) or str(identity)
+        entry = Entry(file=bf, payload=payload, payload_sha256=sha256_hex(payload), statement=statement,
+                      signers=[who], authentic=True)
+        if statement.stage.name != rule.name:
+            entry.authentic = False
+            report.add("STAGE_MISMATCH", f"{name}: file names stage {rule.name} but the statement is "
+                       f"{statement.stage.name}", file=name, sequence=statement.chain.sequence)
+        return entry
+
+    def _check_signatures(self, entry: Entry, envelope: Envelope, report: Report) -> None:
+        stage, seq, name = entry.stage, entry.sequence, entry.file.path.name
+        rule = self.policy.stages.get(stage)
+        if rule is None:
+            report.add("STAGE_NOT_ALLOWED", f"sequence {seq}: stage {stage} is not in the policy",
+                       stage=stage, sequence=seq, file=name, hint="add the stage to the policy or remove it")
+            return
+        all_trusted, lies = envelope.check_signatures(self.policy.keys.values())
+        for problem in lies:
+            report.add("SIGNATURE_TAMPERED", f"sequence {seq} ({stage}): {problem}; mlspec never writes that",
+                       stage=stage, sequence=seq, file=name, hint="the envelope was edited; restore it")
+        allowed_ids = {k.keyid for k in self.policy.allowed_keys(stage)}
+        when = time_or_none(entry.time)
+        counted = set()
+        for keyid in all_trusted & allowed_ids:
+            revocation = next((r for r in self.policy.revoked if r.keyid == keyid), None)
+            if revocation and (when is None or when >= revocation.after):
+                report.add("KEY_REVOKED", f"sequence {seq} ({stage}): signed by revoked key "
+                           f"{self.policy.key_name(keyid)} ({revocation.reason or 'revoked'})",
+                           stage=stage, sequence=seq, file=name)
+                continue
+            counted.add(keyid)
+        entry.signers = sorted(self.policy.key_name(k) for k in counted)
+        if not all_trusted:
+            report.add("SIGNATURE_INVALID", f"sequence {seq} ({stage}): no valid signature by any key the policy "
+                       "trusts", stage=stage, sequence=seq, file=name,
+                       hint="the attestation was edited, or signed by an unknown key")
+        elif not (all_trusted & allowed_ids):
+            names = ", ".join(sorted(self.policy.key_name(k) for k in all_trusted))
+            report.add("SIGNER_NOT_ALLOWED", f"sequence {seq} ({stage}): signed by {names}, which the policy "
+                       f"does not allow for {stage} (allowed: {', '.join(rule.signers) or 'none'})",
+                       stage=stage, sequence=seq, file=name)
+        elif len(counted) < rule.threshold:
+            report.add("THRESHOLD_NOT_MET", f"sequence {seq} ({stage}): {len(counted)} distinct allowed "
+                       f"signature(s), policy needs {rule.threshold}", stage=stage, sequence=seq, file=name,
+                       hint="have another allowed key co-sign with 'mlspec attest cosign'")
+        else:
+            entry.authentic = True
