@@ -312,7 +312,7 @@ def run_shape(shape: str, n: int, batch: int, repeat: int, verify: bool, keep: b
     runs: dict[str, list[dict[str, Any]]] = {"gen": [], "floor": [], "log": []}
     same = True
     work = None
-    for r in range(repeat):
+    for _ in range(repeat):
         if work is not None and not keep:
             shutil.rmtree(work, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=f"mlspec-logbench-{shape}-"))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from tamper_harness import Harness, Tally, byte_values, format_tally  # noqa: E402
+from tamper_harness import Harness, Tally, byte_values, format_tally
 
 TMP = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
@@ -81,7 +81,7 @@ def _big_sample(n: int, seed: int) -> Tally:
             outcome = "refused" if not verifier.verify(project.bundle).passed else "accepted"
         except InputError:
             outcome = "input_error"
-        except Exception:  # noqa: BLE001
+        except Exception:
             outcome = "crash"
         finally:
             path.write_bytes(data)

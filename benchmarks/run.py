@@ -152,7 +152,7 @@ def mlspec_hash_argv() -> list[str]:
 # -- the cases ---------------------------------------------------------------------------
 def build_cases(work: Path, args: argparse.Namespace, peers: Path | None) -> list[Case]:
     sys.path.insert(0, str(HERE))
-    import make_chain  # noqa: E402  (benchmarks/make_chain.py)
+    import make_chain
 
     quick = args.quick
     hash_cmd = mlspec_hash_argv()
@@ -295,7 +295,7 @@ def targets(cases: dict[str, Case], quick: bool) -> list[tuple[str, str, bool | 
 def report(cases: list[Case], runs: int, quick: bool, started: float) -> str:
     lines = [f"mlspec benchmarks: {runs} timed runs per command, medians (warm cache); "
              f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}; total {time.time() - started:.0f} s", ""]
-    lines.append(f"| case | command | median s | min s | peak RSS MiB | ratio |")
+    lines.append("| case | command | median s | min s | peak RSS MiB | ratio |")
     lines.append("|---|---|---:|---:|---:|---|")
     for case in cases:
         for c in case.cmds:

@@ -14,10 +14,10 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from mlspec_attest._internal.loaders import MAX_INPUT_BYTES, read_bounded
 from mlspec_attest.errors import InputError

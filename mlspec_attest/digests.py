@@ -23,10 +23,11 @@ import os
 import queue
 import stat
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mlspec_attest._internal.progress import NullProgress, reporter
 from mlspec_attest._internal.workers import cpus, oversubscribed

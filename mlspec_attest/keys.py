@@ -61,11 +61,11 @@ class PublicKey:
     source: str = ""
 
     @classmethod
-    def from_crypto(cls, key: PublicKeyType, source: str = "") -> "PublicKey":
+    def from_crypto(cls, key: PublicKeyType, source: str = "") -> PublicKey:
         return cls(key=key, keyid=keyid_of(key), key_type=_key_type(key), source=source)
 
     @classmethod
-    def from_pem(cls, data: bytes, source: str = "<pem>") -> "PublicKey":
+    def from_pem(cls, data: bytes, source: str = "<pem>") -> PublicKey:
         match = _PEM_PUBLIC.search(data)
         if not match:
             raise InputError(f"{source}: no PEM 'PUBLIC KEY' block found; expected an SPKI public key (NAME.pub)")
@@ -80,7 +80,7 @@ class PublicKey:
         return cls.from_crypto(key, source)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> "PublicKey":
+    def from_file(cls, path: str | os.PathLike[str]) -> PublicKey:
         p = Path(path)
         try:
             data = p.read_bytes()
@@ -129,7 +129,7 @@ class Signer:
         return self.private_key.sign(message, ec.ECDSA(hashes.SHA256()))  # DER, as Sigstore and sslib
 
     @classmethod
-    def from_private_key(cls, key: PrivateKeyType, source: str = "") -> "Signer":
+    def from_private_key(cls, key: PrivateKeyType, source: str = "") -> Signer:
         return cls(private_key=key, public=PublicKey.from_crypto(key.public_key(), source))
 
 

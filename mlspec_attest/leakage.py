@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from mlspec_attest.errors import InputError
 

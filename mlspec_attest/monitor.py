@@ -35,7 +35,7 @@ class ChainState:
     signals: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_report(cls, report: Report) -> "ChainState":
+    def from_report(cls, report: Report) -> ChainState:
         state = cls(report=report, verified_at=time.time())
         for line in report.stages:
             if not line.ok:
@@ -144,7 +144,7 @@ class MonitorService:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/ok":
                     self._send(200, b"ok\n", "text/plain; charset=utf-8")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mlspec_attest._internal.loaders import load_mapping, read_bounded
 from mlspec_attest.errors import InputError
@@ -53,7 +54,7 @@ def _check_fields(data: Mapping[str, Any], allowed: set[str], where: str) -> Non
         raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
 
 
-def _parse_head_rule(spec: Any, keys: Mapping[str, PublicKey], where: str) -> "HeadRule":
+def _parse_head_rule(spec: Any, keys: Mapping[str, PublicKey], where: str) -> HeadRule:
     if not isinstance(spec, Mapping):
         raise InputError(f"{where}: expected a mapping like {{signers: [pipeline], required: true}}")
     _check_fields(spec, HeadRule.FIELDS, where)
@@ -135,14 +136,14 @@ class Policy:
                   "revoked", "order", "artifact_flow", "trust_config", "description", "head"}
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Policy":
+    def from_file(cls, path: str | Path) -> Policy:
         p = Path(path)
         data_bytes = read_bounded(p, what="policy")
         data = load_mapping(p, "policy")
         return cls.from_dict(data, source=p, digest=hashlib.sha256(data_bytes).hexdigest())
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: Path, digest: str = "") -> "Policy":
+    def from_dict(cls, data: Mapping[str, Any], *, source: Path, digest: str = "") -> Policy:
         where = str(source)
         _check_fields(data, cls.TOP_FIELDS, where)
         if data.get("version", 1) != 1:

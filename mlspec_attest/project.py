@@ -23,7 +23,7 @@ class Project:
     objectives: Path | None
 
     @classmethod
-    def find(cls, start: Path | None = None) -> "Project | None":
+    def find(cls, start: Path | None = None) -> Project | None:
         here = (start or Path.cwd()).resolve()
         for directory in (here, *here.parents):
             candidate = directory / PROJECT_FILE
@@ -32,7 +32,7 @@ class Project:
         return None
 
     @classmethod
-    def load(cls, path: Path) -> "Project":
+    def load(cls, path: Path) -> Project:
         data = load_mapping(path, "project file")
         allowed = {"policy", "bundle", "key", "objectives", "version"}
         unknown = set(data) - allowed

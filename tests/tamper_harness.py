@@ -1,4 +1,4 @@
-"""A real signed bundle and every way of tampering with it, shared by tests/test_tamper.py
+"""A real signed bundle and every way of tampering with it, shared by tests/adversarial/test_tamper.py
 and benchmarks/mutation_suite.py (the exhaustive run).
 
 The bundle is a 4-stage chain (objectives by ``owner``; ingest, analyze, transform by
@@ -17,10 +17,10 @@ import shutil
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator
 
 from conftest import Project
 
@@ -144,7 +144,7 @@ class Harness:
             report = (verifier or self.verifier).verify(self.bundle)
         except InputError as exc:
             return "input_error", str(exc)  # exit 2: a refusal, counted apart from findings
-        except Exception:  # noqa: BLE001 - a crash is exactly what we count
+        except Exception:
             return "crash", traceback.format_exc(limit=-3)
         if report.passed:
             return "accepted", ""
@@ -416,4 +416,4 @@ def format_tally(tally: Tally) -> str:
     return "\n".join(lines + [f"  non-refusal: {e}" for e in tally.examples])
 
 
-__all__ = ["Harness", "Tally", "every_byte", "sample_positions", "format_tally", "byte_values"]
+__all__ = ["Harness", "Tally", "byte_values", "every_byte", "format_tally", "sample_positions"]

@@ -52,7 +52,7 @@ class NullProgress:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "NullProgress":
+    def __enter__(self) -> NullProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:

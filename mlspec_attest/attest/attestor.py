@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from mlspec_attest._version import TOOL_NAME, __version__
 from mlspec_attest.bundle import Bundle, attestation_file_name
@@ -50,7 +51,7 @@ class ArtifactRef:
     name: str | None = None
 
     @classmethod
-    def parse(cls, spec: str | os.PathLike[str] | "ArtifactRef") -> "ArtifactRef":
+    def parse(cls, spec: str | os.PathLike[str] | ArtifactRef) -> ArtifactRef:
         """Accept ``PATH`` or ``ROLE=PATH`` (e.g. ``model=out/model.onnx``)."""
         if isinstance(spec, ArtifactRef):
             return spec
@@ -102,7 +103,7 @@ class Attestation:
 class StageRecorder:
     """Collects what a stage did; signs and appends when the ``with`` block succeeds."""
 
-    attestor: "Attestor"
+    attestor: Attestor
     stage_name: str
     materials: list[ArtifactRef] = field(default_factory=list)
     products: list[ArtifactRef] = field(default_factory=list)
@@ -119,7 +120,7 @@ class StageRecorder:
     def metadata(self, values: dict[str, Any] | None = None, /, **fields: Any) -> None:
         self.metadata_parts.append((f"metadata #{len(self.metadata_parts) + 1}", {**(values or {}), **fields}))
 
-    def __enter__(self) -> "StageRecorder":
+    def __enter__(self) -> StageRecorder:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Sequence
 
 from mlspec_attest.bundle import Bundle, write_atomically
 from mlspec_attest.errors import InputError

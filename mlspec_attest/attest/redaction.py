@@ -161,9 +161,7 @@ def _find(value: Any, path: tuple[str, ...], found: list[tuple[str, ...]], under
     elif isinstance(value, list):
         for index, child in enumerate(value):
             _find(child, path + (str(index),), found, under_secret)
-    elif under_secret and _holds_secret_material(value):
-        found.append(path)
-    elif isinstance(value, str) and value != REDACTED and secret_pattern(value):
+    elif (under_secret and _holds_secret_material(value)) or (isinstance(value, str) and value != REDACTED and secret_pattern(value)):
         found.append(path)
 
 

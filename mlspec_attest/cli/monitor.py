@@ -23,11 +23,11 @@ def monitor() -> None:
 def serve(bundle: str, policy: str | None, host: str, port: int, refresh: float) -> None:
     """Serve /ok (liveness), /varz (verified chain state) and /metrics (Prometheus)."""
     from mlspec_attest.bundle import Bundle
-    from mlspec_attest.cli.main import _resolve_policy
+    from mlspec_attest.cli._project import resolve_policy
     from mlspec_attest.monitor import MonitorService
 
     Bundle(bundle).require_exists()
-    service = MonitorService(Path(bundle), Path(_resolve_policy(policy, bundle)), refresh)
+    service = MonitorService(Path(bundle), Path(resolve_policy(policy, bundle)), refresh)
     service.state()  # verify once up front so a bad policy fails now, not on first scrape
     server = service.make_server(host, port)
     click.echo(f"serving http://{host}:{server.server_address[1]}/ok /varz /metrics (Ctrl-C to stop)")

@@ -41,11 +41,12 @@ import json
 import pickle
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from mlspec_attest.attest.attestor import Attestation, Attestor
 from mlspec_attest.digests import digest_path
@@ -223,7 +224,7 @@ def classification_metrics(y: Any, pred: Any, score: Any) -> dict[str, float]:
         "recall": _r(recall_score(y, pred, zero_division=0)),
         "f1": _r(f1_score(y, pred, zero_division=0)),
         "approval_rate": _r(float(pred.mean())),
-        "rows": int(len(y)),
+        "rows": len(y),
     }
     out["auc"] = _r(roc_auc_score(y, score)) if len(set(y.tolist())) == 2 else 0.0
     return out
@@ -284,7 +285,7 @@ class _PredictionServer:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed-ACK stalls
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # the inference log replaces the access log
 
             def _send(self, status: int, body: dict[str, Any]) -> int:
@@ -296,13 +297,13 @@ class _PredictionServer:
                 self.wfile.write(data)
                 return len(data)
 
-            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            def do_GET(self) -> None:
                 if self.path == "/ok":
                     self._send(200, {"status": "ok", "model": server.model_id})
                 else:
                     self._send(404, {"error": "not found"})
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            def do_POST(self) -> None:
                 started = time.perf_counter()
                 received = _now_iso(ms=True)
                 record = server.on_request  # taken now: the client may detach it once it has the answer
@@ -339,7 +340,7 @@ class _PredictionServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/predict"
 
-    def __enter__(self) -> "_PredictionServer":
+    def __enter__(self) -> _PredictionServer:
         self.thread.start()
         return self
 

@@ -70,7 +70,7 @@ TrustConfigArg = Union["TrustedRoot", str, "os.PathLike[str]", None]
 # --------------------------------------------------------------------------- trust config
 
 
-def load_trust_config(path: str | os.PathLike[str]) -> "TrustedRoot":
+def load_trust_config(path: str | os.PathLike[str]) -> TrustedRoot:
     """Load a Sigstore trusted root, or a ClientTrustConfig wrapping one.
 
     Both forms exist in the wild: the TUF target ``trusted_root.json`` and the
@@ -112,7 +112,7 @@ def load_trust_config(path: str | os.PathLike[str]) -> "TrustedRoot":
     return root
 
 
-def _resolve_trust(trust_config: TrustConfigArg) -> "TrustedRoot | None":
+def _resolve_trust(trust_config: TrustConfigArg) -> TrustedRoot | None:
     if trust_config is None:
         return None
     if isinstance(trust_config, (str, os.PathLike)):
@@ -165,7 +165,7 @@ class IdentityRule:
                 raise InputError(f"identity rule: {name!r} must be a non-empty string")
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str = "identity rule") -> "IdentityRule":
+    def from_dict(cls, data: Any, *, where: str = "identity rule") -> IdentityRule:
         """Build from a policy mapping; unknown keys are refused so typos never weaken a pin."""
         if not isinstance(data, dict):
             raise InputError(f"{where}: expected a mapping, found {type(data).__name__}")
@@ -199,7 +199,7 @@ class IdentityRule:
         return f"{who} (issuer {self.issuer}{extra})"
 
 
-def _cert_sans(cert: "Certificate") -> list[str]:
+def _cert_sans(cert: Certificate) -> list[str]:
     """Every identity-bearing SAN: emails, URIs and Sigstore's otherName (username)."""
     from cryptography.x509 import (
         ExtensionNotFound,
@@ -234,7 +234,7 @@ def _decode_ext_value(value: bytes, *, der: bool) -> str:
     return value.decode("utf-8", errors="replace")
 
 
-def _cert_ext(cert: "Certificate", oid: str, *, der: bool) -> str | None:
+def _cert_ext(cert: Certificate, oid: str, *, der: bool) -> str | None:
     from cryptography.x509 import ExtensionNotFound, ObjectIdentifier
 
     try:
@@ -244,7 +244,7 @@ def _cert_ext(cert: "Certificate", oid: str, *, der: bool) -> str | None:
     return _decode_ext_value(ext.value, der=der)  # type: ignore[attr-defined]
 
 
-def _cert_issuer(cert: "Certificate") -> str | None:
+def _cert_issuer(cert: Certificate) -> str | None:
     v2 = _cert_ext(cert, _OID_ISSUER_V2, der=True)
     return v2 if v2 is not None else _cert_ext(cert, _OID_ISSUER_V1, der=False)
 
@@ -260,7 +260,7 @@ class SANPatternPolicy:
         self._pattern = re.compile(pattern)
         self._issuer = issuer
 
-    def verify(self, cert: "Certificate") -> None:
+    def verify(self, cert: Certificate) -> None:
         from sigstore.errors import VerificationError
 
         actual_issuer = _cert_issuer(cert)
@@ -275,7 +275,7 @@ class SANPatternPolicy:
             )
 
 
-def rule_to_policy(rule: IdentityRule) -> "VerificationPolicy":
+def rule_to_policy(rule: IdentityRule) -> VerificationPolicy:
     """One rule -> sigstore ``AllOf`` of SAN/issuer and every pinned claim."""
     from sigstore.verify import policy as sp
 
@@ -292,7 +292,7 @@ def rule_to_policy(rule: IdentityRule) -> "VerificationPolicy":
     return parts[0] if len(parts) == 1 else sp.AllOf(parts)
 
 
-def identities_to_policy(rules: list[IdentityRule]) -> "VerificationPolicy":
+def identities_to_policy(rules: list[IdentityRule]) -> VerificationPolicy:
     """Several allowed identities -> sigstore ``AnyOf`` that explains every rule's failure."""
     if not rules:
         raise InputError("no identity given: pin at least one signer identity (SAN + issuer)")
@@ -302,7 +302,7 @@ def identities_to_policy(rules: list[IdentityRule]) -> "VerificationPolicy":
     class _ExplainingAnyOf(AnyOf):
         """AnyOf whose error says why each alternative failed (sigstore's says only '0 of N')."""
 
-        def verify(self, cert: "Certificate") -> None:
+        def verify(self, cert: Certificate) -> None:
             reasons: list[str] = []
             for rule, child in zip(rules, self._children):
                 try:
@@ -594,7 +594,7 @@ def verify_bundle(
 
 
 def _verify_keyless(
-    raw: bytes, model: Any, root: "TrustedRoot", identities: list[IdentityRule], want: bytes | None, source: str
+    raw: bytes, model: Any, root: TrustedRoot, identities: list[IdentityRule], want: bytes | None, source: str
 ) -> EvidenceResult:
     from sigstore.errors import Error as SigstoreError
     from sigstore.errors import VerificationError

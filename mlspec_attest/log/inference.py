@@ -391,7 +391,7 @@ def encode_json(obj: dict[str, Any], fast: bool) -> bytes:
         raise InputError(f"{_where(obj)}: {exc}") from None
 
 
-def encode_record(record: "InferenceRecord | Mapping[str, Any]", pipeline: str | None = None) -> bytes:
+def encode_record(record: InferenceRecord | Mapping[str, Any], pipeline: str | None = None) -> bytes:
     """The canonical line (without newline) that becomes the Merkle leaf."""
     src = record.to_dict() if isinstance(record, InferenceRecord) else record
     obj, fast = normalize_record(src, pipeline)
@@ -465,7 +465,7 @@ class InferenceRecord:
     pipeline: str | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "InferenceRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> InferenceRecord:
         """Validate a JSON record (same rules as the log) and build the dataclass."""
         obj, _ = normalize_record(data)
         return cls(**{attr: obj.get(key) for key, attr in _FIELDS})
@@ -558,7 +558,7 @@ class Seal:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Seal":
+    def from_dict(cls, d: Mapping[str, Any]) -> Seal:
         try:
             s = cls(**{k: d[k] for k in cls.__dataclass_fields__})
         except (KeyError, TypeError) as exc:
@@ -811,7 +811,7 @@ class InferenceLog:
             self._leaves.close()
             self._closed = True
 
-    def __enter__(self) -> "InferenceLog":
+    def __enter__(self) -> InferenceLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

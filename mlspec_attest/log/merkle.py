@@ -96,7 +96,7 @@ class MerkleAccumulator:
         """Copy of the compact range, left to right; with ``size`` it restores the state."""
         return list(self._stack)
 
-    def copy(self) -> "MerkleAccumulator":
+    def copy(self) -> MerkleAccumulator:
         return MerkleAccumulator(self._size, self._stack)
 
     def append(self, h: bytes) -> None:

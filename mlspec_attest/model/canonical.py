@@ -7,7 +7,8 @@ import json
 import math
 import os
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import rfc8785
 
@@ -137,8 +138,8 @@ def parse_json(data: bytes | str, *, source: str = "<input>") -> Any:
 #
 # String escaping is the same in both (\b \f \n \r \t, other controls as lowercase \u00xx,
 # '"' and '\\'; everything else, U+007F and U+2028 included, raw). The selected encoder is
-# checked against rfc8785 on a probe at import; tests/test_fast_paths.py and
-# tests/test_inference_log.py check the rule on generated values.
+# checked against rfc8785 on a probe at import; tests/unit/verify/test_fast_paths.py and
+# tests/unit/log/test_inference_log.py check the rule on generated values.
 
 FAST_FLOAT_MIN = 1e-4
 
@@ -188,7 +189,7 @@ def select_fast_encoder() -> tuple[Callable[[Any], bytes], str, tuple[type[BaseE
 
     try:
         ok = _orjson_encode(FAST_PROBE) == stdlib_fast_encode(FAST_PROBE) == canonicalize(FAST_PROBE)
-    except Exception:  # noqa: BLE001 - any surprise means: do not use it
+    except Exception:
         ok = False
     if not ok or os.environ.get("MLSPEC_LOG_ENCODER") == "json":
         return stdlib_fast_encode, "json", (UnicodeEncodeError, ValueError)
@@ -237,7 +238,7 @@ def parse_canonical_fast(data: bytes) -> Any | None:
     * the plain C parser (no duplicate-key hook) is enough because ``data`` must equal the
       serialisation of the parsed tree, in which no object has two equal keys: a document
       with a duplicate key parses to fewer keys and can never match its re-serialisation
-      (tests/test_fast_paths.py checks it);
+      (tests/unit/verify/test_fast_paths.py checks it);
     * integers beyond +/-(2^53-1), floats outside the fast range and NaN/Infinity abort
       the fast parse (the strict path decides: refusal, or the reference encoder);
     * nesting: the number of '{' and '[' bytes bounds the depth, so a document with fewer

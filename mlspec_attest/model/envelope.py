@@ -11,8 +11,9 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import PublicKey, Signer
@@ -74,7 +75,7 @@ class Envelope:
     signatures: list[Signature] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Envelope":
+    def from_dict(cls, data: Mapping[str, Any]) -> Envelope:
         """Parse an envelope; raises ValueError with what is wrong (callers add context)."""
         if not isinstance(data, Mapping):
             raise ValueError("envelope is not a JSON object")
@@ -126,7 +127,7 @@ class Envelope:
         return (head + "[\n" + sigs + "\n  ]\n}\n").encode("ascii")
 
     @classmethod
-    def from_file_fast(cls, data: bytes) -> "Envelope | None":
+    def from_file_fast(cls, data: bytes) -> Envelope | None:
         """The envelope in a bundle file when the file is byte-for-byte what mlspec writes
         for it (``to_json()``), else None; the caller then takes the strict path
         (``parse_json`` + ``from_dict`` + the byte comparison), which explains what is wrong.

@@ -25,7 +25,7 @@ DOCS_HINT = "see docs/stages.md"
 _MAX_MESSAGE = 200
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_schema(canonical_name: str) -> dict[str, Any]:
     try:
         text = resources.files("mlspec_attest").joinpath("schemas", f"{canonical_name}.json").read_text("utf-8")
@@ -44,7 +44,7 @@ def schema_for(stage_name: str) -> dict[str, Any]:
     return copy.deepcopy(_load_schema(resolve(stage_name).name))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(canonical_name: str) -> Any:
     from jsonschema import Draft202012Validator  # lazy: keeps the CLI start lean
 

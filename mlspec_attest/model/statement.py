@@ -7,15 +7,16 @@ so what we sign is exactly what other in-toto tools parse.
 At verify time the protobuf round trip (about 95 us a statement, plus ~15 ms of
 imports) is skipped for statements a direct structural check proves the bindings
 accept (``in_toto_accepts``); anything else still goes through the bindings, which
-then decide and word the refusal. tests/test_fast_paths.py checks on valid, mutated
+then decide and word the refusal. tests/unit/verify/test_fast_paths.py checks on valid, mutated
 and generated statements that the check never accepts what the bindings refuse.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import canonicalize, parse_canonical_fast, parse_json, sha256_hex
@@ -131,7 +132,7 @@ class ChainLink:
         return {"genesis": self.genesis, "sequence": self.sequence, "previous": self.previous}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ChainLink":
+    def from_dict(cls, data: Any) -> ChainLink:
         if not isinstance(data, Mapping):
             raise ValueError("predicate.chain must be an object")
         seq = data.get("sequence")
@@ -163,7 +164,7 @@ class StageStatement:
     evidence: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_payload(cls, payload: bytes) -> "StageStatement":
+    def from_payload(cls, payload: bytes) -> StageStatement:
         """Parse payload bytes; they must already be RFC 8785 canonical."""
         data = parse_canonical_fast(payload)  # None: the strict parser and rfc8785 decide (and explain)
         if data is None:
@@ -199,7 +200,7 @@ class StageStatement:
 
 
     @classmethod
-    def from_trusted_value(cls, data: dict[str, Any]) -> "StageStatement":
+    def from_trusted_value(cls, data: dict[str, Any]) -> StageStatement:
         """Rebuild the statement ``from_payload`` returned for a payload whose parsed value is
         ``data``, without checking it again: only for values ``from_payload`` accepted (the
         verifier's worker processes send back the value, not the object; tested equal)."""

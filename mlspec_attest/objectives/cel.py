@@ -33,9 +33,10 @@ import os
 import pickle
 import re
 import stat as stat_mod
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Mapping
+from typing import Any
 
 import celpy
 import lark
@@ -458,7 +459,7 @@ class _AllowListUnpickler(pickle.Unpickler):
 
 def _load_options(tree_class: type) -> dict[str, Any]:
     """What celpy.celparser.CELParser passes to Lark, for the options Lark takes at load time
-    (tests/test_fast_paths.py compares them with a parser celpy built itself)."""
+    (tests/unit/verify/test_fast_paths.py compares them with a parser celpy built itself)."""
     return {"lexer_callbacks": {"IDENT": CELParser.ambiguous_literals}, "propagate_positions": True,
             "g_regex_flags": re.M, "debug": True, "tree_class": tree_class}
 
@@ -485,7 +486,7 @@ def _read_cache(dir_fd: int, key: bytes, tree_class: type) -> lark.Lark | None:
     try:
         saved = _AllowListUnpickler(io.BytesIO(body)).load()
         return lark.Lark.__new__(lark.Lark)._load(saved, **_load_options(tree_class))
-    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+    except Exception:
         return None
 
 
@@ -525,7 +526,7 @@ def _install_cached_parser(tree_class: type) -> None:
         CELParser(tree_class=tree_class)  # celpy's own build
         if CELParser.CEL_PARSER is not None:
             _write_cache(dir_fd, key, CELParser.CEL_PARSER)
-    except Exception:  # noqa: BLE001 - the cache is an optimisation, never a failure
+    except Exception:
         return
     finally:
         os.close(dir_fd)

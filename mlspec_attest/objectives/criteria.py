@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import lark
 from celpy import celtypes
@@ -41,9 +42,19 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 _MAX_LISTED = 8  # how many available keys / values a message lists before "..."
 
 __all__ = [
-    "FORMAT_VERSION", "SEVERITIES", "VARIABLES", "EXTENSION_FUNCTIONS", "OBJECTIVES_TEMPLATE",
-    "Criterion", "CriterionResult", "ErrorCase", "Objectives", "Outputs",
-    "check_file", "evaluate", "gate_passed",
+    "EXTENSION_FUNCTIONS",
+    "FORMAT_VERSION",
+    "OBJECTIVES_TEMPLATE",
+    "SEVERITIES",
+    "VARIABLES",
+    "Criterion",
+    "CriterionResult",
+    "ErrorCase",
+    "Objectives",
+    "Outputs",
+    "check_file",
+    "evaluate",
+    "gate_passed",
 ]
 
 
@@ -70,7 +81,7 @@ def _no_unknown(data: Mapping[str, Any], allowed: Sequence[str], source: str, wh
         )
 
 
-def _string(value: Any, source: str, where: str, *, required: bool = True) -> Optional[str]:
+def _string(value: Any, source: str, where: str, *, required: bool = True) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip():
@@ -89,7 +100,7 @@ def _name(value: Any, source: str, where: str) -> str:
     return text
 
 
-def _number(value: Any, source: str, where: str) -> Optional[float | int]:
+def _number(value: Any, source: str, where: str) -> float | int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
@@ -128,15 +139,15 @@ class Outputs:
 
     task: str
     labels: tuple[str | int, ...] = ()
-    range_min: Optional[float | int] = None
-    range_max: Optional[float | int] = None
+    range_min: float | int | None = None
+    range_max: float | int | None = None
     has_range: bool = False
-    description: Optional[str] = None
+    description: str | None = None
 
     _FIELDS = ("task", "labels", "range", "description")
 
     @classmethod
-    def from_dict(cls, data: Any, source: str, where: str = "outputs") -> "Outputs":
+    def from_dict(cls, data: Any, source: str, where: str = "outputs") -> Outputs:
         """Validate: classification needs labels, regression needs a range."""
         data = _mapping(data, source, where)
         _no_unknown(data, cls._FIELDS, source, where)
@@ -191,12 +202,12 @@ class ErrorCase:
 
     name: str
     handling: str
-    description: Optional[str] = None
+    description: str | None = None
 
     _FIELDS = ("name", "description", "handling")
 
     @classmethod
-    def from_dict(cls, data: Any, source: str, where: str) -> "ErrorCase":
+    def from_dict(cls, data: Any, source: str, where: str) -> ErrorCase:
         data = _mapping(data, source, where)
         _no_unknown(data, cls._FIELDS, source, where)
         name = _name(data.get("name"), source, f"{where}.name")
@@ -227,7 +238,7 @@ class Criterion:
     _FIELDS = ("name", "stage", "expression", "severity", "description")
 
     @classmethod
-    def from_dict(cls, data: Any, source: str, where: str) -> "Criterion":
+    def from_dict(cls, data: Any, source: str, where: str) -> Criterion:
         """Validate one entry of ``criteria``; ``where`` is e.g. ``criteria[0]``."""
         data = _mapping(data, source, where)
         _no_unknown(data, cls._FIELDS, source, where)
@@ -290,20 +301,20 @@ class Objectives:
     outputs: Outputs
     errors: tuple[ErrorCase, ...]
     criteria: tuple[Criterion, ...]
-    description: Optional[str] = None
+    description: str | None = None
     version: int = FORMAT_VERSION
     source: str = field(default="objectives", compare=False, repr=False)
 
     _FIELDS = ("version", "description", "outputs", "errors", "criteria")
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> "Objectives":
+    def from_file(cls, path: str | os.PathLike[str]) -> Objectives:
         """Load and validate (not compile) an objectives YAML/JSON file."""
         data = load_mapping(path, what="objectives file")
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "objectives") -> "Objectives":
+    def from_dict(cls, data: Any, source: str = "objectives") -> Objectives:
         """Validate plain JSON values (a file, or the objectives attestation's metadata)."""
         if not isinstance(data, Mapping):
             raise InputError(f"{source}: expected a mapping at the top level, found {_json_type(data)}")
@@ -447,7 +458,7 @@ def _values_text(values: Mapping[str, Any]) -> str:
     return _listing(items) if items else "no metric values"
 
 
-def _evaluate_one(crit: Criterion, metadata: Optional[Mapping[str, Any]], source: str) -> CriterionResult:
+def _evaluate_one(crit: Criterion, metadata: Mapping[str, Any] | None, source: str) -> CriterionResult:
     def result(passed: bool, values: dict[str, Any], message: str) -> CriterionResult:
         return CriterionResult(
             crit.name, crit.stage, crit.expression, crit.severity, passed, values, message, crit.description,
@@ -487,7 +498,7 @@ def _evaluate_one(crit: Criterion, metadata: Optional[Mapping[str, Any]], source
 
 
 def evaluate(
-    objectives: Objectives, metadata_by_stage: Mapping[str, Optional[Mapping[str, Any]]]
+    objectives: Objectives, metadata_by_stage: Mapping[str, Mapping[str, Any] | None]
 ) -> list[CriterionResult]:
     """Evaluate every criterion against the metadata of the latest attestation of its stage.
 
@@ -495,7 +506,7 @@ def evaluate(
     of that stage's latest attestation in the chain; a stage that is absent (or
     maps to None) never ran, and each criterion bound to it fails with that reason.
     """
-    by_stage: dict[str, Optional[Mapping[str, Any]]] = {}
+    by_stage: dict[str, Mapping[str, Any] | None] = {}
     for name, metadata in metadata_by_stage.items():
         by_stage[stages.resolve(name).name] = metadata
     return [_evaluate_one(crit, by_stage.get(crit.stage), objectives.source) for crit in objectives.criteria]

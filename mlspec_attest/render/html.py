@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import html
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mlspec_attest._version import __version__
 from mlspec_attest.model.report import ERROR, Report

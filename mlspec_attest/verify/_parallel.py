@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import mlspec_attest.bundle as _bundle
 from mlspec_attest._internal.workers import fork_context, workers_for

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from jsonschema import Draft202012Validator
 
 from mlspec_attest._internal.loaders import load_document, load_mapping
@@ -14,7 +15,7 @@ from mlspec_attest.errors import InputError
 from mlspec_attest.model.metadata import apply_set, merge_metadata, parse_set, schema_for, validate_metadata
 from mlspec_attest.model.stages import STAGES
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "mlspec_attest" / "schemas"
+SCHEMA_DIR = REPO / "mlspec_attest" / "schemas"
 
 # Seed files that are valid YAML, and the stages each must validate for.
 VALID_SEED = [
@@ -107,7 +108,7 @@ def test_unknown_stage_is_an_input_error() -> None:
 
 
 def test_docs_cover_every_stage_and_predicate_type() -> None:
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "stages.md").read_text("utf-8")
+    docs = (REPO / "docs" / "stages.md").read_text("utf-8")
     for stage in STAGES:
         assert f"`{stage.predicate_type}`" in docs
         assert f"### {stage.order}. `{stage.name}`" in docs

@@ -26,7 +26,7 @@ def snapshot(bundle: Path) -> dict[str, bytes]:
     return {str(p.relative_to(bundle)): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()}
 
 
-def cli(project: Project, *args: str) -> "object":
+def cli(project: Project, *args: str) -> object:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from conftest import REPO
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -38,8 +39,8 @@ from mlspec_attest.model.statement import (
     validate_with_in_toto,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import make_chain  # noqa: E402
+sys.path.insert(0, str(REPO / "benchmarks"))
+import make_chain
 
 # --------------------------------------------------------------------------- canonical
 
@@ -352,7 +353,6 @@ def test_envelope_fast_path_agrees_with_strict_path(edit) -> None:
 def test_read_bundle_files_equals_bundle_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlspec_attest import bundle as bundle_mod
     from mlspec_attest.bundle import Bundle
-    from mlspec_attest.verify._parallel import read_bundle_files
 
     make_chain.build(15, tmp_path / "c")
     b = Bundle(tmp_path / "c" / "bundle")
@@ -400,8 +400,7 @@ def _report_dict(report) -> dict:
 
 
 def test_parallel_verifier_equals_serial_on_a_tampered_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlspec_attest._internal import workers
-    from mlspec_attest.verify import _parallel as parallel
+    from mlspec_attest._internal import workers as workers_mod
     from mlspec_attest.verify import verify_bundle
 
     make_chain.build(650, tmp_path / "c")
@@ -424,7 +423,7 @@ def test_parallel_verifier_equals_serial_on_a_tampered_chain(tmp_path: Path, mon
     files[640].write_bytes(files[640].read_bytes() + b" ")  # in the parent's own share
     now = make_chain.BASE_TIME
     policy = tmp_path / "c" / "policy.yaml"
-    monkeypatch.setattr(workers, "oversubscribed", lambda: False)
+    monkeypatch.setattr(workers_mod, "oversubscribed", lambda: False)
     reports = {}
     for workers in ("1", "2", "3"):
         monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", workers)
@@ -437,15 +436,14 @@ def test_parallel_verifier_equals_serial_on_a_tampered_chain(tmp_path: Path, mon
 
 def test_parallel_unreadable_files_same_as_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A directory or FIFO in attestations/: the same refusal or findings, serial or parallel."""
-    from mlspec_attest._internal import workers
-    from mlspec_attest.verify import _parallel as parallel
+    from mlspec_attest._internal import workers as workers_mod
     from mlspec_attest.verify import verify_bundle
 
     make_chain.build(400, tmp_path / "c")
     att = tmp_path / "c" / "bundle" / "attestations"
     (att / "0150-x.dsse.json").mkdir()
     os.mkfifo(att / "0390-y.dsse.json")
-    monkeypatch.setattr(workers, "oversubscribed", lambda: False)
+    monkeypatch.setattr(workers_mod, "oversubscribed", lambda: False)
     outcomes = []
     for workers in ("1", "2"):
         monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", workers)

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from mlspec_attest.demo import runner as demo  # noqa: E402
-from mlspec_attest.errors import InputError  # noqa: E402
-from mlspec_attest.verify import verify_bundle  # noqa: E402
+from mlspec_attest.demo import runner as demo
+from mlspec_attest.errors import InputError
+from mlspec_attest.verify import verify_bundle
 
 STAGES = ["objectives", "ingest", "analyze", "transform", "validate", "split", "train", "evaluate", "test",
           "package", "serve", "monitor", "log"]

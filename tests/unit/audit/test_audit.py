@@ -37,7 +37,7 @@ def chain(project: Project) -> Project:
     return project
 
 
-def invoke(*args: str) -> "object":
+def invoke(*args: str) -> object:
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -1,0 +1,123 @@
+"""``mlspec attest``: append signed attestations (stages, co-signatures, the chain head)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.errors import InputError
+
+
+@click.group('attest', cls=ErrorHandlingGroup)
+def attest() -> None:
+    """Append signed attestations to a bundle."""
+
+
+def _project_defaults() -> Any:
+    from mlspec_attest.project import Project
+
+    return Project.find()
+
+
+@attest.command("stage")
+@click.argument("stage")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory (default: mlspec.yaml's).")
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Private key to sign with; repeat for several signatures (default: mlspec.yaml's).")
+@click.option("--metadata", "metadata_files", multiple=True, type=click.Path(dir_okay=False),
+              help="YAML/JSON file of the stage's metadata; repeat to merge several.")
+@click.option("--material", "materials", multiple=True, metavar="[ROLE=]PATH",
+              help="An input the stage consumed (file or directory), e.g. model=out/model.onnx.")
+@click.option("--product", "products", multiple=True, metavar="[ROLE=]PATH",
+              help="An output the stage produced; becomes a statement subject.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set one metadata field (dotted path).")
+@click.option("--allow-secret", "allow_secrets", multiple=True, metavar="POINTER",
+              help="Keep a secret-looking value at this JSON pointer (it is redacted otherwise).")
+@click.option("--sigstore", "use_sigstore", is_flag=True, help="Sign keylessly with Sigstore instead of a key.")
+@click.option("--identity-token", envvar="SIGSTORE_ID_TOKEN", help="OIDC token for --sigstore (else ambient).")
+@click.option("--staging", is_flag=True, help="Use Sigstore's staging instance with --sigstore.")
+@click.option("--evidence", "evidence_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Attach an external attestation (Sigstore bundle or DSSE envelope).")
+def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
+                 materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
+                 allow_secrets: tuple[str, ...], use_sigstore: bool, identity_token: str | None, staging: bool,
+                 evidence_files: tuple[str, ...]) -> None:
+    """Sign what STAGE did and append it to the bundle's chain.
+
+    \b
+    Stages, in lifecycle order: objectives ingest analyze transform validate split
+    train evaluate test package serve monitor log (long names like 'training' work).
+
+    \b
+    Example:
+      mlspec attest stage train --bundle bundle --key keys/pipeline.key \\
+          --material train-data=data/train.csv --product model=out/model.pkl \\
+          --metadata train.yaml --set hyperparameters.C=1.0
+    """
+    from mlspec_attest.attest.attestor import Attestor
+
+    project = _project_defaults()
+    if bundle_dir is None:
+        if project is None or project.bundle is None:
+            raise InputError("no --bundle given and no mlspec.yaml names one")
+        bundle_dir = str(project.bundle)
+    keyless, signers = None, []
+    if use_sigstore:
+        if key_paths:
+            raise InputError("--sigstore signs keylessly; do not also pass --key")
+        from mlspec_attest.evidence.sigstore import sign_statement_keyless
+
+        def keyless(payload: bytes) -> bytes:
+            return sign_statement_keyless(payload, identity_token=identity_token, staging=staging)
+    else:
+        from mlspec_attest.keys import load_signer
+
+        if not key_paths:
+            if project is None or project.key is None:
+                raise InputError("no --key given and no mlspec.yaml names one")
+            key_paths = (str(project.key),)
+        signers = [load_signer(p) for p in key_paths]
+    att = Attestor(bundle_dir, signers, keyless=keyless).attest(
+        stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
+        allow_secrets=allow_secrets, evidence=evidence_files)
+    for pointer in att.redactions:
+        click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
+                   err=True)
+    click.echo(f"appended sequence {att.sequence} ({att.stage}) -> {att.path}  payload sha256 {att.payload_sha256}")
+
+
+@attest.command("cosign")
+@click.argument("attestation", type=click.Path(dir_okay=False, exists=True))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False), help="Private key to add a signature with.")
+def attest_cosign(attestation: str, key_path: str) -> None:
+    """Add a signature to an existing attestation (for policy thresholds).
+
+    The chain hashes the payload, not the envelope, so co-signing never breaks it.
+    """
+    from mlspec_attest.attest.cosign import cosign
+    from mlspec_attest.keys import load_signer
+
+    keyid = cosign(Path(attestation), load_signer(key_path))
+    click.echo(f"added signature by {keyid[:16]}… to {attestation}")
+
+
+@attest.command("head")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
+@click.option("--key", "key_paths", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Key the policy names under head.signers; repeat for a threshold.")
+@click.option("--expires", default="24h", show_default=True, help="How long the head stays valid (e.g. 24h, 7d).")
+def attest_head(bundle_dir: str, key_paths: tuple[str, ...], expires: str) -> None:
+    """Sign the chain head (newest attestation, expiry): refuses truncation and rollback.
+
+    Re-sign after every append and on a schedule, before it expires (docs/security.md).
+    """
+    from mlspec_attest.attest.head import sign_head
+    from mlspec_attest.keys import load_signer
+    from mlspec_attest.policy import parse_duration
+
+    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], parse_duration(expires, "--expires"))
+    click.echo(f"signed head: sequence {head.sequence}, payload sha256 {head.payload_sha256}, "
+               f"expires {head.expires.strftime('%Y-%m-%dT%H:%M:%SZ')} -> {path}")

@@ -1,0 +1,30 @@
+"""``mlspec init`` and ``mlspec demo``: a working project, and the end-to-end example."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False), default=".")
+@click.option("--no-passphrase", is_flag=True, help="Write unencrypted keys (throwaway projects only).")
+def init(directory: str, no_passphrase: bool) -> None:
+    """Create a working project: mlspec.yaml, policy, keys, objectives template, empty bundle."""
+    from mlspec_attest.project import init_project
+
+    for line in init_project(Path(directory), encrypt=not no_passphrase):
+        click.echo(line)
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False), default="demo-project")
+@click.option("--fail-objective", is_flag=True, help="Train a deliberately weak model; the gate must refuse it.")
+def demo(directory: str, fail_objective: bool) -> None:
+    """Run a real 13-stage ML pipeline, attest every stage, then verify it."""
+    from mlspec_attest.demo.runner import run_demo
+
+    sys.exit(run_demo(Path(directory), fail_objective=fail_objective, echo=click.echo))
+

@@ -1,0 +1,88 @@
+"""``mlspec verify`` (the deploy gate) and ``mlspec inspect`` (one envelope, decoded)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mlspec_attest.cli._project import resolve_policy
+from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--policy", type=click.Path(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
+@click.option("--artifact", "artifacts", multiple=True, type=click.Path(),
+              help="The file or directory being deployed; must be the packaged subject.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--vsa", "vsa_out", type=click.Path(dir_okay=False), help="Write a signed SLSA Verification Summary here.")
+@click.option("--vsa-key", type=click.Path(dir_okay=False), help="Key that signs the --vsa summary.")
+def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], fmt: str, vsa_out: str | None,
+           vsa_key: str | None) -> None:
+    """Check BUNDLE against the policy and the codified objectives: the deploy gate.
+
+    Exit 0: every check passed, deploy. Exit 1: the gate failed (findings say why).
+    Exit 2: unusable input (missing bundle or policy, bad flags).
+    """
+    from mlspec_attest.verify import verify_bundle
+
+    if bool(vsa_out) != bool(vsa_key):
+        raise InputError("--vsa and --vsa-key go together")
+    report = verify_bundle(bundle, resolve_policy(policy, bundle), artifacts)
+    if vsa_out:
+        from mlspec_attest.keys import load_signer
+        from mlspec_attest.verify.vsa import write_vsa
+
+        write_vsa(report, Path(vsa_out), load_signer(vsa_key))  # type: ignore[arg-type]
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        from mlspec_attest.render.text import render_text
+
+        click.echo(render_text(report, color=sys.stdout.isatty()))
+    sys.exit(EXIT_OK if report.passed else EXIT_FAILED)
+
+
+# -- inspect ---------------------------------------------------------------------------
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Public key(s) to check the signatures against.")
+def inspect(file: str, key_paths: tuple[str, ...]) -> None:
+    """Decode a DSSE envelope: print its statement, keyids and signature checks."""
+    from mlspec_attest._internal.loaders import read_bounded
+    from mlspec_attest.keys import PublicKey
+    from mlspec_attest.model.canonical import parse_json
+    from mlspec_attest.model.envelope import Envelope
+
+    data = read_bounded(file, what="envelope")
+    try:
+        envelope = Envelope.from_dict(parse_json(data, source=file))
+    except ValueError as exc:
+        raise InputError(f"{file}: not a DSSE envelope: {exc}") from None
+    try:
+        statement = parse_json(envelope.payload, source=f"{file} payload")
+        click.echo(json.dumps(statement, indent=2, ensure_ascii=False))
+    except InputError:
+        click.echo(f"(payload is not JSON: {len(envelope.payload)} bytes)")
+    click.echo(f"payloadType: {envelope.payload_type}")
+    from mlspec_attest.model.canonical import sha256_hex
+
+    click.echo(f"payload sha256: {sha256_hex(envelope.payload)}")
+    keys_ = [PublicKey.from_file(k) for k in key_paths]
+    from mlspec_attest.model.envelope import pae
+
+    message = pae(envelope.payload_type, envelope.payload)
+    for i, sig in enumerate(envelope.signatures):
+        click.echo(f"signature {i}: keyid {sig.keyid or '(none)'}")
+        for key in keys_:
+            verdict = "VALID" if key.verify(sig.sig, message) else "invalid"
+            click.echo(f"  {verdict} for {key.source} (keyid {key.keyid})")
+    if keys_ and not envelope.verified_keyids(keys_):
+        sys.exit(EXIT_FAILED)
+
+
+# -- objectives ---------------------------------------------------------------------------
