@@ -46,6 +46,7 @@ import functools
 import json
 import re
 import shlex
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -126,7 +127,8 @@ class Detection:
 
 def normalise_key(key: str) -> list[str]:
     """Split a key into lower-case words: ``secretAccessKey`` / ``SECRET-ACCESS-KEY`` -> secret, access, key."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
+    text = unicodedata.normalize("NFKC", key)  # fullwidth ｐａｓｓｗｏｒｄ is password
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
     text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
     return [w for w in re.split(r"[^A-Za-z0-9]+", text.lower()) if w]
 
@@ -236,6 +238,9 @@ def _random_looking(token: str, entropy: Any) -> bool:
     A token with ``/`` is a path unless one of its segments is itself long and random
     (an AWS secret key has ``/`` in it; ``/v1/projects/my-project/...`` is a path).
     """
+    # Entropy is at most log2(distinct characters): skip the exact (slow) count when it cannot pass.
+    if len(set(token)) <= 2 ** entropy.entropy_limit:
+        return False
     if entropy.calculate_shannon_entropy(token) <= entropy.entropy_limit or _SRI_DIGEST.fullmatch(token):
         return False
     if "/" in token:
@@ -243,6 +248,12 @@ def _random_looking(token: str, entropy: Any) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def _entropy_tokens(charset: str) -> re.Pattern[str]:
+    return re.compile(f"[{re.escape(charset)}]+")
+
+
+@functools.lru_cache(maxsize=8192)
 def _detect_secrets(line: str) -> str | None:
     """The secret type detect-secrets reports for one line of text, or None."""
     from detect_secrets.plugins.keyword import CONFIG_DENYLIST_REGEX_TO_GROUP
@@ -254,7 +265,7 @@ def _detect_secrets(line: str) -> str | None:
     for found in keyword.analyze_string(line, denylist_regex_to_group=CONFIG_DENYLIST_REGEX_TO_GROUP):
         if found and not _is_reference(found, line):
             return str(keyword.secret_type)
-    for token in re.findall(f"[{re.escape(entropy.charset)}]+", line):
+    for token in _entropy_tokens(entropy.charset).findall(line):
         if _random_looking(token, entropy) and not _is_reference(token, line):
             return str(entropy.secret_type)
     return None
@@ -353,8 +364,13 @@ def _is_private_key_der(raw: bytes) -> bool:
 
 def _text_secret(text: str, depth: int = 0) -> str | None:
     """Why a piece of text holds a secret, or None; looks inside lines, URLs, argv, JSON and base64."""
-    if depth > _MAX_DEPTH or not text.strip() or _PLACEHOLDER_RE.fullmatch(text.strip()):
+    if not text.strip() or _PLACEHOLDER_RE.fullmatch(text.strip()):
         return None
+    if depth > _MAX_DEPTH:
+        # Still encoded after this many layers: fail closed rather than stop looking.
+        stripped = text.strip()
+        return "deeply nested encoding" if stripped[:1] in "{[" or _BASE64_RE.fullmatch(stripped) else None
+    text = unicodedata.normalize("NFKC", text)
     for label, pattern in _EXTRA_FORMATS:
         if pattern.search(text):
             return label

@@ -237,3 +237,25 @@ def test_redacted_key_pointer_never_spells_the_secret(tmp_path: Path, signing_ke
     assert len(redactions) == 3 and not any(GHP in r or AKIA in r for r in redactions)
     assert sorted(statement["predicate"]["metadata"]["m"]) == ["[REDACTED-KEY-1]", "[REDACTED-KEY-2]"]
     assert any(r.endswith("/password") for r in redactions)
+
+
+def _nest(secret_json: str, layers: int) -> str:
+    value = secret_json
+    for _ in range(layers):
+        value = base64.b64encode(value.encode()).decode()
+    return value
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3, 5, 8])
+def test_secret_under_many_layers_of_base64_is_redacted(layers: int) -> None:
+    """Attack: hide the credential under more encodings than the scanner unwraps; it fails closed."""
+    from mlspec_attest.attest.redaction import redact
+
+    value = _nest('{"password": "Layered_1"}', layers)
+    assert redact({"blob": value}) == ({"blob": "[REDACTED]"}, ["/blob"])
+
+
+def test_fullwidth_key_names_are_normalised() -> None:
+    from mlspec_attest.attest.redaction import redact
+
+    assert redact({"ｐａｓｓｗｏｒｄ": "Fw_1"})[1] == ["/ｐａｓｓｗｏｒｄ"]
