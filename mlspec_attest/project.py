@@ -69,32 +69,33 @@ KEY_IGNORE_PATTERN = "*.key"
 _GITIGNORE_BLOCK = "# mlspec: private keys never leave this machine\n*.key\n"
 
 
+def ensure_keys_ignored(gitignore: Path) -> str | None:
+    """Make ``gitignore`` list ``*.key``: create it, or append to it (keeping every line); idempotent.
+
+    Returns what was done, or None when the pattern was already there.
+    """
+    if not gitignore.exists():
+        gitignore.parent.mkdir(parents=True, exist_ok=True)
+        gitignore.write_text(_GITIGNORE_BLOCK, encoding="utf-8")
+        return f"wrote {gitignore} (ignores {KEY_IGNORE_PATTERN})"
+    text = gitignore.read_text(encoding="utf-8", errors="replace")
+    if KEY_IGNORE_PATTERN in (line.strip() for line in text.splitlines()):
+        return None
+    separator = "" if text == "" or text.endswith("\n") else "\n"
+    with gitignore.open("a", encoding="utf-8") as handle:
+        handle.write(separator + _GITIGNORE_BLOCK)
+    return f"appended {KEY_IGNORE_PATTERN} to {gitignore}"
+
+
 def ignore_keys(directory: Path) -> list[str]:
     """Make git ignore ``*.key`` in ``directory`` and in ``directory/keys``; idempotent.
 
     Why two files: the project's ``.gitignore`` may already exist (a user's own,
-    possibly with ``!`` negations); ``keys/.gitignore`` is ours and, being deeper,
-    wins over any pattern above it, so ``git add -A`` never stages a private key.
+    possibly with ``!`` negations); ``keys/.gitignore`` is deeper, so it wins over
+    any pattern above it and ``git add -A`` never stages a private key.
     """
-    lines: list[str] = []
-    gitignore = directory / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text(_GITIGNORE_BLOCK, encoding="utf-8")
-        lines.append(f"wrote {gitignore} (ignores {KEY_IGNORE_PATTERN})")
-    else:
-        text = gitignore.read_text(encoding="utf-8", errors="replace")
-        if KEY_IGNORE_PATTERN not in (line.strip() for line in text.splitlines()):
-            separator = "" if text == "" or text.endswith("\n") else "\n"
-            with gitignore.open("a", encoding="utf-8") as handle:
-                handle.write(separator + _GITIGNORE_BLOCK)
-            lines.append(f"appended {KEY_IGNORE_PATTERN} to {gitignore}")
-    keys_dir = directory / "keys"
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    keys_ignore = keys_dir / ".gitignore"
-    if not keys_ignore.exists() or KEY_IGNORE_PATTERN not in keys_ignore.read_text("utf-8", "replace").split():
-        keys_ignore.write_text(_GITIGNORE_BLOCK, encoding="utf-8")
-        lines.append(f"wrote {keys_ignore} (ignores {KEY_IGNORE_PATTERN})")
-    return lines
+    done = (ensure_keys_ignored(directory / ".gitignore"), ensure_keys_ignored(directory / "keys" / ".gitignore"))
+    return [line for line in done if line]
 
 
 def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None = None) -> list[str]:

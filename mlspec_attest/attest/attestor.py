@@ -135,8 +135,9 @@ class Attestor:
 
     def __init__(self, bundle: str | os.PathLike[str], signers: Signer | Sequence[Signer] = (),
                  *, base_dir: str | os.PathLike[str] | None = None,
-                 keyless: Callable[[bytes], bytes] | None = None):
+                 keyless: Callable[[bytes], bytes] | None = None, fail_on_secret: bool = False):
         self.bundle = Bundle(bundle)
+        self.fail_on_secret = fail_on_secret  # the default for every attest(), stage() blocks included
         self.signers = [signers] if isinstance(signers, Signer) else list(signers)
         self.keyless = keyless
         if not self.signers and keyless is None:
@@ -163,7 +164,7 @@ class Attestor:
                metadata_parts: Iterable[tuple[str, dict[str, Any]]] = (),
                sets: Iterable[str] = (), materials: Iterable[str | os.PathLike[str] | ArtifactRef] = (),
                products: Iterable[str | os.PathLike[str] | ArtifactRef] = (),
-               allow_secrets: Iterable[str] = (), fail_on_secret: bool = False, started_on: str | None = None,
+               allow_secrets: Iterable[str] = (), fail_on_secret: bool | None = None, started_on: str | None = None,
                invocation_id: str | None = None,
                evidence: Iterable[str | os.PathLike[str]] = ()) -> Attestation:
         """Hash, build, validate, redact, sign and append one stage attestation.
@@ -203,7 +204,7 @@ class Attestor:
             merged["holdback"] = True
         source = ", ".join(name for name, _ in parts) or "metadata"
         redaction = redact_all(merged, allow_secrets)
-        if fail_on_secret and redaction.reasons:
+        if (self.fail_on_secret if fail_on_secret is None else fail_on_secret) and redaction.reasons:
             raise InputError(refusal(redaction.reasons, ", ".join([name for name, _ in parts] + ["--set"] * bool(sets))
                                      or "metadata"))
         clean, redactions = redaction.metadata, redaction.pointers

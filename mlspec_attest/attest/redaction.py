@@ -243,9 +243,27 @@ def _random_looking(token: str, entropy: Any) -> bool:
         return False
     if entropy.calculate_shannon_entropy(token) <= entropy.entropy_limit or _SRI_DIGEST.fullmatch(token):
         return False
-    if "/" in token:
-        return any(len(seg) >= 16 and entropy.calculate_shannon_entropy(seg) > 3.5 for seg in token.split("/"))
+    if "/" in token and not any(len(seg) >= 16 and entropy.calculate_shannon_entropy(seg) > 3.5
+                                for seg in token.split("/")):
+        return False
+    decoded = _printable_base64(token)
+    if decoded is not None:
+        # Random bytes almost never decode to printable text: this is encoded text, judge what it says.
+        return _text_secret(decoded, 1) is not None
     return True
+
+
+def _printable_base64(token: str) -> str | None:
+    """The text a base64 token encodes, when it decodes (either alphabet) to printable UTF-8."""
+    candidate = token.strip()
+    if not _BASE64_RE.fullmatch(candidate) or len(candidate) % 4 == 1:
+        return None
+    padded = candidate + "=" * (-len(candidate) % 4)
+    try:
+        text = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    return text if text and all(c.isprintable() or c in "\r\n\t" for c in text) else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -341,7 +359,7 @@ def _decoded_secret(text: str, depth: int) -> str | None:
         return None
     if not decoded.isprintable() and not all(c.isprintable() or c in "\r\n\t" for c in decoded):
         return None
-    if re.fullmatch(r"[^:\s]+:[^\s]+", decoded):
+    if re.fullmatch(r"[^:\s]+:[^\s]+", decoded) and "://" not in decoded:
         return "base64 user:password (docker auth)"
     inner = _text_secret(decoded, depth + 1)
     return f"base64 of {inner}" if inner else None

@@ -136,3 +136,23 @@ def test_init_no_passphrase_says_so_and_writes_plain_keys(tmp_path: Path) -> Non
     key = (tmp_path / "proj" / "keys" / "pipeline.key").read_bytes()
     assert b"BEGIN PRIVATE KEY" in key and b"ENCRYPTED" not in key
     assert "*.key" in (tmp_path / "proj" / ".gitignore").read_text("utf-8").split()
+
+
+def test_existing_keys_gitignore_is_appended_not_replaced(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / ".gitignore").write_text("*.tmp\n", encoding="utf-8")
+    ignore_keys(tmp_path)
+    assert (tmp_path / "keys" / ".gitignore").read_text("utf-8").startswith("*.tmp\n")
+    assert "*.key" in (tmp_path / "keys" / ".gitignore").read_text("utf-8").split()
+
+
+@needs_git
+def test_keys_generate_in_a_repository_ignores_its_keys(tmp_path: Path) -> None:
+    """Attack (by accident): 'mlspec keys generate ci --dir .' at a repository's root, then 'git add -A'."""
+    git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text("venv/", encoding="utf-8")
+    for directory in (".", "secrets/signing"):
+        result = mlspec(["keys", "generate", "ci", "--dir", directory], tmp_path, {"MLSPEC_KEY_PASSPHRASE": "pw"})
+        assert result.returncode == 0, result.stderr
+    assert staged_keys(tmp_path) == []
+    assert (tmp_path / ".gitignore").read_text("utf-8").startswith("venv/\n")

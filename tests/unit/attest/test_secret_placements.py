@@ -259,3 +259,25 @@ def test_fullwidth_key_names_are_normalised() -> None:
     from mlspec_attest.attest.redaction import redact
 
     assert redact({"ｐａｓｓｗｏｒｄ": "Fw_1"})[1] == ["/ｐａｓｓｗｏｒｄ"]
+
+
+def test_python_api_fail_on_secret_covers_stage_blocks(tmp_path: Path, signing_key: Path) -> None:
+    from mlspec_attest.attest.attestor import Attestor
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.keys import load_signer
+
+    attestor = Attestor(tmp_path / "bundle", load_signer(signing_key), base_dir=tmp_path, fail_on_secret=True)
+    with pytest.raises(InputError) as exc, attestor.stage("train") as s:
+        s.metadata(framework="sklearn", env=[{"name": "HF_TOKEN", "value": "hfApiTok_42"}])
+    assert "/env/0/value" in str(exc.value) and "hfApiTok_42" not in str(exc.value)
+    assert not (tmp_path / "bundle" / "attestations").exists() or not any((tmp_path / "bundle" / "attestations").iterdir())
+    # Per call it can still be turned off, and then the value is redacted, not signed.
+    att = attestor.attest("train", metadata={"framework": "sklearn", "pin": 1234}, fail_on_secret=False)
+    assert att.redactions == ["/pin"] and b"1234" not in base64.b64decode(json.loads(att.path.read_bytes())["payload"])
+
+
+def test_base64_of_a_url_is_not_a_docker_auth() -> None:
+    from mlspec_attest.attest.redaction import redact
+
+    value = base64.b64encode(b"https://example.com/data.csv").decode()
+    assert redact({"source_b64": value}) == ({"source_b64": value}, [])
