@@ -66,6 +66,10 @@ _SECRET_WORDS = frozenset(
 # Last words that make a key a secret.
 _SECRET_LAST = frozenset({"token", "auth", "authorization", "apikey", "cookie", "bearer", "pat", "pin", "pw",
                           "sas", "dsn"})
+# "<qualifier>_token" names a tokenizer's special token (pad_token: "<pad>"), not a credential.
+_VOCABULARY_TOKENS = frozenset({"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "start", "end", "stop",
+                                "eot", "eom", "image", "audio", "video", "vision", "chat", "fim", "prefix", "suffix",
+                                "middle", "think", "tool", "im"})
 # "<qualifier>_pass" is a password (db_pass, smtp_pass); forward_pass, first_pass are not.
 _PASS_QUALIFIERS = frozenset({"db", "database", "key", "smtp", "user", "admin", "root", "ftp", "mail", "proxy",
                               "ldap", "redis", "mysql", "postgres", "pg", "basic", "login"})
@@ -153,6 +157,8 @@ def is_secret_key(key: str) -> bool:
     if words[-3:] == ["access", "key", "id"]:  # AWS: not secret alone, but half a credential
         return True
     if words[-1] in _REFERENCE_LAST:
+        return False
+    if words[-1] == "token" and len(words) > 1 and words[-2] in _VOCABULARY_TOKENS:
         return False
     return _has_secret_word(words)
 

@@ -74,3 +74,22 @@ def test_demo_metadata_has_no_false_positives(tmp_path: Path, monkeypatch: pytes
         scanned += _count(statement["predicate"]["metadata"])
     assert scanned > 500
     assert not any("redacted" in line for line in lines)
+
+
+def test_ml_metadata_that_only_sounds_secret_is_kept() -> None:
+    """Tokenizers, seeds, passes and key ids are everyday ML metadata, not credentials."""
+    from mlspec_attest.attest.redaction import redact
+
+    metadata = {
+        "tokenizer": {"pad_token": "<pad>", "eos_token": "</s>", "bos_token": "<s>", "unk_token": "[UNK]",
+                      "mask_token": "[MASK]", "additional_special_tokens": ["<|im_start|>"], "eos_token_id": 2},
+        "seed": 42, "random_seed": 1234, "forward_pass_ms": 3.1, "first_pass": "done", "pin_memory": True,
+        "max_new_tokens": 256, "token_budget": 4096, "keyid": "a" * 64, "key_id": "pipeline",
+        "signature": {"inputs": '[{"name": "age", "type": "long"}]', "outputs": '[{"type": "double"}]'},
+        "source": "s3://bucket/data/train.parquet", "digest": "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+        "endpoint": "/v1/projects/my-project-123/locations/us-central1/endpoints/1234567890",
+        "command": "python train.py --lr 0.001 --epochs 10 --seed 42 --password-file /run/secrets/db",
+        "docker": "docker run -u 1000:1000 -p 8080:80 image", "password_env": "DB_PASSWORD",
+        "note": "password: <from vault>", "template": "${DB_PASSWORD}",
+    }
+    assert redact(metadata) == (metadata, [])
