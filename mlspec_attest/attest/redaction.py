@@ -137,12 +137,21 @@ def normalise_key(key: str) -> list[str]:
     return [w for w in re.split(r"[^A-Za-z0-9]+", text.lower()) if w]
 
 
+# Run together with other words (PGPASSWORD, dbpassword, myapikey, accesstoken), these still count.
+_SECRET_INFIXES = ("password", "passwd", "passphrase", "passcode", "secret", "credential", "apikey", "privatekey")
+_SECRET_SUFFIXES = ("token", "apikey", "authkey")
+
+
 def _has_secret_word(words: list[str]) -> bool:
     # Adjacent words joined too: devicePassCode, pass_word, api-key split one word in two.
     joined = [a + b for a, b in zip(words, words[1:])]
     if any(w in _SECRET_WORDS for w in words + joined):
         return True
+    if any(infix in w for w in words for infix in _SECRET_INFIXES):
+        return True
     if words[-1] in _SECRET_LAST or (joined and joined[-1] in _SECRET_LAST):
+        return True
+    if words[-1].endswith(_SECRET_SUFFIXES) and words[-1] not in {"token", "apikey", "authkey"}:
         return True
     if words[-1] == "pass" and (len(words) == 1 or words[-2] in _PASS_QUALIFIERS):
         return True
@@ -327,8 +336,9 @@ def _looks_like_token(text: str) -> bool:
     return len(text) >= 20 and bool(re.search(r"[A-Za-z]", text)) and bool(re.search(r"[0-9]", text))
 
 
-def _argv_secret(tokens: list[str]) -> int | None:
-    """Index of the argument that is a secret: ``--token X``, ``--password=X``, ``-u user:pw``."""
+def _argv_secrets(tokens: list[str]) -> set[int]:
+    """Indexes of the arguments that are secrets: ``--token X``, ``--password=X``, ``-u user:pw``."""
+    found: set[int] = set()
     for index, token in enumerate(tokens):
         if not token.startswith("-") or token == "-":
             continue
@@ -336,15 +346,15 @@ def _argv_secret(tokens: list[str]) -> int | None:
         following = tokens[index + 1] if index + 1 < len(tokens) else None
         if eq:
             if _is_secret_assignment(name, value):
-                return index
+                found.add(index)
             continue
-        if following is None or following.startswith("-"):
+        if not following or following.startswith("-"):
             continue
         if (is_secret_key(name) or _reference_holds_secret(name, following)) and not _is_reference(following, token):
-            return index + 1
-        if name in {"u", "user", "proxy-user", "U"} and re.fullmatch(r"[^:\s]*:(?![0-9]*$)\S+", following):
-            return index + 1  # curl/wget -u user:password (not docker's -u 1000:1000)
-    return None
+            found.add(index + 1)
+        elif name in {"u", "user", "proxy-user", "U"} and re.fullmatch(r"[^:\s]*:(?![0-9]*$)\S+", following):
+            found.add(index + 1)  # curl/wget -u user:password (not docker's -u 1000:1000)
+    return found
 
 
 def _decoded_secret(text: str, depth: int) -> str | None:
@@ -420,7 +430,7 @@ def _text_secret(text: str, depth: int = 0) -> str | None:
             tokens = shlex.split(text, posix=True)
         except ValueError:
             tokens = text.split()
-        if _argv_secret(tokens) is not None:
+        if _argv_secrets(tokens):
             return "command-line argument"
     stripped = text.strip()
     if stripped[:1] in "{[":
@@ -470,10 +480,12 @@ def _walk(value: Any, path: tuple[str, ...], under_secret: bool, depth: int = 0)
                 continue
             yield from _walk(child, path + (name,), secret_child, depth)
     elif isinstance(value, list):
-        strings = [item if isinstance(item, str) else "" for item in value]
-        flagged = _argv_secret(strings) if not under_secret else None
+        strings = [item if isinstance(item, str)
+                   else str(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else ""
+                   for item in value]
+        flagged = _argv_secrets(strings) if not under_secret else set()
         for index, child in enumerate(value):
-            if index == flagged and _holds_secret_material(child):
+            if index in flagged and _holds_secret_material(child):
                 yield Detection(path + (str(index),), False, "command-line argument")
                 continue
             yield from _walk(child, path + (str(index),), under_secret, depth)

@@ -139,6 +139,10 @@ PLACEMENTS = [
     p("url-encoded-userinfo", {"mirror": "https://%75ser:p%40ss99@mirror.example.com/simple"},
       ("p%40ss99",), ("/mirror",)),
     p("secret-in-key-value-key", {"flags": {"password=KeyPw_5": True}}, ("KeyPw_5",), ("/flags/[REDACTED-KEY-1]",)),
+    p("argv-list-numeric-password", {"args": ["--pin", 918273, "--password", 55443322]}, ("918273", "55443322"),
+      ("/args/1", "/args/3")),
+    p("run-together-key-name", {"env": {"PGPASSWORD": "PgRun_1"}, "cmd": "PGPASSWORD=PgRun_2 psql -h db"},
+      ("PgRun_1", "PgRun_2"), ("/cmd", "/env/PGPASSWORD")),
     p("set-token-as-url-user", None, ("ghp_" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8",), ("/remote",),
       ("remote=https://ghp_Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8@github.com/o/r.git", "framework=x")),
 ]
