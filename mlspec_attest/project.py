@@ -65,20 +65,61 @@ def packaged_policy(name: str) -> bytes:
     return resources.files("mlspec_attest").joinpath("data", "policies", name).read_bytes()
 
 
+KEY_IGNORE_PATTERN = "*.key"
+_GITIGNORE_BLOCK = "# mlspec: private keys never leave this machine\n*.key\n"
+
+
+def ensure_keys_ignored(gitignore: Path) -> str | None:
+    """Make ``gitignore`` list ``*.key``: create it, or append to it (keeping every line); idempotent.
+
+    Returns what was done, or None when the pattern was already there.
+    """
+    if not gitignore.exists():
+        gitignore.parent.mkdir(parents=True, exist_ok=True)
+        gitignore.write_text(_GITIGNORE_BLOCK, encoding="utf-8")
+        return f"wrote {gitignore} (ignores {KEY_IGNORE_PATTERN})"
+    text = gitignore.read_text(encoding="utf-8", errors="replace")
+    if KEY_IGNORE_PATTERN in (line.strip() for line in text.splitlines()):
+        return None
+    separator = "" if text == "" or text.endswith("\n") else "\n"
+    with gitignore.open("a", encoding="utf-8") as handle:
+        handle.write(separator + _GITIGNORE_BLOCK)
+    return f"appended {KEY_IGNORE_PATTERN} to {gitignore}"
+
+
+def ignore_keys(directory: Path) -> list[str]:
+    """Make git ignore ``*.key`` in ``directory`` and in ``directory/keys``; idempotent.
+
+    Why two files: the project's ``.gitignore`` may already exist (a user's own,
+    possibly with ``!`` negations); ``keys/.gitignore`` is deeper, so it wins over
+    any pattern above it and ``git add -A`` never stages a private key.
+    """
+    done = (ensure_keys_ignored(directory / ".gitignore"), ensure_keys_ignored(directory / "keys" / ".gitignore"))
+    return [line for line in done if line]
+
+
 def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None = None) -> list[str]:
-    """Create mlspec.yaml, policies/default.yaml, keys, objectives.yaml and bundle/; return what was done."""
+    """Create mlspec.yaml, policies/default.yaml, keys, objectives.yaml and bundle/; return what was done.
+
+    Keys are encrypted unless ``encrypt`` is False (``--no-passphrase``): with no
+    passphrase given, none in the environment and no terminal, nothing is written
+    and an InputError says how to proceed (``mlspec keys generate`` does the same).
+    """
     from mlspec_attest.objectives.criteria import OBJECTIVES_TEMPLATE
 
-    directory.mkdir(parents=True, exist_ok=True)
     project_file = directory / PROJECT_FILE
     if project_file.exists():
         raise InputError(f"{project_file}: already exists; this directory is already an mlspec project")
-    lines: list[str] = []
     if encrypt and passphrase is None:
         passphrase = passphrase_from_env_or_tty("Passphrase for the new keys", confirm=True)
-        if passphrase is None:
-            lines.append(f"warning: {PASSPHRASE_ENV} is not set and there is no terminal: keys are written "
-                         "UNENCRYPTED (set the variable to encrypt them)")
+    if encrypt and not passphrase:
+        raise InputError(f"{directory}: no passphrase for the new keys: set {PASSPHRASE_ENV}, run on a "
+                         "terminal, or pass --no-passphrase (throwaway projects only); nothing was written")
+    directory.mkdir(parents=True, exist_ok=True)
+    # Ignore the keys before they exist: a crash in between must not leave them stageable.
+    lines = ignore_keys(directory)
+    if not encrypt:
+        lines.append("warning: --no-passphrase: the private keys are written UNENCRYPTED")
     for name in ("owner", "pipeline"):
         priv, pub, key = generate(name, directory / "keys", "ed25519", passphrase if encrypt else None)
         lines.append(f"wrote {priv} and {pub} (keyid {key.keyid[:16]}…)")
@@ -90,9 +131,6 @@ def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None
     lines.append(f"wrote {directory / 'objectives.yaml'} (edit the criteria, then 'mlspec objectives check')")
     (directory / "bundle" / "attestations").mkdir(parents=True, exist_ok=True)
     project_file.write_text(PROJECT_TEMPLATE, encoding="utf-8")
-    gitignore = directory / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text("# private keys never leave this machine\n*.key\n", encoding="utf-8")
     lines.append(f"wrote {project_file}")
     lines.append("next: mlspec attest stage objectives --key keys/owner.key --metadata objectives.yaml")
     return lines

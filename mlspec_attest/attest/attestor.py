@@ -135,8 +135,9 @@ class Attestor:
 
     def __init__(self, bundle: str | os.PathLike[str], signers: Signer | Sequence[Signer] = (),
                  *, base_dir: str | os.PathLike[str] | None = None,
-                 keyless: Callable[[bytes], bytes] | None = None):
+                 keyless: Callable[[bytes], bytes] | None = None, fail_on_secret: bool = False):
         self.bundle = Bundle(bundle)
+        self.fail_on_secret = fail_on_secret  # the default for every attest(), stage() blocks included
         self.signers = [signers] if isinstance(signers, Signer) else list(signers)
         self.keyless = keyless
         if not self.signers and keyless is None:
@@ -163,12 +164,17 @@ class Attestor:
                metadata_parts: Iterable[tuple[str, dict[str, Any]]] = (),
                sets: Iterable[str] = (), materials: Iterable[str | os.PathLike[str] | ArtifactRef] = (),
                products: Iterable[str | os.PathLike[str] | ArtifactRef] = (),
-               allow_secrets: Iterable[str] = (), started_on: str | None = None,
+               allow_secrets: Iterable[str] = (), fail_on_secret: bool | None = None, started_on: str | None = None,
                invocation_id: str | None = None,
                evidence: Iterable[str | os.PathLike[str]] = ()) -> Attestation:
-        """Hash, build, validate, redact, sign and append one stage attestation."""
+        """Hash, build, validate, redact, sign and append one stage attestation.
+
+        Secrets are redacted (``predicate.redactions`` lists them); with
+        ``fail_on_secret`` any secret not kept by ``allow_secrets`` is an InputError
+        instead, naming pointers only, and nothing is written.
+        """
         from mlspec_attest._internal.loaders import load_mapping
-        from mlspec_attest.attest.redaction import redact
+        from mlspec_attest.attest.redaction import redact_all, refusal
         from mlspec_attest.model.metadata import apply_set, merge_metadata, validate_metadata
 
         stage_obj = stage if isinstance(stage, Stage) else resolve(stage)
@@ -184,7 +190,7 @@ class Attestor:
             parts.append(("metadata", metadata))
         merged = merge_metadata(parts) if parts else {}
         for assignment in sets:
-            apply_set(merged, assignment)
+            _apply_set_quietly(apply_set, merged, assignment)
         material_rds = [describe(ArtifactRef.parse(m), self.base_dir) for m in materials]
         if stage_obj.name in DATASET_ROLES and "dataset" not in merged:
             # The data source is already attested as a material: name it rather than ask twice.
@@ -196,8 +202,12 @@ class Attestor:
                 (m.get("annotations") or {}).get(ROLE_ANNOTATION) in {"holdback-data", "test-data"}
                 for m in material_rds):
             merged["holdback"] = True
-        clean, redactions = redact(merged, allow_secrets)
         source = ", ".join(name for name, _ in parts) or "metadata"
+        redaction = redact_all(merged, allow_secrets)
+        if (self.fail_on_secret if fail_on_secret is None else fail_on_secret) and redaction.reasons:
+            raise InputError(refusal(redaction.reasons, ", ".join([name for name, _ in parts] + ["--set"] * bool(sets))
+                                     or "metadata"))
+        clean, redactions = redaction.metadata, redaction.pointers
         validate_metadata(stage_obj.name, clean, source=source)
 
         product_refs = [ArtifactRef.parse(p) for p in products]
@@ -261,3 +271,20 @@ def _refuse_duplicate_names(descriptors: list[dict[str, Any]], flag: str) -> Non
         if rd["name"] in seen:
             raise InputError(f"{flag} {rd['name']} given twice")
         seen.add(rd["name"])
+
+
+def _apply_set_quietly(apply_set: Callable[[dict[str, Any], str], Any], merged: dict[str, Any],
+                       assignment: str) -> None:
+    """``--set`` errors quote the assignment; never let one quote a secret value."""
+    from mlspec_attest.attest.redaction import REDACTED, is_secret_key, secret_pattern
+
+    try:
+        apply_set(merged, assignment)
+    except InputError as exc:
+        key, _, value = assignment.partition("=")
+        message = str(exc)
+        if value and (secret_pattern(assignment) or any(is_secret_key(part) for part in key.split("."))):
+            for shown in {value, repr(value)[1:-1], value.strip()}:
+                if shown:
+                    message = message.replace(shown, REDACTED)
+        raise InputError(message) from None

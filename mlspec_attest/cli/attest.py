@@ -36,6 +36,8 @@ def _project_defaults() -> Any:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set one metadata field (dotted path).")
 @click.option("--allow-secret", "allow_secrets", multiple=True, metavar="POINTER",
               help="Keep a secret-looking value at this JSON pointer (it is redacted otherwise).")
+@click.option("--fail-on-secret", is_flag=True,
+              help="Refuse to sign (exit 2) when the metadata holds a secret-looking value, instead of redacting it.")
 @click.option("--sigstore", "use_sigstore", is_flag=True, help="Sign keylessly with Sigstore instead of a key.")
 @click.option("--identity-token", envvar="SIGSTORE_ID_TOKEN", help="OIDC token for --sigstore (else ambient).")
 @click.option("--staging", is_flag=True, help="Use Sigstore's staging instance with --sigstore.")
@@ -43,7 +45,7 @@ def _project_defaults() -> Any:
               help="Attach an external attestation (Sigstore bundle or DSSE envelope).")
 def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
-                 allow_secrets: tuple[str, ...], use_sigstore: bool, identity_token: str | None, staging: bool,
+                 allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
                  evidence_files: tuple[str, ...]) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
@@ -82,7 +84,7 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
         signers = [load_signer(p) for p in key_paths]
     att = Attestor(bundle_dir, signers, keyless=keyless).attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
-        allow_secrets=allow_secrets, evidence=evidence_files)
+        allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files)
     for pointer in att.redactions:
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)

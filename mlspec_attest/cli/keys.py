@@ -35,7 +35,12 @@ def keys_generate(name: str, key_type: str, directory: str, no_passphrase: bool)
         passphrase = passphrase_from_env_or_tty(f"Passphrase for {name}.key", confirm=True)
         if not passphrase:
             raise InputError(f"no passphrase: set {PASSPHRASE_ENV}, run on a terminal, or pass --no-passphrase")
+    from mlspec_attest.project import ensure_keys_ignored
+
+    ignored = ensure_keys_ignored(Path(directory) / ".gitignore")  # before the key exists
     priv, pub, public = generate(name, directory, key_type, passphrase)
+    if ignored:
+        click.echo(ignored)
     click.echo(f"wrote {priv} (private, mode 0600{', encrypted' if passphrase else ', NOT encrypted'})")
     click.echo(f"wrote {pub} (public)")
     click.echo(f"keyid {public.keyid}")

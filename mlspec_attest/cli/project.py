@@ -10,9 +10,14 @@ import click
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False), default=".")
-@click.option("--no-passphrase", is_flag=True, help="Write unencrypted keys (throwaway projects only).")
+@click.option("--no-passphrase", is_flag=True,
+              help="Write unencrypted keys (throwaway projects only); otherwise the passphrase comes from "
+                   "MLSPEC_KEY_PASSPHRASE or a terminal, and init refuses without one.")
 def init(directory: str, no_passphrase: bool) -> None:
-    """Create a working project: mlspec.yaml, policy, keys, objectives template, empty bundle."""
+    """Create a working project: mlspec.yaml, policy, keys, objectives template, empty bundle.
+
+    Private keys are encrypted and git-ignored (*.key in .gitignore and keys/.gitignore).
+    """
     from mlspec_attest.project import init_project
 
     for line in init_project(Path(directory), encrypt=not no_passphrase):

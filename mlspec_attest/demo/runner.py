@@ -70,8 +70,8 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
     echo(f"mlspec demo: {'replacing the previous demo in' if replaced else 'creating'} {shown}"
          f"{' (weak model: --fail-objective)' if fail_objective else ''}")
     if passphrase is None:
-        echo(f"warning: {PASSPHRASE_ENV} is not set: the demo keys are written UNENCRYPTED "
-             "(set it to encrypt them)")
+        echo(f"warning: {PASSPHRASE_ENV} is not set: the demo keys are written UNENCRYPTED, as "
+             "'mlspec init --no-passphrase' would (set it to encrypt them)")
         init_project(directory, encrypt=False)
     else:
         init_project(directory, encrypt=True, passphrase=passphrase)

@@ -1,0 +1,95 @@
+"""The secret scan must not cry wolf: the seed's metadata files and the demo pipeline's
+metadata attest with no redaction except the seed's deliberate credential slots.
+The numbers here are the false-positive rows of docs/security.md's placement table."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlspec_attest._internal.loaders import parse_yaml
+from mlspec_attest.attest.redaction import scan
+from mlspec_attest.errors import InputError
+
+# The seed's data_stores blocks carry access_key_id / secret_access_key placeholders: they are
+# where a user's real credentials go, so redacting them is the point, not a false positive.
+CREDENTIAL_SLOTS = {"access_key_id", "secret_access_key"}
+
+
+def _seed_documents(seed: Path) -> list[tuple[Path, Any]]:
+    documents = []
+    for path in sorted(p for p in seed.rglob("*") if p.suffix in {".yaml", ".yml", ".json"}):
+        text = path.read_text("utf-8")
+        try:
+            documents.append((path, parse_yaml(text.encode("utf-8"), source=str(path))))
+        except InputError:
+            if "\ndata_store_file_paths:" in text:  # the valid part of the model-packaging files
+                prefix = text[: text.index("\ndata_store_file_paths:")]
+                documents.append((path, parse_yaml(prefix.encode("utf-8"), source=str(path))))
+            # else: not YAML at all (metadata_file/metadata.yaml has tabs); a user could not feed it
+    return documents
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(1 + _count(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count(v) for v in value)
+    return 1
+
+
+def test_seed_metadata_has_no_false_positives(seed: Path) -> None:
+    documents = _seed_documents(seed)
+    assert len(documents) >= 13, "the seed's YAML files were not found"
+    scanned = sum(_count(doc) for _, doc in documents)
+    false_positives, slots = [], 0
+    for path, doc in documents:
+        for detection in scan(doc):
+            if detection.path[-1] in CREDENTIAL_SLOTS and not detection.is_key:
+                slots += 1
+            else:
+                false_positives.append((path.name, detection))
+    assert false_positives == []
+    assert slots == 10  # five model-packaging files x (access_key_id, secret_access_key)
+    assert scanned > 700
+
+
+def test_demo_metadata_has_no_false_positives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("sklearn")
+    from mlspec_attest.demo.runner import run_demo
+
+    monkeypatch.delenv("MLSPEC_KEY_PASSPHRASE", raising=False)
+    lines: list[str] = []
+    assert run_demo(tmp_path / "demo", echo=lines.append) == 0, "\n".join(lines)
+    files = sorted((tmp_path / "demo" / "bundle" / "attestations").glob("*.json"))
+    assert len(files) == 13
+    scanned = 0
+    for file in files:
+        statement = json.loads(base64.b64decode(json.loads(file.read_bytes())["payload"]))
+        assert statement["predicate"]["redactions"] == [], file.name
+        scanned += _count(statement["predicate"]["metadata"])
+    assert scanned > 500
+    assert not any("redacted" in line for line in lines)
+
+
+def test_ml_metadata_that_only_sounds_secret_is_kept() -> None:
+    """Tokenizers, seeds, passes and key ids are everyday ML metadata, not credentials."""
+    from mlspec_attest.attest.redaction import redact
+
+    metadata = {
+        "tokenizer": {"pad_token": "<pad>", "eos_token": "</s>", "bos_token": "<s>", "unk_token": "[UNK]",
+                      "mask_token": "[MASK]", "additional_special_tokens": ["<|im_start|>"], "eos_token_id": 2},
+        "seed": 42, "random_seed": 1234, "forward_pass_ms": 3.1, "first_pass": "done", "pin_memory": True,
+        "max_new_tokens": 256, "token_budget": 4096, "keyid": "a" * 64, "key_id": "pipeline",
+        "signature": {"inputs": '[{"name": "age", "type": "long"}]', "outputs": '[{"type": "double"}]'},
+        "source": "s3://bucket/data/train.parquet", "digest": "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+        "endpoint": "/v1/projects/my-project-123/locations/us-central1/endpoints/1234567890",
+        "command": "python train.py --lr 0.001 --epochs 10 --seed 42 --password-file /run/secrets/db",
+        "docker": "docker run -u 1000:1000 -p 8080:80 image", "password_env": "DB_PASSWORD",
+        "note": "password: <from vault>", "template": "${DB_PASSWORD}",
+    }
+    assert redact(metadata) == (metadata, [])

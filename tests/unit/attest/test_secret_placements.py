@@ -1,0 +1,287 @@
+"""Secrets never reach a signed payload (issue #14 item 5): every placement a pipeline
+author has been seen to use, fed through a metadata file or ``--set``, is attested for
+real; the envelope file is decoded and grepped for the secret's bytes.
+
+Attacker: a stage's runner (or a careless author) whose metadata carries a credential.
+The signed payload is permanent and widely copied, so one leak is forever. Each row
+below is a placement; the reviewer's variations go in the same table.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from mlspec_attest.cli.main import main
+from mlspec_attest.keys import generate
+
+
+def _der_b64(key: Any, fmt: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8) -> str:
+    der = key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
+    return base64.b64encode(der).decode()
+
+
+ED25519_B64 = _der_b64(ed25519.Ed25519PrivateKey.generate())
+EC_SEC1_B64 = _der_b64(ec.generate_private_key(ec.SECP256R1()), serialization.PrivateFormat.TraditionalOpenSSL)
+RSA_B64 = _der_b64(rsa.generate_private_key(public_exponent=65537, key_size=1024))
+ED25519_ENCRYPTED_B64 = base64.b64encode(ed25519.Ed25519PrivateKey.generate().private_bytes(
+    serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+    serialization.BestAvailableEncryption(b"pw"))).decode()
+DOCKER_AUTH = base64.b64encode(b"robot:RobotPw99").decode()
+DOCKER_CONFIG = base64.b64encode(json.dumps({"auths": {"r.example.io": {"auth": DOCKER_AUTH}}}).encode()).decode()
+GHP = "ghp_" + "Zx81Qw72Er63Ty54Ui45Op36As27Df18Gh09"
+AKIA = "AKIAZ7ND3XQ2LKWEPM4T"
+
+
+@dataclass(frozen=True)
+class Placement:
+    name: str
+    metadata: dict[str, Any] | None  # written as the --metadata file (YAML is JSON)
+    sets: tuple[str, ...]
+    secrets: tuple[str, ...]  # bytes that must appear nowhere in the envelope file
+    pointers: tuple[str, ...]  # what predicate.redactions must list
+
+
+def p(name: str, metadata: dict[str, Any] | None, secrets: tuple[str, ...], pointers: tuple[str, ...],
+      sets: tuple[str, ...] = ()) -> Placement:
+    return Placement(name, metadata, sets, secrets, pointers)
+
+
+PLACEMENTS = [
+    # --- the 22 placements of issue #14 item 5 ---
+    p("k8s-env-list", {"env": [{"name": "MODE", "value": "prod"},
+                               {"name": "AWS_SECRET_ACCESS_KEY", "value": "wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY"}]},
+      ("wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY",), ("/env/1/value",)),
+    p("key-value-string", {"environment": ["MODE=prod", "GITHUB_TOKEN=Tk_fake_7781aa"]},
+      ("Tk_fake_7781aa",), ("/environment/1",)),
+    p("argv-list", {"args": ["train.py", "--epochs", "3", "--db-password", "pl41nT3xt!"]},
+      ("pl41nT3xt!",), ("/args/4",)),
+    p("command-string-curl-u", {"command": "curl -sf -u admin:Adm1nPw7 https://artifacts.internal/upload"},
+      ("Adm1nPw7",), ("/command",)),
+    p("jdbc-password-param", {"jdbc": "jdbc:postgresql://db:5432/loans?user=etl&password=JdbcPw_42"},
+      ("JdbcPw_42",), ("/jdbc",)),
+    p("azure-sas-sig", {"blob": "https://acct.blob.core.windows.net/c/model.onnx?sv=2022-11-02&sp=r"
+                                "&se=2030-01-01&sig=Qm9ndXNTaWduYXR1cmU%3D"},
+      ("Qm9ndXNTaWduYXR1cmU",), ("/blob",)),
+    p("url-token-param", {"source": "https://data.example.com/export.csv?format=csv&token=tkn77aa88bb"},
+      ("tkn77aa88bb",), ("/source",)),
+    p("authorization-bearer-in-list", {"headers": ["Accept: application/json", "Authorization: Bearer opaqueBr3r"]},
+      ("opaqueBr3r",), ("/headers/1",)),
+    p("base64-private-key-no-pem", {"signing": {"material": ED25519_B64}}, (ED25519_B64,), ("/signing/material",)),
+    p("passcode-key", {"device": {"passcode": 918273}}, ("918273",), ("/device/passcode",)),
+    p("pin-key", {"card": {"pin": "4821"}}, ('"4821"',), ("/card/pin",)),
+    p("mfa-seed-key", {"mfa_seed": "JBSWY3DPEHPK3PXP"}, ("JBSWY3DPEHPK3PXP",), ("/mfa_seed",)),
+    p("token-as-url-user", {"repo": "https://glpat-AbCd1234EfGh5678IjKl@gitlab.example.com/ml/repo.git"},
+      ("glpat-AbCd1234EfGh5678IjKl",), ("/repo",)),
+    p("docker-auth-base64", {"registries": ["docker.io", DOCKER_AUTH]}, (DOCKER_AUTH,), ("/registries/1",)),
+    p("secret-as-mapping-key", {"owners": {GHP: "ci-bot"}}, (GHP,), ("/owners/[REDACTED-KEY-1]",)),
+    p("password-env-literal", {"db": {"password_env": "Hunter2IsMyPw"}}, ("Hunter2IsMyPw",), ("/db/password_env",)),
+    p("set-secret-key", None, ("SetTok_31337",), ("/api_token",), ("api_token=SetTok_31337", "framework=x")),
+    p("set-command-value", None, ("SetPw_41",), ("/run/command",),
+      ("run.command=curl -u admin:SetPw_41 https://x.example", "framework=x")),
+    p("set-argv-list", None, ("SetPw_59",), ("/run/args/1",), ("run.args=[--password, SetPw_59]", "framework=x")),
+    p("url-user-password", {"db": "postgres://bob:PgPw_hunter2@db.internal:5432/loans"},
+      ("PgPw_hunter2",), ("/db",)),
+    p("aws-access-key-id-anywhere", {"notes": f"used {AKIA} for the upload"}, (AKIA,), ("/notes",)),
+    p("pem-private-key-in-text", {"readme": "key:\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----"},
+      ("MHcCAQEE",), ("/readme",)),
+    # --- variations of each class ---
+    p("k8s-env-lowercase-name", {"containers": [{"env": [{"name": "db_password", "value": "EnvPw_2"}]}]},
+      ("EnvPw_2",), ("/containers/0/env/0/value",)),
+    p("header-name-value-pair", {"headers": [{"key": "X-Api-Key", "value": "hdrKey_9911"}]},
+      ("hdrKey_9911",), ("/headers/0/value",)),
+    p("key-value-inside-string", {"env_line": "MODE=prod DB_PASSWORD=Tr0ub4dor_3 REGION=eu"},
+      ("Tr0ub4dor_3",), ("/env_line",)),
+    p("argv-equals-form", {"args": ["serve", "--api-token=tok_9f8e7d6c"]}, ("tok_9f8e7d6c",), ("/args/1",)),
+    p("command-string-quoted-password", {"cmd": "mysql --host db --password 'pw with spaces' loans"},
+      ("pw with spaces",), ("/cmd",)),
+    p("jdbc-semicolon-password", {"jdbc": "jdbc:sqlserver://db;databaseName=loans;user=etl;password=JdbcPw_43"},
+      ("JdbcPw_43",), ("/jdbc",)),
+    p("odbc-pwd", {"dsn": "Driver={ODBC};Server=db;Uid=bob;Pwd=OdbcPw_7;"}, ("OdbcPw_7",), ("/dsn",)),
+    p("s3-presigned-url", {"artifact": "https://b.s3.amazonaws.com/m.onnx?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                                       "&X-Amz-Signature=5f2b0e1c9a"},
+      ("5f2b0e1c9a",), ("/artifact",)),
+    p("url-access-token-param", {"hook": "https://api.example.com/v1/push?access_token=atk_55x"},
+      ("atk_55x",), ("/hook",)),
+    p("header-string-mixed-case", {"curl": ["-H", "x-api-key: hdrKey_77aa"]}, ("hdrKey_77aa",), ("/curl/1",)),
+    p("base64-ec-sec1-key", {"k": [EC_SEC1_B64]}, (EC_SEC1_B64,), ("/k/0",)),
+    p("base64-rsa-key", {"k": RSA_B64}, (RSA_B64,), ("/k",)),
+    p("base64-encrypted-pkcs8-key", {"k": ED25519_ENCRYPTED_B64}, (ED25519_ENCRYPTED_B64,), ("/k",)),
+    p("docker-config-base64-json", {"pull": DOCKER_CONFIG}, (DOCKER_CONFIG, DOCKER_AUTH), ("/pull",)),
+    p("json-inside-string", {"extra": '{"user": "u", "password": "JsonPw_1"}'}, ("JsonPw_1",), ("/extra",)),
+    p("yaml-inside-string", {"config_text": "host: db\npassword: MultiPw_1\n"}, ("MultiPw_1",), ("/config_text",)),
+    p("aws-key-as-mapping-key", {"by_key": {AKIA: {"owner": "ops"}}}, (AKIA,), ("/by_key/[REDACTED-KEY-1]",)),
+    p("secret-key-and-pointer-escape", {"a/b": {"token": "Tok~Slash_1"}}, ("Tok~Slash_1",), ("/a~1b/token",)),
+    p("token-file-that-is-a-path", {"token_file": "/run/secrets/token", "password_env": "DB_PASSWORD"}, (), ()),
+    p("token-file-that-is-no-path", {"token_file": "Tok3nNotAPath"}, ("Tok3nNotAPath",), ("/token_file",)),
+    p("password-file-literal", {"password_file": "P@ssw0rd!"}, ("P@ssw0rd!",), ("/password_file",)),
+    p("passcode-camel", {"devicePassCode": "112233"}, ("112233",), ("/devicePassCode",)),
+    p("otp-secret", {"totp": {"issuer": "corp", "seed": "GEZDGNBVGY3TQOJQ"}}, ("GEZDGNBVGY3TQOJQ",),
+      ("/totp/issuer", "/totp/seed")),
+    p("github-token-in-prose", {"description": f"pushed with {GHP} yesterday"}, (GHP,), ("/description",)),
+    p("jwt-in-list", {"tokens_seen": ["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJlLXZhbHVlLXg"]},
+      ("c2lnbmF0dXJlLXZhbHVlLXg",), ("/tokens_seen/0",)),
+    p("bearer-without-header-name", {"auth_note": ["Bearer opaque7777"]}, ("opaque7777",), ("/auth_note/0",)),
+    p("basic-without-header-name", {"probe": f"Basic {DOCKER_AUTH}"}, (DOCKER_AUTH,), ("/probe",)),
+    p("ecs-style-capitalised-pair", {"environment": [{"Name": "DB_PASSWORD", "Value": "EcsPw_8"}]},
+      ("EcsPw_8",), ("/environment/0/Value",)),
+    p("parameter-default", {"params": [{"name": "api_key", "default": "dflt_key_12"}]},
+      ("dflt_key_12",), ("/params/0/default",)),
+    p("export-line", {"setup": "export HF_TOKEN=hfTok_0099 && python train.py"}, ("hfTok_0099",), ("/setup",)),
+    p("url-encoded-userinfo", {"mirror": "https://%75ser:p%40ss99@mirror.example.com/simple"},
+      ("p%40ss99",), ("/mirror",)),
+    p("secret-in-key-value-key", {"flags": {"password=KeyPw_5": True}}, ("KeyPw_5",), ("/flags/[REDACTED-KEY-1]",)),
+    p("argv-list-numeric-password", {"args": ["--pin", 918273, "--password", 55443322]}, ("918273", "55443322"),
+      ("/args/1", "/args/3")),
+    p("run-together-key-name", {"env": {"PGPASSWORD": "PgRun_1"}, "cmd": "PGPASSWORD=PgRun_2 psql -h db"},
+      ("PgRun_1", "PgRun_2"), ("/cmd", "/env/PGPASSWORD")),
+    p("set-token-as-url-user", None, ("ghp_" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8",), ("/remote",),
+      ("remote=https://ghp_Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8@github.com/o/r.git", "framework=x")),
+]
+
+
+@pytest.fixture(scope="module")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("keys")
+    priv, _, _ = generate("pipeline", directory)
+    return priv
+
+
+def _attest(tmp_path: Path, key: Path, placement: Placement, *extra: str) -> Any:
+    args = ["attest", "stage", "train", "--bundle", str(tmp_path / "bundle"), "--key", str(key)]
+    if placement.metadata is not None:
+        meta = tmp_path / "meta.yaml"
+        meta.write_text(json.dumps({"framework": "sklearn", **placement.metadata}), encoding="utf-8")
+        args += ["--metadata", str(meta)]
+    for assignment in placement.sets:
+        args += ["--set", assignment]
+    return CliRunner().invoke(main, [*args, *extra])
+
+
+def _only_file(bundle: Path) -> Path:
+    files = sorted((bundle / "attestations").glob("*.json"))
+    assert len(files) == 1
+    return files[0]
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS, ids=[pl.name for pl in PLACEMENTS])
+def test_secret_never_reaches_the_envelope(tmp_path: Path, signing_key: Path, placement: Placement) -> None:
+    result = _attest(tmp_path, signing_key, placement)
+    assert result.exit_code == 0, result.output + result.stderr
+    raw = _only_file(tmp_path / "bundle").read_bytes()
+    payload = base64.b64decode(json.loads(raw)["payload"])
+    statement = json.loads(payload)
+    assert statement["predicate"]["redactions"] == sorted(placement.pointers)
+    for secret in placement.secrets:
+        for where, blob in (("payload", payload), ("envelope file", raw),
+                            ("output", (result.output + result.stderr).encode())):
+            assert secret.encode() not in blob, f"{placement.name}: secret found in the {where}"
+    # The pointers name places that exist in the signed metadata (and hold the marker).
+    for pointer in placement.pointers:
+        node: Any = statement["predicate"]["metadata"]
+        for token in pointer[1:].split("/"):
+            token = token.replace("~1", "/").replace("~0", "~")
+            node = node[int(token)] if isinstance(node, list) else node[token]
+        assert node == "[REDACTED]" or pointer.split("/")[-1].startswith("[REDACTED-KEY-")
+
+
+REFUSABLE = [pl for pl in PLACEMENTS if pl.pointers]
+
+
+@pytest.mark.parametrize("placement", REFUSABLE, ids=[pl.name for pl in REFUSABLE])
+def test_fail_on_secret_refuses_with_one_line_naming_the_pointer(tmp_path: Path, signing_key: Path,
+                                                                 placement: Placement) -> None:
+    result = _attest(tmp_path, signing_key, placement, "--fail-on-secret")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--fail-on-secret" in lines[0]
+    assert "Traceback" not in result.output + result.stderr
+    for pointer in placement.pointers:
+        assert pointer in lines[0]
+    for secret in placement.secrets:
+        assert secret not in result.output + result.stderr
+    attestations = tmp_path / "bundle" / "attestations"
+    assert not attestations.exists() or not any(attestations.iterdir()), "nothing may be written"
+
+
+def test_fail_on_secret_respects_allow_secret(tmp_path: Path, signing_key: Path) -> None:
+    placement = p("kept", {"card": {"pin": "4821"}}, (), ())
+    result = _attest(tmp_path, signing_key, placement, "--fail-on-secret", "--allow-secret", "/card/pin")
+    assert result.exit_code == 0, result.stderr
+    statement = json.loads(base64.b64decode(json.loads(_only_file(tmp_path / "bundle").read_bytes())["payload"]))
+    assert statement["predicate"]["metadata"]["card"]["pin"] == "4821"
+    assert statement["predicate"]["redactions"] == []
+
+
+@pytest.mark.parametrize("assignment", ["api_token=[unclosed SetLeak_1", "db.password={bad: SetLeak_1",
+                                        "framework.password=SetLeak_1"])
+def test_set_errors_never_quote_the_secret(tmp_path: Path, signing_key: Path, assignment: str) -> None:
+    """A --set that fails (bad YAML, walking through a scalar) must not echo its secret value."""
+    placement = p("bad-set", None, (), (), ("framework=x", assignment))
+    result = _attest(tmp_path, signing_key, placement)
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "SetLeak_1" not in result.output + result.stderr
+
+
+def test_redacted_key_pointer_never_spells_the_secret(tmp_path: Path, signing_key: Path) -> None:
+    placement = p("two-secret-keys", {"m": {GHP: {"password": "x1y2z3"}, AKIA: "ops"}}, (GHP, AKIA, "x1y2z3"), ())
+    result = _attest(tmp_path, signing_key, placement)
+    assert result.exit_code == 0
+    statement = json.loads(base64.b64decode(json.loads(_only_file(tmp_path / "bundle").read_bytes())["payload"]))
+    redactions = statement["predicate"]["redactions"]
+    assert len(redactions) == 3 and not any(GHP in r or AKIA in r for r in redactions)
+    assert sorted(statement["predicate"]["metadata"]["m"]) == ["[REDACTED-KEY-1]", "[REDACTED-KEY-2]"]
+    assert any(r.endswith("/password") for r in redactions)
+
+
+def _nest(secret_json: str, layers: int) -> str:
+    value = secret_json
+    for _ in range(layers):
+        value = base64.b64encode(value.encode()).decode()
+    return value
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3, 5, 8])
+def test_secret_under_many_layers_of_base64_is_redacted(layers: int) -> None:
+    """Attack: hide the credential under more encodings than the scanner unwraps; it fails closed."""
+    from mlspec_attest.attest.redaction import redact
+
+    value = _nest('{"password": "Layered_1"}', layers)
+    assert redact({"blob": value}) == ({"blob": "[REDACTED]"}, ["/blob"])
+
+
+def test_fullwidth_key_names_are_normalised() -> None:
+    from mlspec_attest.attest.redaction import redact
+
+    assert redact({"ｐａｓｓｗｏｒｄ": "Fw_1"})[1] == ["/ｐａｓｓｗｏｒｄ"]
+
+
+def test_python_api_fail_on_secret_covers_stage_blocks(tmp_path: Path, signing_key: Path) -> None:
+    from mlspec_attest.attest.attestor import Attestor
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.keys import load_signer
+
+    attestor = Attestor(tmp_path / "bundle", load_signer(signing_key), base_dir=tmp_path, fail_on_secret=True)
+    with pytest.raises(InputError) as exc, attestor.stage("train") as s:
+        s.metadata(framework="sklearn", env=[{"name": "HF_TOKEN", "value": "hfApiTok_42"}])
+    assert "/env/0/value" in str(exc.value) and "hfApiTok_42" not in str(exc.value)
+    assert not (tmp_path / "bundle" / "attestations").exists() or not any((tmp_path / "bundle" / "attestations").iterdir())
+    # Per call it can still be turned off, and then the value is redacted, not signed.
+    att = attestor.attest("train", metadata={"framework": "sklearn", "pin": 1234}, fail_on_secret=False)
+    assert att.redactions == ["/pin"] and b"1234" not in base64.b64decode(json.loads(att.path.read_bytes())["payload"])
+
+
+def test_base64_of_a_url_is_not_a_docker_auth() -> None:
+    from mlspec_attest.attest.redaction import redact
+
+    value = base64.b64encode(b"https://example.com/data.csv").decode()
+    assert redact({"source_b64": value}) == ({"source_b64": value}, [])
