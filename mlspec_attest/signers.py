@@ -59,6 +59,15 @@ def redact_uri(uri: str) -> str:
     return _SECRET_QUERY.sub(r"\1***", uri)
 
 
+def strip_pin(uri: str) -> str:
+    """The URI without ``pin-value`` (for files that must not hold the PIN)."""
+    scheme, sep, rest = uri.partition("?")
+    if not sep:
+        return uri
+    kept = [part for part in rest.split("&") if not part.lower().startswith("pin-value=")]
+    return scheme + ("?" + "&".join(kept) if kept else "")
+
+
 def _pykcs11() -> Any:
     try:
         import PyKCS11

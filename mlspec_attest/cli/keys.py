@@ -77,7 +77,7 @@ def _generate_on_token(name: str, key_type: str, directory: str, uri: str) -> No
         raise InputError(f"{pub_path}: already exists; refusing to overwrite a key (remove it first)")
     public = PublicKey.from_crypto(generate_on_token(uri, key_type), str(pub_path))
     _write_public(pub_path, public)
-    click.echo(f"created a {key_type} key on the token {redact_uri(uri)} (private part never leaves it)")
+    click.echo(f"created an {key_type} key on the token {redact_uri(uri)} (private part never leaves it)")
     click.echo(f"wrote {pub_path} (public)")
     click.echo(f"keyid {keyid_of(public.key)}")
 
