@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 import shutil
 from dataclasses import dataclass
 from importlib import resources
