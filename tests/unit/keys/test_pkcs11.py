@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,33 @@ def test_redact_uri_blanks_every_pin_value() -> None:
     uri = "pkcs11:token=t;object=o?pin-value=1234&module-path=/m.so&PIN-VALUE=99"
     shown = redact_uri(uri)
     assert "1234" not in shown and "99" not in shown and "module-path=/m.so" in shown
+
+
+def test_head_cosignature_and_vsa_signed_on_the_token_are_what_the_gate_accepts(
+        project: Project, pin_env: SoftHSM, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every signing path (chain head, co-signature, VSA) takes a token key through the same Signer."""
+    import yaml
+
+    from mlspec_attest.attest.cosign import cosign
+    from mlspec_attest.attest.head import sign_head
+    from mlspec_attest.verify.vsa import write_vsa
+
+    public = _sign_chain_on_token(project, pin_env.uri("p256"), monkeypatch)
+    ed_signer = load_signer(pin_env.uri("ed"))
+    (project.root / "keys" / "reviewer.pub").write_bytes(ed_signer.public.to_pem())
+    data = yaml.safe_load(project.policy().read_text())
+    data["keys"]["reviewer"] = "../keys/reviewer.pub"
+    data["stages"]["train"] = {"required": True, "signers": ["pipeline", "reviewer"], "threshold": 2}
+    data["head"] = {"signers": ["reviewer"], "required": True}
+    project.policy().write_text(yaml.safe_dump(data))
+    assert not verify_bundle(project.bundle, project.policy()).passed  # threshold 2 and head not yet met
+
+    train = next(project.bundle.rglob("*-train.dsse.json"))
+    cosign(train, ed_signer)
+    sign_head(project.bundle, [ed_signer], timedelta(hours=1))
+    report = verify_bundle(project.bundle, project.policy())
+    assert report.passed, [(f.code, f.message) for f in report.findings]
+
+    vsa = write_vsa(report, tmp_path / "vsa.dsse.json", load_signer(pin_env.uri("p256")))
+    envelope = Envelope.from_dict(json.loads(vsa.read_bytes()))
+    assert envelope.verified_keyids([public]) == {public.keyid}
