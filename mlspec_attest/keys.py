@@ -264,6 +264,9 @@ def load_uri_signer(uri: str) -> Signer:
     if uri.partition(":")[0] == SCHEME:
         backend, crypto_public = open_token_signer(uri, keyid_of, ask_secret)
         return Signer.from_backend(backend, PublicKey.from_crypto(crypto_public, shown))
+    scheme, _, rest = uri.partition(":")
+    if scheme == "file2":  # securesystemslib's file signer: the same file-mode rule as a --key path
+        _refuse_shared_private_file(Path(rest.partition("?")[0]))
     pub_path = os.environ.get(PUBLIC_KEY_ENV)
     if not pub_path:
         raise InputError(f"{shown}: set {PUBLIC_KEY_ENV} to the key's public PEM file "
@@ -271,6 +274,20 @@ def load_uri_signer(uri: str) -> Signer:
     public = PublicKey.from_file(pub_path)
     backend = open_uri_signer(uri, public.key, public.keyid, ask_secret)
     return Signer.from_backend(backend, PublicKey.from_crypto(public.key, shown))
+
+
+def _refuse_shared_private_file(p: Path, st: os.stat_result | None = None) -> None:
+    """A private key others can read may already be someone else's: refuse it."""
+    if st is None:
+        try:
+            st = p.stat()
+        except OSError:
+            raise InputError(f"{p}: private key not found") from None
+    if st.st_mode & 0o077:
+        raise InputError(
+            f"{p}: private key is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run 'chmod 600 {p}'"
+        )
 
 
 def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -> Signer:
@@ -299,11 +316,7 @@ def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -
         raise InputError(f"{p}: cannot read private key: {exc.strerror}") from None
     if b"-----BEGIN PUBLIC KEY-----" in data:
         raise InputError(f"{p}: is a public key; sign with the private key (NAME.key beside it)")
-    if st.st_mode & 0o077:
-        raise InputError(
-            f"{p}: private key is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"run 'chmod 600 {p}'"
-        )
+    _refuse_shared_private_file(p, st)
     encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
     if encrypted and passphrase is None:
         passphrase = passphrase_from_env_or_tty(f"Passphrase for {p}")

@@ -167,3 +167,16 @@ def test_policy_check_refuses_invalid_policies_in_one_line(project: Project, mut
     mutate(data)
     project.policy().write_text(yaml.safe_dump(data))
     one_line_error(run(["policy", "check", str(project.policy())], project.root), needle)
+
+
+def test_rotate_onto_a_token_writes_no_private_key(token: SoftHSM, project: Project) -> None:
+    policy = project.policy()
+    before = sorted(p.name for p in (project.root / "keys").iterdir())
+    result = run(["keys", "rotate", "pipeline", "--policy", str(policy), "--type", "ed25519", "--yes",
+                  "--pkcs11", token.uri("pipeline-next")], project.root, token.env())
+    assert result.returncode == 0, result.stderr
+    added = sorted(set(p.name for p in (project.root / "keys").iterdir()) - set(before))
+    assert len(added) == 1 and added[0].endswith(".pub")  # the private half stayed on the token
+    exported = run(["keys", "export-public", token.uri("pipeline-next")], project.root, token.env())
+    assert exported.stdout == (project.root / "keys" / added[0]).read_text()
+    assert run(["policy", "check", str(policy)], project.root).returncode == 0

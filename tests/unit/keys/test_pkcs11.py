@@ -215,6 +215,11 @@ def test_securesystemslib_uri_schemes_reach_the_same_signer(tmp_path: Path, monk
                                        serialization.NoEncryption()))
     pub = tmp_path / "k.pub"
     pub.write_bytes(PublicKey.from_crypto(key.public_key()).to_pem())
+    monkeypatch.setenv("MLSPEC_SIGNER_PUBLIC_KEY", str(pub))
+    priv.chmod(0o644)  # the file-mode rule of --key paths is not walked around through a URI
+    with pytest.raises(InputError, match="readable by group or others"):
+        load_signer(f"file2:{priv}")
+    priv.chmod(0o600)
     monkeypatch.delenv("MLSPEC_SIGNER_PUBLIC_KEY", raising=False)
     with pytest.raises(InputError, match="MLSPEC_SIGNER_PUBLIC_KEY"):
         load_signer(f"file2:{priv}")
