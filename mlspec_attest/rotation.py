@@ -94,9 +94,8 @@ def plan_rotation(policy_path: str | os.PathLike[str], name: str, new: PublicKey
     before = read_bounded(path, what="policy").decode("utf-8")
     data = copy.deepcopy(dict(load_mapping(path, "policy")))
     keys = dict(data.get("keys") or {})
-    retired = f"{name}-retired-{stamp}"
-    if retired in keys:
-        raise InputError(f"{path}: key {retired!r} already exists; wait a second and rotate again")
+    retired = next(n for n in (f"{name}-retired-{stamp}", *(f"{name}-retired-{stamp}-{i}" for i in range(2, 100)))
+                   if n not in keys)
     old_entry = keys[name]
     if isinstance(old_entry, str):
         old_entry = {"pem": old_entry} if old_entry.lstrip().startswith("-----BEGIN") else {"path": old_entry}

@@ -129,7 +129,8 @@ def keys_export_public(uri: str, out: str | None) -> None:
 @click.option("--type", "key_type", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519",
               show_default=True, help="Algorithm of the new key.")
 @click.option("--pkcs11", "token_uri", metavar="URI", help="Create the new key on this PKCS#11 token instead.")
-@click.option("--inline", is_flag=True, help="Put the new public key in the policy as inline PEM.")
+@click.option("--inline", is_flag=True,
+              help="Put the new public key in the policy as inline PEM (the default when the old one is inline).")
 @click.option("--no-passphrase", is_flag=True, help="Write the new private key unencrypted.")
 @click.option("--yes", is_flag=True, help="Write without asking (the diff is still printed).")
 def keys_rotate(name: str, policy_path: str, directory: str | None, key_type: str, token_uri: str | None,
@@ -150,10 +151,13 @@ def keys_rotate(name: str, policy_path: str, directory: str | None, key_type: st
     policy = Policy.from_file(path)
     if name not in policy.keys:
         raise InputError(f"{path}: no key named {name!r} under keys (have: {', '.join(sorted(policy.keys))})")
+    inline = inline or policy.keys[name].source.endswith("(inline)")  # a self-contained policy stays so
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    new_name = f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}"
     old_source = Path(policy.keys[name].source)
     target_dir = Path(directory) if directory else (old_source.parent if old_source.suffix == ".pub" else Path("keys"))
+    stamp = now.strftime('%Y%m%dT%H%M%SZ')
+    new_name = next(n for n in (f"{name}-{stamp}", *(f"{name}-{stamp}-{i}" for i in range(2, 100)))
+                    if not any((target_dir / f"{n}{ext}").exists() for ext in (".key", ".pub")))
     pending = None
     if token_uri:
         from mlspec_attest.signers import generate_on_token, redact_uri

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup
@@ -33,7 +35,7 @@ def policy_check(file: str) -> None:
         if key.keyid in revoked:
             r = revoked[key.keyid]
             note = f"  REVOKED for signatures from {r.after.isoformat()}" + (f" ({r.reason})" if r.reason else "")
-        where = "inline pem" if key.source.endswith("(inline)") else key.source
+        where = "inline pem" if key.source.endswith("(inline)") else os.path.normpath(key.source)
         click.echo(f"  {name:<28} {key.key_type:<11} {key.keyid}  {where}{note}")
     unnamed = [r for r in p.revoked if r.keyid not in {k.keyid for k in p.keys.values()}]
     for r in unnamed:

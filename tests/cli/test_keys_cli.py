@@ -141,6 +141,10 @@ def test_rotate_inline_makes_a_self_contained_policy(project: Project) -> None:
     assert result.returncode == 0, result.stderr
     entry = yaml.safe_load(policy.read_text())["keys"]["owner"]
     assert entry["pem"].startswith("-----BEGIN PUBLIC KEY-----") and "path" not in entry
+    # Rotating an inline key again keeps the policy self-contained without being asked.
+    again = run(["keys", "rotate", "owner", "--policy", str(policy), "--no-passphrase", "--yes"], project.root)
+    assert again.returncode == 0, again.stderr
+    assert "pem" in yaml.safe_load(policy.read_text())["keys"]["owner"]
 
 
 def test_policy_check_prints_signers_thresholds_and_requirements(project: Project) -> None:
