@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-hsm test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 demo: $(VENV)/.demo-installed
 	$(BIN)/mlspec demo demo-project
 
+# The same demo, its pipeline key on a SoftHSM2 token (apt-get install softhsm2).
+demo-hsm: $(VENV)/.test-installed
+	MLSPEC=$(BIN)/mlspec bash examples/softhsm-demo.sh demo-project-hsm
+
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q
 
@@ -31,4 +35,4 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) demo-project build *.egg-info
+	rm -rf $(VENV) demo-project demo-project-hsm demo-project-hsm-token build *.egg-info

@@ -12,8 +12,9 @@ import os
 import re
 import stat
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,6 +25,7 @@ from mlspec_attest.errors import InputError
 
 PASSPHRASE_ENV = "MLSPEC_KEY_PASSPHRASE"
 KEY_TYPES = ("ed25519", "ecdsa-p256")
+_URI_SCHEME = re.compile(r"[a-z][a-z0-9+.-]+:")  # cheap pre-check; signers.is_key_uri decides
 _PEM_PUBLIC = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
 
 PublicKeyType = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -114,23 +116,43 @@ class PublicKey:
 
 @dataclass(frozen=True)
 class Signer:
-    """A loaded private key; signs DSSE PAE bytes."""
+    """A signing key: a loaded private key, or a token/KMS key behind a securesystemslib ``Signer``.
 
-    private_key: PrivateKeyType
+    ``backend`` is set for keys that never leave a PKCS#11 token or a KMS; every
+    signature it returns is checked against ``public`` before use, so a token or
+    KMS that signs with another key (or in another format) cannot slip a
+    signature past the writer that the verifier would later refuse.
+    """
+
+    private_key: PrivateKeyType | None
     public: PublicKey
+    backend: Any = field(default=None, repr=False, compare=False)
 
     @property
     def keyid(self) -> str:
         return self.public.keyid
 
     def sign(self, message: bytes) -> bytes:
+        if self.backend is not None:
+            signature = bytes.fromhex(self.backend.sign(message).signature)
+            if not self.public.verify(signature, message):
+                raise InputError(f"{self.public.source}: the signature returned does not verify with the key's "
+                                 "public half; refusing to write it")
+            return signature
         if isinstance(self.private_key, ed25519.Ed25519PrivateKey):
             return self.private_key.sign(message)
-        return self.private_key.sign(message, ec.ECDSA(hashes.SHA256()))  # DER, as Sigstore and sslib
+        if isinstance(self.private_key, ec.EllipticCurvePrivateKey):
+            return self.private_key.sign(message, ec.ECDSA(hashes.SHA256()))  # DER, as Sigstore and sslib
+        raise InputError(f"{self.public.source}: no private key to sign with")
 
     @classmethod
     def from_private_key(cls, key: PrivateKeyType, source: str = "") -> Signer:
         return cls(private_key=key, public=PublicKey.from_crypto(key.public_key(), source))
+
+    @classmethod
+    def from_backend(cls, backend: Any, public: PublicKey) -> Signer:
+        """Wrap a securesystemslib ``Signer`` (PKCS#11, AWS/GCP/Azure KMS, Vault) whose key is ``public``."""
+        return cls(private_key=None, public=public, backend=backend)
 
 
 def _new_private_key(key_type: str) -> PrivateKeyType:
@@ -156,24 +178,55 @@ def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
-def generate(name: str, directory: str | os.PathLike[str] = "keys", key_type: str = "ed25519",
-             passphrase: bytes | None = None) -> tuple[Path, Path, PublicKey]:
-    """Write NAME.key (0600) and NAME.pub; encrypted when a passphrase is given."""
+def check_key_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise InputError(f"key name {name!r}: use letters, digits, '.', '_' or '-' (no slashes)")
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A generated key pair not yet on disk: shown first (rotation), written with :meth:`write`."""
+
+    name: str
+    directory: Path
+    private_pem: bytes
+    public: PublicKey
+    encrypted: bool
+
+    @property
+    def paths(self) -> tuple[Path, Path]:
+        return self.directory / f"{self.name}.key", self.directory / f"{self.name}.pub"
+
+    def write(self) -> tuple[Path, Path]:
+        priv_path, pub_path = self.paths
+        for path in (priv_path, pub_path):
+            if path.exists():
+                raise InputError(f"{path}: already exists; refusing to overwrite a key (remove it first)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _write_exclusive(priv_path, self.private_pem, 0o600)
+        _write_exclusive(pub_path, self.public.to_pem(), 0o644)
+        return priv_path, pub_path
+
+
+def new_key(name: str, directory: str | os.PathLike[str] = "keys", key_type: str = "ed25519",
+            passphrase: bytes | None = None) -> NewKey:
+    """A fresh key pair in memory (PKCS#8, encrypted when a passphrase is given)."""
+    check_key_name(name)
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
     key = _new_private_key(key_type)
     encryption: serialization.KeySerializationEncryption
     encryption = serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     public = PublicKey.from_crypto(key.public_key(), str(d / f"{name}.pub"))
-    priv_path, pub_path = d / f"{name}.key", d / f"{name}.pub"
-    if pub_path.exists():
-        raise InputError(f"{pub_path}: already exists; refusing to overwrite a key (remove it first)")
-    _write_exclusive(priv_path, private_pem, 0o600)
-    _write_exclusive(pub_path, public.to_pem(), 0o644)
-    return priv_path, pub_path, public
+    return NewKey(name=name, directory=d, private_pem=private_pem, public=public, encrypted=bool(passphrase))
+
+
+def generate(name: str, directory: str | os.PathLike[str] = "keys", key_type: str = "ed25519",
+             passphrase: bytes | None = None) -> tuple[Path, Path, PublicKey]:
+    """Write NAME.key (0600) and NAME.pub; encrypted when a passphrase is given."""
+    key = new_key(name, directory, key_type, passphrase)
+    priv_path, pub_path = key.write()
+    return priv_path, pub_path, key.public
 
 
 def passphrase_from_env_or_tty(prompt: str, confirm: bool = False) -> bytes | None:
@@ -189,8 +242,67 @@ def passphrase_from_env_or_tty(prompt: str, confirm: bool = False) -> bytes | No
     return None
 
 
+def ask_secret(name: str) -> str:
+    """A securesystemslib secrets handler: ask on a terminal, never echo; refuse without one."""
+    if not sys.stdin.isatty():
+        raise InputError(f"a {name} is needed and there is no terminal to ask on")
+    import click
+
+    return str(click.prompt(f"Token {name}", hide_input=True, err=True))
+
+
+def load_uri_signer(uri: str) -> Signer:
+    """A signer for a key URI: ``pkcs11:`` (RFC 7512) or any securesystemslib scheme (awskms:, gcpkms:...).
+
+    For pkcs11: the public key is read from the token. Other schemes need it
+    given: ``MLSPEC_SIGNER_PUBLIC_KEY`` names its PEM file (KMS schemes are not
+    tested here: see docs/keys.md).
+    """
+    from mlspec_attest.signers import PUBLIC_KEY_ENV, SCHEME, open_token_signer, open_uri_signer, redact_uri
+
+    shown = redact_uri(uri)
+    if uri.partition(":")[0] == SCHEME:
+        backend, crypto_public = open_token_signer(uri, keyid_of, ask_secret)
+        return Signer.from_backend(backend, PublicKey.from_crypto(crypto_public, shown))
+    scheme, _, rest = uri.partition(":")
+    if scheme == "file2":  # securesystemslib's file signer: the same file-mode rule as a --key path
+        _refuse_shared_private_file(Path(rest.partition("?")[0]))
+    pub_path = os.environ.get(PUBLIC_KEY_ENV)
+    if not pub_path:
+        raise InputError(f"{shown}: set {PUBLIC_KEY_ENV} to the key's public PEM file "
+                         "(e.g. from 'aws kms get-public-key' or 'gcloud kms keys versions get-public-key')")
+    public = PublicKey.from_file(pub_path)
+    backend = open_uri_signer(uri, public.key, public.keyid, ask_secret)
+    return Signer.from_backend(backend, PublicKey.from_crypto(public.key, shown))
+
+
+def _refuse_shared_private_file(p: Path, st: os.stat_result | None = None) -> None:
+    """A private key others can read may already be someone else's: refuse it."""
+    if st is None:
+        try:
+            st = p.stat()
+        except OSError:
+            raise InputError(f"{p}: private key not found") from None
+    if st.st_mode & 0o077:
+        raise InputError(
+            f"{p}: private key is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run 'chmod 600 {p}'"
+        )
+
+
 def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -> Signer:
-    """Load a private key, refusing group/world-readable files and wrong passphrases."""
+    """Load a private key, refusing group/world-readable files and wrong passphrases.
+
+    A string that is a key URI (``pkcs11:...``, ``awskms:...``) opens that token or KMS instead.
+    """
+    if isinstance(path, str) and _URI_SCHEME.match(path):
+        try:
+            from mlspec_attest.signers import is_key_uri
+        except ImportError:
+            raise InputError(f"{path.partition(':')[0]}: key URIs need securesystemslib and PyKCS11: "
+                             "pip install 'mlspec-attest[hsm]'") from None
+        if is_key_uri(path):
+            return load_uri_signer(path)
     p = Path(path)
     try:
         st = p.stat()
@@ -204,11 +316,7 @@ def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -
         raise InputError(f"{p}: cannot read private key: {exc.strerror}") from None
     if b"-----BEGIN PUBLIC KEY-----" in data:
         raise InputError(f"{p}: is a public key; sign with the private key (NAME.key beside it)")
-    if st.st_mode & 0o077:
-        raise InputError(
-            f"{p}: private key is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"run 'chmod 600 {p}'"
-        )
+    _refuse_shared_private_file(p, st)
     encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
     if encrypted and passphrase is None:
         passphrase = passphrase_from_env_or_tty(f"Passphrase for {p}")

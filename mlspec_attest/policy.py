@@ -74,6 +74,38 @@ def _parse_head_rule(spec: Any, keys: Mapping[str, PublicKey], where: str) -> He
     return HeadRule(signers=tuple(signers), threshold=threshold, required=required, max_validity=max_validity)
 
 
+def parse_key_entry(spec: Any, base: Path, kwhere: str) -> PublicKey:
+    """One ``keys:`` entry: a .pub path, ``{path, keyid}``, or an inline SPKI PEM ``{pem, keyid}``.
+
+    Inline PEM makes the policy one self-contained file (no keys directory to
+    travel with it, nothing beside it to swap). A pinned keyid must match.
+    """
+    if isinstance(spec, str):
+        spec = {"pem": spec} if spec.lstrip().startswith("-----BEGIN") else {"path": spec}
+    if not isinstance(spec, Mapping) or ("path" in spec) == ("pem" in spec):
+        raise InputError(f"{kwhere}: give a path to a .pub file or an inline pem (not both), "
+                         "optionally with keyid: {path: ..., keyid: ...} or {pem: ..., keyid: ...}")
+    _check_fields(spec, {"path", "pem", "keyid"}, kwhere)
+    if "keyid" in spec and not (isinstance(spec["keyid"], str) and _KEYID.fullmatch(spec["keyid"])):
+        raise InputError(f"{kwhere}: keyid must be 64 lowercase hex digits (see 'mlspec keys list')")
+    if "pem" in spec:
+        if not isinstance(spec["pem"], str):
+            raise InputError(f"{kwhere}: pem must be the text of a PEM 'PUBLIC KEY' block")
+        text = spec["pem"].strip()
+        if not (text.startswith("-----BEGIN PUBLIC KEY-----") and text.endswith("-----END PUBLIC KEY-----")
+                and text.count("-----BEGIN") == 1):
+            raise InputError(f"{kwhere}: pem must be exactly one PEM 'PUBLIC KEY' block (mlspec keys export-public)")
+        key = PublicKey.from_pem(text.encode("ascii", "replace"), kwhere.split(": ", 1)[-1] + " (inline)")
+        origin = "the inline pem"
+    else:
+        key = PublicKey.from_file(base / str(spec["path"]))
+        origin = str(spec["path"])
+    if "keyid" in spec and spec["keyid"] != key.keyid:
+        raise InputError(f"{kwhere}: pinned keyid {spec['keyid']} does not match {origin} "
+                         f"(keyid {key.keyid}); the key was replaced")
+    return key
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -154,19 +186,7 @@ class Policy:
         if not isinstance(raw_keys, Mapping):
             raise InputError(f"{where}: keys must map a name to a public key path")
         for name, spec in raw_keys.items():
-            kwhere = f"{where}: keys.{name}"
-            if isinstance(spec, str):
-                spec = {"path": spec}
-            if not isinstance(spec, Mapping) or "path" not in spec:
-                raise InputError(f"{kwhere}: give a path to a .pub file (or {{path: ..., keyid: ...}})")
-            _check_fields(spec, {"path", "keyid"}, kwhere)
-            if "keyid" in spec and not (isinstance(spec["keyid"], str) and _KEYID.fullmatch(spec["keyid"])):
-                raise InputError(f"{kwhere}: keyid must be 64 lowercase hex digits (see 'mlspec keys list')")
-            key = PublicKey.from_file(base / spec["path"])
-            if "keyid" in spec and spec["keyid"] != key.keyid:
-                raise InputError(f"{kwhere}: pinned keyid {spec['keyid']} does not match {spec['path']} "
-                                 f"(keyid {key.keyid}); the key file was replaced")
-            keys[name] = key
+            keys[name] = parse_key_entry(spec, base, f"{where}: keys.{name}")
 
         defaults = data.get("defaults") or {}
         _check_fields(defaults, {"signers", "threshold", "identities"}, f"{where}: defaults")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -19,7 +20,7 @@ class Project:
     root: Path
     policy: Path | None
     bundle: Path | None
-    key: Path | None
+    key: Path | str | None  # a path, or a key URI (pkcs11:..., awskms:...) kept as written
     objectives: Path | None
 
     @classmethod
@@ -47,8 +48,10 @@ class Project:
                 raise InputError(f"{path}: {name} must be a path")
             return path.parent / value
 
-        return cls(root=path.parent, policy=rel("policy"), bundle=rel("bundle"), key=rel("key"),
-                   objectives=rel("objectives"))
+        key = data.get("key")
+        uri = isinstance(key, str) and re.match(r"[a-z][a-z0-9+.-]+:", key) is not None
+        return cls(root=path.parent, policy=rel("policy"), bundle=rel("bundle"),
+                   key=key if uri else rel("key"), objectives=rel("objectives"))
 
 
 PROJECT_TEMPLATE = """\

@@ -25,6 +25,7 @@ class MlspecGroup(ErrorHandlingGroup):
         "monitor": ("mlspec_attest.cli.monitor", "monitor"),
         "hash": ("mlspec_attest.cli.hash", "hash"),
         "keys": ("mlspec_attest.cli.keys", "keys"),
+        "policy": ("mlspec_attest.cli.policy", "policy"),
         "attest": ("mlspec_attest.cli.attest", "attest"),
         "verify": ("mlspec_attest.cli.verify", "verify"),
         "inspect": ("mlspec_attest.cli.verify", "inspect"),

@@ -27,9 +27,11 @@ def init(directory: str, no_passphrase: bool) -> None:
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False), default="demo-project")
 @click.option("--fail-objective", is_flag=True, help="Train a deliberately weak model; the gate must refuse it.")
-def demo(directory: str, fail_objective: bool) -> None:
+@click.option("--pipeline-key", metavar="URI",
+              help="Sign the pipeline's stages with this token key (pkcs11:...; PIN from MLSPEC_PKCS11_PIN).")
+def demo(directory: str, fail_objective: bool, pipeline_key: str | None) -> None:
     """Run a real 13-stage ML pipeline, attest every stage, then verify it."""
     from mlspec_attest.demo.runner import run_demo
 
-    sys.exit(run_demo(Path(directory), fail_objective=fail_objective, echo=click.echo))
+    sys.exit(run_demo(Path(directory), fail_objective=fail_objective, echo=click.echo, pipeline_key=pipeline_key))
 

@@ -50,11 +50,21 @@ def prepare_directory(directory: Path) -> bool:
     return False
 
 
-def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str], Any] = print) -> int:
-    """Build a project in ``directory``, run the pipeline, verify it; 0 if the gate passed, else 1."""
+def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str], Any] = print,
+             pipeline_key: str | None = None) -> int:
+    """Build a project in ``directory``, run the pipeline, verify it; 0 if the gate passed, else 1.
+
+    ``pipeline_key``: a key URI (``pkcs11:...``) to sign the pipeline's stages with a key
+    that never leaves its token; its public half becomes keys/pipeline.pub.
+    """
     from mlspec_attest.keys import PASSPHRASE_ENV
 
     _require_demo_dependencies()
+    token_signer = None
+    if pipeline_key:  # open the token first: a wrong PIN or URI must leave nothing half-made
+        from mlspec_attest.keys import load_signer as _load
+
+        token_signer = _load(pipeline_key)
     shown = Path(directory)
     directory = shown.absolute()  # the pipeline names artifacts relative to the project root
     started = time.perf_counter()
@@ -77,7 +87,10 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
         init_project(directory, encrypt=True, passphrase=passphrase)
         echo(f"keys encrypted with the passphrase in {PASSPHRASE_ENV}")
     owner = load_signer(directory / "keys" / "owner.key", passphrase)
-    signer = load_signer(directory / "keys" / "pipeline.key", passphrase)
+    if pipeline_key and token_signer is not None:
+        signer = _use_token_key(directory, pipeline_key, token_signer, echo)
+    else:
+        signer = load_signer(directory / "keys" / "pipeline.key", passphrase)
 
     from mlspec_attest.demo.credit import run_pipeline  # lazy: numpy and scikit-learn
 
@@ -111,6 +124,24 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
     echo("")
     echo(_next_steps(directory, result.package, report.passed))
     return 0 if report.passed else 1
+
+
+def _use_token_key(directory: Path, uri: str, signer: Any, echo: Callable[[str], Any]) -> Any:
+    """Sign with the token key: its public half replaces keys/pipeline.pub, no pipeline.key stays on disk."""
+    from mlspec_attest.project import PROJECT_FILE
+    from mlspec_attest.signers import redact_uri, strip_pin
+
+    keys = directory / "keys"
+    (keys / "pipeline.key").unlink()
+    (keys / "pipeline.pub").write_bytes(signer.public.to_pem())
+    project_file = directory / PROJECT_FILE
+    text = project_file.read_text(encoding="utf-8")
+    text = text.replace("key: keys/pipeline.key          # the pipeline's signing key (never commit *.key)",
+                        f"key: '{strip_pin(uri)}'  # the pipeline's key, on a PKCS#11 token")
+    project_file.write_text(text, encoding="utf-8")
+    echo(f"pipeline key: on the token {redact_uri(uri)} (keyid {signer.keyid[:16]}…); "
+         "keys/pipeline.pub is its exported public key")
+    return signer
 
 
 def _next_steps(directory: Path, package: Path, passed: bool) -> str:
