@@ -21,6 +21,7 @@ class Project:
     bundle: Path | None
     key: Path | None
     objectives: Path | None
+    log: Path | None = None  # the inference log the gate checks the signed log attestations against
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project | None:
@@ -34,7 +35,7 @@ class Project:
     @classmethod
     def load(cls, path: Path) -> Project:
         data = load_mapping(path, "project file")
-        allowed = {"policy", "bundle", "key", "objectives", "version"}
+        allowed = {"policy", "bundle", "key", "objectives", "version", "log"}
         unknown = set(data) - allowed
         if unknown:
             raise InputError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -48,7 +49,7 @@ class Project:
             return path.parent / value
 
         return cls(root=path.parent, policy=rel("policy"), bundle=rel("bundle"), key=rel("key"),
-                   objectives=rel("objectives"))
+                   objectives=rel("objectives"), log=rel("log"))
 
 
 PROJECT_TEMPLATE = """\
@@ -58,6 +59,7 @@ policy: policies/default.yaml   # the trust policy the gate applies
 bundle: bundle                  # where attestations are appended
 key: keys/pipeline.key          # the pipeline's signing key (never commit *.key)
 objectives: objectives.yaml     # codified success criteria: attest it first
+log: logs/inference             # the inference log: verify, replay and report check its signed seals
 """
 
 
