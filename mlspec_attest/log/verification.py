@@ -114,6 +114,8 @@ class _Scan:
     mismatched: list[Seal] = field(default_factory=list)
     partial: list[tuple[int, int]] = field(default_factory=list)
     records_total: int = 0
+    roots_checked: dict[int, bool] = field(default_factory=dict)  # tree size -> recomputed root matched
+    pending_changes: list[tuple[str, str, int, int | None, str | None]] = field(default_factory=list)
     located: int = 0
 
     @property
@@ -324,31 +326,70 @@ def _stream(scan: _Scan, acc: MerkleAccumulator) -> Iterator[_Rec]:
                     scan.report.seals_verified += 1
                 else:
                     scan.mismatched.append(s)
+                _root_checked(scan, n, acc.root().hex() == s.root_hash)
             for head in heads_of_size.get(n, ()):
-                _compare_head(scan, head, acc.root())
+                _root_checked(scan, n, _compare_head(scan, head, acc.root()))
             yield _Rec(i, n, offset, h, body)
             offset += len(line)
 
 
-def _compare_head(scan: _Scan, head: SignedHead, root: bytes) -> None:
-    if root.hex() != head.root_hash:
-        size = head.tree_size or 0
-        scan.report.add("LOG_SIGNED_ROOT_MISMATCH", ERROR,
-                        f"records 0..{size - 1} do not reproduce the root signed in log attestation"
-                        f" {head.attestation[:16]}... ({size} records): the sealed records were changed",
-                        seal=head.seal, sequence=head.sequence)
+def _compare_head(scan: _Scan, head: SignedHead, root: bytes) -> bool:
+    if root.hex() == head.root_hash:
+        return True
+    size = head.tree_size or 0
+    scan.report.add("LOG_SIGNED_ROOT_MISMATCH", ERROR,
+                    f"records 0..{size - 1} do not reproduce the root signed in log attestation"
+                    f" {head.attestation[:16]}... ({size} records): the sealed records were changed",
+                    seal=head.seal, sequence=head.sequence)
+    return False
 
 
 def _locate(scan: _Scan, code: str, msg: str, rec: _Rec | None, index: int) -> None:
+    """A difference from leaves.bin at leaf ``index``: a change only where a recomputed root fails.
+
+    Where the records reproduce the sealed or signed root, leaves.bin is merely stale
+    (LOG_LEAVES_STALE); where no root covers the record yet, it is a warning. Decided as
+    soon as the root covering it is checked, so memory stays bounded by one batch."""
+    change = (code, msg, index, rec.line_no if rec else None, _request_id(rec.raw) if rec else None)
+    verdict = next((ok for size, ok in scan.roots_checked.items() if index < size), None)
+    if verdict is None:
+        scan.pending_changes.append(change)
+    else:
+        _report_change(scan, change, verdict)
+
+
+def _root_checked(scan: _Scan, size: int, ok: bool) -> None:
+    scan.roots_checked[size] = scan.roots_checked.get(size, True) and ok
+    still = []
+    for change in scan.pending_changes:
+        if change[2] < size:
+            _report_change(scan, change, ok)
+        else:
+            still.append(change)
+    scan.pending_changes = still
+
+
+def _report_change(scan: _Scan, change: tuple[str, str, int, int | None, str | None], verdict: bool | None) -> None:
+    if verdict is True:
+        return
+    code, msg, index, line, request_id = change
     scan.located += 1
     if scan.located > scan.max_findings:
         return
-    s = scan.seal_for(index)
     sev = ERROR if index < scan.covered_size else WARNING
+    s = scan.seal_for(index)
     note = "" if scan.trusted(index) or sev == WARNING else \
         " (located via leaves.bin, which does not match the signed root either)"
-    scan.report.add(code, sev, msg + note, line=rec.line_no if rec else None, index=index,
-                    request_id=_request_id(rec.raw) if rec else None, seal=s.seal if s else None)
+    scan.report.add(code, sev, msg + note, line=line, index=index, request_id=request_id, seal=s.seal if s else None)
+
+
+def _report_located(scan: _Scan) -> None:
+    for change in scan.pending_changes:  # past every checked root: truncated or unsealed
+        _report_change(scan, change, None)
+    scan.pending_changes = []
+    if scan.located > scan.max_findings:
+        scan.report.add("LOG_FINDINGS_TRUNCATED", INFO, f"{scan.located - scan.max_findings} more located changes"
+                        " not listed")
 
 
 def _scan_records(scan: _Scan) -> None:
@@ -390,9 +431,6 @@ def _scan_records(scan: _Scan) -> None:
                 continue
             j = _align(scan, r0, peek(1), j, cached, buf)
     scan.records_total = acc.size
-    if scan.located > scan.max_findings:
-        scan.report.add("LOG_FINDINGS_TRUNCATED", INFO, f"{scan.located - scan.max_findings} more located changes"
-                        " not listed")
 
 
 def _align(scan: _Scan, r0: _Rec, r1: _Rec | None, j: int, cached: Callable[[int], bytes | None],
@@ -423,6 +461,7 @@ def _align(scan: _Scan, r0: _Rec, r1: _Rec | None, j: int, cached: Callable[[int
 
 def _conclude(scan: _Scan) -> None:
     report, seals, total = scan.report, scan.seals, scan.records_total
+    _report_located(scan)
     for s in scan.mismatched:
         report.add("LOG_ROOT_MISMATCH", ERROR,
                    f"seal {s.seal}: records 0..{s.tree_size - 1} (seal batch lines {s.previous_tree_size + 1}.."

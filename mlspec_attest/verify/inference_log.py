@@ -50,9 +50,11 @@ def read_signed_heads(bundle: str | Path, policy: Policy) -> tuple[list[SignedHe
 def check_inference_log(ctx: VerifyContext) -> None:
     """Every sealed log attestation in the chain must be matched by the log's records."""
     heads = signed_heads(ctx.chain)
-    if not heads:
-        return
     report = ctx.report
+    if not heads:
+        if ctx.log_dir is not None and Path(ctx.log_dir).is_dir():
+            _add_log_findings(ctx, Path(ctx.log_dir), heads)  # seals naming attestations the chain lacks
+        return
     _check_served_pipeline(ctx, heads)
     if ctx.log_dir is None:
         what = f"{len(heads)} sealed log attestation(s) sign inference-log tree heads, but no log was given"
@@ -70,21 +72,27 @@ def check_inference_log(ctx: VerifyContext) -> None:
         report.add("LOG_MISSING", f"{log_dir}: the inference log directory does not exist", stage="log",
                    sequence=heads[-1].sequence, hint="point --log (or mlspec.yaml's log:) at the log directory")
         return
+    _add_log_findings(ctx, log_dir, heads)
+
+
+def _add_log_findings(ctx: VerifyContext, log_dir: Path, heads: list[SignedHead]) -> None:
+    """Run the log verification against the signed heads; its errors and warnings become gate findings."""
     from mlspec_attest.log.verification import verify as verify_log
 
     result = verify_log(log_dir, heads=heads)
+    last = heads[-1].sequence if heads else None
     sequence_of_seal = {h.seal: h.sequence for h in heads if h.seal is not None}
     for f in result.findings:
         if f.severity == INFO:
             continue
-        sequence = f.sequence if f.sequence is not None else sequence_of_seal.get(f.seal, heads[-1].sequence)
-        report.findings.append(replace(f, stage="log", sequence=sequence, file=f.file or str(log_dir)))
+        sequence = f.sequence if f.sequence is not None else sequence_of_seal.get(f.seal, last)
+        ctx.report.findings.append(replace(f, stage="log", sequence=sequence, file=f.file or str(log_dir)))
     if result.ok:
         return
     errors = sum(1 for f in result.findings if f.severity == ERROR)
-    report.add("LOG_VERIFICATION_FAILED", f"{log_dir}: {errors} error(s) in the inference log against its signed"
-               " log attestations (see the LOG_ findings)", stage="log", sequence=heads[-1].sequence,
-               hint=f"mlspec log verify --log {log_dir} --bundle BUNDLE shows and locates them")
+    ctx.report.add("LOG_VERIFICATION_FAILED", f"{log_dir}: {errors} error(s) in the inference log against its"
+                   " signed log attestations (see the LOG_ findings)", stage="log", sequence=last,
+                   hint=f"mlspec log verify --log {log_dir} --bundle BUNDLE shows and locates them")
 
 
 def _check_served_pipeline(ctx: VerifyContext, heads: list[SignedHead]) -> None:
