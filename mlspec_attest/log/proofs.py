@@ -70,6 +70,7 @@ def prove(directory: str | os.PathLike[str], request_id: str | None = None, *, i
             raise InputError(f"requestId {request_id!r} occurs at indexes {where}: prove one with --index")
         index, line = hits[0]
     else:
+        assert index is not None  # one of the two, checked above
         if index < 0:
             raise InputError("index must be >= 0")
         line = _line_at(directory, index)

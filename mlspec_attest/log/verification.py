@@ -305,11 +305,11 @@ def _stream(scan: _Scan, acc: MerkleAccumulator) -> Iterator[_Rec]:
     """Complete lines as leaves; at every sealed or signed size, the recomputed root is compared."""
     seal_of_size = {s.tree_size: s for s in scan.seals}
     heads_of_size: dict[int, list[SignedHead]] = {}
-    for h in scan.heads or ():
-        if h.tree_size is not None and h.root_hash is not None:
-            heads_of_size.setdefault(h.tree_size, []).append(h)
-    for h in heads_of_size.get(0, ()):
-        _compare_head(scan, h, acc.root())
+    for head in scan.heads or ():
+        if head.tree_size is not None and head.root_hash is not None:
+            heads_of_size.setdefault(head.tree_size, []).append(head)
+    for head in heads_of_size.get(0, ()):
+        _compare_head(scan, head, acc.root())
     offset = 0
     with open(scan.records_path, "rb") as fh:
         for i, line in enumerate(fh):

@@ -85,7 +85,8 @@ def _add_log_findings(ctx: VerifyContext, log_dir: Path, heads: list[SignedHead]
     for f in result.findings:
         if f.severity == INFO:
             continue
-        sequence = f.sequence if f.sequence is not None else sequence_of_seal.get(f.seal, last)
+        by_seal = sequence_of_seal.get(f.seal) if f.seal is not None else None
+        sequence = f.sequence if f.sequence is not None else (by_seal if by_seal is not None else last)
         ctx.report.findings.append(replace(f, stage="log", sequence=sequence, file=f.file or str(log_dir)))
     if result.ok:
         return
