@@ -340,12 +340,14 @@ def test_gate_without_the_log_is_refused_by_default(sealed: Project, tmp_path: P
     report = verify_bundle(sealed.bundle, sealed.policy())
     assert "LOG_MISSING" in {f.code for f in report.findings} and not report.passed
     assert "LOG_MISSING" in gate_codes(sealed, tmp_path / "no-such-log")
+    shipped = sealed.policy().read_text()
+    assert "\nlog:\n  required: true" in shipped  # the shipped policy states the default
     relaxed = sealed.root / "policies" / "relaxed.yaml"
-    relaxed.write_text(sealed.policy().read_text() + "log: {required: false}\n")
+    relaxed.write_text(shipped.replace("\nlog:\n  required: true", "\nlog:\n  required: false"))
     report = verify_bundle(sealed.bundle, relaxed)
     assert report.passed and "LOG_NOT_CHECKED" in {f.code for f in report.findings}
     bad = sealed.root / "policies" / "bad.yaml"
-    bad.write_text(sealed.policy().read_text() + "log: {required: maybe}\n")
+    bad.write_text(shipped.replace("\nlog:\n  required: true", "\nlog:\n  required: maybe"))
     out = cli("verify", sealed.bundle, "--policy", bad, "--log", logs(sealed))
     assert out.exit_code == 2 and "log.required" in out.output and "Traceback" not in out.output
 
