@@ -426,3 +426,14 @@ def test_dropping_the_log_attestations_from_the_bundle_is_refused_when_the_log_i
     assert "LOG_ATTESTATION_MISSING" in gate_codes(sealed)
     out = cli("log", "verify", "--log", logs(sealed), "--bundle", sealed.bundle, "--policy", sealed.policy())
     assert out.exit_code == 1 and "LOG_ATTESTATION_MISSING" in out.output
+
+
+def test_bad_log_options_are_one_line_exit_2(sealed: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--log naming a file, --bundle with no policy to check it under: unusable input, not a pass."""
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    out = CliRunner().invoke(main, ["verify", str(sealed.bundle), "--policy", str(sealed.policy()), "--log", str(a_file)])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    monkeypatch.chdir(tmp_path)  # no mlspec.yaml anywhere up from here
+    out = CliRunner().invoke(main, ["log", "verify", "--log", str(logs(sealed)), "--bundle", str(sealed.bundle)])
+    assert out.exit_code == 2 and "no --policy given" in out.output and "Traceback" not in out.output
