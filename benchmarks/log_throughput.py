@@ -153,7 +153,7 @@ def phase_gen(n: int, _: Path, __: int, shape: str) -> dict[str, Any]:
 def phase_floor(n: int, work: Path, _: int, shape: str) -> dict[str, Any]:
     """The bare loop: the same records through the log's own fast encoder (so the
     same bytes), one write per line, one fsync at the end. No validation, no hashing."""
-    from mlspec_attest.log.inference import _fast_encode as encode
+    from mlspec_attest.log.records import _fast_encode as encode
 
     gen = make_generator(shape=shape)
     path = work / "floor.jsonl"
@@ -226,9 +226,10 @@ def phase_breakdown(n: int, work: Path, batch: int, shape: str) -> dict[str, Any
     n records each): cumulative steps of the append path next to the floor."""
     import hashlib
 
-    import mlspec_attest.log.inference as il
+    import mlspec_attest.log.records as il
+    import mlspec_attest.log.writer as writer
     from mlspec_attest.log.inference import InferenceLog, normalize_record
-    from mlspec_attest.log.inference import _fast_encode as encode
+    from mlspec_attest.log.records import _fast_encode as encode
 
     gen = make_generator(shape=shape)
     sha = hashlib.sha256
@@ -262,7 +263,7 @@ def phase_breakdown(n: int, work: Path, batch: int, shape: str) -> dict[str, Any
 
     def s_append(seal_every: int, stdlib: bool = False) -> Any:
         def run() -> None:
-            il._fast_encode = il._stdlib_encode if stdlib else encode  # the before/after switch
+            writer._fast_encode = il._stdlib_encode if stdlib else encode  # the before/after switch
             d = Path(tempfile.mkdtemp(dir=work))
             log = InferenceLog(d, PIPELINE, batch_size=seal_every)
             append = log.append

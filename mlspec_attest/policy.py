@@ -162,10 +162,11 @@ class Policy:
     trust_config: Path | None = None
     objectives_required: bool = True
     head: HeadRule | None = None
+    log_required: bool = True  # log: {required: ...}: sealed log attestations need the log itself at hand
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     TOP_FIELDS = {"version", "name", "keys", "stages", "defaults", "expires", "max_age", "freshness",
-                  "revoked", "order", "artifact_flow", "trust_config", "description", "head"}
+                  "revoked", "order", "artifact_flow", "trust_config", "description", "head", "log"}
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
@@ -257,6 +258,13 @@ class Policy:
             external_roles = tuple(flow.get("external_roles", external_roles))
             flow = flow.get("enabled", True)
 
+        log_rule = data.get("log") or {}
+        if not isinstance(log_rule, Mapping):
+            raise InputError(f"{where}: log must be a mapping like {{required: true}}")
+        _check_fields(log_rule, {"required"}, f"{where}: log")
+        if not isinstance(log_rule.get("required", True), bool):
+            raise InputError(f"{where}: log.required must be true or false")
+
         return cls(
             source=source, digest=digest, name=str(data.get("name", source.stem)), keys=keys, stages=stages,
             expires=parse_time(data["expires"], f"{where}: expires") if "expires" in data else None,
@@ -266,7 +274,7 @@ class Policy:
             external_roles=external_roles,
             trust_config=(base / data["trust_config"]) if data.get("trust_config") else None,
             objectives_required="objectives" in stages and stages["objectives"].required,
-            head=head, raw=dict(data),
+            head=head, log_required=log_rule.get("required", True), raw=dict(data),
         )
 
     def allowed_keys(self, stage: str) -> list[PublicKey]:

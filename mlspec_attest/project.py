@@ -22,6 +22,7 @@ class Project:
     bundle: Path | None
     key: Path | str | None  # a path, or a key URI (pkcs11:..., awskms:...) kept as written
     objectives: Path | None
+    log: Path | None = None  # the inference log the gate checks the signed log attestations against
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project | None:
@@ -35,7 +36,7 @@ class Project:
     @classmethod
     def load(cls, path: Path) -> Project:
         data = load_mapping(path, "project file")
-        allowed = {"policy", "bundle", "key", "objectives", "version"}
+        allowed = {"policy", "bundle", "key", "objectives", "version", "log"}
         unknown = set(data) - allowed
         if unknown:
             raise InputError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -51,7 +52,7 @@ class Project:
         key = data.get("key")
         uri = isinstance(key, str) and re.match(r"[a-z][a-z0-9+.-]+:", key) is not None
         return cls(root=path.parent, policy=rel("policy"), bundle=rel("bundle"),
-                   key=key if uri else rel("key"), objectives=rel("objectives"))
+                   key=key if uri else rel("key"), objectives=rel("objectives"), log=rel("log"))
 
 
 PROJECT_TEMPLATE = """\
@@ -61,6 +62,7 @@ policy: policies/default.yaml   # the trust policy the gate applies
 bundle: bundle                  # where attestations are appended
 key: keys/pipeline.key          # the pipeline's signing key (never commit *.key)
 objectives: objectives.yaml     # codified success criteria: attest it first
+log: logs/inference             # the inference log: verify, replay and report check its signed seals
 """
 
 

@@ -1,15 +1,15 @@
 """Auditor replay: re-derive a bundle's story from the files alone.
 
-An auditor holds a bundle, whatever artifacts still exist and the policy. This
-module trusts none of the tool's earlier output and not even the verifier's
-intermediate state: it re-reads every envelope, re-canonicalises every payload
-and compares it byte for byte, recomputes every chain link from payload bytes,
-checks every signature against the policy's keys, and re-hashes the artifacts it
-can find. Only small pure helpers are shared with the writer (PAE, strict
-base64/JSON, the directory digest form), because they *are* the wire format.
+An auditor holds a bundle, whatever artifacts still exist, the policy and the
+inference log. Replay trusts none of the tool's earlier output: it re-reads every
+envelope and statement with the gate's own reader (``verify.signatures.EntryReader``:
+strict DSSE, RFC 8785 payloads, signatures, thresholds and revocation under the
+policy), orders them with the gate's ``build_chain``, and re-hashes the artifacts it
+can find. Its findings are the gate's ``Finding``s with the gate's codes, so the
+report can never say "verified" for a signature the gate refuses (KEY_REVOKED).
 
-When a policy is given, the full policy verifier also runs and its verdict is
-included; a replay passes only when both agree the chain is sound.
+When a policy is given, the full gate also runs (with the inference log, when at
+hand) and its verdict is included; a replay passes only when both agree.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlspec_attest.bundle import Bundle, BundleFile, attestation_file_name, extract_payload
+from mlspec_attest.bundle import Bundle, BundleFile
 from mlspec_attest.digests import MANIFEST_ANNOTATION, ArtifactDigest, digest_path, sha256_file
 from mlspec_attest.errors import InputError
-from mlspec_attest.model.canonical import canonicalize, parse_json, sha256_hex
-from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope, pae
-from mlspec_attest.model.stages import from_predicate_type
+from mlspec_attest.model.canonical import sha256_hex
+from mlspec_attest.model.report import ERROR, Finding, Report
+from mlspec_attest.verify.chain import build_chain
+from mlspec_attest.verify.context import Entry
+from mlspec_attest.verify.signatures import EntryReader
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 ROLE_ANNOTATION = "role"
@@ -53,10 +55,9 @@ class ReplayEntry:
     time: str | None = None
     signers: list[str] = field(default_factory=list)
     signature_status: str = SIG_UNCHECKED_NO_POLICY
-    signatures: list[dict[str, Any]] = field(default_factory=list)
     subjects: list[dict[str, Any]] = field(default_factory=list)
     materials: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # the gate reader's findings for this file
 
     @property
     def readable(self) -> bool:
@@ -67,10 +68,15 @@ class ReplayEntry:
             "file": self.file, "file_sha256": self.file_sha256, "kind": self.kind, "sequence": self.sequence,
             "stage": self.stage, "payload_sha256": self.payload_sha256, "canonical": self.canonical,
             "genesis": self.genesis, "previous": self.previous, "time": self.time, "signers": self.signers,
-            "signature_status": self.signature_status, "signatures": self.signatures,
+            "signature_status": self.signature_status,
             "subjects": [_brief(rd) for rd in self.subjects], "materials": [_brief(rd) for rd in self.materials],
-            "problems": self.problems,
+            "findings": [f.to_dict() for f in self.findings],
         }
+
+    @property
+    def problems(self) -> list[str]:
+        """The errors among this file's findings, as one line each (for the text and HTML views)."""
+        return [f"[{f.code}] {f.message}" for f in self.findings if f.severity == ERROR]
 
 
 @dataclass
@@ -102,7 +108,7 @@ class ReplayResult:
     policy: str | None
     policy_sha256: str | None
     entries: list[ReplayEntry]
-    chain_problems: list[dict[str, Any]]
+    findings: list[Finding]  # the chain rules' findings (build_chain), in the gate's vocabulary
     artifacts: list[ArtifactCheck]
     lineage: dict[str, Any]
     verify_report: Any = None  # report_model.Report when a policy was given
@@ -110,7 +116,8 @@ class ReplayResult:
     @property
     def chain_ok(self) -> bool:
         """The structure re-derived here holds (signatures counted only when a policy was given)."""
-        return not self.chain_problems and all(not e.problems for e in self.entries) and bool(self.entries)
+        chain_errors = any(f.severity == ERROR for f in self.findings)
+        return not chain_errors and all(not e.problems for e in self.entries) and bool(self.entries)
 
     @property
     def signatures_checked(self) -> bool:
@@ -155,7 +162,7 @@ class ReplayResult:
             "policy_sha256": self.policy_sha256,
             "timeline": [e.to_dict() for e in self.timeline()],
             "unreadable": [e.to_dict() for e in self.entries if not e.readable],
-            "chain_problems": self.chain_problems,
+            "findings": [f.to_dict() for f in self.findings],
             "artifacts": [a.to_dict() for a in self.artifacts],
             "artifact_counts": self.counts(),
             "lineage": self.lineage,
@@ -189,144 +196,46 @@ def _is_rd(value: Any) -> bool:
             and len(value["digest"]["sha256"]) == 64)
 
 
-# -- reading attestations ---------------------------------------------------------------
-def _read_entry(bf: BundleFile, policy: Any) -> ReplayEntry:
-    entry = ReplayEntry(file=bf.path.name, file_sha256=sha256_hex(bf.data), kind=bf.kind)
-    envelope: Envelope | None = None
-    try:
-        if bf.kind == "sigstore":
-            payload = extract_payload("sigstore", bf.data)
-            entry.signature_status = "unchecked: keyless Sigstore bundle (checked by the policy verifier)"
-        else:
-            envelope = Envelope.from_dict(parse_json(bf.data, source=bf.path.name))
-            if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
-                entry.problems.append(f"payloadType {envelope.payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE}")
-                return entry
-            payload = envelope.payload
-    except (InputError, ValueError) as exc:
-        entry.problems.append(f"not a readable envelope: {exc}")
-        return entry
-    entry.payload_sha256 = sha256_hex(payload)
-    try:
-        statement = parse_json(payload, source=f"{bf.path.name} payload")
-    except InputError as exc:
-        entry.problems.append(f"payload is not JSON: {exc}")
-        return entry
-    try:
-        entry.canonical = canonicalize(statement) == payload
-    except InputError:
-        entry.canonical = False
-    if not entry.canonical:
-        entry.problems.append("payload bytes are not the RFC 8785 canonical form of their own JSON")
-    if not _read_statement(statement, entry):
-        return entry
-    if envelope is not None and policy is not None:
-        _check_signatures(entry, envelope, policy)
-    return entry
-
-
-def _read_statement(statement: Any, entry: ReplayEntry) -> bool:
-    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
-        entry.problems.append(f"_type is not {STATEMENT_TYPE}")
-        return False
-    ptype = statement.get("predicateType")
-    stage = from_predicate_type(ptype) if isinstance(ptype, str) else None
-    predicate = statement.get("predicate")
-    if stage is None or not isinstance(predicate, dict):
-        entry.problems.append(f"predicateType {ptype!r} is not an mlspec stage type")
-        return False
-    chain = predicate.get("chain")
-    seq = chain.get("sequence") if isinstance(chain, dict) else None
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        entry.problems.append("predicate.chain.sequence is missing or not a non-negative integer")
-        return False
-    subjects, materials = statement.get("subject"), predicate.get("materials", [])
-    if not isinstance(subjects, list) or not subjects or not all(_is_rd(s) for s in subjects):
-        entry.problems.append("subject is not a non-empty list of descriptors with sha256")
-        subjects = []
-    if not isinstance(materials, list) or not all(_is_rd(m) for m in materials):
-        entry.problems.append("predicate.materials is not a list of descriptors with sha256")
-        materials = []
-    entry.stage, entry.sequence = stage.name, seq
-    entry.genesis, entry.previous = chain.get("genesis"), chain.get("previous")
-    run = predicate.get("run")
-    finished = run.get("finishedOn") if isinstance(run, dict) else None
-    entry.time = finished if isinstance(finished, str) else None
-    entry.subjects, entry.materials = list(subjects), list(materials)
-    return True
-
-
-def _check_signatures(entry: ReplayEntry, envelope: Envelope, policy: Any) -> None:
-    """Try every signature against every policy key; keyids are hints only."""
-    message = pae(envelope.payload_type, envelope.payload)
-    valid: set[str] = set()
-    for i, sig in enumerate(envelope.signatures):
-        who = next((k for k in policy.keys.values() if k.verify(sig.sig, message)), None)
-        entry.signatures.append({"index": i, "keyid_hint": sig.keyid,
-                                 "valid_for": policy.key_name(who.keyid) if who else None})
-        if who is not None:
-            valid.add(who.keyid)
-    rule = policy.stages.get(entry.stage)
-    allowed = {k.keyid for k in policy.allowed_keys(entry.stage)} if rule else set()
-    counted = valid & allowed
-    entry.signers = sorted(policy.key_name(k) for k in valid)
-    if rule is None:
-        entry.signature_status = f"stage {entry.stage} is not in the policy"
-    elif not valid:
-        entry.signature_status = "invalid: no valid signature by a policy key"
-    elif not counted:
-        entry.signature_status = f"signer not allowed for {entry.stage} (allowed: {', '.join(rule.signers)})"
-    elif len(counted) < rule.threshold:
-        entry.signature_status = f"threshold not met ({len(counted)} of {rule.threshold})"
+# -- reading attestations (the gate's reader and chain builder) -------------------------------
+def _replay_entry(bf: BundleFile, entry: Entry | None, findings: list[Finding], checked: bool) -> ReplayEntry:
+    """The auditor's view of one file: what the gate's reader made of it, and its findings."""
+    out = ReplayEntry(file=bf.path.name, file_sha256=sha256_hex(bf.data), kind=bf.kind, findings=findings)
+    if entry is None:
+        return out
+    st = entry.statement
+    out.sequence, out.stage, out.payload_sha256 = entry.sequence, entry.stage, entry.payload_sha256
+    out.canonical = not any(f.code == "ENVELOPE_NOT_CANONICAL" for f in findings)
+    out.genesis, out.previous, out.time = st.chain.genesis, st.chain.previous, entry.time
+    out.subjects, out.materials, out.signers = list(st.subjects), list(st.materials), list(entry.signers)
+    if not checked:
+        out.signature_status = SIG_UNCHECKED_NO_POLICY
+    elif entry.authentic:
+        out.signature_status = SIG_VERIFIED
     else:
-        entry.signature_status = SIG_VERIFIED
-        return
-    entry.problems.append(f"signature: {entry.signature_status}")
+        codes = [f.code for f in findings if f.code in SIGNATURE_CODES]
+        out.signature_status = ", ".join(dict.fromkeys(codes)) or "not authentic"
+    return out
 
 
-# -- the chain ----------------------------------------------------------------------------
-def _check_chain(entries: list[ReplayEntry]) -> list[dict[str, Any]]:
-    problems: list[dict[str, Any]] = []
+SIGNATURE_CODES = frozenset({"SIGNATURE_INVALID", "SIGNATURE_TAMPERED", "KEY_REVOKED", "SIGNER_NOT_ALLOWED",
+                             "THRESHOLD_NOT_MET", "STAGE_NOT_ALLOWED", "SIGSTORE_UNTRUSTED", "STAGE_MISMATCH"})
+"""The reader's codes that mean "this file's signatures do not satisfy the policy"."""
 
-    def add(code: str, message: str, sequence: int | None = None) -> None:
-        problems.append({"code": code, "message": message, "sequence": sequence})
 
-    readable = [e for e in entries if e.readable]
-    if not readable:
-        add("CHAIN_EMPTY", "no readable attestation in the bundle")
-        return problems
-    by_seq: dict[int, list[ReplayEntry]] = {}
-    for e in readable:
-        by_seq.setdefault(e.sequence, []).append(e)  # type: ignore[arg-type]
-    for seq, group in sorted(by_seq.items()):
-        if len(group) > 1:
-            add("CHAIN_FORK", f"sequence {seq} appears in {len(group)} files: "
-                f"{', '.join(g.file for g in group)}", seq)
-    chain = [sorted(by_seq[s], key=lambda e: e.file)[0] for s in sorted(by_seq)]
-    genesis = chain[0].payload_sha256 if chain[0].sequence == 0 else None
-    if genesis is None:
-        add("CHAIN_NO_GENESIS", "no attestation with sequence 0", 0)
-    elif chain[0].genesis is not None or chain[0].previous is not None:
-        add("CHAIN_LINK_BROKEN", "sequence 0 must have null genesis and previous", 0)
-    for i, e in enumerate(chain):
-        if e.sequence != i:
-            add("CHAIN_GAP", f"expected sequence {i}, found {e.sequence} ({e.stage}): attestations are missing",
-                e.sequence)
-            break
-    for prev, e in zip(chain, chain[1:]):
-        if genesis is not None and e.genesis != genesis:
-            add("CHAIN_GENESIS_MISMATCH", f"sequence {e.sequence} ({e.stage}) names genesis "
-                f"{str(e.genesis)[:16]}…, but sha256 of sequence 0's payload is {genesis[:16]}…", e.sequence)
-        if prev.sequence == e.sequence - 1 and e.previous != prev.payload_sha256:
-            add("CHAIN_LINK_BROKEN", f"sequence {e.sequence} ({e.stage}) names previous "
-                f"{str(e.previous)[:16]}…, but sha256 of sequence {prev.sequence}'s payload is "
-                f"{str(prev.payload_sha256)[:16]}…", e.sequence)
-    for e in chain:
-        expected = attestation_file_name(e.sequence, e.stage, e.kind)  # type: ignore[arg-type]
-        if e.file != expected:
-            add("FILE_NAME_MISMATCH", f"{e.file} holds sequence {e.sequence} ({e.stage}); expected {expected}",
-                e.sequence)
-    return problems
+def _read_bundle(files: list[BundleFile], policy: Any) -> tuple[list[ReplayEntry], list[Finding]]:
+    """Every file through the gate's reader (one findings list per file), then the gate's chain rules."""
+    reader = EntryReader(policy)
+    entries: list[Entry] = []
+    replayed: list[ReplayEntry] = []
+    for bf in files:
+        scratch = Report(bundle="", policy=None, policy_sha256=None)
+        entry = reader.read(bf, scratch)
+        if entry is not None:
+            entries.append(entry)
+        replayed.append(_replay_entry(bf, entry, scratch.findings, policy is not None))
+    chain_report = Report(bundle="", policy=None, policy_sha256=None)
+    build_chain(entries, chain_report)
+    return replayed, chain_report.findings
 
 
 # -- artifacts ----------------------------------------------------------------------------
@@ -492,11 +401,12 @@ def _trace(targets: list[str], nodes: dict[str, dict[str, Any]], edges: list[dic
 
 # -- entry point -----------------------------------------------------------------------------
 def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str] | None = None,
-           policy: Any = None) -> ReplayResult:
+           policy: Any = None, *, log_dir: str | os.PathLike[str] | None = None) -> ReplayResult:
     """Re-derive the chain, signatures, artifact matches and lineage of a bundle from files.
 
     ``policy`` is a Policy or a path to one; without it signatures are reported
-    as unchecked and the verdict is "incomplete", never "pass".
+    as unchecked and the verdict is "incomplete", never "pass". ``log_dir`` is the
+    inference log the bundle's log attestations seal; the gate checks it.
     """
     from mlspec_attest.policy import Policy
 
@@ -505,8 +415,7 @@ def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str]
         policy_obj = policy if isinstance(policy, Policy) else Policy.from_file(policy)
     b = Bundle(bundle)
     files = b.files()  # InputError when the bundle does not exist
-    entries = [_read_entry(bf, policy_obj) for bf in files]
-    chain_problems = _check_chain(entries)
+    entries, chain_findings = _read_bundle(files, policy_obj)
     timeline = sorted((e for e in entries if e.readable), key=lambda e: (e.sequence, e.file))
     artifacts = _collect_artifacts(timeline)
     root = None
@@ -522,11 +431,11 @@ def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str]
     if policy_obj is not None:
         from mlspec_attest.verify import Verifier
 
-        report = Verifier(policy_obj).verify(bundle)
+        report = Verifier(policy_obj).verify(bundle, log_dir=log_dir)
     return ReplayResult(bundle=os.fspath(bundle), artifacts_dir=os.fspath(root) if root else None,
                         policy=str(policy_obj.source) if policy_obj else None,
                         policy_sha256=policy_obj.digest if policy_obj else None, entries=entries,
-                        chain_problems=chain_problems, artifacts=artifacts, lineage=lineage,
+                        findings=chain_findings, artifacts=artifacts, lineage=lineage,
                         verify_report=report)
 
 
@@ -550,9 +459,9 @@ def render_replay_text(result: ReplayResult) -> str:
     for e in result.entries:
         if not e.readable:
             lines.append(f"  ✗ {e.file}: {'; '.join(e.problems)}")
-    if result.chain_problems:
+    if result.findings:
         lines += ["", "Chain"]
-        lines += [f"  ✗ [{p['code']}] {p['message']}" for p in result.chain_problems]
+        lines += [f"  {'✗' if f.severity == ERROR else '!'} [{f.code}] {f.message}" for f in result.findings]
     if result.artifacts:
         lines += ["", "Artifacts"]
         marks = {MATCH: "✓", DIFFERS: "✗", ABSENT: "·", NOT_CHECKED: " "}

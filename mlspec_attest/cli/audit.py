@@ -35,9 +35,11 @@ def _default_policy(policy: str | None, bundle: str, *, required: bool) -> str |
               help="Directory holding the artifacts that still exist (looked up by name, then by digest).")
 @click.option("--policy", type=click.Path(dir_okay=False),
               help="Trust policy for signatures (default: mlspec.yaml's; without one signatures are unchecked).")
+@click.option("--log", "log_dir", type=click.Path(file_okay=False),
+              help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the replay-output/v1 schema documented in docs/audit.md.")
-def replay(bundle: str, artifacts_dir: str | None, policy: str | None, fmt: str) -> None:
+def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: str | None, fmt: str) -> None:
     """Re-derive BUNDLE from its files: payload bytes, chain links, signatures, artifacts, lineage.
 
     \b
@@ -48,8 +50,10 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, fmt: str)
     """
     from mlspec_attest.audit.replay import render_replay_text
     from mlspec_attest.audit.replay import replay as run_replay
+    from mlspec_attest.cli._project import resolve_log
 
-    result = run_replay(bundle, artifacts_dir, _default_policy(policy, bundle, required=False))
+    result = run_replay(bundle, artifacts_dir, _default_policy(policy, bundle, required=False),
+                        log_dir=resolve_log(log_dir, bundle))
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -64,16 +68,19 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, fmt: str)
 @click.option("--policy", type=click.Path(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
 @click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False),
               help="Also re-hash the artifacts found here and show match / differs / absent.")
-def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | None) -> None:
+@click.option("--log", "log_dir", type=click.Path(file_okay=False),
+              help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
+def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | None, log_dir: str | None) -> None:
     """Write an archivable HTML audit report of BUNDLE: verdict, objectives, stages, lineage, findings.
 
     Exit status follows the verdict shown in the report (0 pass, 1 fail).
     """
     from mlspec_attest.audit.replay import replay as run_replay
+    from mlspec_attest.cli._project import resolve_log
     from mlspec_attest.render.html import render_html
 
     policy_path = _default_policy(policy, bundle, required=True)
-    result = run_replay(bundle, artifacts_dir, policy_path)
+    result = run_replay(bundle, artifacts_dir, policy_path, log_dir=resolve_log(log_dir, bundle))
     assert result.verify_report is not None
     page = render_html(result.verify_report, result)
     out = Path(html_out)

@@ -18,8 +18,16 @@ from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 DEFAULT_LOG = "inference-log"
 
-_log_option = click.option("--log", "log_dir", default=DEFAULT_LOG, show_default=True,
-                           type=click.Path(file_okay=False), help="log directory")
+
+
+def _default_log(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    from mlspec_attest.cli._project import resolve_log
+
+    return value or resolve_log(None, None) or DEFAULT_LOG
+
+
+_log_option = click.option("--log", "log_dir", callback=_default_log, type=click.Path(file_okay=False),
+                           help=f"log directory (default: mlspec.yaml's log:, else {DEFAULT_LOG})")
 
 
 @click.group("log", cls=ErrorHandlingGroup)
@@ -58,30 +66,6 @@ def make_seal_fn(bundle: str | None, keys: tuple[str, ...], unsigned: bool):
         return attestor.attest("log", metadata=metadata, products=products).payload_sha256
 
     return seal_fn
-
-
-def bundle_lookup(bundle: str):
-    """Map attestation payload sha256 -> signed 'log' metadata, read from a bundle.
-
-    Signatures are checked by ``mlspec verify BUNDLE``; this ties each seal to the
-    statement that carries it."""
-    import hashlib
-
-    from mlspec_attest.bundle import Bundle, extract_payload
-
-    found: dict[str, dict[str, Any]] = {}
-    for f in Bundle(bundle).files():
-        try:
-            payload = extract_payload(f.kind, f.data)
-            statement = json.loads(payload)
-        except (ValueError, KeyError, TypeError):
-            continue
-        if not isinstance(statement, dict) or not str(statement.get("predicateType", "")).endswith("/log/v1"):
-            continue
-        meta = (statement.get("predicate") or {}).get("metadata")
-        if isinstance(meta, dict):
-            found[hashlib.sha256(payload).hexdigest()] = meta
-    return found.get
 
 
 @log.command("append")
@@ -165,55 +149,75 @@ def prove(record_id: str | None, log_dir: str, index: int | None, output: str | 
 @_log_option
 @click.option("--proof", "proofs", multiple=True, type=click.Path(dir_okay=False),
               help="also check this proof file (repeatable); alone, checks only proofs")
-@click.option("--bundle", type=click.Path(file_okay=False), help="check each seal against its signed log attestation")
+@click.option("--bundle", type=click.Path(file_okay=False),
+              help="check the records against the bundle's signed log attestations (default: mlspec.yaml's bundle:)")
+@click.option("--policy", type=click.Path(dir_okay=False),
+              help="trust policy for the log attestations' signatures (default: mlspec.yaml's)")
 @click.option("--deep", is_flag=True, help="also parse every record (canonical form, schema, pipeline)")
-@click.option("--strict", is_flag=True, help="fail when records are not sealed yet")
+@click.option("--strict", is_flag=True, help="fail when records are not covered by a signed seal, or no bundle")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, deep: bool, strict: bool, fmt: str) -> None:
-    """Recompute leaves and roots, check seals, consistency and proofs; locate changes."""
-    from mlspec_attest.log.inference import verify as verify_log
-    from mlspec_attest.log.inference import verify_proof
+def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: str | None, deep: bool, strict: bool,
+           fmt: str) -> None:
+    """Recompute leaves and roots, check them against the signed log attestations and proofs; locate changes.
+
+    A proof is accepted only against a tree head the bundle signed: without a bundle, proofs fail.
+    """
+    from mlspec_attest.cli._project import resolve_bundle, resolve_policy
+    from mlspec_attest.log.proofs import verify_proof
+    from mlspec_attest.log.verification import verify as verify_log
     from mlspec_attest.model.canonical import parse_json
 
+    heads, anchor_findings = None, []
+    bundle = resolve_bundle(bundle)
+    if bundle:
+        from mlspec_attest.policy import Policy
+        from mlspec_attest.verify.inference_log import read_signed_heads
+
+        heads, reading = read_signed_heads(bundle, Policy.from_file(resolve_policy(policy, bundle)))
+        anchor_findings = [f for f in reading.findings if f.stage == "log" or "-log." in (f.file or "")]
     result: dict[str, Any] = {}
-    ok = True
+    ok = not any(f.severity == "error" for f in anchor_findings)
     check_log = not proofs or Path(log_dir).exists()
     if check_log:
-        attested = bundle_lookup(bundle) if bundle else None
-        report = verify_log(log_dir, attested=attested, deep=deep)
+        report = verify_log(log_dir, heads=heads, deep=deep)
+        report.findings[:0] = anchor_findings
         result = report.to_dict()
-        ok = report.ok and not (strict and report.unsealed)
+        ok = ok and report.ok and not (strict and (report.unsealed or not report.anchored))
+    elif anchor_findings:
+        result["findings"] = [f.to_dict() for f in anchor_findings]
     proof_results = []
     for p in proofs:
         try:
             doc = parse_json(Path(p).read_bytes(), source=p)
         except OSError as exc:
             raise InputError(f"{p}: {exc.strerror}") from None
-        problems = verify_proof(doc) if isinstance(doc, dict) else ["not a JSON object"]
-        if not problems and check_log and bundle and isinstance(doc, dict):
-            meta = attested(doc.get("attestation") or "") if attested else None
-            if meta is None or meta.get("root_hash") != doc.get("root_hash") or meta.get("tree_size") != doc.get("tree_size"):
-                problems.append("root is not the one signed in the bundle's log attestation")
-        proof_results.append({"proof": p, "ok": not problems, "problems": problems})
-        ok = ok and not problems
+        found = [f.to_dict() for f in verify_proof(doc, heads)]
+        proof_results.append({"proof": p, "ok": not found, "findings": found})
+        ok = ok and not found
     if proof_results:
         result["proofs"] = proof_results
     result["verdict"] = "verified" if ok else "failed"
     if fmt == "json":
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
-        if check_log:
-            click.echo(f"{'VERIFIED' if ok else 'FAILED'}: {log_dir}: {result['records']} records,"
-                       f" {result['sealed']} sealed in {result['seals']} seals"
-                       f" ({result['seals_verified']} roots reproduced), {result['unsealed']} unsealed")
-            for f in result["findings"]:
-                where = "".join(f"{k}={f[k]} " for k in ("seal", "line", "index", "request_id") if k in f)
-                click.echo(f"  {f['severity']:7} {f['code']}: {where}{f['message']}")
-        for pr in proof_results:
-            click.echo(f"proof {pr['proof']}: {'ok' if pr['ok'] else 'FAILED'}")
-            for problem in pr["problems"]:
-                click.echo(f"  error: {problem}")
+        _print_log_result(result, log_dir, check_log, ok)
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def _print_log_result(result: dict[str, Any], log_dir: str, check_log: bool, ok: bool) -> None:
+    if check_log:
+        anchored = (f"checked against {result['signed_heads']} signed log attestation(s)" if result["signed_heads"]
+                    else "NOT checked against a bundle's signed log attestations (pass --bundle)")
+        click.echo(f"{'VERIFIED' if ok else 'FAILED'}: {log_dir}: {result['records']} records,"
+                   f" {result['sealed']} sealed in {result['seals']} seals"
+                   f" ({result['seals_verified']} roots reproduced), {result['unsealed']} unsealed; {anchored}")
+    for f in result.get("findings", []):
+        where = "".join(f"{k}={f[k]} " for k in ("seal", "line", "index", "request_id") if k in f)
+        click.echo(f"  {f['severity']:7} {f['code']}: {where}{f['message']}")
+    for pr in result.get("proofs", []):
+        click.echo(f"proof {pr['proof']}: {'ok' if pr['ok'] else 'FAILED'}")
+        for f in pr["findings"]:
+            click.echo(f"  {f['severity']:7} {f['code']}: {f['message']}")
 
 
 @log.command("render")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mlspec_attest.cli._project import resolve_policy
+from mlspec_attest.cli._project import resolve_log, resolve_policy
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 
@@ -17,11 +17,13 @@ from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 @click.option("--policy", type=click.Path(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
 @click.option("--artifact", "artifacts", multiple=True, type=click.Path(),
               help="The file or directory being deployed; must be the packaged subject.")
+@click.option("--log", "log_dir", type=click.Path(file_okay=False),
+              help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--vsa", "vsa_out", type=click.Path(dir_okay=False), help="Write a signed SLSA Verification Summary here.")
 @click.option("--vsa-key", type=click.Path(dir_okay=False), help="Key that signs the --vsa summary.")
-def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], fmt: str, vsa_out: str | None,
-           vsa_key: str | None) -> None:
+def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir: str | None, fmt: str,
+           vsa_out: str | None, vsa_key: str | None) -> None:
     """Check BUNDLE against the policy and the codified objectives: the deploy gate.
 
     Exit 0: every check passed, deploy. Exit 1: the gate failed (findings say why).
@@ -31,7 +33,7 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], fmt: str
 
     if bool(vsa_out) != bool(vsa_key):
         raise InputError("--vsa and --vsa-key go together")
-    report = verify_bundle(bundle, resolve_policy(policy, bundle), artifacts)
+    report = verify_bundle(bundle, resolve_policy(policy, bundle), artifacts, log_dir=resolve_log(log_dir, bundle))
     if vsa_out:
         from mlspec_attest.keys import load_signer
         from mlspec_attest.verify.vsa import write_vsa

@@ -99,11 +99,13 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
     result = run_pipeline(directory, owner, signer, weak=fail_objective, echo=echo)
     pipeline_seconds = time.perf_counter() - started
 
+    from mlspec_attest.project import PROJECT_FILE, Project
     from mlspec_attest.render.text import render_text
     from mlspec_attest.verify import verify_bundle
 
     policy = directory / "policies" / "default.yaml"
-    report = verify_bundle(result.bundle, policy, [result.package])
+    log_dir = Project.load(directory / PROJECT_FILE).log  # mlspec.yaml names the log: the gate checks it
+    report = verify_bundle(result.bundle, policy, [result.package], log_dir=log_dir)
     echo("")
     echo(render_text(report))
     total = time.perf_counter() - started

@@ -11,6 +11,7 @@ from typing import Any
 
 ERROR = "error"
 WARNING = "warning"
+INFO = "info"
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,11 @@ class Finding:
     sequence: int | None = None
     file: str | None = None
     hint: str | None = None
+    # Where in an inference log (docs/logging.md): only log findings carry these.
+    line: int | None = None
+    index: int | None = None
+    request_id: str | None = None
+    seal: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

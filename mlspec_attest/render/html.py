@@ -276,14 +276,16 @@ def render_html(report: Report, replay: Any = None, *, title: str = "mlspec audi
 
     # Findings.
     parts.append('<section id="findings"><h2>Findings</h2>')
-    chain_problems = replay.chain_problems if replay is not None else []
-    if report.findings or chain_problems:
+    # Replay and gate share one vocabulary: list only what the replay found that the gate did not.
+    seen = {(f.code, f.sequence) for f in report.findings}
+    replay_only = [f for f in (replay.findings if replay is not None else []) if (f.code, f.sequence) not in seen]
+    if report.findings or replay_only:
         rows = [[_mark(False, warn=f.severity != ERROR), f"<code>{e(f.code)}</code>", e(f.severity),
                  e(f.stage or ""), e("" if f.sequence is None else f.sequence), e(f.message),
                  e(f.hint or "")] for f in report.findings]
-        rows += [[_mark(False), f"<code>{e(p['code'])}</code>", "error (replay)", "",
-                  e("" if p.get("sequence") is None else p["sequence"]), e(p["message"]), ""]
-                 for p in chain_problems]
+        rows += [[_mark(False, warn=f.severity != ERROR), f"<code>{e(f.code)}</code>", f"{e(f.severity)} (replay)",
+                  e(f.stage or ""), e("" if f.sequence is None else f.sequence), e(f.message), e(f.hint or "")]
+                 for f in replay_only]
         parts.append(_table(["", "code", "severity", "stage", "seq", "message", "what to do"], rows))
     else:
         parts.append('<p class="ok">No findings.</p>')

@@ -55,6 +55,7 @@ class VerifyContext:
     report: Report
     chain: list[Entry] = field(default_factory=list)
     artifacts: Sequence[str | Path] = ()
+    log_dir: str | Path | None = None  # the inference log the chain's log attestations seal, when at hand
 
 
 def role_of(rd: dict[str, Any]) -> str | None:

@@ -6,7 +6,7 @@ verifier fans out over cores for long chains.
 
 from __future__ import annotations
 
-from mlspec_attest.bundle import BundleFile
+from mlspec_attest.bundle import BundleFile, extract_payload
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import parse_json, sha256_hex
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
@@ -17,16 +17,19 @@ from mlspec_attest.verify.context import Entry, stage_from_file_name, time_or_no
 
 
 class EntryReader:
-    """Turns bundle files into entries under one policy; stateless apart from the policy."""
+    """Turns bundle files into entries under one policy; stateless apart from the policy.
 
-    def __init__(self, policy: Policy) -> None:
+    Without a policy (an auditor's replay before one is at hand) the same envelope and
+    statement checks run, and no entry is authentic: signatures are not checked."""
+
+    def __init__(self, policy: Policy | None) -> None:
         self.policy = policy
 
     def read(self, bf: BundleFile, report: Report) -> Entry | None:
         """Parse one bundle file and check its signatures; None (with findings) when it is unusable."""
         name = bf.path.name
         if bf.kind == "sigstore":
-            return self._read_sigstore(bf, report)
+            return self._read_sigstore(bf, report) if self.policy is not None else self._read_unchecked(bf, report)
         # Fast path: the file is byte-for-byte the envelope mlspec writes (the strict path below
         # would accept it and find it byte-stable); anything else takes the strict path.
         envelope = Envelope.from_file_fast(bf.data)
@@ -54,11 +57,24 @@ class EntryReader:
             return None
         entry = Entry(file=bf, payload=envelope.payload, payload_sha256=sha256_hex(envelope.payload),
                       statement=statement, signers=[])
-        self._check_signatures(entry, envelope, report)
+        if self.policy is not None:
+            self._check_signatures(entry, envelope, report)
         return entry
+
+    def _read_unchecked(self, bf: BundleFile, report: Report) -> Entry | None:
+        """A keyless bundle's statement without its Sigstore verification (no policy to verify it under)."""
+        name = bf.path.name
+        try:
+            payload = extract_payload(bf.kind, bf.data)
+            statement = StageStatement.from_payload(payload)
+        except (InputError, ValueError) as exc:
+            report.add("STATEMENT_INVALID", f"{name}: {exc}", file=name, sequence=bf.number)
+            return None
+        return Entry(file=bf, payload=payload, payload_sha256=sha256_hex(payload), statement=statement, signers=[])
 
     def _read_sigstore(self, bf: BundleFile, report: Report) -> Entry | None:
         name = bf.path.name
+        assert self.policy is not None
         rule = self.policy.stages.get(stage_from_file_name(name) or "")
         if self.policy.trust_config is None or rule is None or not rule.identities:
             report.add("SIGSTORE_UNTRUSTED", f"{name}: keyless attestation, but the policy names no Sigstore "
@@ -92,6 +108,7 @@ class EntryReader:
         return entry
 
     def _check_signatures(self, entry: Entry, envelope: Envelope, report: Report) -> None:
+        assert self.policy is not None
         stage, seq, name = entry.stage, entry.sequence, entry.file.path.name
         rule = self.policy.stages.get(stage)
         if rule is None:

@@ -18,7 +18,7 @@ from mlspec_attest.bundle import Bundle
 from mlspec_attest.model.formats import format_utc
 from mlspec_attest.model.report import Report, StageLine
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify import artifacts, chain, clock, criteria, evidence, head, leakage, lineage
+from mlspec_attest.verify import artifacts, chain, clock, criteria, evidence, head, inference_log, leakage, lineage
 from mlspec_attest.verify._parallel import parse_bundle
 from mlspec_attest.verify.context import VerifyContext
 from mlspec_attest.verify.signatures import EntryReader
@@ -43,6 +43,7 @@ CHECKS: tuple[Check, ...] = (
     lineage.check_rollback_target,
     criteria.check_objectives,
     criteria.check_policy_checks,
+    inference_log.check_inference_log,
 )
 """Every check the gate runs over a parsed chain, in the order their findings are reported."""
 
@@ -55,7 +56,8 @@ class Verifier:
         self.now = now or datetime.now(timezone.utc)
         self.reader = EntryReader(policy)
 
-    def verify(self, bundle_dir: str | os.PathLike[str], artifacts: Iterable[str | os.PathLike[str]] = ()) -> Report:
+    def verify(self, bundle_dir: str | os.PathLike[str], artifacts: Iterable[str | os.PathLike[str]] = (), *,
+               log_dir: str | os.PathLike[str] | None = None) -> Report:
         # The cyclic garbage collector is paused while verifying: a long chain allocates millions
         # of small containers and every full collection re-scans all of them (measured: a third
         # of the time of a 10,000-chain, and 4x the cost of unpickling the workers' results).
@@ -63,17 +65,19 @@ class Verifier:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._verify(Bundle(bundle_dir), os.fspath(bundle_dir), list(artifacts))
+            return self._verify(Bundle(bundle_dir), os.fspath(bundle_dir), list(artifacts), log_dir)
         finally:
             if gc_was_enabled:
                 gc.enable()
 
-    def _verify(self, bundle: Bundle, label: str, artifact_paths: list[str | os.PathLike[str]]) -> Report:
+    def _verify(self, bundle: Bundle, label: str, artifact_paths: list[str | os.PathLike[str]],
+                log_dir: str | os.PathLike[str] | None = None) -> Report:
         report = Report(bundle=label, policy=str(self.policy.source), policy_sha256=self.policy.digest,
                         verified_at=format_utc(self.now))
         entries = parse_bundle(self.reader, bundle, report)  # per-file checks, on every core for long chains
         ctx = VerifyContext(policy=self.policy, now=self.now, bundle=bundle, report=report,
-                            chain=chain.build_chain(entries, report), artifacts=artifact_paths)
+                            chain=chain.build_chain(entries, report), artifacts=artifact_paths,
+                            log_dir=os.fspath(log_dir) if log_dir is not None else None)
         for check in CHECKS:
             check(ctx)
         failed = {f.sequence for f in report.findings if f.severity == "error"}
@@ -87,7 +91,8 @@ class Verifier:
 
 
 def verify_bundle(bundle_dir: str | os.PathLike[str], policy: Policy | str | os.PathLike[str],
-                  artifacts: Iterable[str | os.PathLike[str]] = (), *, now: datetime | None = None) -> Report:
-    """Verify a bundle; the one call a deploy gate needs."""
+                  artifacts: Iterable[str | os.PathLike[str]] = (), *, now: datetime | None = None,
+                  log_dir: str | os.PathLike[str] | None = None) -> Report:
+    """Verify a bundle; the one call a deploy gate needs (``log_dir``: the inference log it seals)."""
     policy_obj = policy if isinstance(policy, Policy) else Policy.from_file(policy)
-    return Verifier(policy_obj, now=now).verify(bundle_dir, artifacts)
+    return Verifier(policy_obj, now=now).verify(bundle_dir, artifacts, log_dir=log_dir)

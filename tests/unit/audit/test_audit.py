@@ -125,9 +125,10 @@ def test_replay_rechecks_canonical_bytes_even_when_signed(chain: Project) -> Non
     forged.sign(load_signer(chain.key("pipeline")))
     path.write_bytes(forged.to_json())
     result = replay(chain.bundle, chain.root, chain.policy())
-    entry = next(e for e in result.timeline() if e.sequence == 4)
-    assert entry.canonical is False and entry.signature_status == "verified"
-    assert any(p["code"] == "CHAIN_LINK_BROKEN" and p["sequence"] == 5 for p in result.chain_problems)
+    assert 4 not in {e.sequence for e in result.timeline()}  # the gate's reader refuses it, so replay does
+    unreadable = next(e for e in result.entries if e.file == "0004-validate.dsse.json")
+    assert any(f.code == "STATEMENT_INVALID" and "canonical" in f.message for f in unreadable.findings)
+    assert any(f.code == "CHAIN_GAP" and f.sequence == 4 for f in result.findings)
     assert result.exit_code == 1
 
 
@@ -139,10 +140,11 @@ def test_replay_detects_removed_attestation_and_foreign_signature(chain: Project
     env.sign(load_signer(chain.key("intruder")))
     path.write_bytes(env.to_json())
     result = replay(chain.bundle, chain.root, chain.policy())
-    codes = {p["code"] for p in result.chain_problems}
+    codes = {f.code for f in result.findings}
     assert "CHAIN_GAP" in codes
     entry = next(e for e in result.timeline() if e.sequence == 7)
-    assert entry.signature_status.startswith("invalid")
+    assert entry.signature_status == "SIGNATURE_INVALID"
+    assert [f.code for f in entry.findings] == ["SIGNATURE_INVALID"]
     assert result.exit_code == 1
     out = invoke("replay", chain.bundle, "--artifacts", chain.root, "--policy", chain.policy())
     assert out.exit_code == 1 and "CHAIN_GAP" in out.output
@@ -171,7 +173,7 @@ def test_replay_json_schema_and_bad_input(chain: Project, tmp_path: Path) -> Non
     data = json.loads(out.output)
     assert data["schema"] == "https://mlspec.dev/replay-output/v1"
     assert data["verdict"] == "pass" and data["signatures_checked"] is True
-    assert {"timeline", "artifacts", "artifact_counts", "lineage", "chain_problems", "verify"} <= set(data)
+    assert {"timeline", "artifacts", "artifact_counts", "lineage", "findings", "verify"} <= set(data)
     first = data["timeline"][0]
     assert {"sequence", "stage", "signers", "time", "subjects", "materials", "payload_sha256"} <= set(first)
     assert data["verify"]["verdict"] == "pass"

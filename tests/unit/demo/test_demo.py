@@ -42,9 +42,18 @@ def test_demo_passes_attests_13_real_stages_and_reruns(tmp_path: Path) -> None:
     assert [f.split("-", 1)[1].split(".")[0] for f in files] == STAGES
 
     # The gate passes again from the files alone, and binds the package directory.
-    report = verify_bundle(root / "bundle", root / "policies" / "default.yaml", [root / "package" / "credit-model"])
+    policy, logs = root / "policies" / "default.yaml", root / "logs" / "inference"
+    report = verify_bundle(root / "bundle", policy, [root / "package" / "credit-model"], log_dir=logs)
     assert report.passed, [f.message for f in report.findings]
     assert [o.name for o in report.objectives if o.passed] == [o.name for o in report.objectives]
+    # The sealed log is part of the gate: without it, or with one record edited, the gate refuses.
+    assert "LOG_MISSING" in {f.code for f in verify_bundle(root / "bundle", policy).findings}
+    records = logs / "records.jsonl"
+    original = records.read_bytes()
+    records.write_bytes(original.replace(b'"status":200', b'"status":201', 1))
+    edited = verify_bundle(root / "bundle", policy, log_dir=logs)
+    assert not edited.passed and "LOG_SIGNED_ROOT_MISMATCH" in {f.code for f in edited.findings}
+    records.write_bytes(original)
 
     # Real artifacts behind the attestations.
     test = json.loads((root / "reports" / "test.json").read_text())

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlspec_attest.errors import InputError
+from mlspec_attest.log.format import SignedHead
 from mlspec_attest.log.inference import (
     InferenceLog,
     InferenceRecord,
@@ -54,6 +55,10 @@ class FakeAttestor:
         self.signed[digest] = json.loads(json.dumps(metadata))
         return digest
 
+    def heads(self) -> list[SignedHead]:
+        """What the gate would hand the log verification: every signed tree head."""
+        return [SignedHead(attestation=d, metadata=m) for d, m in self.signed.items()]
+
 
 def make_log(path: Path, n: int = 25, batch: int = 10, seal_tail: bool = True) -> FakeAttestor:
     att = FakeAttestor()
@@ -89,22 +94,23 @@ def test_log_files_roots_and_seals(tmp_path: Path) -> None:
     # each line is the RFC 8785 form of itself
     for l in ls:
         assert rfc8785.dumps(json.loads(l)) == l[:-1]
-    report = verify(tmp_path, attested=att.signed.get)
+    report = verify(tmp_path, heads=att.heads())
     assert report.ok and report.sealed == 25 and report.unsealed == 0 and report.seals_verified == 3
     assert report.attestations_checked == 3
 
 
 def test_prove_and_verify_proof(tmp_path: Path) -> None:
-    make_log(tmp_path)
+    att = make_log(tmp_path)
     proof = prove(tmp_path, "req-0013")
     assert proof["leaf_index"] == 13 and proof["tree_size"] == 25
-    assert verify_proof(proof) == []
+    assert verify_proof(proof, att.heads()) == []
+    assert [f.code for f in verify_proof(proof)] == ["LOG_PROOF_UNANCHORED"]  # no signed head: never accepted
     bad = json.loads(json.dumps(proof))
     bad["record"]["status"] = 500
-    assert verify_proof(bad)
+    assert "LOG_PROOF_INVALID" in {f.code for f in verify_proof(bad, att.heads())}
     bad = json.loads(json.dumps(proof))
     bad["inclusion_proof"][0] = "00" * 32
-    assert verify_proof(bad)
+    assert "LOG_PROOF_INVALID" in {f.code for f in verify_proof(bad, att.heads())}
     with pytest.raises(InputError):
         prove(tmp_path, "no-such-id")
 
@@ -116,9 +122,9 @@ def test_flipped_byte_in_sealed_record_is_located(tmp_path: Path) -> None:
     write_lines(tmp_path, ls)
     report = verify(tmp_path)
     assert not report.ok
-    mod = [f for f in report.findings if f.code == "record-modified"]
+    mod = [f for f in report.findings if f.code == "LOG_RECORD_MODIFIED"]
     assert len(mod) == 1 and mod[0].line == 13 and mod[0].request_id == "req-0012" and mod[0].seal == 2
-    assert "root-mismatch" in codes(report)
+    assert "LOG_ROOT_MISMATCH" in codes(report)
 
 
 def test_byte_flip_anywhere_is_detected(tmp_path: Path) -> None:
@@ -141,9 +147,9 @@ def test_dropped_record_is_located(tmp_path: Path) -> None:
     write_lines(tmp_path, ls)
     report = verify(tmp_path)
     assert not report.ok
-    drop = [f for f in report.findings if f.code == "record-dropped"]
+    drop = [f for f in report.findings if f.code == "LOG_RECORD_DROPPED"]
     assert len(drop) == 1 and drop[0].index == 6 and "between lines 6 and 7" in drop[0].message
-    assert "records-truncated" in codes(report)
+    assert "LOG_RECORDS_TRUNCATED" in codes(report)
 
 
 def test_swapped_pair_is_located(tmp_path: Path) -> None:
@@ -152,7 +158,7 @@ def test_swapped_pair_is_located(tmp_path: Path) -> None:
     ls[3], ls[4] = ls[4], ls[3]
     write_lines(tmp_path, ls)
     report = verify(tmp_path)
-    sw = [f for f in report.findings if f.code == "records-swapped"]
+    sw = [f for f in report.findings if f.code == "LOG_RECORDS_SWAPPED"]
     assert not report.ok and len(sw) == 1 and sw[0].line == 4 and "lines 4 and 5" in sw[0].message
 
 
@@ -162,7 +168,7 @@ def test_inserted_record_is_located(tmp_path: Path) -> None:
     ls.insert(15, encode_record(rec(99), PIPE) + b"\n")
     write_lines(tmp_path, ls)
     report = verify(tmp_path)
-    ins = [f for f in report.findings if f.code == "record-inserted"]
+    ins = [f for f in report.findings if f.code == "LOG_RECORD_INSERTED"]
     assert not report.ok and len(ins) == 1 and ins[0].line == 16 and ins[0].request_id == "req-0099"
 
 
@@ -185,18 +191,18 @@ def test_rewritten_sealed_batch_fails_consistency(tmp_path: Path) -> None:
         checkpoint_body(header["origin"], 10, bytes.fromhex(seals[0]["root_hash"]))).hexdigest()
     (tmp_path / "seals.jsonl").write_bytes(b"".join(canonicalize(s) + b"\n" for s in seals))
     report = verify(tmp_path)
-    cons = [f for f in report.findings if f.code == "consistency-failed"]
+    cons = [f for f in report.findings if f.code == "LOG_CONSISTENCY_FAILED"]
     assert not report.ok and len(cons) == 1 and cons[0].seal == 2 and "records 0..9" in cons[0].message
-    assert any(f.code == "root-mismatch" and f.seal == 2 for f in report.findings)
-    report = verify(tmp_path, attested=att.signed.get)
-    assert any(f.code == "attestation-mismatch" and f.seal == 1 for f in report.findings)
+    assert any(f.code == "LOG_ROOT_MISMATCH" and f.seal == 2 for f in report.findings)
+    report = verify(tmp_path, heads=att.heads())
+    assert any(f.code == "LOG_ATTESTATION_MISMATCH" and f.seal == 1 for f in report.findings)
 
 
 def test_unsealed_tail_is_reported_not_verified(tmp_path: Path) -> None:
     make_log(tmp_path, n=25, batch=10, seal_tail=False)
     report = verify(tmp_path)
     assert report.ok and report.sealed == 20 and report.unsealed == 5
-    uns = [f for f in report.findings if f.code == "unsealed"]
+    uns = [f for f in report.findings if f.code == "LOG_UNSEALED"]
     assert uns and "lines 21..25" in uns[0].message
     with pytest.raises(InputError, match="not sealed"):
         prove(tmp_path, "req-0022")
@@ -207,7 +213,7 @@ def test_partial_last_line_and_resume(tmp_path: Path) -> None:
     with open(tmp_path / "records.jsonl", "ab") as fh:
         fh.write(b'{"applicationId":"chec')
     report = verify(tmp_path)
-    part = [f for f in report.findings if f.code == "partial-record"]
+    part = [f for f in report.findings if f.code == "LOG_PARTIAL_RECORD"]
     assert report.ok and part and part[0].line == 26 and part[0].severity == "warning"
     with pytest.raises(InputError, match="incomplete"):
         InferenceLog(tmp_path)
@@ -291,8 +297,11 @@ def test_cli_append_seal_prove_verify_render(tmp_path: Path) -> None:
     assert res.exit_code == 0
     res = runner.invoke(log, ["prove", "req-0003", "--log", d, "-o", str(tmp_path / "p.json")])
     assert res.exit_code == 0, res.output
+    res = runner.invoke(log, ["verify", "--log", d])
+    assert res.exit_code == 0 and "VERIFIED" in res.output and "LOG_UNSEALED" in res.output
+    assert "NOT checked against a bundle" in res.output
     res = runner.invoke(log, ["verify", "--log", d, "--proof", str(tmp_path / "p.json")])
-    assert res.exit_code == 0 and "VERIFIED" in res.output and "unsealed" in res.output
+    assert res.exit_code == 1 and "LOG_PROOF_UNANCHORED" in res.output  # no bundle: no signed root to accept
     assert runner.invoke(log, ["verify", "--log", d, "--strict"]).exit_code == 1
     res = runner.invoke(log, ["render", "--log", d, "--ncsa"])
     assert res.exit_code == 0 and all(CLF.match(l) for l in res.output.splitlines()) and len(res.output.splitlines()) == 13
@@ -309,7 +318,8 @@ def test_cli_append_seal_prove_verify_render(tmp_path: Path) -> None:
 
 # --- the fast encoder (orjson when installed) == RFC 8785 ------------------------------
 
-import mlspec_attest.log.inference as _il  # noqa: E402
+import mlspec_attest.log.records as _il  # noqa: E402
+import mlspec_attest.log.writer as _writer  # noqa: E402
 
 _ENCODERS = [pytest.param(_il._stdlib_encode, id="stdlib-json")]
 try:
@@ -376,7 +386,7 @@ def test_both_encoders_write_identical_logs(tmp_path: Path, monkeypatch) -> None
     records = [rec(i, inputFeatures={"age": 20 + i, "x": 0.5 + i / 7, "s": f"é\u2028\x01{i}"}) for i in range(40)]
     out = {}
     for enc in [p.values[0] for p in _ENCODERS] + [_il._stdlib_encode]:
-        monkeypatch.setattr(_il, "_fast_encode", enc)
+        monkeypatch.setattr(_writer, "_fast_encode", enc)
         d = tmp_path / str(len(out))
         with InferenceLog(d, PIPE, batch_size=16, flush_every=4) as lg:
             for r in records:
@@ -391,7 +401,7 @@ def test_both_encoders_write_identical_logs(tmp_path: Path, monkeypatch) -> None
     ls[5] = ls[5].replace(b'"age":25', b'"age":26')
     write_lines(d, ls)
     report = verify(d)
-    assert not report.ok and "record-modified" in codes(report)
+    assert not report.ok and "LOG_RECORD_MODIFIED" in codes(report)
 
 
 def test_str_subclass_keys_and_values_are_encoded_like_rfc8785(tmp_path: Path) -> None:

@@ -1,0 +1,175 @@
+"""The on-disk format of an inference log: file names, the header, seals, checkpoints.
+
+Readers here parse; they never decide whether the log is sound (verification.py
+does). ``SignedHead`` is the one input verification trusts: the metadata of a
+``log`` attestation whose signature the policy verifier accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlspec_attest.errors import InputError
+from mlspec_attest.log.merkle import HASH_SIZE
+from mlspec_attest.model.canonical import parse_json
+
+LOG_FORMAT = "mlspec-inference-log/v1"
+PROOF_FORMAT = "mlspec-inference-proof/v1"
+HASH_ALGORITHM = "RFC9162_SHA256"
+HEADER_FILE = "log.json"
+RECORDS_FILE = "records.jsonl"
+LEAVES_FILE = "leaves.bin"
+SEALS_FILE = "seals.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z").match
+
+
+def checkpoint_body(origin: str, size: int, root: bytes) -> bytes:
+    """C2SP tlog-checkpoint body (origin, size, base64 root): what other
+    transparency-log tooling expects a signed tree head to look like."""
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n".encode()
+
+
+@dataclass(frozen=True)
+class Seal:
+    """One sealed tree head as stored in seals.jsonl."""
+
+    seal: int
+    tree_size: int
+    root_hash: str
+    previous_tree_size: int
+    previous_root_hash: str | None
+    consistency_proof: list[str]
+    records_start: int
+    records_end: int
+    checkpoint_sha256: str
+    attestation: str | None
+    time: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seal": self.seal,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "previous_tree_size": self.previous_tree_size,
+            "previous_root_hash": self.previous_root_hash,
+            "consistency_proof": list(self.consistency_proof),
+            "records_start": self.records_start,
+            "records_end": self.records_end,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "attestation": self.attestation,
+            "time": self.time,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Seal:
+        try:
+            s = cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"seal entry is missing a field: {exc}") from None
+        ints = (s.seal, s.tree_size, s.previous_tree_size, s.records_start, s.records_end)
+        if not all(type(i) is int and i >= 0 for i in ints):
+            raise InputError("seal entry has a non-integer size or offset")
+        hexes = [s.root_hash, s.checkpoint_sha256, *s.consistency_proof]
+        if s.previous_root_hash is not None:
+            hexes.append(s.previous_root_hash)
+        if not isinstance(s.consistency_proof, list) or not all(isinstance(x, str) and _HEX64(x) for x in hexes):
+            raise InputError("seal entry has a malformed hash")
+        return s
+
+
+
+
+def read_header(directory: Path) -> dict[str, Any]:
+    path = directory / HEADER_FILE
+    try:
+        header = parse_json(path.read_bytes(), source=str(path))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read log header: {exc.strerror}") from exc
+    if not isinstance(header, dict) or header.get("format") != LOG_FORMAT:
+        raise InputError(f"{path}: not an {LOG_FORMAT} header")
+    if not isinstance(header.get("pipeline"), str) or not _HEX64(header["pipeline"]):
+        raise InputError(f"{path}: header has no valid pipeline digest")
+    if not isinstance(header.get("origin"), str):
+        raise InputError(f"{path}: header has no origin")
+    return header
+
+
+def read_seals(directory: Path) -> list[Seal]:
+    path = directory / SEALS_FILE
+    if not path.exists():
+        return []
+    seals = []
+    for no, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            seals.append(Seal.from_dict(parse_json(line, source=f"{path}:{no}")))
+        except InputError as exc:
+            raise InputError(f"{path}:{no}: {exc}") from None
+    return seals
+
+
+def read_leaf_range(path: Path, start: int, stop: int) -> list[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(start * HASH_SIZE)
+        blob = fh.read((stop - start) * HASH_SIZE)
+    return [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
+
+
+def iter_records(directory: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each complete line of records.jsonl."""
+    path = Path(directory) / RECORDS_FILE
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror}") from exc
+    with fh:
+        for no, line in enumerate(fh, 1):
+            if not line.endswith(b"\n"):
+                raise InputError(f"{path}:{no}: incomplete last record (crash during append)")
+            obj = parse_json(line, source=f"{path}:{no}")
+            if not isinstance(obj, dict):
+                raise InputError(f"{path}:{no}: record is not a JSON object")
+            yield no, obj
+
+
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """A tree head a trusted key signed: the metadata of one authentic ``log`` attestation.
+
+    Only the verifier (signatures checked under the policy) makes these; the log's own
+    files (seals.jsonl, checkpoints, leaves.bin) are evidence to be checked against them.
+    """
+
+    attestation: str  # sha256 of the attestation payload
+    metadata: Mapping[str, Any]
+    sequence: int | None = None  # its place in the chain, for findings
+
+    @property
+    def tree_size(self) -> int | None:
+        value = self.metadata.get("tree_size")
+        return value if type(value) is int and value >= 0 else None
+
+    @property
+    def root_hash(self) -> str | None:
+        value = self.metadata.get("root_hash")
+        return value if isinstance(value, str) and _HEX64(value) else None
+
+    @property
+    def seal(self) -> int | None:
+        value = self.metadata.get("seal")
+        return value if type(value) is int else None
+
+
+def is_sealed_log_metadata(metadata: Mapping[str, Any]) -> bool:
+    """True for the metadata the log writer signs when it seals (as opposed to a free-form log claim)."""
+    return metadata.get("log_format") == LOG_FORMAT

@@ -1,0 +1,539 @@
+"""Verifying an inference log, in phases over one scan state.
+
+1. ``_read_inputs``      the header and seals (unreadable files are findings).
+2. ``_check_seal_chain`` the seals on their own: links, growth, consistency proofs, checkpoints.
+3. ``_check_signed``     the seals against the signed heads: every signed head is matched by its
+                         seal, every seal's attestation reference resolves, same pipeline and origin.
+4. ``_scan_records``     one streaming pass over records.jsonl: leaves, the root at every seal and
+                         at every signed tree size, and alignment with leaves.bin to locate changes.
+5. ``_conclude``         root mismatches, truncation, torn lines, a stale cache, the unsealed tail.
+6. ``_check_lines``      per-line schema checks (``deep``, or where leaves.bin cannot locate).
+
+The signed heads (``SignedHead``, made only by the policy verifier) are the trust anchor: a
+sealed prefix is verified when the records reproduce the root a trusted key signed for that
+tree size, whatever seals.jsonl and leaves.bin (unsigned files) say. Without signed heads the
+result is self-consistency only, and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlspec_attest.errors import InputError
+from mlspec_attest.log.format import (
+    LEAVES_FILE,
+    RECORDS_FILE,
+    Seal,
+    SignedHead,
+    checkpoint_body,
+    read_header,
+    read_leaf_range,
+    read_seals,
+)
+from mlspec_attest.log.merkle import HASH_SIZE, LeafFile, MerkleAccumulator, verify_consistency
+from mlspec_attest.log.records import normalize_record
+from mlspec_attest.model.canonical import canonicalize, parse_json, sha256_hex
+from mlspec_attest.model.report import ERROR, INFO, WARNING, Finding
+
+_sha256 = hashlib.sha256
+_SEAL_FIELDS = ("tree_size", "root_hash", "previous_tree_size", "previous_root_hash", "consistency_proof")
+
+
+@dataclass
+class LogReport:
+    """Outcome of :func:`verify`, in the gate's findings vocabulary (model.report.Finding).
+
+    ``ok`` means no error finding. ``sealed`` counts the records a seal (or, with signed
+    heads, a signed tree head) covers; the rest are ``unsealed`` and not verified."""
+
+    directory: str
+    records: int = 0
+    sealed: int = 0
+    unsealed: int = 0
+    seals: int = 0
+    seals_verified: int = 0
+    attestations_checked: int = 0
+    signed_heads: int | None = None  # None: no bundle was given, nothing was checked against a signature
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == ERROR for f in self.findings)
+
+    @property
+    def anchored(self) -> bool:
+        """Checked against at least one signed tree head (not only against its own files)."""
+        return bool(self.signed_heads)
+
+    def add(self, code: str, severity: str, message: str, **where: Any) -> None:
+        self.findings.append(Finding(code=code, severity=severity, message=message, **where))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": "verified" if self.ok else "failed",
+            "directory": self.directory,
+            "records": self.records,
+            "sealed": self.sealed,
+            "unsealed": self.unsealed,
+            "seals": self.seals,
+            "seals_verified": self.seals_verified,
+            "attestations_checked": self.attestations_checked,
+            "signed_heads": self.signed_heads,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+@dataclass
+class _Rec:
+    index: int
+    line_no: int
+    offset: int
+    leaf: bytes
+    raw: bytes
+
+
+@dataclass
+class _Scan:
+    """What the phases share."""
+
+    directory: Path
+    report: LogReport
+    heads: Sequence[SignedHead] | None
+    max_findings: int
+    header: dict[str, Any] | None = None
+    seals: list[Seal] = field(default_factory=list)
+    leaf_ok: dict[int, bool] = field(default_factory=dict)  # seal number -> leaves.bin reproduces its root
+    n_leaves: int = 0
+    mismatched: list[Seal] = field(default_factory=list)
+    partial: list[tuple[int, int]] = field(default_factory=list)
+    records_total: int = 0
+    roots_checked: dict[int, bool] = field(default_factory=dict)  # tree size -> recomputed root matched
+    pending_changes: list[tuple[str, str, int, int | None, str | None]] = field(default_factory=list)
+    located: int = 0
+
+    @property
+    def records_path(self) -> Path:
+        return self.directory / RECORDS_FILE
+
+    @property
+    def leaves_path(self) -> Path:
+        return self.directory / LEAVES_FILE
+
+    @property
+    def signed_size(self) -> int:
+        return max((h.tree_size or 0 for h in self.heads or ()), default=0)
+
+    @property
+    def covered_size(self) -> int:
+        """Records that a seal or a signed head claims: changes there are errors."""
+        return max(self.seals[-1].tree_size if self.seals else 0, self.signed_size)
+
+    def seal_for(self, index: int) -> Seal | None:
+        return next((s for s in self.seals if index < s.tree_size), None)
+
+    def trusted(self, index: int) -> bool:
+        s = self.seal_for(index)
+        return s is not None and self.leaf_ok.get(s.seal, False)
+
+
+def verify(
+    directory: str | os.PathLike[str],
+    *,
+    heads: Sequence[SignedHead] | None = None,
+    deep: bool = False,
+    max_findings: int = 100,
+) -> LogReport:
+    """Recompute every leaf and root from records.jsonl (streaming, flat memory), check the
+    seals and their consistency proofs, check the records against every signed tree head in
+    ``heads`` (None: no bundle given), and locate changes (modified / dropped / inserted /
+    swapped records) by aligning against leaves.bin where it reproduces the sealed roots."""
+    directory = Path(directory)
+    scan = _Scan(directory, LogReport(str(directory)), heads, max_findings)
+    scan.report.signed_heads = None if heads is None else len(heads)
+    _read_inputs(scan)
+    if not scan.records_path.exists():
+        scan.report.add("LOG_RECORDS_MISSING", ERROR, f"{scan.records_path} does not exist")
+        return scan.report
+    _check_seal_chain(scan)
+    _check_signed(scan)
+    _check_leaf_cache(scan)
+    _scan_records(scan)
+    _conclude(scan)
+    untrusted = [s for s in scan.mismatched if not scan.leaf_ok.get(s.seal, False)]
+    if deep or untrusted:
+        ranges = [(0, scan.records_total)] if deep else [(s.previous_tree_size, s.tree_size) for s in untrusted]
+        _check_lines(scan, ranges)
+    return scan.report
+
+
+# -- 1. inputs -----------------------------------------------------------------------------------
+
+
+def _read_inputs(scan: _Scan) -> None:
+    report = scan.report
+    try:
+        scan.header = read_header(scan.directory)
+    except InputError as exc:
+        report.add("LOG_HEADER_INVALID", ERROR, str(exc))
+    try:
+        scan.seals = read_seals(scan.directory)
+    except InputError as exc:
+        report.add("LOG_SEALS_INVALID", ERROR, str(exc))
+    report.seals = len(scan.seals)
+
+
+# -- 2. the seals on their own ------------------------------------------------------------------
+
+
+def _check_seal_chain(scan: _Scan) -> None:
+    report, header = scan.report, scan.header
+    prev_size, prev_root = 0, None
+    for s in scan.seals:
+        w = {"seal": s.seal}
+        if s.previous_tree_size != prev_size or s.previous_root_hash != prev_root:
+            report.add("LOG_SEAL_CHAIN_BROKEN", ERROR,
+                       f"seal {s.seal} says the previous tree was {s.previous_tree_size}/{s.previous_root_hash},"
+                       f" but the seal before it is {prev_size}/{prev_root}: a seal was removed, inserted or"
+                       " rewritten", **w)
+        if s.tree_size <= prev_size:
+            report.add("LOG_SEAL_ORDER", ERROR, f"seal {s.seal} does not grow the tree ({prev_size} -> {s.tree_size})",
+                       **w)
+        elif prev_root is not None and not verify_consistency(
+            prev_size, s.tree_size, bytes.fromhex(prev_root), bytes.fromhex(s.root_hash),
+            [bytes.fromhex(p) for p in s.consistency_proof],
+        ):
+            report.add("LOG_CONSISTENCY_FAILED", ERROR,
+                       f"seal {s.seal - 1} -> seal {s.seal}: consistency proof fails ({prev_size} -> {s.tree_size}"
+                       f" records): records 0..{prev_size - 1} were rewritten after seal {s.seal} was made,"
+                       " or one of the two seals was altered", **w)
+        if header is not None:
+            body = checkpoint_body(header["origin"], s.tree_size, bytes.fromhex(s.root_hash))
+            if sha256_hex(body) != s.checkpoint_sha256:
+                report.add("LOG_CHECKPOINT_MISMATCH", ERROR,
+                           f"seal {s.seal}: checkpoint digest does not match its tree head", **w)
+        prev_size, prev_root = s.tree_size, s.root_hash
+    unsigned = [s.seal for s in scan.seals if s.attestation is None]
+    if unsigned:
+        report.add("LOG_SEAL_UNSIGNED", WARNING,
+                   f"{len(unsigned)} of {len(scan.seals)} seals have no attestation (sealed without a key):"
+                   f" first is seal {unsigned[0]}", seal=unsigned[0])
+
+
+# -- 3. the seals against the signed heads -------------------------------------------------------
+
+
+def _check_signed(scan: _Scan) -> None:
+    report, heads = scan.report, scan.heads
+    if heads is None:
+        if any(s.attestation for s in scan.seals):
+            report.add("LOG_ATTESTATIONS_UNCHECKED", INFO,
+                       "seal attestations were not checked against a bundle (pass --bundle): the result is"
+                       " the log's consistency with its own files, not with what was signed")
+        return
+    by_digest = {h.attestation: h for h in heads}
+    for s in scan.seals:
+        if s.attestation is None:
+            continue
+        head = by_digest.get(s.attestation)
+        if head is None:
+            report.add("LOG_ATTESTATION_MISSING", ERROR, f"seal {s.seal}: attestation {s.attestation[:16]}... is"
+                       " not a signed log attestation of the bundle", seal=s.seal)
+            continue
+        report.attestations_checked += 1
+        for key in _SEAL_FIELDS:
+            if head.metadata.get(key) != getattr(s, key):
+                report.add("LOG_ATTESTATION_MISMATCH", ERROR,
+                           f"seal {s.seal}: {key} differs from the signed log attestation"
+                           f" ({head.metadata.get(key)!r:.70} signed): seals.jsonl was rewritten", seal=s.seal)
+                break
+    sealed = {s.attestation for s in scan.seals}
+    for head in heads:
+        _check_head(scan, head, matched=head.attestation in sealed)
+
+
+def _check_head(scan: _Scan, head: SignedHead, *, matched: bool) -> None:
+    """One signed head: well-formed, same log, and present in seals.jsonl."""
+    report, header = scan.report, scan.header
+    w = {"seal": head.seal, "sequence": head.sequence}
+    name = f"signed log attestation {head.attestation[:16]}..." + (f" (seal {head.seal})" if head.seal else "")
+    if head.tree_size is None or head.root_hash is None:
+        report.add("LOG_SIGNED_HEAD_INVALID", ERROR, f"{name} has no valid tree_size and root_hash", **w)
+        return
+    if header is not None:
+        for key in ("pipeline", "origin"):
+            if head.metadata.get(key) != header[key]:
+                report.add("LOG_PIPELINE_MISMATCH", ERROR,
+                           f"{name} was signed for {key} {head.metadata.get(key)!r:.80}, but this log's header"
+                           f" says {header[key]!r:.80}: the log and the bundle belong to different pipelines",
+                           **w)
+                break
+    if not matched:
+        report.add("LOG_SIGNED_HEAD_UNSEALED", ERROR,
+                   f"{name} signed {head.tree_size} records with root {head.root_hash[:16]}..., but seals.jsonl"
+                   " has no seal for it: seals were deleted or rebuilt", **w)
+
+
+# -- 4. one pass over the records ---------------------------------------------------------------
+
+
+def _check_leaf_cache(scan: _Scan) -> None:
+    """leaves.bin's own root at each seal: where it matches, it can locate changes."""
+    path = scan.leaves_path
+    scan.n_leaves = path.stat().st_size // HASH_SIZE if path.exists() else 0
+    if not scan.seals or not scan.n_leaves:
+        return
+    acc = MerkleAccumulator()
+    done = 0
+    for s in scan.seals:
+        if s.tree_size > scan.n_leaves or s.tree_size < done:
+            scan.leaf_ok[s.seal] = False
+            continue
+        for start in range(done, s.tree_size, LeafFile.CHUNK):
+            acc.extend(read_leaf_range(path, start, min(s.tree_size, start + LeafFile.CHUNK)))
+        done = s.tree_size
+        scan.leaf_ok[s.seal] = acc.root().hex() == s.root_hash
+
+
+def _stream(scan: _Scan, acc: MerkleAccumulator) -> Iterator[_Rec]:
+    """Complete lines as leaves; at every sealed or signed size, the recomputed root is compared."""
+    seal_of_size = {s.tree_size: s for s in scan.seals}
+    heads_of_size: dict[int, list[SignedHead]] = {}
+    for head in scan.heads or ():
+        if head.tree_size is not None and head.root_hash is not None:
+            heads_of_size.setdefault(head.tree_size, []).append(head)
+    for head in heads_of_size.get(0, ()):
+        _compare_head(scan, head, acc.root())
+    offset = 0
+    with open(scan.records_path, "rb") as fh:
+        for i, line in enumerate(fh):
+            if not line.endswith(b"\n"):
+                scan.partial.append((i + 1, offset))
+                return
+            body = line[:-1]
+            h = _sha256(b"\x00" + body).digest()
+            acc.append(h)
+            n = i + 1
+            s = seal_of_size.get(n)
+            if s is not None:
+                if acc.root().hex() == s.root_hash:
+                    scan.report.seals_verified += 1
+                else:
+                    scan.mismatched.append(s)
+                _root_checked(scan, n, acc.root().hex() == s.root_hash)
+            for head in heads_of_size.get(n, ()):
+                _root_checked(scan, n, _compare_head(scan, head, acc.root()))
+            yield _Rec(i, n, offset, h, body)
+            offset += len(line)
+
+
+def _compare_head(scan: _Scan, head: SignedHead, root: bytes) -> bool:
+    if root.hex() == head.root_hash:
+        return True
+    size = head.tree_size or 0
+    scan.report.add("LOG_SIGNED_ROOT_MISMATCH", ERROR,
+                    f"records 0..{size - 1} do not reproduce the root signed in log attestation"
+                    f" {head.attestation[:16]}... ({size} records): the sealed records were changed",
+                    seal=head.seal, sequence=head.sequence)
+    return False
+
+
+def _locate(scan: _Scan, code: str, msg: str, rec: _Rec | None, index: int) -> None:
+    """A difference from leaves.bin at leaf ``index``: a change only where a recomputed root fails.
+
+    Where the records reproduce the sealed or signed root, leaves.bin is merely stale
+    (LOG_LEAVES_STALE); where no root covers the record yet, it is a warning. Decided as
+    soon as the root covering it is checked, so memory stays bounded by one batch."""
+    change = (code, msg, index, rec.line_no if rec else None, _request_id(rec.raw) if rec else None)
+    verdict = next((ok for size, ok in scan.roots_checked.items() if index < size), None)
+    if verdict is None:
+        scan.pending_changes.append(change)
+    else:
+        _report_change(scan, change, verdict)
+
+
+def _root_checked(scan: _Scan, size: int, ok: bool) -> None:
+    scan.roots_checked[size] = scan.roots_checked.get(size, True) and ok
+    still = []
+    for change in scan.pending_changes:
+        if change[2] < size:
+            _report_change(scan, change, ok)
+        else:
+            still.append(change)
+    scan.pending_changes = still
+
+
+def _report_change(scan: _Scan, change: tuple[str, str, int, int | None, str | None], verdict: bool | None) -> None:
+    if verdict is True:
+        return
+    code, msg, index, line, request_id = change
+    scan.located += 1
+    if scan.located > scan.max_findings:
+        return
+    sev = ERROR if index < scan.covered_size else WARNING
+    s = scan.seal_for(index)
+    note = "" if scan.trusted(index) or sev == WARNING else \
+        " (located via leaves.bin, which does not match the signed root either)"
+    scan.report.add(code, sev, msg + note, line=line, index=index, request_id=request_id, seal=s.seal if s else None)
+
+
+def _report_located(scan: _Scan) -> None:
+    for change in scan.pending_changes:  # past every checked root: truncated or unsealed
+        _report_change(scan, change, None)
+    scan.pending_changes = []
+    if scan.located > scan.max_findings:
+        scan.report.add("LOG_FINDINGS_TRUNCATED", INFO, f"{scan.located - scan.max_findings} more located changes"
+                        " not listed")
+
+
+def _scan_records(scan: _Scan) -> None:
+    """Recompute leaves and roots, aligning with leaves.bin to name what changed."""
+    acc = MerkleAccumulator()
+    n_leaves = scan.n_leaves
+    with open(scan.leaves_path, "rb") if scan.leaves_path.exists() else open(os.devnull, "rb") as lf:
+        window: list[Any] = [0, b""]  # [first leaf index, bytes]: a sliding 2 MiB window keeps memory flat
+        span = 1 << 16
+
+        def cached(j: int) -> bytes | None:
+            if j >= n_leaves:
+                return None
+            base, blob = window
+            k = (j - base) * HASH_SIZE
+            if not 0 <= k < len(blob):
+                lf.seek(j * HASH_SIZE)
+                window[0], window[1] = j, lf.read(span * HASH_SIZE)
+                blob, k = window[1], 0
+            return blob[k : k + HASH_SIZE]
+
+        it = _stream(scan, acc)
+        buf: deque[_Rec] = deque()
+
+        def peek(k: int) -> _Rec | None:
+            while len(buf) <= k:
+                nxt = next(it, None)
+                if nxt is None:
+                    return None
+                buf.append(nxt)
+            return buf[k]
+
+        j = 0
+        while (r0 := peek(0)) is not None:
+            lj = cached(j)
+            if lj is None or r0.leaf == lj:  # equal, or beyond leaves.bin (a crash): nothing to compare
+                buf.popleft()
+                j += 1
+                continue
+            j = _align(scan, r0, peek(1), j, cached, buf)
+    scan.records_total = acc.size
+
+
+def _align(scan: _Scan, r0: _Rec, r1: _Rec | None, j: int, cached: Callable[[int], bytes | None],
+           buf: deque[_Rec]) -> int:
+    """Name the change at leaf ``j`` (record r0 differs from the cache); returns the next leaf index."""
+    lj = cached(j)
+    if r1 is not None and r0.leaf == cached(j + 1) and r1.leaf == lj:
+        _locate(scan, "LOG_RECORDS_SWAPPED", f"records at lines {r0.line_no} and {r1.line_no} were swapped", r0, j)
+        buf.popleft()
+        buf.popleft()
+        return j + 2
+    skip = next((k for k in range(1, 9) if r0.leaf == cached(j + k)), None)
+    if skip is not None:
+        _locate(scan, "LOG_RECORD_DROPPED", f"{skip} record(s) (index {j}{'..' + str(j + skip - 1) if skip > 1 else ''})"
+                f" removed between lines {r0.line_no - 1} and {r0.line_no}", r0, j)
+        return j + skip
+    if r1 is not None and r1.leaf == lj:
+        _locate(scan, "LOG_RECORD_INSERTED", f"line {r0.line_no} was inserted", r0, j)
+        buf.popleft()
+        return j
+    _locate(scan, "LOG_RECORD_MODIFIED", f"record at line {r0.line_no} was changed", r0, j)
+    buf.popleft()
+    return j + 1
+
+
+# -- 5. conclusions -----------------------------------------------------------------------------
+
+
+def _conclude(scan: _Scan) -> None:
+    report, seals, total = scan.report, scan.seals, scan.records_total
+    _report_located(scan)
+    for s in scan.mismatched:
+        report.add("LOG_ROOT_MISMATCH", ERROR,
+                   f"seal {s.seal}: records 0..{s.tree_size - 1} (seal batch lines {s.previous_tree_size + 1}.."
+                   f"{s.tree_size}) do not reproduce the sealed root", seal=s.seal)
+    truncated = next((s.tree_size for s in seals if s.tree_size > total), None)
+    if scan.signed_size > total:
+        truncated = max(truncated or 0, scan.signed_size)
+    if truncated is not None:
+        report.add("LOG_RECORDS_TRUNCATED", ERROR,
+                   f"the log was sealed or signed at {truncated} records but records.jsonl has {total}"
+                   f" complete records: records {total}..{truncated - 1} are missing")
+    covered = scan.covered_size
+    for line_no, offset in scan.partial:
+        sev = ERROR if line_no <= covered else WARNING
+        report.add("LOG_PARTIAL_RECORD", sev,
+                   f"line {line_no} (byte {offset}) is an incomplete record: an append was interrupted"
+                   + (" inside the sealed range" if sev == ERROR else "; it was never sealed"), line=line_no)
+    if seals and truncated is None:
+        stale = next((s for s in seals if scan.leaf_ok.get(s.seal) is False and s not in scan.mismatched
+                      and s.tree_size <= scan.n_leaves), None)
+        if stale is not None:
+            report.add("LOG_LEAVES_STALE", WARNING, f"{LEAVES_FILE} does not match seal {stale.seal} (records do):"
+                       " proofs need it rebuilt", seal=stale.seal)
+    # With signed heads, only what a trusted key signed counts as sealed; unsigned seals do not.
+    sealed_size = scan.signed_size if scan.heads is not None else (seals[-1].tree_size if seals else 0)
+    report.records = total
+    report.sealed = min(sealed_size, total)
+    report.unsealed = max(0, total - sealed_size)
+    if report.unsealed:
+        report.add("LOG_UNSEALED", INFO, f"{report.unsealed} record(s) (lines {sealed_size + 1}..{total}) are not"
+                   + (" covered by a signed log attestation" if scan.heads is not None else " sealed yet")
+                   + ": not verified")
+    if not seals and not scan.signed_size and total:
+        report.add("LOG_NO_SEALS", WARNING, "the log has never been sealed: nothing is verified")
+
+
+# -- 6. per-line checks -------------------------------------------------------------------------
+
+
+def _check_lines(scan: _Scan, ranges: list[tuple[int, int]]) -> None:
+    """Per-line checks: strict JSON, RFC 8785 canonical form, schema, pipeline."""
+    pipeline = scan.header["pipeline"] if scan.header else None
+    count = 0
+    with open(scan.records_path, "rb") as fh:
+        for i, line in enumerate(fh):
+            if not any(a <= i < b for a, b in ranges) or not line.endswith(b"\n"):
+                continue
+            body = line[:-1]
+            problem = _line_problem(body, i, pipeline)
+            if problem:
+                count += 1
+                if count <= scan.max_findings:
+                    s = scan.seal_for(i)
+                    scan.report.add("LOG_RECORD_INVALID", ERROR, f"line {i + 1}: {problem}", line=i + 1, index=i,
+                                    request_id=_request_id(body), seal=s.seal if s else None)
+
+
+def _line_problem(body: bytes, i: int, pipeline: str | None) -> str | None:
+    try:
+        obj = parse_json(body, source=f"line {i + 1}")
+        if canonicalize(obj) != body:
+            return "is not in RFC 8785 canonical form"
+        normalize_record(obj, pipeline)
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+def _request_id(raw: bytes) -> str | None:
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    rid = obj.get("requestId") if isinstance(obj, dict) else None
+    return rid if isinstance(rid, str) else None
