@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -12,6 +13,7 @@ from mlspec_attest.errors import InputError
 from mlspec_attest.keys import PASSPHRASE_ENV, generate, passphrase_from_env_or_tty
 
 PROJECT_FILE = "mlspec.yaml"
+_PROJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,29 @@ def packaged_policy(name: str) -> bytes:
     return resources.files("mlspec_attest").joinpath("data", "policies", name).read_bytes()
 
 
-def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None = None) -> list[str]:
+TEMPLATE_PROJECT = "my-model"  # the project name the shipped policies and objectives template carry
+
+
+def project_name(directory: Path, given: str | None) -> str:
+    """The project name the policies pin and objectives.yaml declares: given, or the directory's name."""
+    name = given if given is not None else re.sub(r"[^A-Za-z0-9_.-]+", "-", directory.resolve().name).strip("-.")
+    if not _PROJECT_NAME.fullmatch(name or ""):
+        if given is not None:
+            raise InputError(f"--project {given!r}: start with a letter and use only letters, digits, '_', '.', '-'")
+        name = TEMPLATE_PROJECT
+    return name
+
+
+def _with_project(text: str, name: str) -> str:
+    return text.replace(f"project: {TEMPLATE_PROJECT}", f"project: {name}")
+
+
+def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None = None,
+                 project: str | None = None) -> list[str]:
     """Create mlspec.yaml, policies/default.yaml, keys, objectives.yaml and bundle/; return what was done."""
     from mlspec_attest.objectives.criteria import OBJECTIVES_TEMPLATE
 
+    pinned = project_name(directory, project)
     directory.mkdir(parents=True, exist_ok=True)
     project_file = directory / PROJECT_FILE
     if project_file.exists():
@@ -84,9 +105,10 @@ def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None
         lines.append(f"wrote {priv} and {pub} (keyid {key.keyid[:16]}…)")
     (directory / "policies").mkdir(exist_ok=True)
     for policy in ("default.yaml", "minimal.yaml"):
-        (directory / "policies" / policy).write_bytes(packaged_policy(policy))
-    lines.append(f"wrote {directory / 'policies'}/default.yaml and minimal.yaml")
-    (directory / "objectives.yaml").write_text(OBJECTIVES_TEMPLATE, encoding="utf-8")
+        (directory / "policies" / policy).write_text(_with_project(packaged_policy(policy).decode("utf-8"), pinned),
+                                                     encoding="utf-8")
+    lines.append(f"wrote {directory / 'policies'}/default.yaml and minimal.yaml (objectives pinned to project {pinned})")
+    (directory / "objectives.yaml").write_text(_with_project(OBJECTIVES_TEMPLATE, pinned), encoding="utf-8")
     lines.append(f"wrote {directory / 'objectives.yaml'} (edit the criteria, then 'mlspec objectives check')")
     (directory / "bundle" / "attestations").mkdir(parents=True, exist_ok=True)
     project_file.write_text(PROJECT_TEMPLATE, encoding="utf-8")

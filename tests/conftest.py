@@ -59,6 +59,8 @@ class Project:
 
 
 OBJECTIVES_YAML = """\
+project: my-model
+revision: 1
 outputs: {task: binary-classification, labels: [0, 1]}
 errors:
   - {name: false-negative, handling: manual review}

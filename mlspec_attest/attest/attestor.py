@@ -199,6 +199,11 @@ class Attestor:
         clean, redactions = redact(merged, allow_secrets)
         source = ", ".join(name for name, _ in parts) or "metadata"
         validate_metadata(stage_obj.name, clean, source=source)
+        if stage_obj.name == "objectives":
+            # The same checks as 'mlspec objectives check': never sign criteria the gate would refuse.
+            from mlspec_attest.objectives.criteria import Objectives  # lazy: CEL
+
+            Objectives.from_dict(clean, source=source).compile_all()
 
         product_refs = [ArtifactRef.parse(p) for p in products]
         subject_rds = [describe(ref, self.base_dir) for ref in product_refs]

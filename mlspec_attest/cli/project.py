@@ -11,11 +11,13 @@ import click
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False), default=".")
 @click.option("--no-passphrase", is_flag=True, help="Write unencrypted keys (throwaway projects only).")
-def init(directory: str, no_passphrase: bool) -> None:
+@click.option("--project", "project", metavar="NAME",
+              help="Project name the policies pin and objectives.yaml declares (default: the directory's name).")
+def init(directory: str, no_passphrase: bool, project: str | None) -> None:
     """Create a working project: mlspec.yaml, policy, keys, objectives template, empty bundle."""
     from mlspec_attest.project import init_project
 
-    for line in init_project(Path(directory), encrypt=not no_passphrase):
+    for line in init_project(Path(directory), encrypt=not no_passphrase, project=project):
         click.echo(line)
 
 

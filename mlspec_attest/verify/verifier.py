@@ -43,6 +43,7 @@ CHECKS: tuple[Check, ...] = (
     lineage.check_rollback_target,
     criteria.check_objectives,
     criteria.check_policy_checks,
+    criteria.check_policy_weaknesses,
 )
 """Every check the gate runs over a parsed chain, in the order their findings are reported."""
 
