@@ -184,3 +184,35 @@ def test_policy_without_checks_does_not_import_cel(project: Project) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
+
+
+# -- mlspec init and the demo pin the objectives they write -------------------------------------
+def test_init_pins_the_project_in_policies_and_objectives(tmp_path: Path) -> None:
+    from mlspec_attest.objectives.criteria import check_file
+    from mlspec_attest.project import init_project
+
+    init_project(tmp_path / "fraud_model v2", encrypt=False)
+    root = tmp_path / "fraud_model v2"
+    assert check_file(root / "objectives.yaml").project == "fraud_model-v2"
+    for name in ("default.yaml", "minimal.yaml"):
+        assert Policy.from_file(root / "policies" / name).objectives == ObjectivesPin(project="fraud_model-v2")
+    init_project(tmp_path / "named", encrypt=False, project="credit")
+    assert Policy.from_file(tmp_path / "named" / "policies" / "default.yaml").objectives.project == "credit"  # type: ignore[union-attr]
+
+
+def test_init_refuses_a_bad_project_name_before_writing(tmp_path: Path) -> None:
+    from mlspec_attest.project import init_project
+
+    with pytest.raises(InputError, match="--project '9 lives'"):
+        init_project(tmp_path / "p", encrypt=False, project="9 lives")
+    assert not (tmp_path / "p").exists()
+
+
+def test_demo_objectives_match_the_project_the_demo_pins() -> None:
+    import yaml
+
+    pytest.importorskip("sklearn", reason="the demo needs the [demo] extra")
+    from mlspec_attest.demo.credit import OBJECTIVES_YAML
+    from mlspec_attest.demo.runner import DEMO_PROJECT
+
+    assert yaml.safe_load(OBJECTIVES_YAML)["project"] == DEMO_PROJECT
