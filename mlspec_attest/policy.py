@@ -110,8 +110,6 @@ def parse_duration(value: Any, where: str) -> timedelta:
 
 
 def parse_time(value: Any, where: str) -> datetime:
-    if isinstance(value, datetime):  # YAML reads an unquoted timestamp as a datetime
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
