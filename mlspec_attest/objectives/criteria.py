@@ -406,11 +406,69 @@ def vacuity(ast: lark.Tree) -> str:
     names = {str(node.children[0]) for node in ast.iter_subtrees() if node.data in ("ident", "dot_ident")}
     if not names & set(VARIABLES):
         return "reads no metric, slice, signal or metadata: it is a constant and checks nothing"
-    outcome = evaluate_expression(ast, _bindings({}))
-    if outcome.error is None and isinstance(outcome.value, celtypes.BoolType) and bool(outcome.value):
+    empty = evaluate_expression(ast, _bindings({}))
+    # Missing reads are ignored here on purpose: CEL's || absorbed them and the value is still true.
+    if empty.error is None and isinstance(empty.value, celtypes.BoolType) and bool(empty.value):
         return ("is true even when the stage attested nothing (a metric left out passes): "
                 "it checks nothing; compare the metric itself, e.g. metrics.accuracy >= 0.85")
+    if _true_for_every_probe(ast):
+        return ("is true whatever values the stage attests (a tautology such as x >= 0.8 || x < 0.8): "
+                "it checks nothing")
     return ""
+
+
+_PROBES = (-1e9, -1.0, 0.0, 0.5, 1.0, 1e9)
+_SIMPLE_PATH = re.compile(r"(metrics|slices|signals|metadata)(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def _true(outcome: Any) -> bool:
+    return (outcome.error is None and not outcome.missing
+            and isinstance(outcome.value, celtypes.BoolType) and bool(outcome.value))
+
+
+def _probe_metadata(paths: Sequence[str], values: Sequence[float]) -> dict[str, Any] | None:
+    """Stage metadata with each dotted path set to a number, or None when the paths clash."""
+    metadata: dict[str, Any] = {}
+    for path, value in zip(paths, values):
+        root, *keys = path.split(".")
+        node = metadata if root == "metadata" else metadata.setdefault(root, {})
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                return None
+        if keys[-1] in node and isinstance(node[keys[-1]], dict):
+            return None
+        node[keys[-1]] = value
+    return metadata
+
+
+def _true_for_every_probe(ast: lark.Tree) -> bool:
+    """Fill every metric the expression reads with extreme and ordinary numbers: always true means a tautology.
+
+    Only plain dotted paths are probed; an expression that needs more structure (slices
+    for max_gap, strings) errs or is false on numbers and is left alone (no false alarm).
+    """
+    paths: list[str] = []
+    for _ in range(8):  # reads can be nested behind other reads (a ? b : c)
+        metadata = _probe_metadata(paths, [0.5] * len(paths))
+        if metadata is None:
+            return False
+        new = [p for p in evaluate_expression(ast, _bindings(metadata)).missing if p not in paths]
+        if not new:
+            break
+        if not all(_SIMPLE_PATH.fullmatch(p) for p in new):
+            return False
+        paths.extend(new)
+    if not paths:
+        return False
+    n = len(_PROBES)
+    assignments = [[_PROBES[(i + k) % n] for i in range(len(paths))] for k in range(n)]
+    assignments += [[_PROBES[(k - i) % n] for i in range(len(paths))] for k in range(n)]
+    for values in assignments:
+        metadata = _probe_metadata(paths, values)
+        if metadata is None or not _true(evaluate_expression(ast, _bindings(metadata))):
+            return False
+    return True
 
 
 def check_file(path: str | os.PathLike[str]) -> Objectives:

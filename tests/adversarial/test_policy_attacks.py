@@ -260,7 +260,8 @@ def test_minimal_policy_refuses_pipeline_signed_or_skipped_objectives(project: P
 
 @pytest.mark.parametrize("expression", [
     "true", "1 < 2", "metrics.accuracy >= 0.8 || true", "!has(metrics.accuracy) || metrics.accuracy >= 0.8",
-    "size(metrics) >= 0"])
+    "size(metrics) >= 0", "metrics.accuracy >= 0.8 || metrics.accuracy < 0.8", "abs(metrics.accuracy) >= 0",
+    "metrics.accuracy == metrics.accuracy", "metrics.a >= metrics.b || metrics.b >= metrics.a"])
 def test_vacuous_criteria_are_refused_by_check_and_by_the_gate(project: Project, monkeypatch: pytest.MonkeyPatch,
                                                                expression: str) -> None:
     data = objectives()
@@ -279,7 +280,11 @@ def test_vacuous_criteria_are_refused_by_check_and_by_the_gate(project: Project,
 
 def test_real_criteria_are_not_vacuous() -> None:
     for text in ("metrics.accuracy >= 0.8", 'slices.group.max_gap("recall") <= 0.1',
-                 "has(metrics.accuracy) && metrics.accuracy >= 0.8", "signals.error_rate == 0.0"):
+                 "has(metrics.accuracy) && metrics.accuracy >= 0.8", "signals.error_rate == 0.0",
+                 "metrics.precision >= metrics.recall", "metrics.accuracy >= -1.0",
+                 'min(slices.group, "recall") >= 0.75', 'metadata.framework.name == "sklearn"',
+                 "signals.error_rate == 0.0 && signals.latency_p99_ms <= 250.0",
+                 "metrics.a > 0.5 ? metrics.b > 0.9 : metrics.c > 0.95"):
         assert criteria.vacuity(criteria.Criterion("c", "test", text).compile()) == ""
 
 
