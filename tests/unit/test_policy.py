@@ -216,3 +216,20 @@ def test_demo_objectives_match_the_project_the_demo_pins() -> None:
     from mlspec_attest.demo.runner import DEMO_PROJECT
 
     assert yaml.safe_load(OBJECTIVES_YAML)["project"] == DEMO_PROJECT
+
+
+def test_cli_refuses_a_mistyped_policy_in_one_line(project: Project) -> None:
+    project.write("policies/typo.yaml", BASE + "  train: {repeat: 'false'}\n")
+    out = subprocess.run([sys.executable, "-m", "mlspec_attest.cli.main", "verify", str(project.root / "bundle"),
+                          "--policy", str(project.policy("typo.yaml"))], capture_output=True, text=True,
+                         cwd=project.root, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "typo.yaml: stages.train.repeat: expected true or false" in lines[0]
+
+
+def test_cli_init_project_flag(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "mlspec_attest.cli.main", "init", "p", "--no-passphrase",
+                          "--project", "fraud"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0 and "objectives pinned to project fraud" in out.stdout
+    assert "project: fraud" in (tmp_path / "p" / "objectives.yaml").read_text()
