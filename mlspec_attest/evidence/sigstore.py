@@ -15,6 +15,7 @@ that ran and failed raises ``EvidenceVerificationError`` (CLI exit 1).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import os
@@ -242,6 +243,7 @@ class SignerIdentity:
     issuer: str | None = None
     keyid: str | None = None  # sha256 of the key's DER SubjectPublicKeyInfo (mlspec convention)
     claims: dict[str, str] = field(default_factory=dict)
+    signed_at: _dt.datetime | None = None  # earliest verified signing time (TSA or log), for revocation
 
     def describe(self) -> str:
         if self.method == "key":
@@ -633,7 +635,9 @@ def verify_keyless_statement(
         raise InputError("keyless attestations need a Sigstore trust config to verify offline")
     res = _verify_keyless(bundle_bytes, model, root, identities, None, "sigstore attestation")
     assert res.payload is not None
-    return res.payload, res.signer
+    # The verified time, not the statement's claimed finishedOn, is what a revocation is compared with.
+    times = [t for t in (*res.timestamps, res.integrated_time) if t is not None]
+    return res.payload, dataclasses.replace(res.signer, signed_at=min(times)) if times else res.signer
 
 
 # --------------------------------------------------------------------------- keyless signing

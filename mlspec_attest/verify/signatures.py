@@ -89,7 +89,8 @@ class EntryReader:
             report.add("STAGE_MISMATCH", f"{name}: file names stage {rule.name} but the statement is "
                        f"{stage}", file=name, sequence=seq)
         # The same rules as for keys: a revoked identity does not count, and one certificate is one signature.
-        when = time_or_none(entry.time)
+        # A verified signing time (TSA or transparency log) beats the claimed finishedOn: no backdating.
+        when = getattr(identity, "signed_at", None) or time_or_none(entry.time)
         revocation = next((r for r in self.policy.revoked
                            if r.matches_identity(who, getattr(identity, "issuer", None))), None)
         if revocation and (when is None or when >= revocation.after):

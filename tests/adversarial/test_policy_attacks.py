@@ -10,6 +10,7 @@ import base64
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -118,20 +119,22 @@ def keyless(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
         who = doc["identity"]
         if not any(r.san == who["san"] and r.issuer == who["issuer"] for r in identities):
             raise EvidenceVerificationError(f"{who['san']} matches no allowed identity")
+        signed_at = datetime.fromisoformat(who["signed_at"]) if "signed_at" in who else None
         return (base64.b64decode(doc["dsseEnvelope"]["payload"]),
-                sigstore.SignerIdentity(method="keyless", san=who["san"], issuer=who["issuer"]))
+                sigstore.SignerIdentity(method="keyless", san=who["san"], issuer=who["issuer"], signed_at=signed_at))
 
     monkeypatch.setattr(sigstore, "verify_keyless_statement", verify)
     project.write("trust.json", "{}")
     return project
 
 
-def keyless_attestor(project: Project, san: str, issuer: str = GHA) -> Any:
+def keyless_attestor(project: Project, san: str, issuer: str = GHA, signed_at: str | None = None) -> Any:
     from mlspec_attest.attest.attestor import Attestor
 
     def seal(payload: bytes) -> bytes:
+        who = {"san": san, "issuer": issuer, **({"signed_at": signed_at} if signed_at else {})}
         return json.dumps({"dsseEnvelope": {"payload": base64.b64encode(payload).decode(), "signatures": []},
-                           "identity": {"san": san, "issuer": issuer}}).encode()
+                           "identity": who}).encode()
 
     return Attestor(project.bundle, keyless=seal, base_dir=project.root)
 
@@ -185,6 +188,29 @@ def test_revoked_keyless_identity_does_not_count(keyless: Project, revocation: d
     report = verify_bundle(keyless.bundle, policy)
     assert "KEY_REVOKED" in codes(report)
     assert not next(s for s in report.stages if s.stage == "ingest").ok
+
+
+def test_keyless_revocation_uses_the_verified_signing_time_not_the_claimed_one(keyless: Project) -> None:
+    """The statement claims finishedOn = now; the log's verified time decides, in both directions."""
+    keyless.write("objectives.yaml", OBJECTIVES_YAML)
+    keyless.attestor("owner").attest("objectives", metadata_files=[keyless.root / "objectives.yaml"])
+    keyless_attestor(keyless, CI, signed_at="2031-01-01T00:00:00+00:00").attest(
+        "ingest", metadata={"sources": [{"name": "raw", "connector": "csv"}]})
+    data = yaml.safe_load(KEYLESS_POLICY)
+    # Revoked from 2030: the claimed time (now) is before it, the verified signing time (2031) after it.
+    later = keyless.write("policies/later.yaml", yaml.safe_dump({**data, "revoked": [
+        {"san": CI, "after": "2030-01-01T00:00:00Z"}]}))
+    assert "KEY_REVOKED" in codes(verify_bundle(keyless.bundle, later))
+    # Signed (verified) in 2000, revoked from 2001: the claimed time (now) is after the revocation,
+    # the verified one before it, so the signature still counts.
+    old = Project(root=keyless.root, bundle=keyless.root / "old")
+    old.attestor("owner").attest("objectives", metadata_files=[keyless.root / "objectives.yaml"])
+    keyless_attestor(old, CI, signed_at="2000-01-01T00:00:00+00:00").attest(
+        "ingest", metadata={"sources": [{"name": "raw", "connector": "csv"}]})
+    after = keyless.write("policies/after.yaml", yaml.safe_dump({**data, "revoked": [
+        {"san": CI, "after": "2001-01-01T00:00:00Z"}]}))
+    assert "KEY_REVOKED" not in codes(verify_bundle(old.bundle, after))
+    assert "KEY_REVOKED" in codes(verify_bundle(keyless.bundle, after))
 
 
 def test_revocation_of_another_issuer_does_not_hit(keyless: Project) -> None:
