@@ -39,6 +39,8 @@ DEFAULT_POLICY = REPO / "mlspec_attest" / "data" / "policies" / "default.yaml"
 BASE_TIME = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 OBJECTIVES = {
+    "project": "my-model",  # the shipped policy pins it (objectives.project)
+    "revision": 1,
     "outputs": {"task": "binary-classification", "labels": [0, 1]},
     "errors": [{"name": "false-negative", "handling": "manual review"}],
     "criteria": [{"name": "test-accuracy", "stage": "test", "expression": "metrics.accuracy >= 0.8",

@@ -2,8 +2,13 @@
 
 It names the keys (or Sigstore identities) allowed to sign each stage, how many
 distinct signatures each needs, which stages are required or may repeat, the
-allowed order, expiry, attestation age limits, revocations and per-stage CEL
-checks. Unknown fields are errors: a typo must never silently weaken a gate.
+allowed order, expiry, attestation age limits, revocations, per-stage CEL checks
+and evidence rules, and which objectives the chain must be built on.
+
+The whole file is parsed at load into frozen objects (python-tuf style: one class
+per policy object, validation at construction, messages that name the place):
+unknown fields and wrong types are errors, CEL checks are compiled, so a typo can
+never silently weaken the gate and verification never reads raw policy data.
 """
 
 from __future__ import annotations
@@ -18,13 +23,80 @@ from typing import Any
 
 from mlspec_attest._internal.loaders import load_mapping, read_bounded
 from mlspec_attest.errors import InputError
+from mlspec_attest.evidence.identity import IdentityRule
 from mlspec_attest.keys import PublicKey
 from mlspec_attest.model.stages import STAGES, resolve
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _KEYID = re.compile(r"[0-9a-f]{64}")
+_PROJECT = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DEFAULT_INTERLEAVE = ("monitor", "log")
+DEFAULT_EXTERNAL_ROLES = ("code", "config", "container", "base-model", "external")
+CHECK_VARIABLES = ("subject", "materials", "metadata", "run", "predicate")
+
+# Codes of the warnings a weakened policy adds to every verification (docs/verify-output.md).
+OBJECTIVES_OPTIONAL = "POLICY_OBJECTIVES_OPTIONAL"
+OBJECTIVES_SIGNER_SHARED = "POLICY_OBJECTIVES_SIGNER_SHARED"
+
+
+# --------------------------------------------------------------------------- typed readers
+
+def describe(value: Any) -> str:
+    """A value's JSON type for messages: 'the string 'false'', 'the number 3', 'a list'."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) <= 40 else "a long string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
+
+
+def _bad(where: str, expected: str, value: Any) -> InputError:
+    return InputError(f"{where}: expected {expected}, got {describe(value)}")
+
+
+def _mapping(value: Any, where: str, example: str = "") -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _bad(where, f"a mapping{' like ' + example if example else ''}", value)
+    return value
+
+
+def _fields(data: Mapping[str, Any], allowed: frozenset[str] | set[str], where: str) -> None:
+    unknown = sorted(str(k) for k in set(data) - set(allowed))
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):  # YAML 'false' in quotes is a string, and a string is truthy
+        raise _bad(where, "true or false", value)
+    return value
+
+
+def _int(value: Any, where: str, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise _bad(where, f"an integer >= {minimum}", value)
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(where, "a non-empty string", value)
+    return value
+
+
+def _str_list(value: Any, where: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    if not isinstance(value, list) or not (allow_empty or value):
+        raise _bad(where, "a list of names" if allow_empty else "a non-empty list of names", value)
+    return tuple(_str(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
 def parse_duration(value: Any, where: str) -> timedelta:
@@ -48,30 +120,28 @@ def parse_time(value: Any, where: str) -> datetime:
     raise InputError(f"{where}: {value!r} is not an RFC 3339 time; write e.g. '2027-01-31T00:00:00Z'")
 
 
-def _check_fields(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = set(data) - allowed
-    if unknown:
-        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+def _keyid(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _KEYID.fullmatch(value):
+        # A mistyped keyid would silently pin or revoke nothing.
+        raise InputError(f"{where}: keyid must be 64 lowercase hex digits (see 'mlspec keys list'), "
+                         f"got {describe(value)}")
+    return value
 
 
-def _parse_head_rule(spec: Any, keys: Mapping[str, PublicKey], where: str) -> HeadRule:
-    if not isinstance(spec, Mapping):
-        raise InputError(f"{where}: expected a mapping like {{signers: [pipeline], required: true}}")
-    _check_fields(spec, HeadRule.FIELDS, where)
-    signers = spec.get("signers")
-    if not isinstance(signers, list) or not signers or not all(isinstance(s, str) for s in signers):
-        raise InputError(f"{where}: signers must list at least one key name")
-    for s in signers:
+def _identities(value: Any, where: str) -> tuple[IdentityRule, ...]:
+    if not isinstance(value, list) or not value:
+        raise _bad(where, "a non-empty list of identity rules {san or san_pattern, issuer, ...}", value)
+    return tuple(IdentityRule.from_dict(d, where=f"{where}[{i}]") for i, d in enumerate(value))
+
+
+def _signers(value: Any, keys: Mapping[str, PublicKey], where: str) -> tuple[str, ...]:
+    names = _str_list(value, where)
+    for s in names:
         if s not in keys:
             raise InputError(f"{where}: signer {s!r} is not defined under keys")
-    threshold = spec.get("threshold", 1)
-    if not isinstance(threshold, int) or isinstance(threshold, bool) or not 1 <= threshold <= len(signers):
-        raise InputError(f"{where}: threshold must be between 1 and the number of signers")
-    required = spec.get("required", True)
-    if not isinstance(required, bool):
-        raise InputError(f"{where}: required must be true or false")
-    max_validity = parse_duration(spec["max_validity"], f"{where}.max_validity") if "max_validity" in spec else None
-    return HeadRule(signers=tuple(signers), threshold=threshold, required=required, max_validity=max_validity)
+    if len(set(names)) != len(names):
+        raise InputError(f"{where}: a signer is listed twice")
+    return names
 
 
 def parse_key_entry(spec: Any, base: Path, kwhere: str) -> PublicKey:
@@ -85,7 +155,7 @@ def parse_key_entry(spec: Any, base: Path, kwhere: str) -> PublicKey:
     if not isinstance(spec, Mapping) or ("path" in spec) == ("pem" in spec):
         raise InputError(f"{kwhere}: give a path to a .pub file or an inline pem (not both), "
                          "optionally with keyid: {path: ..., keyid: ...} or {pem: ..., keyid: ...}")
-    _check_fields(spec, {"path", "pem", "keyid"}, kwhere)
+    _fields(spec, {"path", "pem", "keyid"}, kwhere)
     if "keyid" in spec and not (isinstance(spec["keyid"], str) and _KEYID.fullmatch(spec["keyid"])):
         raise InputError(f"{kwhere}: keyid must be 64 lowercase hex digits (see 'mlspec keys list')")
     if "pem" in spec:
@@ -105,18 +175,67 @@ def parse_key_entry(spec: Any, base: Path, kwhere: str) -> PublicKey:
                          f"(keyid {key.keyid}); the key was replaced")
     return key
 
+# --------------------------------------------------------------------------- policy objects
 
 @dataclass(frozen=True)
 class Check:
+    """A policy CEL check on one stage's statement, compiled when the policy is loaded."""
+
     name: str
     expression: str
+    description: str = ""
+    program: Any = field(default=None, compare=False, repr=False)  # the compiled CEL tree
+
+    FIELDS = frozenset({"name", "expression", "description"})
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str, default_name: str) -> Check:
+        data = _mapping(data, where, "{name: ..., expression: CEL}")
+        _fields(data, cls.FIELDS, where)
+        if "expression" not in data:
+            raise InputError(f"{where}: needs an expression (CEL)")
+        expression = _str(data["expression"], f"{where}.expression")
+        name = _str(data["name"], f"{where}.name") if "name" in data else default_name
+        description = _str(data["description"], f"{where}.description") if "description" in data else ""
+        # Lazy: CEL is loaded only for policies that have checks (lean start, tests/cli/test_lean_start.py).
+        from mlspec_attest.objectives.cel import ExpressionError, compile_expression
+
+        try:
+            program = compile_expression(expression, CHECK_VARIABLES)
+        except ExpressionError as exc:
+            raise InputError(f"{where}.expression: {exc.position()}: {exc.reason}; fix the expression") from None
+        return cls(name=name, expression=expression, description=description, program=program)
 
 
 @dataclass(frozen=True)
 class Revocation:
-    keyid: str
-    after: datetime
+    """Signatures by this key (``keyid``) or keyless identity (``san``) made at or after ``after`` do not count."""
+
+    keyid: str | None = None
+    after: datetime = datetime.min.replace(tzinfo=timezone.utc)
     reason: str = ""
+    san: str | None = None
+    issuer: str | None = None
+
+    FIELDS = frozenset({"keyid", "san", "issuer", "after", "reason"})
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Revocation:
+        data = _mapping(data, where, "{keyid: HEX, after: TIME, reason: ...}")
+        _fields(data, cls.FIELDS, where)
+        if ("keyid" in data) == ("san" in data):
+            raise InputError(f"{where}: give exactly one of keyid (a key) or san (a keyless identity)")
+        if "issuer" in data and "san" not in data:
+            raise InputError(f"{where}: issuer narrows a san revocation; give san too")
+        return cls(
+            keyid=_keyid(data["keyid"], f"{where}.keyid") if "keyid" in data else None,
+            san=_str(data["san"], f"{where}.san") if "san" in data else None,
+            issuer=_str(data["issuer"], f"{where}.issuer") if "issuer" in data else None,
+            after=parse_time(data["after"], f"{where}.after") if "after" in data else cls.after,
+            reason=_str(data["reason"], f"{where}.reason") if "reason" in data else "")
+
+    def matches_identity(self, san: str | None, issuer: str | None) -> bool:
+        return self.san is not None and san == self.san and (self.issuer is None or issuer == self.issuer)
 
 
 @dataclass(frozen=True)
@@ -128,24 +247,178 @@ class HeadRule:
     required: bool = True
     max_validity: timedelta | None = None
 
-    FIELDS = {"signers", "threshold", "required", "max_validity"}
+    FIELDS = frozenset({"signers", "threshold", "required", "max_validity"})
+
+    @classmethod
+    def from_dict(cls, data: Any, keys: Mapping[str, PublicKey], where: str) -> HeadRule:
+        data = _mapping(data, where, "{signers: [pipeline], required: true}")
+        _fields(data, cls.FIELDS, where)
+        if "signers" not in data:
+            raise InputError(f"{where}: signers must list at least one key name")
+        signers = _signers(data["signers"], keys, f"{where}.signers")
+        threshold = _int(data.get("threshold", 1), f"{where}.threshold")
+        if threshold > len(signers):
+            raise InputError(f"{where}: threshold must be between 1 and the number of signers")
+        return cls(signers=signers, threshold=threshold, required=_bool(data.get("required", True), f"{where}.required"),
+                   max_validity=parse_duration(data["max_validity"], f"{where}.max_validity")
+                   if "max_validity" in data else None)
 
 
-@dataclass
+@dataclass(frozen=True)
+class EvidenceRule:
+    """An external attestation (Sigstore bundle) a stage must carry, who signed it and what it covers."""
+
+    name: str
+    subject_role: str | None = None
+    predicate_type: str | None = None
+    identities: tuple[IdentityRule, ...] = ()
+    key: Path | None = None
+
+    FIELDS = frozenset({"name", "subject_role", "predicate_type", "identities", "key"})
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str, *, base: Path, default_name: str,
+                  has_trust_config: bool) -> EvidenceRule:
+        data = _mapping(data, where, "{name: ..., subject_role: code, identities: [...]}")
+        _fields(data, cls.FIELDS, where)
+        identities = _identities(data["identities"], f"{where}.identities") if "identities" in data else ()
+        key = base / _str(data["key"], f"{where}.key") if "key" in data else None
+        if bool(identities) == (key is not None):
+            # Neither would accept any signer at all; both is ambiguous in sigstore's API.
+            raise InputError(f"{where}: give either identities (keyless signer) or key (a public key file)")
+        if key is not None and not key.is_file():
+            raise InputError(f"{where}.key: {key} is not a file; give the evidence signer's public key")
+        if identities and not has_trust_config:
+            raise InputError(f"{where}: keyless evidence needs trust_config (a Sigstore trusted root) at the top level")
+        return cls(
+            name=_str(data["name"], f"{where}.name") if "name" in data else default_name,
+            subject_role=_str(data["subject_role"], f"{where}.subject_role") if "subject_role" in data else None,
+            predicate_type=_str(data["predicate_type"], f"{where}.predicate_type")
+            if "predicate_type" in data else None,
+            identities=identities, key=key)
+
+
+@dataclass(frozen=True)
 class StageRule:
+    """What the policy allows for one stage: who signs, how many, whether it repeats, its checks."""
+
     name: str
     required: bool = True
     signers: tuple[str, ...] = ()  # key names
-    identities: tuple[dict[str, Any], ...] = ()  # Sigstore identity rules (sigstore_support)
+    identities: tuple[IdentityRule, ...] = ()  # Sigstore identities for keyless attestations
     threshold: int = 1
     repeat: bool = False
     checks: tuple[Check, ...] = ()
-    evidence: tuple[dict[str, Any], ...] = ()
+    evidence: tuple[EvidenceRule, ...] = ()
 
-    FIELDS = {"required", "signers", "identities", "threshold", "repeat", "checks", "evidence"}
+    FIELDS = frozenset({"required", "signers", "identities", "threshold", "repeat", "checks", "evidence"})
+
+    @classmethod
+    def from_dict(cls, name: str, data: Any, where: str, *, keys: Mapping[str, PublicKey],
+                  defaults: Defaults, base: Path, has_trust_config: bool) -> StageRule:
+        data = _mapping({} if data is None else data, where)
+        _fields(data, cls.FIELDS, where)
+        names_own = "signers" in data or "identities" in data
+        if name == "objectives" and not names_own:
+            raise InputError(f"{where}: name the objectives' own signers (or identities); the objectives never "
+                             "inherit defaults, so the pipeline's key cannot sign its own success criteria")
+        # A stage that names its signers (or identities) defines its whole signer set: it inherits neither
+        # from defaults, so a keyless identity in defaults never leaks into a key-signed stage.
+        inherit = not names_own
+        signers = (_signers(data["signers"], keys, f"{where}.signers") if "signers" in data
+                   else defaults.signers if inherit else ())
+        identities = (_identities(data["identities"], f"{where}.identities") if "identities" in data
+                      else defaults.identities if inherit else ())
+        threshold = (_int(data["threshold"], f"{where}.threshold") if "threshold" in data
+                     else 1 if name == "objectives" else defaults.threshold)
+        if not signers and not identities:
+            raise InputError(f"{where}: no signers or identities allowed; name at least one key")
+        if threshold > len(signers) and not (identities and threshold == 1):
+            # One keyless attestation carries one certificate: it counts as one signature.
+            raise InputError(f"{where}: threshold {threshold} exceeds the {len(signers)} allowed signer(s)")
+        if identities and not has_trust_config:
+            raise InputError(f"{where}: keyless identities need trust_config (a Sigstore trusted root) at the top level")
+        raw_checks = data.get("checks") or []
+        if not isinstance(raw_checks, list):
+            raise _bad(f"{where}.checks", "a list of {name, expression}", raw_checks)
+        checks = tuple(Check.from_dict(c, f"{where}.checks[{i}]", f"{name}-check-{i}") for i, c in enumerate(raw_checks))
+        if len({c.name for c in checks}) != len(checks):
+            raise InputError(f"{where}.checks: check names must be unique")
+        raw_evidence = data.get("evidence") or []
+        if not isinstance(raw_evidence, list):
+            raise _bad(f"{where}.evidence", "a list of evidence rules", raw_evidence)
+        evidence = tuple(EvidenceRule.from_dict(r, f"{where}.evidence[{i}]", base=base,
+                                                default_name=f"evidence[{i}]", has_trust_config=has_trust_config)
+                         for i, r in enumerate(raw_evidence))
+        return cls(name=name, required=_bool(data.get("required", True), f"{where}.required"), signers=signers,
+                   identities=identities, threshold=threshold, repeat=_bool(data.get("repeat", False), f"{where}.repeat"),
+                   checks=checks, evidence=evidence)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Defaults:
+    """``defaults:``: the signer set of stages that name none (never of the objectives)."""
+
+    signers: tuple[str, ...] = ()
+    identities: tuple[IdentityRule, ...] = ()
+    threshold: int = 1
+
+    FIELDS = frozenset({"signers", "threshold", "identities"})
+
+    @classmethod
+    def from_dict(cls, data: Any, keys: Mapping[str, PublicKey], where: str) -> Defaults:
+        data = _mapping({} if data is None else data, where)
+        _fields(data, cls.FIELDS, where)
+        return cls(signers=_signers(data["signers"], keys, f"{where}.signers") if "signers" in data else (),
+                   identities=_identities(data["identities"], f"{where}.identities") if "identities" in data else (),
+                   threshold=_int(data.get("threshold", 1), f"{where}.threshold"))
+
+
+@dataclass(frozen=True)
+class ObjectivesPin:
+    """``objectives:``: which owner-signed objectives the chain must start from, and separation of duties.
+
+    Without a pin, a new chain built on an older, laxer objectives file the owner once
+    signed would pass: the pin names the project, the lowest revision still in force
+    and, optionally, the exact digests allowed.
+    """
+
+    project: str
+    min_revision: int = 1
+    sha256: tuple[str, ...] = ()
+    separate_signer: bool = True
+
+    FIELDS = frozenset({"project", "min_revision", "sha256", "separate_signer"})
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ObjectivesPin:
+        data = _mapping(data, where, "{project: NAME, min_revision: N}")
+        _fields(data, cls.FIELDS, where)
+        if "project" not in data:
+            raise InputError(f"{where}.project: missing; name the project the objectives file declares")
+        project = _str(data["project"], f"{where}.project")
+        if not _PROJECT.fullmatch(project):
+            raise InputError(f"{where}.project: {project!r} must start with a letter and use only letters, "
+                             "digits, '_', '.', '-'")
+        digests: tuple[str, ...] = ()
+        if "sha256" in data:
+            raw = data["sha256"] if isinstance(data["sha256"], list) else [data["sha256"]]
+            digests = tuple(_hex64(v, f"{where}.sha256") for v in raw)
+            if not digests:
+                raise _bad(f"{where}.sha256", "one digest or a non-empty list", data["sha256"])
+        return cls(project=project, min_revision=_int(data.get("min_revision", 1), f"{where}.min_revision"),
+                   sha256=digests, separate_signer=_bool(data.get("separate_signer", True),
+                                                         f"{where}.separate_signer"))
+
+
+def _hex64(value: Any, where: str) -> str:
+    text = value.removeprefix("sha256:") if isinstance(value, str) else value
+    if not isinstance(text, str) or not _KEYID.fullmatch(text):
+        raise _bad(where, "a sha256 digest (64 lowercase hex digits, from 'mlspec objectives check')", value)
+    return text
+
+
+@dataclass(frozen=True)
 class Policy:
     source: Path
     digest: str
@@ -158,15 +431,18 @@ class Policy:
     revoked: tuple[Revocation, ...] = ()
     interleave: tuple[str, ...] = DEFAULT_INTERLEAVE
     artifact_flow: bool = True
-    external_roles: tuple[str, ...] = ("code", "config", "container", "base-model", "external")
+    external_roles: tuple[str, ...] = DEFAULT_EXTERNAL_ROLES
     trust_config: Path | None = None
     objectives_required: bool = True
     head: HeadRule | None = None
     log_required: bool = True  # log: {required: ...}: sealed log attestations need the log itself at hand
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    objectives: ObjectivesPin | None = None
+    weaknesses: tuple[tuple[str, str], ...] = ()  # (code, message): warnings every verification prints
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    # Top-level fields; each is parsed by one line of from_dict below. Add new ones to both.
     TOP_FIELDS = {"version", "name", "keys", "stages", "defaults", "expires", "max_age", "freshness",
-                  "revoked", "order", "artifact_flow", "trust_config", "description", "head", "log"}
+                  "revoked", "order", "artifact_flow", "trust_config", "description", "head", "objectives", "log"}
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
@@ -178,104 +454,40 @@ class Policy:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: Path, digest: str = "") -> Policy:
         where = str(source)
-        _check_fields(data, cls.TOP_FIELDS, where)
-        if data.get("version", 1) != 1:
-            raise InputError(f"{where}: version must be 1")
+        data = _mapping(data, where)
+        _fields(data, cls.TOP_FIELDS, where)
+
+        def at(name: str) -> str:
+            return f"{where}: {name}"
+
+        if data.get("version", 1) != 1 or isinstance(data.get("version"), bool):
+            raise InputError(f"{at('version')}: must be 1")
         base = source.parent
-        keys: dict[str, PublicKey] = {}
-        raw_keys = data.get("keys") or {}
-        if not isinstance(raw_keys, Mapping):
-            raise InputError(f"{where}: keys must map a name to a public key path")
-        for name, spec in raw_keys.items():
-            keys[name] = parse_key_entry(spec, base, f"{where}: keys.{name}")
-
-        defaults = data.get("defaults") or {}
-        _check_fields(defaults, {"signers", "threshold", "identities"}, f"{where}: defaults")
-        raw_stages = data.get("stages")
-        if not isinstance(raw_stages, Mapping) or not raw_stages:
-            raise InputError(f"{where}: stages must list at least one stage")
-        stages: dict[str, StageRule] = {}
-        for stage_name, spec in raw_stages.items():
-            swhere = f"{where}: stages.{stage_name}"
-            stage = resolve(str(stage_name))
-            if stage.name in stages:
-                raise InputError(f"{swhere}: stage {stage.name} listed twice (aliases count)")
-            spec = spec or {}
-            if not isinstance(spec, Mapping):
-                raise InputError(f"{swhere}: expected a mapping")
-            _check_fields(spec, StageRule.FIELDS, swhere)
-            signers = tuple(spec.get("signers", defaults.get("signers", ())))
-            for s in signers:
-                if s not in keys:
-                    raise InputError(f"{swhere}: signer {s!r} is not defined under keys")
-            identities = tuple(spec.get("identities", defaults.get("identities", ())))
-            threshold = spec.get("threshold", defaults.get("threshold", 1))
-            if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
-                raise InputError(f"{swhere}: threshold must be a positive integer")
-            if not signers and not identities:
-                raise InputError(f"{swhere}: no signers or identities allowed; name at least one key")
-            if signers and threshold > len(signers) and not identities:
-                raise InputError(f"{swhere}: threshold {threshold} exceeds the {len(signers)} allowed signer(s)")
-            checks = []
-            for i, c in enumerate(spec.get("checks") or ()):
-                if not isinstance(c, Mapping) or not isinstance(c.get("expression"), str):
-                    raise InputError(f"{swhere}.checks[{i}]: needs an expression (CEL)")
-                _check_fields(c, {"name", "expression", "description"}, f"{swhere}.checks[{i}]")
-                checks.append(Check(name=str(c.get("name", f"{stage.name}-check-{i}")), expression=c["expression"]))
-            stages[stage.name] = StageRule(
-                name=stage.name, required=bool(spec.get("required", True)), signers=signers,
-                identities=identities, threshold=threshold, repeat=bool(spec.get("repeat", False)),
-                checks=tuple(checks), evidence=tuple(spec.get("evidence") or ()))
-
-        revoked = []
-        for i, r in enumerate(data.get("revoked") or ()):
-            rwhere = f"{where}: revoked[{i}]"
-            if not isinstance(r, Mapping) or not isinstance(r.get("keyid"), str):
-                raise InputError(f"{rwhere}: needs keyid (and after: TIME)")
-            _check_fields(r, {"keyid", "after", "reason"}, rwhere)
-            if not _KEYID.fullmatch(r["keyid"]):
-                # A mistyped keyid would silently revoke nothing.
-                raise InputError(f"{rwhere}: keyid must be 64 lowercase hex digits (see 'mlspec keys list')")
-            after = parse_time(r["after"], rwhere) if "after" in r else datetime.min.replace(tzinfo=timezone.utc)
-            revoked.append(Revocation(keyid=r["keyid"], after=after, reason=str(r.get("reason", ""))))
-
-        order = data.get("order") or {}
-        if isinstance(order, str):
-            order = {"mode": order}
-        _check_fields(order, {"mode", "interleave"}, f"{where}: order")
-        if order.get("mode", "lifecycle") != "lifecycle":
-            raise InputError(f"{where}: order.mode must be 'lifecycle'")
-        interleave = tuple(resolve(s).name for s in order.get("interleave", DEFAULT_INTERLEAVE))
-
-        head = None
-        if data.get("head") is not None:
-            head = _parse_head_rule(data["head"], keys, f"{where}: head")
-
-        flow = data.get("artifact_flow", True)
-        external_roles: tuple[str, ...] = cls.external_roles
-        if isinstance(flow, Mapping):
-            _check_fields(flow, {"enabled", "external_roles"}, f"{where}: artifact_flow")
-            external_roles = tuple(flow.get("external_roles", external_roles))
-            flow = flow.get("enabled", True)
-
-        log_rule = data.get("log") or {}
-        if not isinstance(log_rule, Mapping):
-            raise InputError(f"{where}: log must be a mapping like {{required: true}}")
-        _check_fields(log_rule, {"required"}, f"{where}: log")
-        if not isinstance(log_rule.get("required", True), bool):
-            raise InputError(f"{where}: log.required must be true or false")
-
+        if "description" in data:
+            _str(data["description"], at("description"))
+        name = _str(data["name"], at("name")) if "name" in data else source.stem
+        keys = _parse_keys(data.get("keys"), base, at("keys"))
+        trust_config = base / _str(data["trust_config"], at("trust_config")) if "trust_config" in data else None
+        defaults = Defaults.from_dict(data.get("defaults"), keys, at("defaults"))
+        stages = _parse_stages(data.get("stages"), at("stages"), keys=keys, defaults=defaults, base=base,
+                               has_trust_config=trust_config is not None)
+        revoked = _parse_revoked(data.get("revoked"), at("revoked"))
+        interleave = _parse_order(data.get("order"), at("order"))
+        head = HeadRule.from_dict(data["head"], keys, at("head")) if data.get("head") is not None else None
+        flow, external_roles = _parse_artifact_flow(data.get("artifact_flow", True), at("artifact_flow"))
+        pin = ObjectivesPin.from_dict(data["objectives"], at("objectives")) if "objectives" in data else None
+        expires = parse_time(data["expires"], at("expires")) if "expires" in data else None
+        max_age = parse_duration(data["max_age"], at("max_age")) if "max_age" in data else None
+        freshness = parse_duration(data["freshness"], at("freshness")) if "freshness" in data else None
+        log_required = _parse_log_rule(data.get("log"), at("log"))
+        # (time-related fields: parse here, one line each, and add them to TOP_FIELDS)
+        weaknesses = _objectives_duties(stages, keys, pin, where)
         return cls(
-            source=source, digest=digest, name=str(data.get("name", source.stem)), keys=keys, stages=stages,
-            expires=parse_time(data["expires"], f"{where}: expires") if "expires" in data else None,
-            max_age=parse_duration(data["max_age"], f"{where}: max_age") if "max_age" in data else None,
-            freshness=parse_duration(data["freshness"], f"{where}: freshness") if "freshness" in data else None,
-            revoked=tuple(revoked), interleave=interleave, artifact_flow=bool(flow),
-            external_roles=external_roles,
-            trust_config=(base / data["trust_config"]) if data.get("trust_config") else None,
+            source=source, digest=digest, name=name, keys=keys, stages=stages, expires=expires, max_age=max_age,
+            freshness=freshness, revoked=revoked, interleave=interleave, artifact_flow=flow,
+            external_roles=external_roles, trust_config=trust_config,
             objectives_required="objectives" in stages and stages["objectives"].required,
-            head=head, log_required=log_rule.get("required", True), raw=dict(data),
-        )
+            head=head, log_required=log_required, objectives=pin, weaknesses=weaknesses, raw=dict(data))
 
     def allowed_keys(self, stage: str) -> list[PublicKey]:
         rule = self.stages.get(stage)
@@ -289,3 +501,91 @@ class Policy:
 
     def all_stage_names(self) -> list[str]:
         return [s.name for s in STAGES if s.name in self.stages]
+
+
+# --------------------------------------------------------------------------- top-level sections
+
+def _parse_keys(raw: Any, base: Path, where: str) -> dict[str, PublicKey]:
+    raw = _mapping({} if raw is None else raw, where, "{owner: keys/owner.pub}")
+    return {str(name): parse_key_entry(spec, base, f"{where}.{name}") for name, spec in raw.items()}
+
+
+def _parse_log_rule(raw: Any, where: str) -> bool:
+    """``log: {required: true}``: whether sealed log attestations need the log itself at hand (default true)."""
+    rule = _mapping({} if raw is None else raw, where, "{required: true}")
+    _fields(rule, {"required"}, where)
+    return _bool(rule["required"], f"{where}.required") if "required" in rule else True
+
+
+def _parse_stages(raw: Any, where: str, **kwargs: Any) -> dict[str, StageRule]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise InputError(f"{where}: stages must list at least one stage")
+    stages: dict[str, StageRule] = {}
+    for stage_name, spec in raw.items():
+        swhere = f"{where}.{stage_name}"
+        stage = resolve(str(stage_name))
+        if stage.name in stages:
+            raise InputError(f"{swhere}: stage {stage.name} listed twice (aliases count)")
+        stages[stage.name] = StageRule.from_dict(stage.name, spec, swhere, **kwargs)
+    return stages
+
+
+def _parse_revoked(raw: Any, where: str) -> tuple[Revocation, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _bad(where, "a list of {keyid or san, after, reason}", raw)
+    return tuple(Revocation.from_dict(r, f"{where}[{i}]") for i, r in enumerate(raw))
+
+
+def _parse_order(raw: Any, where: str) -> tuple[str, ...]:
+    order = {"mode": raw} if isinstance(raw, str) else _mapping({} if raw is None else raw, where)
+    _fields(order, {"mode", "interleave"}, where)
+    if order.get("mode", "lifecycle") != "lifecycle":
+        raise InputError(f"{where}.mode: must be 'lifecycle'")
+    if "interleave" not in order:
+        return DEFAULT_INTERLEAVE
+    return tuple(resolve(s).name for s in _str_list(order["interleave"], f"{where}.interleave", allow_empty=True))
+
+
+def _parse_artifact_flow(raw: Any, where: str) -> tuple[bool, tuple[str, ...]]:
+    if not isinstance(raw, Mapping):
+        return _bool(raw, where), DEFAULT_EXTERNAL_ROLES
+    _fields(raw, {"enabled", "external_roles"}, where)
+    roles = (_str_list(raw["external_roles"], f"{where}.external_roles", allow_empty=True)
+             if "external_roles" in raw else DEFAULT_EXTERNAL_ROLES)
+    return _bool(raw.get("enabled", True), f"{where}.enabled"), roles
+
+
+def _objectives_duties(stages: Mapping[str, StageRule], keys: Mapping[str, PublicKey], pin: ObjectivesPin | None,
+                       where: str) -> tuple[tuple[str, str], ...]:
+    """Separation of duties: the objectives' signer signs nothing else, unless the policy says otherwise.
+
+    Returns the warnings a policy that weakens this makes every verification print.
+    """
+    rule = stages.get("objectives")
+    weaknesses: list[tuple[str, str]] = []
+    if rule is None or not rule.required:
+        weaknesses.append((OBJECTIVES_OPTIONAL, f"the policy {where} does not require the owner-signed objectives: "
+                           "a chain without success criteria can pass this gate"))
+    if rule is None:
+        return tuple(weaknesses)
+    if pin is None:
+        raise InputError(f"{where}: objectives: missing; pin the objectives in force with "
+                         "objectives: {project: NAME, min_revision: N} (docs/policy.md#objectives)")
+    # Compared by key, not by name: two names for one key file are one signer.
+    own_keys = {keys[n].keyid for n in rule.signers}
+    shared: list[str] = []
+    for other in stages.values():
+        if other.name == "objectives":
+            continue
+        if own_keys & {keys[n].keyid for n in other.signers} or set(rule.identities) & set(other.identities):
+            shared.append(other.name)
+    if shared:
+        message = (f"the objectives' signer also signs {', '.join(shared)}: whoever runs the pipeline can "
+                   "also write its success criteria")
+        if pin.separate_signer:
+            raise InputError(f"{where}: stages.objectives: {message}; give the objectives a key (or identity) of "
+                             "their own, or set objectives.separate_signer: false to accept it (every verify warns)")
+        weaknesses.append((OBJECTIVES_SIGNER_SHARED, f"policy {where}: {message} (objectives.separate_signer: false)"))
+    return tuple(weaknesses)

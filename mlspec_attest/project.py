@@ -13,6 +13,7 @@ from mlspec_attest.errors import InputError
 from mlspec_attest.keys import PASSPHRASE_ENV, generate, passphrase_from_env_or_tty
 
 PROJECT_FILE = "mlspec.yaml"
+_PROJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,25 @@ def ignore_keys(directory: Path) -> list[str]:
     return [line for line in done if line]
 
 
-def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None = None) -> list[str]:
+TEMPLATE_PROJECT = "my-model"  # the project name the shipped policies and objectives template carry
+
+
+def project_name(directory: Path, given: str | None) -> str:
+    """The project name the policies pin and objectives.yaml declares: given, or the directory's name."""
+    name = given if given is not None else re.sub(r"[^A-Za-z0-9_.-]+", "-", directory.resolve().name).strip("-.")
+    if not _PROJECT_NAME.fullmatch(name or ""):
+        if given is not None:
+            raise InputError(f"--project {given!r}: start with a letter and use only letters, digits, '_', '.', '-'")
+        name = TEMPLATE_PROJECT
+    return name
+
+
+def _with_project(text: str, name: str) -> str:
+    return text.replace(f"project: {TEMPLATE_PROJECT}", f"project: {name}")
+
+
+def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None = None,
+                 project: str | None = None) -> list[str]:
     """Create mlspec.yaml, policies/default.yaml, keys, objectives.yaml and bundle/; return what was done.
 
     Keys are encrypted unless ``encrypt`` is False (``--no-passphrase``): with no
@@ -111,6 +130,8 @@ def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None
     and an InputError says how to proceed (``mlspec keys generate`` does the same).
     """
     from mlspec_attest.objectives.criteria import OBJECTIVES_TEMPLATE
+
+    pinned = project_name(directory, project)
 
     project_file = directory / PROJECT_FILE
     if project_file.exists():
@@ -130,9 +151,10 @@ def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None
         lines.append(f"wrote {priv} and {pub} (keyid {key.keyid[:16]}…)")
     (directory / "policies").mkdir(exist_ok=True)
     for policy in ("default.yaml", "minimal.yaml"):
-        (directory / "policies" / policy).write_bytes(packaged_policy(policy))
-    lines.append(f"wrote {directory / 'policies'}/default.yaml and minimal.yaml")
-    (directory / "objectives.yaml").write_text(OBJECTIVES_TEMPLATE, encoding="utf-8")
+        (directory / "policies" / policy).write_text(_with_project(packaged_policy(policy).decode("utf-8"), pinned),
+                                                     encoding="utf-8")
+    lines.append(f"wrote {directory / 'policies'}/default.yaml and minimal.yaml (objectives pinned to project {pinned})")
+    (directory / "objectives.yaml").write_text(_with_project(OBJECTIVES_TEMPLATE, pinned), encoding="utf-8")
     lines.append(f"wrote {directory / 'objectives.yaml'} (edit the criteria, then 'mlspec objectives check')")
     (directory / "bundle" / "attestations").mkdir(parents=True, exist_ok=True)
     project_file.write_text(PROJECT_TEMPLATE, encoding="utf-8")

@@ -59,6 +59,8 @@ class Project:
 
 
 OBJECTIVES_YAML = """\
+project: my-model
+revision: 1
 outputs: {task: binary-classification, labels: [0, 1]}
 errors:
   - {name: false-negative, handling: manual review}
@@ -71,10 +73,11 @@ criteria:
 """
 
 
-def build_lifecycle(project: Project, *, accuracy: float = 0.9, stages: tuple[str, ...] | None = None) -> None:
+def build_lifecycle(project: Project, *, accuracy: float = 0.9, stages: tuple[str, ...] | None = None,
+                    objectives_yaml: str = OBJECTIVES_YAML) -> None:
     """A full 13-stage chain over small files, signed by owner (objectives) and pipeline."""
     w = project.write
-    w("objectives.yaml", OBJECTIVES_YAML)
+    w("objectives.yaml", objectives_yaml)
     w("raw/data.csv", "x,y,group\n1,0,a\n2,1,b\n3,0,a\n")
     w("work/stats.json", '{"rows": 3}')
     w("work/clean.csv", "x,y,group\n1,0,a\n2,1,b\n")

@@ -41,6 +41,7 @@ keys:
   owner: {path: ../keys/owner.pub}
   pipeline: ../keys/pipeline.pub
   auditor: ../keys/auditor.pub     # trusted (ECDSA P-256) but allowed to sign nothing here
+objectives: {project: tamper}
 stages:
   objectives: {signers: [owner]}
   ingest: {signers: [pipeline]}
@@ -53,7 +54,8 @@ version: 1
 name: lax
 keys: {intruder: intruder.pub, pipeline: pipeline.pub, owner: owner.pub}
 defaults: {signers: [intruder, pipeline, owner]}
-stages: {objectives: {required: false}, ingest: {required: false}}
+objectives: {project: tamper, separate_signer: false}
+stages: {objectives: {required: false, signers: [intruder, pipeline, owner]}, ingest: {required: false}}
 artifact_flow: false
 """
 # Single-byte replacement values tried at every position in the exhaustive run: the eight
@@ -353,6 +355,8 @@ class Harness:
 
 
 OBJECTIVES = """\
+project: tamper
+revision: 1
 outputs: {task: binary-classification, labels: [0, 1]}
 criteria:
   - {name: rows, stage: analyze, expression: metadata.statistics.rows >= 1, severity: block, description: rows seen}

@@ -209,6 +209,11 @@ class Attestor:
                                      or "metadata"))
         clean, redactions = redaction.metadata, redaction.pointers
         validate_metadata(stage_obj.name, clean, source=source)
+        if stage_obj.name == "objectives":
+            # The same checks as 'mlspec objectives check': never sign criteria the gate would refuse.
+            from mlspec_attest.objectives.criteria import Objectives  # lazy: CEL
+
+            Objectives.from_dict(clean, source=source).compile_all()
 
         product_refs = [ArtifactRef.parse(p) for p in products]
         subject_rds = [describe(ref, self.base_dir) for ref in product_refs]

@@ -16,12 +16,17 @@ def objectives() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 def objectives_check(file: str) -> None:
     """Compile every criterion of FILE; report syntax errors with their position."""
+    from mlspec_attest._internal.loaders import load_mapping
+    from mlspec_attest.model.canonical import canonicalize, sha256_hex
     from mlspec_attest.objectives.criteria import check_file
 
     obj = check_file(file)
     for c in obj.criteria:
         click.echo(f"ok  {c.name:<24} {c.stage}: {c.expression}  [{c.severity}]")
     click.echo(f"{len(obj.criteria)} criteria compiled")
+    # What the policy pins: objectives.project, min_revision, and optionally this exact digest.
+    digest = sha256_hex(canonicalize(load_mapping(file, what="objectives file")))
+    click.echo(f"project {obj.project}, revision {obj.revision}, sha256 {digest}")
 
 
 # -- init and demo ----------------------------------------------------------------------------

@@ -13,14 +13,16 @@ import click
 @click.option("--no-passphrase", is_flag=True,
               help="Write unencrypted keys (throwaway projects only); otherwise the passphrase comes from "
                    "MLSPEC_KEY_PASSPHRASE or a terminal, and init refuses without one.")
-def init(directory: str, no_passphrase: bool) -> None:
+@click.option("--project", "project", metavar="NAME",
+              help="Project name the policies pin and objectives.yaml declares (default: the directory's name).")
+def init(directory: str, no_passphrase: bool, project: str | None) -> None:
     """Create a working project: mlspec.yaml, policy, keys, objectives template, empty bundle.
 
     Private keys are encrypted and git-ignored (*.key in .gitignore and keys/.gitignore).
     """
     from mlspec_attest.project import init_project
 
-    for line in init_project(Path(directory), encrypt=not no_passphrase):
+    for line in init_project(Path(directory), encrypt=not no_passphrase, project=project):
         click.echo(line)
 
 

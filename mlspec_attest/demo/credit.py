@@ -76,6 +76,8 @@ OBJECTIVES_YAML = """\
 # signed by the product owner, so they cannot be loosened once results are known.
 # 'mlspec objectives check objectives.yaml' compiles every criterion.
 version: 1
+project: credit-model    # the demo's policies pin this project (mlspec init --project credit-model)
+revision: 1
 description: Approve or deny retail credit applications; fair across applicant groups.
 
 outputs:

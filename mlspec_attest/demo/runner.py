@@ -19,6 +19,7 @@ from typing import Any
 from mlspec_attest.errors import InputError
 
 MARKER = ".mlspec-demo"
+DEMO_PROJECT = "credit-model"  # = demo/credit.py OBJECTIVES_YAML project: (the policies pin it)
 DEMO_EXTRA_HINT = "the demo needs scikit-learn: pip install 'mlspec-attest[demo]'"
 
 
@@ -82,9 +83,9 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
     if passphrase is None:
         echo(f"warning: {PASSPHRASE_ENV} is not set: the demo keys are written UNENCRYPTED, as "
              "'mlspec init --no-passphrase' would (set it to encrypt them)")
-        init_project(directory, encrypt=False)
+        init_project(directory, encrypt=False, project=DEMO_PROJECT)
     else:
-        init_project(directory, encrypt=True, passphrase=passphrase)
+        init_project(directory, encrypt=True, passphrase=passphrase, project=DEMO_PROJECT)
         echo(f"keys encrypted with the passphrase in {PASSPHRASE_ENV}")
     owner = load_signer(directory / "keys" / "owner.key", passphrase)
     if pipeline_key and token_signer is not None:

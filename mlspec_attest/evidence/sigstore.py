@@ -15,6 +15,7 @@ that ran and failed raises ``EvidenceVerificationError`` (CLI exit 1).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import os
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from mlspec_attest._internal.loaders import read_bounded
 from mlspec_attest.errors import EvidenceVerificationError, InputError
+from mlspec_attest.evidence.identity import IDENTITY_CLAIMS, IdentityRule  # the policy model; re-exported here
 from mlspec_attest.model.canonical import parse_json
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -48,20 +50,6 @@ _DIGEST_RE = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _OID_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"
 _OID_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"
 _OID_OTHERNAME_SAN = "1.3.6.1.4.1.57264.1.7"
-
-# IdentityRule claim field -> (sigstore.verify.policy class name, OID, DER-encoded value?)
-IDENTITY_CLAIMS: dict[str, tuple[str, str, bool]] = {
-    "workflow_repository": ("GitHubWorkflowRepository", "1.3.6.1.4.1.57264.1.5", False),
-    "workflow_ref": ("GitHubWorkflowRef", "1.3.6.1.4.1.57264.1.6", False),
-    "workflow_sha": ("GitHubWorkflowSHA", "1.3.6.1.4.1.57264.1.3", False),
-    "workflow_trigger": ("GitHubWorkflowTrigger", "1.3.6.1.4.1.57264.1.2", False),
-    "workflow_name": ("GitHubWorkflowName", "1.3.6.1.4.1.57264.1.4", False),
-    "build_signer_uri": ("OIDCBuildSignerURI", "1.3.6.1.4.1.57264.1.9", True),
-    "runner_environment": ("OIDCRunnerEnvironment", "1.3.6.1.4.1.57264.1.11", True),
-    "source_repository_uri": ("OIDCSourceRepositoryURI", "1.3.6.1.4.1.57264.1.12", True),
-    "source_repository_digest": ("OIDCSourceRepositoryDigest", "1.3.6.1.4.1.57264.1.13", True),
-    "source_repository_ref": ("OIDCSourceRepositoryRef", "1.3.6.1.4.1.57264.1.14", True),
-}
 
 
 TrustConfigArg = Union["TrustedRoot", str, "os.PathLike[str]", None]
@@ -121,82 +109,6 @@ def _resolve_trust(trust_config: TrustConfigArg) -> TrustedRoot | None:
 
 
 # --------------------------------------------------------------------------- identity policy
-
-
-@dataclass(frozen=True)
-class IdentityRule:
-    """Who may have signed: certificate SAN (exact or regex) + OIDC issuer + optional claims.
-
-    The issuer is mandatory: a SAN without its issuer can be minted by any
-    identity provider Fulcio trusts.
-    """
-
-    issuer: str
-    san: str | None = None
-    san_pattern: str | None = None
-    workflow_repository: str | None = None
-    workflow_ref: str | None = None
-    workflow_sha: str | None = None
-    workflow_trigger: str | None = None
-    workflow_name: str | None = None
-    build_signer_uri: str | None = None
-    runner_environment: str | None = None
-    source_repository_uri: str | None = None
-    source_repository_digest: str | None = None
-    source_repository_ref: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.issuer, str) or not self.issuer:
-            raise InputError("identity rule: 'issuer' is required (the OIDC issuer URL)")
-        if (self.san is None) == (self.san_pattern is None):
-            raise InputError("identity rule: give exactly one of 'san' or 'san_pattern'")
-        if self.san is not None and (not isinstance(self.san, str) or not self.san):
-            raise InputError("identity rule: 'san' must be a non-empty string")
-        if self.san_pattern is not None:
-            if not isinstance(self.san_pattern, str) or not self.san_pattern:
-                raise InputError("identity rule: 'san_pattern' must be a non-empty string")
-            try:
-                re.compile(self.san_pattern)
-            except re.error as exc:
-                raise InputError(f"identity rule: invalid san_pattern {self.san_pattern!r}: {exc}") from None
-        for name in IDENTITY_CLAIMS:
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise InputError(f"identity rule: {name!r} must be a non-empty string")
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "identity rule") -> IdentityRule:
-        """Build from a policy mapping; unknown keys are refused so typos never weaken a pin."""
-        if not isinstance(data, dict):
-            raise InputError(f"{where}: expected a mapping, found {type(data).__name__}")
-        allowed = {"san", "san_pattern", "issuer", *IDENTITY_CLAIMS}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise InputError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-        for key, value in data.items():
-            if not isinstance(value, str):
-                raise InputError(f"{where}: {key!r} must be a string, found {type(value).__name__}")
-        if "issuer" not in data:
-            raise InputError(f"{where}: 'issuer' is required (the OIDC issuer URL)")
-        try:
-            return cls(**data)
-        except InputError as exc:
-            raise InputError(f"{where}: {str(exc).removeprefix('identity rule: ')}") from None
-
-    def to_dict(self) -> dict[str, str]:
-        """Plain mapping with only the fields that are set (round-trips through from_dict)."""
-        out: dict[str, str] = {}
-        for name in ("san", "san_pattern", "issuer", *IDENTITY_CLAIMS):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
-
-    def describe(self) -> str:
-        """Short human form for messages."""
-        who = self.san if self.san is not None else f"/{self.san_pattern}/"
-        extra = "".join(f", {k}={getattr(self, k)}" for k in IDENTITY_CLAIMS if getattr(self, k) is not None)
-        return f"{who} (issuer {self.issuer}{extra})"
 
 
 def _cert_sans(cert: Certificate) -> list[str]:
@@ -331,6 +243,7 @@ class SignerIdentity:
     issuer: str | None = None
     keyid: str | None = None  # sha256 of the key's DER SubjectPublicKeyInfo (mlspec convention)
     claims: dict[str, str] = field(default_factory=dict)
+    signed_at: _dt.datetime | None = None  # earliest verified signing time (TSA or log), for revocation
 
     def describe(self) -> str:
         if self.method == "key":
@@ -722,7 +635,9 @@ def verify_keyless_statement(
         raise InputError("keyless attestations need a Sigstore trust config to verify offline")
     res = _verify_keyless(bundle_bytes, model, root, identities, None, "sigstore attestation")
     assert res.payload is not None
-    return res.payload, res.signer
+    # The verified time, not the statement's claimed finishedOn, is what a revocation is compared with.
+    times = [t for t in (*res.timestamps, res.integrated_time) if t is not None]
+    return res.payload, dataclasses.replace(res.signer, signed_at=min(times)) if times else res.signer
 
 
 # --------------------------------------------------------------------------- keyless signing

@@ -54,6 +54,7 @@ __all__ = [
     "Outputs",
     "check_file",
     "evaluate",
+    "vacuity",
     "gate_passed",
 ]
 
@@ -304,8 +305,10 @@ class Objectives:
     description: str | None = None
     version: int = FORMAT_VERSION
     source: str = field(default="objectives", compare=False, repr=False)
+    project: str = ""  # the project these objectives are for; the policy pins it
+    revision: int = 0  # the objectives' own version (raise it on every change); the policy pins a minimum
 
-    _FIELDS = ("version", "description", "outputs", "errors", "criteria")
+    _FIELDS = ("version", "project", "revision", "description", "outputs", "errors", "criteria")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Objectives:
@@ -322,6 +325,13 @@ class Objectives:
         version = data.get("version", FORMAT_VERSION)
         if isinstance(version, bool) or version != FORMAT_VERSION:
             raise _fail(source, "version", f"unsupported objectives format version {version!r}; this tool reads {FORMAT_VERSION}")
+        if "project" not in data:
+            raise _fail(source, "project", "missing: name the project (the trust policy pins it: objectives.project)")
+        project = _name(data["project"], source, "project")
+        revision = data.get("revision")
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
+            raise _fail(source, "revision", f"expected an integer >= 1 (raise it on every change; the trust "
+                        f"policy's objectives.min_revision retires older ones), found {_json_type(revision)}")
         if "outputs" not in data:
             raise _fail(source, "outputs", "missing: describe the model's outputs (task, labels or range)")
         outputs = Outputs.from_dict(data["outputs"], source)
@@ -350,10 +360,10 @@ class Objectives:
                 )
             seen[crit.name] = i
         description = _string(data.get("description"), source, "description", required=False)
-        return cls(outputs, errors, criteria, description, FORMAT_VERSION, source)
+        return cls(outputs, errors, criteria, description, FORMAT_VERSION, source, project, revision)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"version": self.version}
+        out: dict[str, Any] = {"version": self.version, "project": self.project, "revision": self.revision}
         if self.description is not None:
             out["description"] = self.description
         out["outputs"] = self.outputs.to_dict()
@@ -370,6 +380,11 @@ class Objectives:
                 compiled[crit.name] = compile_expression(crit.expression, VARIABLES)
             except ExpressionError as exc:
                 problems.append(crit.compile_error_text(exc, self.source))
+                continue
+            vacuous = vacuity(compiled[crit.name])
+            if vacuous:
+                problems.append(f"{self.source}: criterion {crit.name!r} ({crit.where}.expression) {vacuous}; "
+                                "fix the expression")
         if len(problems) == 1:
             raise InputError(problems[0])
         if problems:
@@ -378,6 +393,82 @@ class Objectives:
                 f"{self.source}: {len(problems)} criteria do not compile: " + "; ".join(parts) + "; fix the expressions"
             )
         return compiled
+
+
+def vacuity(ast: lark.Tree) -> str:
+    """Why a compiled criterion checks nothing ('' when it does).
+
+    A criterion that reads no variable is a constant (``true``, ``1 < 2``); one that is
+    true over a stage that attested nothing (``metrics.x >= 0.9 || true``,
+    ``!has(metrics.x) || ...``) passes whenever the pipeline leaves the metric out.
+    Either lets the objectives look strict while gating nothing.
+    """
+    names = {str(node.children[0]) for node in ast.iter_subtrees() if node.data in ("ident", "dot_ident")}
+    if not names & set(VARIABLES):
+        return "reads no metric, slice, signal or metadata: it is a constant and checks nothing"
+    empty = evaluate_expression(ast, _bindings({}))
+    # Missing reads are ignored here on purpose: CEL's || absorbed them and the value is still true.
+    if empty.error is None and isinstance(empty.value, celtypes.BoolType) and bool(empty.value):
+        return ("is true even when the stage attested nothing (a metric left out passes): "
+                "it checks nothing; compare the metric itself, e.g. metrics.accuracy >= 0.85")
+    if _true_for_every_probe(ast):
+        return ("is true whatever values the stage attests (a tautology such as x >= 0.8 || x < 0.8): "
+                "it checks nothing")
+    return ""
+
+
+_PROBES = (-1e9, -1.0, 0.0, 0.5, 1.0, 1e9)
+_SIMPLE_PATH = re.compile(r"(metrics|slices|signals|metadata)(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def _true(outcome: Any) -> bool:
+    return (outcome.error is None and not outcome.missing
+            and isinstance(outcome.value, celtypes.BoolType) and bool(outcome.value))
+
+
+def _probe_metadata(paths: Sequence[str], values: Sequence[float]) -> dict[str, Any] | None:
+    """Stage metadata with each dotted path set to a number, or None when the paths clash."""
+    metadata: dict[str, Any] = {}
+    for path, value in zip(paths, values):
+        root, *keys = path.split(".")
+        node = metadata if root == "metadata" else metadata.setdefault(root, {})
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                return None
+        if keys[-1] in node and isinstance(node[keys[-1]], dict):
+            return None
+        node[keys[-1]] = value
+    return metadata
+
+
+def _true_for_every_probe(ast: lark.Tree) -> bool:
+    """Fill every metric the expression reads with extreme and ordinary numbers: always true means a tautology.
+
+    Only plain dotted paths are probed; an expression that needs more structure (slices
+    for max_gap, strings) errs or is false on numbers and is left alone (no false alarm).
+    """
+    paths: list[str] = []
+    for _ in range(8):  # reads can be nested behind other reads (a ? b : c)
+        metadata = _probe_metadata(paths, [0.5] * len(paths))
+        if metadata is None:
+            return False
+        new = [p for p in evaluate_expression(ast, _bindings(metadata)).missing if p not in paths]
+        if not new:
+            break
+        if not all(_SIMPLE_PATH.fullmatch(p) for p in new):
+            return False
+        paths.extend(new)
+    if not paths:
+        return False
+    n = len(_PROBES)
+    assignments = [[_PROBES[(i + k) % n] for i in range(len(paths))] for k in range(n)]
+    assignments += [[_PROBES[(k - i) % n] for i in range(len(paths))] for k in range(n)]
+    for values in assignments:
+        metadata = _probe_metadata(paths, values)
+        if metadata is None or not _true(evaluate_expression(ast, _bindings(metadata))):
+            return False
+    return True
 
 
 def check_file(path: str | os.PathLike[str]) -> Objectives:
@@ -530,7 +621,9 @@ OBJECTIVES_TEMPLATE = """\
 # attested by the latest attestation of the stage it is bound to.
 # Full reference: docs/objectives.md
 
-version: 1
+version: 1                        # the file format
+project: my-model                 # the trust policy pins it (objectives.project)
+revision: 1                       # raise on every change; the policy's objectives.min_revision retires old ones
 
 description: Loan-approval classifier for the retail credit pipeline.   # optional
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mlspec_attest.errors import InputError
+from mlspec_attest.model.canonical import canonicalize, sha256_hex
 from mlspec_attest.model.report import WARNING, ObjectiveLine
 from mlspec_attest.verify.context import VerifyContext
+
+if TYPE_CHECKING:
+    from mlspec_attest.objectives.criteria import Objectives
 
 
 def check_objectives(ctx: VerifyContext) -> None:
@@ -12,13 +18,14 @@ def check_objectives(ctx: VerifyContext) -> None:
     chain, report = ctx.chain, ctx.report
     if not chain or chain[0].stage != "objectives" or not chain[0].authentic:
         return
-    from mlspec_attest.objectives.criteria import Objectives, evaluate  # lazy: CEL
+    from mlspec_attest.objectives.criteria import Objectives, evaluate, vacuity  # lazy: CEL
 
     try:
         objectives = Objectives.from_dict(chain[0].statement.metadata, source="objectives attestation")
     except InputError as exc:
         report.add("OBJECTIVES_INVALID", f"sequence 0 (objectives): {exc}", sequence=0, stage="objectives")
         return
+    _check_pin(ctx, objectives)
     latest = {e.stage: e.statement.metadata for e in chain if e.authentic}
     for r in evaluate(objectives, latest):
         report.objectives.append(ObjectiveLine(
@@ -28,29 +35,59 @@ def check_objectives(ctx: VerifyContext) -> None:
             report.add("OBJECTIVE_FAILED" if r.severity == "block" else "OBJECTIVE_WARNING",
                        f"criterion {r.name} ({r.stage}: {r.expression}) failed: {r.message}",
                        severity="error" if r.severity == "block" else WARNING, stage=r.stage)
+    for crit in objectives.criteria:
+        try:
+            why = vacuity(crit.compile())
+        except InputError:
+            continue  # already a failed criterion above
+        if why:
+            # Signed by the owner, but a constant criterion gates nothing: whatever it says, refuse it.
+            report.add("OBJECTIVE_VACUOUS", f"criterion {crit.name} ({crit.stage}: {crit.expression}) {why}",
+                       sequence=0, stage="objectives",
+                       hint="write a criterion that compares an attested metric; 'mlspec objectives check' refuses these")
+
+
+def _check_pin(ctx: VerifyContext, objectives: Objectives) -> None:
+    """The chain must start from the objectives in force: the pinned project, a recent enough revision."""
+    pin, report = ctx.policy.objectives, ctx.report
+    if pin is None:
+        return
+    if objectives.project != pin.project:
+        report.add("OBJECTIVES_PROJECT_MISMATCH", f"sequence 0 (objectives): the objectives are for project "
+                   f"{objectives.project!r}, the policy pins {pin.project!r}", sequence=0, stage="objectives",
+                   hint="start the chain from this project's objectives")
+    if objectives.revision < pin.min_revision:
+        report.add("OBJECTIVES_OUTDATED", f"sequence 0 (objectives): objectives revision {objectives.revision} is "
+                   f"older than the policy's min_revision {pin.min_revision}; a retired objectives file cannot "
+                   "start a new chain", sequence=0, stage="objectives",
+                   hint="attest the current objectives file and re-run the pipeline")
+    if pin.sha256:
+        digest = sha256_hex(canonicalize(ctx.chain[0].statement.metadata))
+        if digest not in pin.sha256:
+            report.add("OBJECTIVES_DIGEST_MISMATCH", f"sequence 0 (objectives): objectives digest {digest} is not "
+                       "one the policy pins (objectives.sha256)", sequence=0, stage="objectives",
+                       hint="'mlspec objectives check FILE' prints the digest to pin")
+
+
+def check_policy_weaknesses(ctx: VerifyContext) -> None:
+    """A policy that weakens separation of duties says so on every verification."""
+    for code, message in ctx.policy.weaknesses:
+        ctx.report.add(code, message, severity=WARNING, stage="objectives")
 
 
 def check_policy_checks(ctx: VerifyContext) -> None:
+    """Each stage's policy CEL checks (compiled when the policy loaded) over its statement."""
     policy, chain, report = ctx.policy, ctx.chain, ctx.report
     if not any(rule.checks for rule in policy.stages.values()):
         return
     from celpy import celtypes
 
-    from mlspec_attest.objectives.cel import ExpressionError, compile_expression, evaluate_expression  # lazy: CEL
+    from mlspec_attest.objectives.cel import evaluate_expression  # lazy: CEL
 
-    variables = ("subject", "materials", "metadata", "run", "predicate")
-    compiled = {}
-    for rule in policy.stages.values():
-        for check in rule.checks:
-            try:
-                compiled[check.expression] = compile_expression(check.expression, variables)
-            except ExpressionError as exc:
-                raise InputError(f"{policy.source}: stages.{rule.name} check {check.name}: "
-                                 f"{exc.position()}: {exc.reason}; fix the expression") from None
     for e in chain:
         rule = policy.stages.get(e.stage)
         for check in (rule.checks if rule else ()):
-            outcome = evaluate_expression(compiled[check.expression], {
+            outcome = evaluate_expression(check.program, {
                 "subject": e.statement.subjects, "materials": e.statement.materials,
                 "metadata": e.statement.metadata, "run": e.statement.run,
                 "predicate": e.statement.raw.get("predicate", {})})

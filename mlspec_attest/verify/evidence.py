@@ -7,7 +7,7 @@ from typing import Any
 
 from mlspec_attest.digests import digest_path
 from mlspec_attest.errors import InputError
-from mlspec_attest.policy import Policy
+from mlspec_attest.policy import EvidenceRule, Policy
 from mlspec_attest.verify.context import Entry, VerifyContext, digest_of, role_of
 
 
@@ -31,8 +31,8 @@ def check_evidence(ctx: VerifyContext) -> None:
                            stage=e.stage)
             else:
                 present.append((rd, path))
-        for i, ev_rule in enumerate(rule.evidence if rule else ()):
-            label = ev_rule.get("name", f"evidence[{i}]")
+        for ev_rule in (rule.evidence if rule else ()):
+            label = ev_rule.name
             reasons = [_evidence_attempt(policy, ev_rule, e, path) for _, path in present]
             if "" not in reasons:
                 why = "; ".join(r for r in reasons if r) or "no evidence attached"
@@ -41,27 +41,23 @@ def check_evidence(ctx: VerifyContext) -> None:
                            hint=f"attach it with 'mlspec attest stage {e.stage} --evidence FILE'")
 
 
-def _evidence_attempt(policy: Policy, ev_rule: dict[str, Any], e: Entry, path: Path) -> str:
+def _evidence_attempt(policy: Policy, ev_rule: EvidenceRule, e: Entry, path: Path) -> str:
     """Empty string when this evidence file satisfies the rule, else why not."""
-    from mlspec_attest.evidence.sigstore import EvidenceVerificationError, IdentityRule, verify_bundle
+    from mlspec_attest.evidence.sigstore import EvidenceVerificationError, verify_bundle
 
-    role = ev_rule.get("subject_role")
+    role = ev_rule.subject_role
     candidates = [digest_of(m) for m in e.statement.materials if role is None or role_of(m) == role]
     if not candidates:
         return f"the stage has no material{' with role ' + role if role else ''} for the evidence to cover"
-    key = ev_rule.get("key")
-    key_path = (policy.source.parent / key) if key else None
-    identities = [IdentityRule.from_dict(dict(d), where="policy evidence identities")
-                  for d in ev_rule.get("identities", ())]
     problems = []
     for digest in candidates:
         try:
             result = verify_bundle(path, trust_config=policy.trust_config, digest=f"sha256:{digest}",
-                                   identities=identities or None, key=key_path)
+                                   identities=list(ev_rule.identities) or None, key=ev_rule.key)
         except (EvidenceVerificationError, InputError) as exc:
             problems.append(str(exc))
             continue
-        wanted = ev_rule.get("predicate_type")
+        wanted = ev_rule.predicate_type
         if wanted and result.predicate_type != wanted:
             problems.append(f"predicate type {result.predicate_type} is not {wanted}")
             continue

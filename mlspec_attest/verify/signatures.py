@@ -81,13 +81,11 @@ class EntryReader:
                        "identities and trust_config for this stage", file=name, sequence=bf.number,
                        hint="add identities: and trust_config: to the policy (docs/sigstore.md)")
             return None
-        from mlspec_attest.evidence.sigstore import IdentityRule, verify_keyless_statement  # lazy: Sigstore is heavy
+        from mlspec_attest.evidence.sigstore import verify_keyless_statement  # lazy: Sigstore is heavy
 
         try:
-            identities = [IdentityRule.from_dict(dict(d), where=f"policy stages.{rule.name}.identities")
-                          for d in rule.identities]
             payload, identity = verify_keyless_statement(
-                bf.data, trust_config=self.policy.trust_config, identities=identities)
+                bf.data, trust_config=self.policy.trust_config, identities=list(rule.identities))
         except Exception as exc:  # every refusal is a finding, never a crash
             report.add("SIGNATURE_INVALID", f"{name}: Sigstore verification failed: {exc}", file=name,
                        sequence=bf.number)
@@ -101,10 +99,25 @@ class EntryReader:
         who = getattr(identity, "san", None) or str(identity)
         entry = Entry(file=bf, payload=payload, payload_sha256=sha256_hex(payload), statement=statement,
                       signers=[who], authentic=True)
-        if statement.stage.name != rule.name:
+        seq, stage = statement.chain.sequence, statement.stage.name
+        if stage != rule.name:
             entry.authentic = False
             report.add("STAGE_MISMATCH", f"{name}: file names stage {rule.name} but the statement is "
-                       f"{statement.stage.name}", file=name, sequence=statement.chain.sequence)
+                       f"{stage}", file=name, sequence=seq)
+        # The same rules as for keys: a revoked identity does not count, and one certificate is one signature.
+        # A verified signing time (TSA or transparency log) beats the claimed finishedOn: no backdating.
+        when = getattr(identity, "signed_at", None) or time_or_none(entry.time)
+        revocation = next((r for r in self.policy.revoked
+                           if r.matches_identity(who, getattr(identity, "issuer", None))), None)
+        if revocation and (when is None or when >= revocation.after):
+            entry.authentic = False
+            report.add("KEY_REVOKED", f"sequence {seq} ({stage}): signed keylessly by revoked identity {who} "
+                       f"({revocation.reason or 'revoked'})", stage=stage, sequence=seq, file=name)
+        elif rule.threshold > 1:
+            entry.authentic = False
+            report.add("THRESHOLD_NOT_MET", f"sequence {seq} ({stage}): 1 keyless signature, policy needs "
+                       f"{rule.threshold}", stage=stage, sequence=seq, file=name,
+                       hint="a keyless attestation carries one certificate; sign this stage with keys for a threshold")
         return entry
 
     def _check_signatures(self, entry: Entry, envelope: Envelope, report: Report) -> None:

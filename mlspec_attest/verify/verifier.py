@@ -44,6 +44,7 @@ CHECKS: tuple[Check, ...] = (
     criteria.check_objectives,
     criteria.check_policy_checks,
     inference_log.check_inference_log,
+    criteria.check_policy_weaknesses,
 )
 """Every check the gate runs over a parsed chain, in the order their findings are reported."""
 

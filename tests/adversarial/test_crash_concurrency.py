@@ -26,11 +26,12 @@ from mlspec_attest.verify import Verifier
 POLICY = """\
 version: 1
 keys: {owner: ../keys/owner.pub, pipeline: ../keys/pipeline.pub}
+objectives: {project: crash}
 stages:
   objectives: {signers: [owner]}
   log: {signers: [pipeline], required: false, repeat: true}
 """
-OBJECTIVES = {"outputs": {"task": "classification", "labels": [0, 1]}, "criteria": [
+OBJECTIVES = {"project": "crash", "revision": 1, "outputs": {"task": "classification", "labels": [0, 1]}, "criteria": [
     {"name": "logged", "stage": "log", "expression": "metadata.tree_size >= 0", "severity": "block",
      "description": "a log exists"}]}
 LOG = {"tree_size": 1, "root_hash": "a" * 64}

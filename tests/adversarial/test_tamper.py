@@ -115,12 +115,13 @@ def test_property_any_single_byte_change_is_refused(harness: Harness, data: st.D
 CHAIN_POLICY = """\
 version: 1
 keys: {owner: ../keys/owner.pub, pipeline: ../keys/pipeline.pub}
+objectives: {project: crash}
 stages:
   objectives: {signers: [owner]}
   log: {signers: [pipeline], required: false, repeat: true}
 head: {signers: [pipeline]}
 """
-CHAIN_OBJECTIVES = {"outputs": {"task": "classification", "labels": [0, 1]}, "criteria": [
+CHAIN_OBJECTIVES = {"project": "crash", "revision": 1, "outputs": {"task": "classification", "labels": [0, 1]}, "criteria": [
     {"name": "logged", "stage": "log", "expression": "metadata.tree_size >= 0", "severity": "block",
      "description": "a log exists"}]}
 

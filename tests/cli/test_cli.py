@@ -168,7 +168,7 @@ def test_init_writes_a_working_project(tmp_path: Path) -> None:
 
 
 def test_objectives_check_reports_position(tmp_path: Path) -> None:
-    (tmp_path / "o.yaml").write_text("outputs: {task: regression, range: {min: 0, max: 1}}\ncriteria:\n"
+    (tmp_path / "o.yaml").write_text("project: p\nrevision: 1\noutputs: {task: regression, range: {min: 0, max: 1}}\ncriteria:\n"
                                      "  - {name: a, stage: test, description: d, expression: 'metrics.accuracy >= '}\n")
     result = run(["objectives", "check", "o.yaml"], tmp_path)
     assert result.returncode == 2 and "column" in result.stderr and "criterion 'a'" in result.stderr

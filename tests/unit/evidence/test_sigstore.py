@@ -371,6 +371,7 @@ def test_verify_keyless_statement_returns_exact_payload(sg: Path, staging_root) 
     payload, signer = verify_keyless_statement(raw, trust_config=staging_root, identities=[dsse_rule()])
     assert payload == base64.b64decode(json.loads(raw)["dsseEnvelope"]["payload"])
     assert signer.san == DSSE_SAN
+    assert signer.signed_at is not None and signer.signed_at.tzinfo is not None  # the verified time, for revocation
     with pytest.raises(EvidenceVerificationError):
         verify_keyless_statement(raw, trust_config=staging_root, identities=[V3_RULE])
     with pytest.raises(EvidenceVerificationError, match="no DSSE envelope"):

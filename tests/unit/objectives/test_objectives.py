@@ -22,6 +22,8 @@ from mlspec_attest.objectives.criteria import (
 
 BASE: dict[str, Any] = {
     "version": 1,
+    "project": "credit",
+    "revision": 1,
     "outputs": {"task": "classification", "labels": ["approve", "deny"]},
     "errors": [{"name": "false_approve", "handling": "manual review near threshold"}],
     "criteria": [
