@@ -247,6 +247,10 @@ def _is_reference(secret: str, line: str) -> bool:
             or bool(_PLACEHOLDER_START.match(secret)))
 
 
+_HEX_ONLY = re.compile(r"[0-9a-fA-F]+")
+_WORDS = re.compile(r"[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)*")  # a lower-case name like mlspec-inference-log
+
+
 def _random_looking(token: str, entropy: Any) -> bool:
     """detect-secrets' Base64 entropy test, minus digests and lower-case paths it would flag.
 
@@ -258,8 +262,10 @@ def _random_looking(token: str, entropy: Any) -> bool:
         return False
     if entropy.calculate_shannon_entropy(token) <= entropy.entropy_limit or _SRI_DIGEST.fullmatch(token):
         return False
-    if "/" in token and not any(len(seg) >= 16 and entropy.calculate_shannon_entropy(seg) > 3.5
-                                for seg in token.split("/")):
+    if _HEX_ONLY.fullmatch(token):
+        return False  # a digest or an id: hex tokens are judged by the hex rules, never as base64
+    if "/" in token and not any(len(seg) >= 16 and not _HEX_ONLY.fullmatch(seg) and not _WORDS.fullmatch(seg)
+                                and entropy.calculate_shannon_entropy(seg) > 3.5 for seg in token.split("/")):
         return False
     decoded = _printable_base64(token)
     if decoded is not None:

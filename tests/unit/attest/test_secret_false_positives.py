@@ -93,3 +93,20 @@ def test_ml_metadata_that_only_sounds_secret_is_kept() -> None:
         "note": "password: <from vault>", "template": "${DB_PASSWORD}",
     }
     assert redact(metadata) == (metadata, [])
+
+
+def test_digests_inside_names_are_never_redacted() -> None:
+    """Hex digests and ids inside everyday names (the log's own origin, registry refs) are not secrets.
+
+    Found as a flaky gate failure: one log attestation in ~150 had its random
+    `mlspec-inference-log/<hex>` origin redacted as a base64 high-entropy string.
+    """
+    import hashlib
+
+    from mlspec_attest.attest.redaction import scan
+
+    for i in range(2000):
+        digest = hashlib.sha256(str(i).encode()).hexdigest()
+        for value in (f"mlspec-inference-log/{digest[:16]}", f"oci://registry.local/repo@sha256:{digest}",
+                      f"models/{digest}/model.pkl", f"runs:/{digest[:32]}/model", digest):
+            assert scan({"origin": value}) == [], value
