@@ -130,10 +130,12 @@ class Policy:
     trust_config: Path | None = None
     objectives_required: bool = True
     head: HeadRule | None = None
+    leakage_required: bool = True  # split must attest row fingerprints (verify/leakage.py)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     TOP_FIELDS = {"version", "name", "keys", "stages", "defaults", "expires", "max_age", "freshness",
-                  "revoked", "order", "artifact_flow", "trust_config", "description", "head"}
+                  "revoked", "order", "artifact_flow", "trust_config", "description", "head",
+                  "leakage"}
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
@@ -237,6 +239,13 @@ class Policy:
             external_roles = tuple(flow.get("external_roles", external_roles))
             flow = flow.get("enabled", True)
 
+        leakage = data.get("leakage") or {}
+        if not isinstance(leakage, Mapping):
+            raise InputError(f"{where}: leakage must be a mapping like {{required: true}}")
+        _check_fields(leakage, {"required"}, f"{where}: leakage")
+        if not isinstance(leakage.get("required", True), bool):
+            raise InputError(f"{where}: leakage.required must be true or false")
+
         return cls(
             source=source, digest=digest, name=str(data.get("name", source.stem)), keys=keys, stages=stages,
             expires=parse_time(data["expires"], f"{where}: expires") if "expires" in data else None,
@@ -246,7 +255,7 @@ class Policy:
             external_roles=external_roles,
             trust_config=(base / data["trust_config"]) if data.get("trust_config") else None,
             objectives_required="objectives" in stages and stages["objectives"].required,
-            head=head, raw=dict(data),
+            head=head, leakage_required=leakage.get("required", True), raw=dict(data),
         )
 
     def allowed_keys(self, stage: str) -> list[PublicKey]:

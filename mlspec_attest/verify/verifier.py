@@ -41,6 +41,12 @@ CHECKS: tuple[Check, ...] = (
     evidence.check_evidence,
     leakage.check_leakage,
     lineage.check_rollback_target,
+    lineage.check_metadata_schema,
+    lineage.check_deprecated_data,
+    lineage.check_subject_names,
+    lineage.check_package_contents,
+    lineage.check_deployment_links,
+    lineage.check_metadata_sources,
     criteria.check_objectives,
     criteria.check_policy_checks,
 )
