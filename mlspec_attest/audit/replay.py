@@ -220,9 +220,26 @@ def _read_entry(bf: BundleFile, policy: Any) -> ReplayEntry:
         entry.problems.append("payload bytes are not the RFC 8785 canonical form of their own JSON")
     if not _read_statement(statement, entry):
         return entry
+    _check_metadata_sources(bf, statement, entry)
     if envelope is not None and policy is not None:
         _check_signatures(entry, envelope, policy)
     return entry
+
+
+def _check_metadata_sources(bf: BundleFile, statement: dict[str, Any], entry: ReplayEntry) -> None:
+    """Metadata read from a product file must still say what the file (kept in blobs/) says."""
+    from mlspec_attest._internal.loaders import read_bounded
+    from mlspec_attest.model.metadata import bound_source_problems
+
+    predicate = statement.get("predicate") or {}
+    sources = predicate.get("metadataSources")
+    if sources is None:
+        return
+    blobs = bf.path.parent.parent / "blobs"
+    invalid, differ = bound_source_problems(predicate.get("metadata"), entry.subjects, sources,
+                                            lambda digest: read_bounded(blobs / digest, what="metadata source"))
+    entry.problems.extend(f"metadata source: {reason}" for reason in invalid)
+    entry.problems.extend(f"signed metadata at {text}, the product it was read from" for text in differ)
 
 
 def _read_statement(statement: Any, entry: ReplayEntry) -> bool:

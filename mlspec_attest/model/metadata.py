@@ -255,3 +255,37 @@ def _first_difference(a: Any, b: Any, path: tuple[Any, ...]) -> tuple[Any, ...]:
             if k not in a or k not in b or not same_json(a[k], b[k]):
                 return _first_difference(a.get(k), b.get(k), (*path, k)) if k in a and k in b else (*path, k)
     return path
+
+
+def bound_source_problems(metadata: Any, subjects: list[dict[str, Any]], sources: Any,
+                          read_blob: Any) -> tuple[list[str], list[str]]:
+    """Check ``metadataSources`` (metadata read from files this statement attests as products).
+
+    Returns (invalid, contradictions): why a binding cannot be checked, and the JSON
+    pointers where the signed metadata differs from the bound file. ``read_blob(sha256)``
+    returns the stored bytes (raising OSError or InputError when absent); the verifier
+    and replay pass their own, so both judge the same way.
+    """
+    from mlspec_attest.model.canonical import sha256_hex
+
+    invalid: list[str] = []
+    differ: list[str] = []
+    names = {(s.get("name"), (s.get("digest") or {}).get("sha256")) for s in subjects if isinstance(s, dict)}
+    for src in sources if isinstance(sources, list) else [sources]:
+        try:
+            if not isinstance(src, dict) or not isinstance(src.get("digest"), dict):
+                raise ValueError("metadataSources entries must be {name, digest: {sha256}}")
+            name, digest = src.get("name"), src["digest"].get("sha256")
+            if not isinstance(digest, str) or (name, digest) not in names:
+                raise ValueError(f"metadata source {name!r} is not a subject of this statement")
+            data = read_blob(digest)
+            if sha256_hex(data) != digest:
+                raise ValueError(f"stored copy of {name} differs from the digest that was signed")
+            part = parse_yaml(data, source=str(name))
+            if not isinstance(part, dict):
+                raise ValueError(f"{name} is not a mapping")
+        except (InputError, OSError, ValueError) as exc:
+            invalid.append(str(exc))
+            continue
+        differ.extend(f"{pointer or '/'} differs from {name}" for pointer in contradictions(part, metadata))
+    return invalid, differ

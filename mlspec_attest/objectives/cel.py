@@ -715,7 +715,9 @@ def vacuity_notes(ast: lark.Tree) -> list[str]:
         elif node.data == "ident_arg" and str(node.children[0]) in _SLICE_HELPERS:
             args = node.children[1].children if len(node.children) > 1 and isinstance(node.children[1], lark.Tree) \
                 else []
-            if len(args) == 2:
+            reads_slices = len(args) == 2 and isinstance(args[0], lark.Tree) and any(
+                t.data in ("ident", "dot_ident") for t in args[0].iter_subtrees())
+            if reads_slices:
                 notes.append(f"{node.children[0]}() fails at the gate unless at least two slices carry the metric")
     return list(dict.fromkeys(notes))
 

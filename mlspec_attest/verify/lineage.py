@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from mlspec_attest.digests import MANIFEST_ANNOTATION as _MANIFEST
-from mlspec_attest.model.canonical import sha256_hex
 from mlspec_attest.verify.context import HOLDBACK_ROLES, MODEL_ROLES, Entry, VerifyContext, digest_of, role_of
 
 
@@ -249,37 +248,22 @@ def check_metadata_sources(ctx: VerifyContext) -> None:
     the hashed report says 0.47. The attestor records the binding (``metadataSources``)
     and keeps the file in ``blobs/``; here every bound key must equal the file's, exactly.
     """
-    from mlspec_attest._internal.loaders import parse_yaml, read_bounded
-    from mlspec_attest.errors import InputError
-    from mlspec_attest.model.metadata import contradictions
+    from mlspec_attest._internal.loaders import read_bounded
+    from mlspec_attest.model.metadata import bound_source_problems
 
-    report, blobs = ctx.report, ctx.bundle.root / "blobs"
+    blobs = ctx.bundle.root / "blobs"
     for e in ctx.chain:
         sources = (e.statement.raw.get("predicate") or {}).get("metadataSources")
         if sources is None:
             continue
-        subjects = {(s.get("name"), digest_of(s)) for s in e.statement.subjects}
-        if not isinstance(sources, list):
-            sources = [sources]
-        for src in sources:
-            where = f"sequence {e.sequence} ({e.stage})"
-            try:
-                if not isinstance(src, dict) or not isinstance(src.get("digest"), dict):
-                    raise ValueError("metadataSources entries must be {name, digest: {sha256}}")
-                name, digest = src.get("name"), src["digest"].get("sha256")
-                if not isinstance(digest, str) or (name, digest) not in subjects:
-                    raise ValueError(f"metadata source {name!r} is not a subject of this statement")
-                data = read_bounded(blobs / digest, what="metadata source")
-                if sha256_hex(data) != digest:
-                    raise ValueError(f"stored copy of {name} differs from the digest that was signed")
-                part = parse_yaml(data, source=str(name))
-                if not isinstance(part, dict):
-                    raise ValueError(f"{name} is not a mapping")
-            except (InputError, ValueError) as exc:
-                report.add("METADATA_SOURCE_INVALID", f"{where}: {exc}", sequence=e.sequence, stage=e.stage,
+        where = f"sequence {e.sequence} ({e.stage})"
+        invalid, differ = bound_source_problems(
+            e.statement.metadata, e.statement.subjects, sources,
+            lambda digest: read_bounded(blobs / digest, what="metadata source"))
+        for reason in invalid:
+            ctx.report.add("METADATA_SOURCE_INVALID", f"{where}: {reason}", sequence=e.sequence, stage=e.stage,
                            hint="the bundle must keep blobs/<sha256> of every bound metadata file")
-                continue
-            for pointer in contradictions(part, e.statement.metadata):
-                report.add("METADATA_CONTRADICTS_PRODUCT", f"{where}: signed metadata at {pointer or '/'} differs "
-                           f"from {name}, the attested product it was read from", sequence=e.sequence,
-                           stage=e.stage, hint="attest the file's own values; change the file, not the metadata")
+        for text in differ:
+            ctx.report.add("METADATA_CONTRADICTS_PRODUCT", f"{where}: signed metadata at {text}, the attested "
+                           "product it was read from", sequence=e.sequence, stage=e.stage,
+                           hint="attest the file's own values; change the file, not the metadata")
