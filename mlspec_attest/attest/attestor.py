@@ -244,8 +244,7 @@ class Attestor:
                 f"mlspec:fingerprints/{set_name}", sha256_hex(fp_bytes),
                 annotations={ROLE_ANNOTATION: FINGERPRINT_ROLE_PREFIX + set_name,
                              "mlspec.dev/fingerprints-of": _descriptor_name(Path(csv_path), self.base_dir)}))
-        bound_sources, bound_blobs = _bind_metadata_sources(from_files, product_refs, subject_rds, merged,
-                                                            self.base_dir)
+        bound_sources, bound_blobs = _bind_metadata_sources(from_files, subject_rds, merged)
         if not subject_rds:
             # No products: the statement is about the stage's metadata itself.
             from mlspec_attest.model.canonical import canonicalize, sha256_hex
@@ -323,9 +322,8 @@ def _refuse_deprecated(stage: str, metadata: dict[str, Any], source: str) -> Non
                          "use a current dataset version (the gate refuses deprecated data)")
 
 
-def _bind_metadata_sources(from_files: list[tuple[ArtifactRef, dict[str, Any]]], product_refs: list[ArtifactRef],
-                           subject_rds: list[dict[str, Any]], signed: dict[str, Any],
-                           base_dir: Path) -> tuple[list[dict[str, Any]], list[bytes]]:
+def _bind_metadata_sources(from_files: list[tuple[ArtifactRef, dict[str, Any]]], subject_rds: list[dict[str, Any]],
+                           signed: dict[str, Any]) -> tuple[list[dict[str, Any]], list[bytes]]:
     """Record which metadata came from a file this stage also attests as a product, and refuse contradictions.
 
     The product's bytes are kept in the bundle (blobs/<sha256>) so the gate and replay
@@ -334,24 +332,16 @@ def _bind_metadata_sources(from_files: list[tuple[ArtifactRef, dict[str, Any]]],
     """
     from mlspec_attest._internal.loaders import read_bounded
     from mlspec_attest.attest.redaction import redact
+    from mlspec_attest.model.canonical import sha256_hex
     from mlspec_attest.model.metadata import contradictions
 
-    products: dict[Path, dict[str, Any]] = {}
-    for ref, product_rd in zip(product_refs, subject_rds):
-        path = ref.path if ref.path.is_absolute() else base_dir / ref.path
-        try:
-            products[path.resolve()] = product_rd
-        except (OSError, RuntimeError):
-            continue
+    # A product is bound by content, not path: a copy, hard link or symlink of the file counts too.
+    by_digest = {rd["digest"]["sha256"]: rd for rd in subject_rds}
     bound: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for ref, part in from_files:
-        path = ref.path
-        rd: dict[str, Any] | None
-        try:
-            rd = products.get(path.resolve())
-        except (OSError, RuntimeError):
-            rd = None
+        content = read_bounded(ref.path, what="metadata file")
+        rd = by_digest.get(sha256_hex(content))
         if rd is None:
             continue
         if redact(part, ())[1]:
@@ -362,5 +352,5 @@ def _bind_metadata_sources(from_files: list[tuple[ArtifactRef, dict[str, Any]]],
             raise InputError(f"{ref.path}: the signed metadata would say something else than this file, which is "
                              f"also attested as a product, at {differ[0]}; change the file, not the metadata")
         bound.append({"name": rd["name"], "digest": dict(rd["digest"])})
-        blobs.append(read_bounded(path, what="metadata file"))
+        blobs.append(content)
     return bound, blobs

@@ -215,6 +215,9 @@ def deprecated_markers(metadata: Any, path: tuple[Any, ...] = ()) -> list[str]:
                 here = (*where, key)
                 if key == "isDeprecated" and value is not False:
                     found.append(json_pointer(here))  # true, or anything but a plain false (fail closed)
+                elif key == "deprecated" and (value is True or (isinstance(value, str)
+                                                                and value.strip().lower() in ("true", "yes"))):
+                    found.append(json_pointer(here))
                 elif key in ("status", "lifecycleStatus", "lifecycle_status") and isinstance(value, str) \
                         and value.strip().lower() in _DEPRECATED_STATUS:
                     found.append(json_pointer(here))

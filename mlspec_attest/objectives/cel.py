@@ -138,6 +138,43 @@ def _heterogeneous(op_name: str, op: Callable[[Any, Any], bool]) -> Callable[[An
     return compare
 
 
+def _strict_equality(op_name: str) -> Callable[[Any, Any], Any]:
+    """``==``/``!=`` that never equate bool with number, also inside lists and maps (``[true] == [1]``)."""
+    scalar = _heterogeneous(op_name, (lambda a, b: a == b) if op_name == "_==_" else (lambda a, b: a != b))
+
+    def equal(a: Any, b: Any) -> Any:
+        if isinstance(a, (celtypes.ListType, celtypes.MapType)) and isinstance(b, (celtypes.ListType, celtypes.MapType)):
+            from mlspec_attest.model.metadata import same_json
+
+            plain_a, plain_b = to_plain(a), to_plain(b)
+            same = same_json(plain_a, plain_b)
+            if not same and plain_a == plain_b:  # equal only if bool counted as a number: refuse, as for scalars
+                reason = f"cannot apply {op_name.strip('_')} to {_describe(a)} and {_describe(b)}: " \
+                         "they differ only by a bool where a number is"
+                _refuse(reason)
+                return CELEvalError(reason)
+            return celtypes.BoolType(same if op_name == "_==_" else not same)
+        return scalar(a, b)
+
+    equal.__name__ = f"strict{op_name}"
+    return equal
+
+
+def _strict_in(item: Any, container: Any) -> Any:
+    """``x in list`` / ``x in map`` without bool-number coercion (``true in [1]`` is a refusal)."""
+    if isinstance(item, CELEvalError):
+        return item
+    if isinstance(container, CELEvalError):
+        return container
+    members = list(container) if isinstance(container, (celtypes.ListType, celtypes.MapType)) else None
+    if members is not None and _kind(item) in ("bool", "number"):
+        for m in members:
+            refused = _no_coercion("in", item, m) if _kind(m) in ("bool", "number") else None
+            if refused is not None:
+                return refused
+    return base_functions["_in_"](item, container)
+
+
 def _mixed_arithmetic(op_name: str, op: Callable[[float, float], float]) -> Callable[[Any, Any], Any]:
     """Wrap base arithmetic so int with double gives a double (see the module docstring)."""
     base = base_functions[op_name]
@@ -269,8 +306,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "_<=_": _heterogeneous("_<=_", lambda a, b: a <= b),
     "_>_": _heterogeneous("_>_", lambda a, b: a > b),
     "_>=_": _heterogeneous("_>=_", lambda a, b: a >= b),
-    "_==_": _heterogeneous("_==_", lambda a, b: a == b),
-    "_!=_": _heterogeneous("_!=_", lambda a, b: a != b),
+    "_==_": _strict_equality("_==_"),
+    "_!=_": _strict_equality("_!=_"),
+    "_in_": _strict_in,
     "_+_": _mixed_arithmetic("_+_", lambda a, b: a + b),
     "_-_": _mixed_arithmetic("_-_", lambda a, b: a - b),
     "_*_": _mixed_arithmetic("_*_", lambda a, b: a * b),

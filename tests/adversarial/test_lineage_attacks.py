@@ -256,7 +256,9 @@ def test_leakage_variants_are_refused(project: Project, fingerprints: tuple[str,
 
 def test_policy_may_waive_the_leakage_proof_explicitly(project: Project) -> None:
     _split(project, "x,y,group\n7,0,a\n", fingerprints=())
-    waived = project.policy().read_text() + "\nleakage: {required: false}\n"
+    text = project.policy().read_text()
+    assert "leakage:\n  required: true" in text  # the shipped default states the requirement
+    waived = text.replace("leakage:\n  required: true", "leakage:\n  required: false")
     path = project.write("policies/waived.yaml", waived)
     assert "LEAKAGE_EVIDENCE_MISSING" not in codes(verify_bundle(project.bundle, path))
     assert "LEAKAGE_EVIDENCE_MISSING" in codes(verify_bundle(project.bundle, project.policy()))
@@ -287,6 +289,7 @@ def test_cli_split_attests_the_leakage_proof(project: Project, monkeypatch: pyte
 # -- 9. deprecated data --------------------------------------------------------------------------------
 DEPRECATED = [
     {"sources": [{"name": "raw"}], "isDeprecated": True},
+    {"sources": [{"name": "raw", "deprecated": True}]},
     {"datasets": [{"name": "loans", "version": 3, "isDeprecated": True}]},
     {"dataset": {"name": "loans", "status": "Deprecated"}},
 ]
@@ -328,6 +331,21 @@ def test_set_contradicting_a_bound_report_is_refused_at_attest(project: Project,
         "--product", "reports/test.json", "--metadata", "reports/test.json", "--set", "metrics.r2=0.65"])
     assert result.exit_code == 2 and "/metrics/r2" in result.output
     assert sorted(p.name for p in (project.bundle / "attestations").iterdir()) == before
+
+
+@pytest.mark.parametrize("metadata_file", ["copy", "symlink"])
+def test_a_copy_of_the_report_is_bound_too(project: Project, metadata_file: str) -> None:
+    """The binding is by content: reading the metadata from a copy or a link of the product changes nothing."""
+    _until_test(project)
+    other = project.root / "elsewhere" / "metrics.json"
+    other.parent.mkdir()
+    if metadata_file == "copy":
+        shutil.copyfile(project.root / "reports/test.json", other)
+    else:
+        other.symlink_to(project.root / "reports/test.json")
+    with pytest.raises(InputError, match="/metrics/r2"):
+        project.attestor().attest("test", materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
+                                  products=["reports/test.json"], metadata_files=[other], sets=["metrics.r2=0.65"])
 
 
 def test_honest_bound_report_passes_and_is_kept(project: Project) -> None:

@@ -17,6 +17,8 @@ from mlspec_attest.model.metadata import bound_source_problems, contradictions, 
     ({"datasets": [{"a": 1}, {"isDeprecated": True}]}, ["/datasets/1/isDeprecated"]),
     ({"dataset": {"status": " Deprecated "}}, ["/dataset/status"]),
     ({"rollout": {"status": "succeeded"}}, []),
+    ({"sources": [{"name": "a", "deprecated": True}]}, ["/sources/0/deprecated"]),
+    ({"deprecated": ["old-column"]}, []),
 ])
 def test_deprecated_markers(metadata: dict[str, Any], pointers: list[str]) -> None:
     assert deprecated_markers(metadata) == pointers

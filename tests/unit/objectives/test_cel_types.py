@@ -74,3 +74,23 @@ def test_vacuity_notes_name_the_helpers() -> None:
     notes = vacuity_notes(ast)
     assert len(notes) == 2
     assert any(n.startswith("max_gap()") for n in notes) and any(n.startswith("all()") for n in notes)
+
+
+@pytest.mark.parametrize("expr, metrics", [
+    ("metrics.a in [1, 2]", {"a": True}),
+    ("metrics.l == [1]", {"l": [True]}),
+    ("metrics.l != [1]", {"l": [True]}),
+    ('metrics.m == {"a": 1}', {"m": {"a": True}}),
+])
+def test_membership_and_container_equality_do_not_coerce(expr: str, metrics: dict[str, Any]) -> None:
+    outcome = run(expr, metrics=metrics)
+    assert outcome.error is not None and outcome.refusals
+
+
+@pytest.mark.parametrize("expr, metrics", [
+    ("metrics.a in [1, 2]", {"a": 1}), ("metrics.l == [1, true]", {"l": [1, True]}),
+    ('"x" in metrics.l', {"l": ["x"]}), ("metrics.l != [2]", {"l": [1]}),
+])
+def test_membership_and_container_equality_still_work(expr: str, metrics: dict[str, Any]) -> None:
+    outcome = run(expr, metrics=metrics)
+    assert outcome.error is None and bool(outcome.value) is True
