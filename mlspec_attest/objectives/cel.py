@@ -437,6 +437,10 @@ def _describe(value: Any) -> str:
 describe_value = _describe
 
 
+# Macros that iterate a collection and would answer for an empty one without judging anything.
+_VACUOUS_MACROS = frozenset({"all", "filter", "map", "reduce"})
+
+
 class _TrackingEvaluator(Evaluator):
     """Evaluator whose ``has()`` probes are not counted as missing metrics."""
 
@@ -448,12 +452,17 @@ class _TrackingEvaluator(Evaluator):
         return sub
 
     def member_dot_arg(self, tree: lark.Tree) -> Any:
-        """``x.all(v, p)`` over an empty list or map is refused: it is true of nothing."""
-        if str(tree.children[1]) == "all":
+        """``x.all(v, p)`` (or ``filter``/``map``/``reduce``) over an empty list or map is refused.
+
+        ``all`` over nothing is true of nothing, and ``x.filter(v, bad).size() == 0`` is the
+        same claim spelled differently; a criterion must have something to judge.
+        """
+        macro = str(tree.children[1])
+        if macro in _VACUOUS_MACROS:
             members = self.visit(tree.children[0])
             if not isinstance(members, CELEvalError) and isinstance(members, (celtypes.ListType, celtypes.MapType)) \
                     and len(members) == 0:
-                reason = f"all() over {_where(members) if isinstance(members, TrackedMap) else 'a list'} " \
+                reason = f"{macro}() over {_where(members) if isinstance(members, TrackedMap) else 'a list'} " \
                          "that is empty proves nothing"
                 _refuse(reason)
                 return CELEvalError(reason)
@@ -748,8 +757,8 @@ def vacuity_notes(ast: lark.Tree) -> list[str]:
     """
     notes: list[str] = []
     for node in ast.iter_subtrees_topdown():
-        if node.data == "member_dot_arg" and str(node.children[1]) == "all":
-            notes.append("all() fails at the gate when its list or map is empty or missing")
+        if node.data == "member_dot_arg" and str(node.children[1]) in _VACUOUS_MACROS:
+            notes.append(f"{node.children[1]}() fails at the gate when its list or map is empty or missing")
         elif node.data == "ident_arg" and str(node.children[0]) in _SLICE_HELPERS:
             args = node.children[1].children if len(node.children) > 1 and isinstance(node.children[1], lark.Tree) \
                 else []

@@ -463,3 +463,16 @@ def test_objectives_check_warns_about_vacuity(tmp_path: Path) -> None:
     assert "3 criteria compiled" in result.output
     assert "criterion gap: max_gap() fails at the gate unless at least two slices" in result.output
     assert "criterion every: all() fails at the gate when its list or map is empty" in result.output
+
+
+def test_package_declaring_no_trained_model_must_still_hold_one(project: Project) -> None:
+    """With artifact_flow off (no MODEL_NOT_DECLARED), the package must still contain a trained model."""
+    until_package(project)
+    project.write("evil/model.bin", "other weights")
+    project.attestor().attest("package", materials=["code=objectives.yaml"], products=["package=evil"],
+                              metadata={"name": "m"})
+    text = project.policy().read_text().replace("artifact_flow:\n  enabled: true", "artifact_flow:\n  enabled: false")
+    path = project.write("policies/noflow.yaml", text)
+    report = verify_bundle(project.bundle, path)
+    assert "MODEL_NOT_DECLARED" not in codes(report)
+    assert "PACKAGE_MODEL_ABSENT" in codes(report)

@@ -56,6 +56,8 @@ def test_same_kind_comparisons_still_work(expr: str, bindings: dict[str, Any], e
     ('max_gap(slices.group, "recall") < 0.1', {"group": {}}),
     ("slices.group.all(g, slices.group[g].recall > 0.1)", {"group": {}}),
     ("slices.list.all(x, x > 0)", {"list": []}),
+    ("slices.group.filter(g, slices.group[g].recall < 0.5).size() == 0", {"group": {}}),
+    ("slices.list.map(x, x * 2).size() == 0", {"list": []}),
 ])
 def test_vacuous_inputs_fail(expr: str, slices: dict[str, Any]) -> None:
     outcome = run(expr, slices=slices)
