@@ -759,6 +759,8 @@ def vacuity_notes(ast: lark.Tree) -> list[str]:
     for node in ast.iter_subtrees_topdown():
         if node.data == "member_dot_arg" and str(node.children[1]) in _VACUOUS_MACROS:
             notes.append(f"{node.children[1]}() fails at the gate when its list or map is empty or missing")
+        elif node.data == "member_dot_arg" and str(node.children[1]) in _SLICE_HELPERS:  # slices.g.max_gap("m")
+            notes.append(f"{node.children[1]}() fails at the gate unless at least two slices carry the metric")
         elif node.data == "ident_arg" and str(node.children[0]) in _SLICE_HELPERS:
             args = node.children[1].children if len(node.children) > 1 and isinstance(node.children[1], lark.Tree) \
                 else []
