@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import struct
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -29,6 +30,7 @@ from typing import Any
 from mlspec_attest import TOOL_NAME, __version__
 from mlspec_attest.bundle import attestation_file_name
 from mlspec_attest.keys import generate, load_signer
+from mlspec_attest.manifest import encode as encode_manifest
 from mlspec_attest.model.canonical import canonicalize
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.model.stages import resolve
@@ -60,6 +62,16 @@ def _rd(name: str, role: str | None = None) -> dict[str, Any]:
     return rd
 
 
+# Blobs the gate reads (bundle/blobs/<sha256>): split's row fingerprints and the package's file manifest.
+FINGERPRINTS = {"train": struct.pack(">QQ", 1, 2), "holdback": struct.pack(">Q", 3)}
+PACKAGE_MANIFEST = encode_manifest([("model.bin", hashlib.sha256(b"out/model.bin").hexdigest())])
+
+
+def _blob_rd(name: str, data: bytes, role: str, **annotations: Any) -> dict[str, Any]:
+    return {"name": name, "digest": {"sha256": hashlib.sha256(data).hexdigest()},
+            "annotations": {"role": role, **annotations}}
+
+
 def lifecycle_plan() -> list[tuple[str, list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]]:
     """(stage, materials, products, metadata) for the 13-stage lifecycle; flows are honest."""
     return [
@@ -71,7 +83,9 @@ def lifecycle_plan() -> list[tuple[str, list[dict[str, Any]], list[dict[str, Any
         ("validate", [_rd("work/clean.csv")], [],
          {"schema_version": "1", "checks": [{"name": "no-nulls", "passed": True}], "passed": True}),
         ("split", [_rd("work/clean.csv")], [_rd("work/train.csv", "train-data"), _rd("work/val.csv", "eval-data"),
-                                            _rd("work/holdback.csv", "holdback-data")],
+                                            _rd("work/holdback.csv", "holdback-data"),
+                                            *(_blob_rd(f"mlspec:fingerprints/{k}", v, f"fingerprints-{k}")
+                                              for k, v in FINGERPRINTS.items())],
          {"sets": {"train": {"rows": 1}, "validation": {"rows": 1}, "holdback": {"rows": 1}}}),
         ("train", [_rd("work/train.csv", "train-data")], [_rd("out/model.bin", "model")],
          {"framework": {"name": "sklearn"}, "hyperparameters": {"C": 1.5}}),
@@ -79,11 +93,17 @@ def lifecycle_plan() -> list[tuple[str, list[dict[str, Any]], list[dict[str, Any
          {"metrics": {"accuracy": 0.9}, "dataset": "work/val.csv"}),
         ("test", [_rd("out/model.bin", "model"), _rd("work/holdback.csv", "holdback-data")], [],
          {"metrics": {"accuracy": 0.9}, "dataset": "work/holdback.csv", "holdback": True}),
-        ("package", [_rd("out/model.bin", "model")], [_rd("pkg")], {"name": "demo-model", "contents": ["model.bin"]}),
-        ("serve", [_rd("pkg")], [], {"rollout": {"strategy": "canary", "status": "succeeded"}}),
+        ("package", [_rd("out/model.bin", "model")], [_package_rd()], {"name": "demo-model", "contents": ["model.bin"]}),
+        ("serve", [_package_rd()], [], {"rollout": {"strategy": "canary", "status": "succeeded"}}),
         ("monitor", [_rd("pkg")], [], _monitor_metadata(0)),
         ("log", [], [], _log_metadata(0)),
     ]
+
+
+def _package_rd() -> dict[str, Any]:
+    rd = _rd("pkg", "package")
+    rd["annotations"]["mlspec.dev/manifest-sha256"] = hashlib.sha256(PACKAGE_MANIFEST).hexdigest()
+    return rd
 
 
 def _monitor_metadata(i: int) -> dict[str, Any]:
@@ -113,8 +133,13 @@ def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY) -> dict[
     policy = policy_template.read_text().replace("../keys/", "keys/")
     (out / "policy.yaml").write_text(policy)
 
+    blobs = out / "bundle" / "blobs"
+    blobs.mkdir()
+    for blob in (*FINGERPRINTS.values(), PACKAGE_MANIFEST):
+        (blobs / hashlib.sha256(blob).hexdigest()).write_bytes(blob)
     plan = lifecycle_plan()
     genesis = previous = None
+    serve_digest = None  # monitor and log name the serve attestation they watch
     for seq in range(n):
         if seq < len(plan):
             stage, materials, products, metadata = plan[seq]
@@ -127,6 +152,8 @@ def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY) -> dict[
             canon = _fast_canonical
             if k <= 2:  # the fast encoder must agree with RFC 8785 on these documents
                 assert _fast_canonical(metadata) == canonicalize(metadata)
+        if stage in ("monitor", "log") and serve_digest is not None:
+            metadata = {**metadata, ("serve_attestation" if stage == "monitor" else "pipeline"): serve_digest}
         st = resolve(stage)
         subjects = products or [{"name": f"mlspec:{stage}-metadata",
                                  "digest": {"sha256": hashlib.sha256(canonicalize(metadata)).hexdigest()}}]
@@ -155,6 +182,8 @@ def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY) -> dict[
         digest = hashlib.sha256(payload).hexdigest()
         genesis = genesis or digest
         previous = digest
+        if stage == "serve":
+            serve_digest = digest
     return {"seconds": time.perf_counter() - t0}
 
 

@@ -435,6 +435,7 @@ class Policy:
     trust_config: Path | None = None
     objectives_required: bool = True
     head: HeadRule | None = None
+    leakage_required: bool = True  # split must attest row fingerprints (verify/leakage.py)
     log_required: bool = True  # log: {required: ...}: sealed log attestations need the log itself at hand
     objectives: ObjectivesPin | None = None
     weaknesses: tuple[tuple[str, str], ...] = ()  # (code, message): warnings every verification prints
@@ -442,7 +443,8 @@ class Policy:
 
     # Top-level fields; each is parsed by one line of from_dict below. Add new ones to both.
     TOP_FIELDS = {"version", "name", "keys", "stages", "defaults", "expires", "max_age", "freshness",
-                  "revoked", "order", "artifact_flow", "trust_config", "description", "head", "objectives", "log"}
+                  "revoked", "order", "artifact_flow", "trust_config", "description", "head", "objectives", "log",
+                  "leakage"}
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
@@ -479,7 +481,8 @@ class Policy:
         expires = parse_time(data["expires"], at("expires")) if "expires" in data else None
         max_age = parse_duration(data["max_age"], at("max_age")) if "max_age" in data else None
         freshness = parse_duration(data["freshness"], at("freshness")) if "freshness" in data else None
-        log_required = _parse_log_rule(data.get("log"), at("log"))
+        log_required = _required_rule(data.get("log"), at("log"))
+        leakage_required = _required_rule(data.get("leakage"), at("leakage"))
         # (time-related fields: parse here, one line each, and add them to TOP_FIELDS)
         weaknesses = _objectives_duties(stages, keys, pin, where)
         return cls(
@@ -487,7 +490,7 @@ class Policy:
             freshness=freshness, revoked=revoked, interleave=interleave, artifact_flow=flow,
             external_roles=external_roles, trust_config=trust_config,
             objectives_required="objectives" in stages and stages["objectives"].required,
-            head=head, log_required=log_required, objectives=pin, weaknesses=weaknesses, raw=dict(data))
+            head=head, log_required=log_required, leakage_required=leakage_required, objectives=pin, weaknesses=weaknesses, raw=dict(data))
 
     def allowed_keys(self, stage: str) -> list[PublicKey]:
         rule = self.stages.get(stage)
@@ -510,8 +513,8 @@ def _parse_keys(raw: Any, base: Path, where: str) -> dict[str, PublicKey]:
     return {str(name): parse_key_entry(spec, base, f"{where}.{name}") for name, spec in raw.items()}
 
 
-def _parse_log_rule(raw: Any, where: str) -> bool:
-    """``log: {required: true}``: whether sealed log attestations need the log itself at hand (default true)."""
+def _required_rule(raw: Any, where: str) -> bool:
+    """``log: {required: true}`` / ``leakage: {required: true}``: a protection that is on unless turned off."""
     rule = _mapping({} if raw is None else raw, where, "{required: true}")
     _fields(rule, {"required"}, where)
     return _bool(rule["required"], f"{where}.required") if "required" in rule else True

@@ -81,9 +81,9 @@ def build_lifecycle(project: Project, *, accuracy: float = 0.9, stages: tuple[st
     w("raw/data.csv", "x,y,group\n1,0,a\n2,1,b\n3,0,a\n")
     w("work/stats.json", '{"rows": 3}')
     w("work/clean.csv", "x,y,group\n1,0,a\n2,1,b\n")
-    w("work/train.csv", "1,0,a\n")
-    w("work/val.csv", "2,1,b\n")
-    w("work/holdback.csv", "3,0,a\n")
+    w("work/train.csv", "x,y,group\n1,0,a\n")
+    w("work/val.csv", "x,y,group\n2,1,b\n")
+    w("work/holdback.csv", "x,y,group\n3,0,a\n")
     w("out/model.bin", "model-bytes")
     w("pkg/model.bin", "model-bytes")
     w("pkg/manifest.json", "{}")
@@ -101,6 +101,8 @@ def build_lifecycle(project: Project, *, accuracy: float = 0.9, stages: tuple[st
             {"name": "no-nulls", "passed": True}], "passed": True})),
         ("split", pipe, dict(materials=["work/clean.csv"], products=[
             "train-data=work/train.csv", "eval-data=work/val.csv", "holdback-data=work/holdback.csv"],
+            fingerprints=[("train", "work/train.csv"), ("validation", "work/val.csv"),
+                          ("holdback", "work/holdback.csv")],
             metadata={"sets": {"train": {"rows": 1}, "validation": {"rows": 1}, "holdback": {"rows": 1}}})),
         ("train", pipe, dict(materials=["train-data=work/train.csv"], products=["model=out/model.bin"],
                              metadata={"framework": {"name": "sklearn"}, "hyperparameters": {"C": 1.0}})),
@@ -108,18 +110,26 @@ def build_lifecycle(project: Project, *, accuracy: float = 0.9, stages: tuple[st
                                 metadata={"metrics": {"accuracy": 0.9}})),
         ("test", pipe, dict(materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
                             metadata={"metrics": {"accuracy": accuracy}})),
-        ("package", pipe, dict(materials=["model=out/model.bin"], products=["pkg"],
+        ("package", pipe, dict(materials=["model=out/model.bin"], products=["package=pkg"],
                                metadata={"name": "demo-model", "contents": ["model.bin"]})),
-        ("serve", pipe, dict(materials=["pkg"], metadata={"rollout": {"strategy": "canary", "status": "succeeded"}})),
+        ("serve", pipe, dict(materials=["package=pkg"],
+                             metadata={"rollout": {"strategy": "canary", "status": "succeeded"}})),
+        # monitor and log name the serve attestation they watch (filled in below, once serve is signed)
         ("monitor", pipe, dict(materials=["pkg"], metadata={"signals": {"latency_p99_ms": 12.0},
                                                           "rollback_target": {"name": "pkg", "digest": {
                                                               "sha256": digest_path(project.root / "pkg").sha256}}})),
         ("log", pipe, dict(metadata={"tree_size": 0, "root_hash": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"})),
     ]
+    serve_payload = "0" * 64  # no serve in this chain: monitor/log name nothing real
     for stage, attestor, kwargs in plan:
         if stages is not None and stage not in stages:
             continue
-        attestor.attest(stage, **kwargs)
+        if stage in ("monitor", "log"):
+            kwargs["metadata"] = {**kwargs["metadata"], ("serve_attestation" if stage == "monitor" else "pipeline"):
+                                  serve_payload}
+        att = attestor.attest(stage, **kwargs)
+        if stage == "serve":
+            serve_payload = att.payload_sha256
 
 
 @pytest.fixture
@@ -132,3 +142,12 @@ def project(tmp_path: Path) -> Project:
     generate("pipeline", root / "keys", "ed25519", None)
     generate("intruder", root / "keys", "ecdsa-p256", None)
     return Project(root=root, bundle=root / "bundle")
+
+
+def serve_payload(bundle: Path) -> str:
+    """The payload sha256 of the bundle's serve attestation: what monitor and log must name."""
+    from mlspec_attest.bundle import extract_payload
+    from mlspec_attest.model.canonical import sha256_hex
+
+    path = next((bundle / "attestations").glob("*-serve.*.json"))
+    return sha256_hex(extract_payload(path.name.split(".")[-2], path.read_bytes()))

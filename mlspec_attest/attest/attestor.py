@@ -34,6 +34,12 @@ from mlspec_attest.model.statement import (
     resource_descriptor,
 )
 
+# Stages whose directory products keep their file manifest in bundle/blobs (the gate looks inside them).
+MANIFEST_STAGES = frozenset({"train", "package"})
+# Stages whose metadata describes the data a model is trained or judged on (deprecated data is refused).
+DATA_STAGES = frozenset({"ingest", "analyze", "transform", "validate", "split", "train", "evaluate", "test"})
+# Predicate field binding metadata keys to the product file they were read from (docs/format.md).
+METADATA_SOURCES_FIELD = "metadataSources"
 # Stages whose metadata names the data set they ran on, and the material roles that are one.
 DATASET_ROLES = {"evaluate": {"eval-data", "validation-data", "data"}, "test": {"holdback-data", "test-data", "data"}}
 
@@ -75,7 +81,8 @@ def _descriptor_name(path: Path, base_dir: Path) -> str:
     return resolved.relative_to(real_base).as_posix() or "."
 
 
-def describe(ref: ArtifactRef, base_dir: Path) -> dict[str, Any]:
+def describe(ref: ArtifactRef, base_dir: Path, manifests: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """The descriptor of one artifact; a directory's manifest bytes go to ``manifests`` when given."""
     path = ref.path if ref.path.is_absolute() else base_dir / ref.path
     name = ref.name or _descriptor_name(ref.path, base_dir)
     digest = digest_path(path)
@@ -84,6 +91,14 @@ def describe(ref: ArtifactRef, base_dir: Path) -> dict[str, Any]:
         annotations[ROLE_ANNOTATION] = ref.role
     if digest.is_dir and digest.manifest_sha256:
         annotations[MANIFEST_ANNOTATION] = digest.manifest_sha256
+        if manifests is not None:
+            from mlspec_attest.manifest import encode
+            from mlspec_attest.model.canonical import sha256_hex
+
+            data = encode(digest.files)
+            if sha256_hex(data) != digest.manifest_sha256:  # the two encodings must never drift apart
+                raise AssertionError("file manifest encoding differs from digests.digest_path's")
+            manifests[digest.manifest_sha256] = data
     return resource_descriptor(name, digest.sha256, annotations=annotations)
 
 
@@ -166,12 +181,16 @@ class Attestor:
                products: Iterable[str | os.PathLike[str] | ArtifactRef] = (),
                allow_secrets: Iterable[str] = (), fail_on_secret: bool | None = None, started_on: str | None = None,
                invocation_id: str | None = None,
-               evidence: Iterable[str | os.PathLike[str]] = ()) -> Attestation:
+               evidence: Iterable[str | os.PathLike[str]] = (),
+               fingerprints: Iterable[tuple[str, str | os.PathLike[str]]] = ()) -> Attestation:
         """Hash, build, validate, redact, sign and append one stage attestation.
 
         Secrets are redacted (``predicate.redactions`` lists them); with
         ``fail_on_secret`` any secret not kept by ``allow_secrets`` is an InputError
         instead, naming pointers only, and nothing is written.
+
+        ``fingerprints`` are (set name, CSV path) pairs: split's row fingerprints of each
+        set, computed here and kept in the bundle as the leakage proof (leakage.py).
         """
         from mlspec_attest._internal.loaders import load_mapping
         from mlspec_attest.attest.redaction import redact_all, refusal
@@ -184,11 +203,12 @@ class Attestor:
         metadata_refs: list[ArtifactRef] = []
         for file in metadata_files:
             parts.append((os.fspath(file), load_mapping(file, "metadata file")))
-            metadata_refs.append(ArtifactRef(Path(file)))
+            metadata_refs.append(ArtifactRef(Path(file).absolute()))  # read from the working directory
         parts.extend(metadata_parts)
         if metadata:
             parts.append(("metadata", metadata))
         merged = merge_metadata(parts) if parts else {}
+        from_files = [(ref, part) for ref, (_, part) in zip(metadata_refs, parts)]
         for assignment in sets:
             _apply_set_quietly(apply_set, merged, assignment)
         material_rds = [describe(ArtifactRef.parse(m), self.base_dir) for m in materials]
@@ -214,9 +234,31 @@ class Attestor:
             from mlspec_attest.objectives.criteria import Objectives  # lazy: CEL
 
             Objectives.from_dict(clean, source=source).compile_all()
+        if stage_obj.name in DATA_STAGES:
+            _refuse_deprecated(stage_obj.name, clean, source)
 
         product_refs = [ArtifactRef.parse(p) for p in products]
-        subject_rds = [describe(ref, self.base_dir) for ref in product_refs]
+        manifests: dict[str, bytes] = {}
+        subject_rds = [describe(ref, self.base_dir, manifests if stage_obj.name in MANIFEST_STAGES else None)
+                       for ref in product_refs]
+        fingerprint_blobs: list[bytes] = []
+        for set_name, csv_path in fingerprints:
+            from mlspec_attest.leakage import FINGERPRINT_ROLE_PREFIX, fingerprints_of_csv
+            from mlspec_attest.model.canonical import sha256_hex
+
+            if not set_name or not all(c.isalnum() or c in "-_" for c in set_name):
+                raise InputError(f"--fingerprints {set_name}={csv_path}: the set name must be letters, digits, - or _")
+            csv_file = Path(csv_path) if Path(csv_path).is_absolute() else self.base_dir / csv_path
+            try:
+                fp_bytes = fingerprints_of_csv(csv_file)
+            except OSError as exc:
+                raise InputError(f"{csv_path}: cannot read the data set to fingerprint: {exc.strerror or exc}") from None
+            fingerprint_blobs.append(fp_bytes)
+            subject_rds.append(resource_descriptor(
+                f"mlspec:fingerprints/{set_name}", sha256_hex(fp_bytes),
+                annotations={ROLE_ANNOTATION: FINGERPRINT_ROLE_PREFIX + set_name,
+                             "mlspec.dev/fingerprints-of": _descriptor_name(Path(csv_path), self.base_dir)}))
+        bound_sources, bound_blobs = _bind_metadata_sources(from_files, subject_rds, merged)
         if not subject_rds:
             # No products: the statement is about the stage's metadata itself.
             from mlspec_attest.model.canonical import canonicalize, sha256_hex
@@ -256,7 +298,9 @@ class Attestor:
             }
             statement, payload = build_statement(stage_obj, chain=link, subjects=subject_rds,
                                                  materials=material_rds, metadata=clean, run=run,
-                                                 redactions=redactions, evidence=evidence_rds)
+                                                 redactions=redactions, evidence=evidence_rds,
+                                                 extra={METADATA_SOURCES_FIELD: bound_sources} if bound_sources
+                                                 else None)
             data, kind = self._seal(payload)
             for content, descriptor in zip(evidence_blobs, evidence_rds):
                 self.bundle.store_file(descriptor["name"], content)
@@ -265,6 +309,10 @@ class Attestor:
                     # Small, and the verifier needs the bytes to prove the sets are disjoint.
                     path = ref.path if ref.path.is_absolute() else self.base_dir / ref.path
                     self.bundle.store_file(f"blobs/{descriptor['digest']['sha256']}", path.read_bytes())
+            for blob in [*manifests.values(), *fingerprint_blobs, *bound_blobs]:
+                from mlspec_attest.model.canonical import sha256_hex
+
+                self.bundle.store_file(f"blobs/{sha256_hex(blob)}", blob)
             path = self.bundle.write_new(attestation_file_name(link.sequence, stage_obj.name, kind), data)
         return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
                            payload_sha256=payload_digest(payload), statement=statement, redactions=redactions)
@@ -293,3 +341,47 @@ def _apply_set_quietly(apply_set: Callable[[dict[str, Any], str], Any], merged: 
                 if shown:
                     message = message.replace(shown, REDACTED)
         raise InputError(message) from None
+
+
+def _refuse_deprecated(stage: str, metadata: dict[str, Any], source: str) -> None:
+    """Data marked deprecated (the seed's ``isDeprecated``) must not flow into training."""
+    from mlspec_attest.model.metadata import deprecated_markers
+
+    found = deprecated_markers(metadata)
+    if found:
+        raise InputError(f"{source}: metadata for stage {stage!r} marks its data deprecated at {found[0]}; "
+                         "use a current dataset version (the gate refuses deprecated data)")
+
+
+def _bind_metadata_sources(from_files: list[tuple[ArtifactRef, dict[str, Any]]], subject_rds: list[dict[str, Any]],
+                           signed: dict[str, Any]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """Record which metadata came from a file this stage also attests as a product, and refuse contradictions.
+
+    The product's bytes are kept in the bundle (blobs/<sha256>) so the gate and replay
+    can check, from the bundle alone, that the signed metadata still says what the
+    hashed file says (a ``--set`` cannot quietly raise a metric the report does not have).
+    """
+    from mlspec_attest._internal.loaders import read_bounded
+    from mlspec_attest.attest.redaction import redact
+    from mlspec_attest.model.canonical import sha256_hex
+    from mlspec_attest.model.metadata import contradictions
+
+    # A product is bound by content, not path: a copy, hard link or symlink of the file counts too.
+    by_digest = {rd["digest"]["sha256"]: rd for rd in subject_rds}
+    bound: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for ref, part in from_files:
+        content = read_bounded(ref.path, what="metadata file")
+        rd = by_digest.get(sha256_hex(content))
+        if rd is None:
+            continue
+        if redact(part, ())[1]:
+            raise InputError(f"{ref.path}: this metadata file is also a product and holds a secret; keeping it as "
+                             "the bundle's proof would publish the secret, so move the secret out of the file")
+        differ = contradictions(part, signed)
+        if differ:
+            raise InputError(f"{ref.path}: the signed metadata would say something else than this file, which is "
+                             f"also attested as a product, at {differ[0]}; change the file, not the metadata")
+        bound.append({"name": rd["name"], "digest": dict(rd["digest"])})
+        blobs.append(content)
+    return bound, blobs

@@ -207,6 +207,7 @@ def _replay_entry(bf: BundleFile, entry: Entry | None, findings: list[Finding], 
     out.canonical = not any(f.code == "ENVELOPE_NOT_CANONICAL" for f in findings)
     out.genesis, out.previous, out.time = st.chain.genesis, st.chain.previous, entry.time
     out.subjects, out.materials, out.signers = list(st.subjects), list(st.materials), list(entry.signers)
+    findings.extend(_metadata_source_findings(bf, entry))
     if not checked:
         out.signature_status = SIG_UNCHECKED_NO_POLICY
     elif entry.authentic:
@@ -215,6 +216,25 @@ def _replay_entry(bf: BundleFile, entry: Entry | None, findings: list[Finding], 
         codes = [f.code for f in findings if f.code in SIGNATURE_CODES]
         out.signature_status = ", ".join(dict.fromkeys(codes)) or "not authentic"
     return out
+
+
+def _metadata_source_findings(bf: BundleFile, entry: Entry) -> list[Finding]:
+    """Metadata read from a product file must still say what the file (kept in blobs/) says, as the gate checks."""
+    from mlspec_attest._internal.loaders import read_bounded
+    from mlspec_attest.model.metadata import bound_source_problems
+
+    sources = entry.statement.raw.get("predicate", {}).get("metadataSources")
+    if sources is None:
+        return []
+    blobs = bf.path.parent.parent / "blobs"
+    invalid, differ = bound_source_problems(entry.statement.metadata, entry.statement.subjects, sources,
+                                            lambda digest: read_bounded(blobs / digest, what="metadata source"))
+    where = f"sequence {entry.sequence} ({entry.stage})"
+    return ([Finding("METADATA_SOURCE_INVALID", ERROR, f"{where}: {reason}", stage=entry.stage,
+                     sequence=entry.sequence, file=bf.path.name) for reason in invalid]
+            + [Finding("METADATA_CONTRADICTS_PRODUCT", ERROR, f"{where}: signed metadata at {text}, the attested "
+                       "product it was read from", stage=entry.stage, sequence=entry.sequence, file=bf.path.name)
+               for text in differ])
 
 
 SIGNATURE_CODES = frozenset({"SIGNATURE_INVALID", "SIGNATURE_TAMPERED", "KEY_REVOKED", "SIGNER_NOT_ALLOWED",

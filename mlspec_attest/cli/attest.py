@@ -43,10 +43,13 @@ def _project_defaults() -> Any:
 @click.option("--staging", is_flag=True, help="Use Sigstore's staging instance with --sigstore.")
 @click.option("--evidence", "evidence_files", multiple=True, type=click.Path(dir_okay=False),
               help="Attach an external attestation (Sigstore bundle or DSSE envelope).")
+@click.option("--fingerprints", "fingerprint_specs", multiple=True, metavar="SET=CSV",
+              help="split: attest row fingerprints of a set (e.g. train=data/train.csv, holdback=...); "
+                   "the gate's leakage proof.")
 def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
-                 evidence_files: tuple[str, ...]) -> None:
+                 evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...]) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -58,9 +61,21 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
       mlspec attest stage train --bundle bundle --key keys/pipeline.key \\
           --material train-data=data/train.csv --product model=out/model.pkl \\
           --metadata train.yaml --set hyperparameters.C=1.0
+      mlspec attest stage split --material data/clean.csv \\
+          --product train-data=data/train.csv --product holdback-data=data/holdback.csv \\
+          --fingerprints train=data/train.csv --fingerprints holdback=data/holdback.csv \\
+          --metadata split.yaml
     """
     from mlspec_attest.attest.attestor import Attestor
 
+    fingerprints = []
+    for spec in fingerprint_specs:
+        set_name, sep, csv_path = spec.partition("=")
+        if not sep or not set_name or not csv_path:
+            raise InputError(f"--fingerprints {spec!r}: expected SET=CSV, e.g. --fingerprints holdback=data/holdback.csv")
+        fingerprints.append((set_name, csv_path))
+    if fingerprints and stage.strip().lower() not in ("split", "splitting"):
+        raise InputError("--fingerprints belongs to the split stage (it proves its sets share no rows)")
     project = _project_defaults()
     if bundle_dir is None:
         if project is None or project.bundle is None:
@@ -84,7 +99,8 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
         signers = [load_signer(p) for p in key_paths]
     att = Attestor(bundle_dir, signers, keyless=keyless).attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
-        allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files)
+        allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files,
+        fingerprints=fingerprints)
     for pointer in att.redactions:
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)

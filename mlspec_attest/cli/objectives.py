@@ -18,11 +18,14 @@ def objectives_check(file: str) -> None:
     """Compile every criterion of FILE; report syntax errors with their position."""
     from mlspec_attest._internal.loaders import load_mapping
     from mlspec_attest.model.canonical import canonicalize, sha256_hex
-    from mlspec_attest.objectives.criteria import check_file
+    from mlspec_attest.objectives.cel import compile_expression, vacuity_notes
+    from mlspec_attest.objectives.criteria import VARIABLES, check_file
 
     obj = check_file(file)
     for c in obj.criteria:
         click.echo(f"ok  {c.name:<24} {c.stage}: {c.expression}  [{c.severity}]")
+        for note in vacuity_notes(compile_expression(c.expression, VARIABLES)):
+            click.echo(f"warning: {file}: criterion {c.name}: {note}", err=True)
     click.echo(f"{len(obj.criteria)} criteria compiled")
     # What the policy pins: objectives.project, min_revision, and optionally this exact digest.
     digest = sha256_hex(canonicalize(load_mapping(file, what="objectives file")))

@@ -194,3 +194,101 @@ def apply_set(metadata: dict[str, Any], assignment: str) -> dict[str, Any]:
         node = child
     node[path[-1]] = value
     return metadata
+
+
+_DEPRECATED_STATUS = frozenset({"deprecated"})
+
+
+def deprecated_markers(metadata: Any, path: tuple[Any, ...] = ()) -> list[str]:
+    """JSON pointers where metadata marks its data deprecated, at any depth.
+
+    The seed's dataset model writes ``isDeprecated: true``; its object model a lifecycle
+    ``status: Deprecated``. Either, anywhere (a source inside ``datasets``, ``sources``...),
+    marks data that must not reach training (seed README, "Data Validation").
+    """
+    found: list[str] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [(path, metadata)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = (*where, key)
+                if key == "isDeprecated" and value is not False:
+                    found.append(json_pointer(here))  # true, or anything but a plain false (fail closed)
+                elif key == "deprecated" and (value is True or (isinstance(value, str)
+                                                                and value.strip().lower() in ("true", "yes"))):
+                    found.append(json_pointer(here))
+                elif key in ("status", "lifecycleStatus", "lifecycle_status") and isinstance(value, str) \
+                        and value.strip().lower() in _DEPRECATED_STATUS:
+                    found.append(json_pointer(here))
+                else:
+                    stack.append((here, value))
+        elif isinstance(node, list):
+            stack.extend(((*where, i), v) for i, v in enumerate(node))
+    return sorted(found)
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """JSON equality without Python's coercions (``True == 1``, ``1 == 1.0`` stays as JSON would say)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def contradictions(source: dict[str, Any], signed: Any) -> list[str]:
+    """JSON pointers where ``signed`` metadata differs from a ``source`` file's top-level keys."""
+    if not isinstance(signed, dict):
+        return [""]
+    out: list[str] = []
+    for key, value in source.items():
+        if key not in signed or not same_json(value, signed[key]):
+            out.append(json_pointer(_first_difference(value, signed.get(key), (key,))))
+    return out
+
+
+def _first_difference(a: Any, b: Any, path: tuple[Any, ...]) -> tuple[Any, ...]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(a.keys() | b.keys(), key=str):
+            if k not in a or k not in b or not same_json(a[k], b[k]):
+                return _first_difference(a.get(k), b.get(k), (*path, k)) if k in a and k in b else (*path, k)
+    return path
+
+
+def bound_source_problems(metadata: Any, subjects: list[dict[str, Any]], sources: Any,
+                          read_blob: Any) -> tuple[list[str], list[str]]:
+    """Check ``metadataSources`` (metadata read from files this statement attests as products).
+
+    Returns (invalid, contradictions): why a binding cannot be checked, and the JSON
+    pointers where the signed metadata differs from the bound file. ``read_blob(sha256)``
+    returns the stored bytes (raising OSError or InputError when absent); the verifier
+    and replay pass their own, so both judge the same way.
+    """
+    from mlspec_attest.model.canonical import sha256_hex
+
+    invalid: list[str] = []
+    differ: list[str] = []
+    names = {(s.get("name"), (s.get("digest") or {}).get("sha256")) for s in subjects if isinstance(s, dict)}
+    for src in sources if isinstance(sources, list) else [sources]:
+        try:
+            if not isinstance(src, dict) or not isinstance(src.get("digest"), dict):
+                raise ValueError("metadataSources entries must be {name, digest: {sha256}}")
+            name, digest = src.get("name"), src["digest"].get("sha256")
+            if not isinstance(digest, str) or (name, digest) not in names:
+                raise ValueError(f"metadata source {name!r} is not a subject of this statement")
+            data = read_blob(digest)
+            if sha256_hex(data) != digest:
+                raise ValueError(f"stored copy of {name} differs from the digest that was signed")
+            part = parse_yaml(data, source=str(name))
+            if not isinstance(part, dict):
+                raise ValueError(f"{name} is not a mapping")
+        except (InputError, OSError, ValueError) as exc:
+            invalid.append(str(exc))
+            continue
+        differ.extend(f"{pointer or '/'} differs from {name}" for pointer in contradictions(part, metadata))
+    return invalid, differ

@@ -224,8 +224,8 @@ def _is_descriptor(value: Any) -> bool:
 
 def build_statement(stage: Stage, *, chain: ChainLink, subjects: list[dict[str, Any]],
                     materials: list[dict[str, Any]], metadata: dict[str, Any], run: dict[str, Any],
-                    redactions: list[str], evidence: list[dict[str, Any]] | None = None
-                    ) -> tuple[dict[str, Any], bytes]:
+                    redactions: list[str], evidence: list[dict[str, Any]] | None = None,
+                    extra: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], bytes]:
     """Assemble and validate a statement; returns it with its canonical payload bytes."""
     if not subjects:
         raise InputError(f"stage {stage.name}: a statement needs at least one subject")
@@ -243,6 +243,8 @@ def build_statement(stage: Stage, *, chain: ChainLink, subjects: list[dict[str, 
     }
     if evidence:
         statement["predicate"]["evidence"] = evidence  # type: ignore[index]
+    for key, value in (extra or {}).items():  # further predicate fields (e.g. metadataSources)
+        statement["predicate"][key] = value  # type: ignore[index]
     payload = canonicalize(statement)
     try:
         validate_with_in_toto(statement)

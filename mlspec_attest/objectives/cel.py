@@ -27,6 +27,7 @@ slices it returns the smallest *slice name*). The static check therefore refuses
 
 from __future__ import annotations
 
+import contextvars
 import io
 import math
 import os
@@ -87,15 +88,48 @@ def _cel_number(value: int | float) -> celtypes.Value:
     return celtypes.DoubleType(value) if isinstance(value, float) else celtypes.IntType(value)
 
 
+def _kind(value: Any) -> str:
+    """``bool``, ``number``, ``string`` or ``other``: the classes CEL never converts between."""
+    if isinstance(value, (bool, celtypes.BoolType)):
+        return "bool"
+    if _is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "other"
+
+
+def _no_coercion(symbol: str, a: Any, b: Any) -> CELEvalError | None:
+    """Refuse bool or string against a number (cel-python would compare ``true`` as 1).
+
+    A signed ``accuracy: true`` must not satisfy ``metrics.accuracy >= 0.82``. The refusal
+    is also recorded on the current :class:`Tracker`, so ``||`` cannot absorb it.
+    """
+    kinds = {_kind(a), _kind(b)}
+    if len(kinds) == 2 and "number" in kinds and kinds & {"bool", "string"}:
+        reason = f"cannot apply {symbol} to {_describe(a)} and {_describe(b)}: bool and string are never numbers"
+        _refuse(reason)
+        return CELEvalError(reason)
+    if "bool" in kinds and symbol in "+-*/":
+        reason = f"cannot apply {symbol} to {_describe(a)} and {_describe(b)}: bool is not a number"
+        _refuse(reason)
+        return CELEvalError(reason)
+    return None
+
+
 def _heterogeneous(op_name: str, op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
-    """Wrap a base comparison so int, uint and double compare by value (exactly)."""
+    """Wrap a base comparison so int, uint and double compare by value (exactly), never bool or string."""
     base = base_functions[op_name]
+    symbol = op_name.strip("_")
 
     def compare(a: Any, b: Any) -> Any:
         if isinstance(a, CELEvalError):
             return a
         if isinstance(b, CELEvalError):
             return b
+        refused = _no_coercion(symbol, a, b)
+        if refused is not None:
+            return refused
         if _is_number(a) and _is_number(b) and type(a) is not type(b):
             return celtypes.BoolType(op(_py_number(a), _py_number(b)))
         return base(a, b)
@@ -104,11 +138,56 @@ def _heterogeneous(op_name: str, op: Callable[[Any, Any], bool]) -> Callable[[An
     return compare
 
 
+def _strict_equality(op_name: str) -> Callable[[Any, Any], Any]:
+    """``==``/``!=`` that never equate bool with number, also inside lists and maps (``[true] == [1]``)."""
+    scalar = _heterogeneous(op_name, (lambda a, b: a == b) if op_name == "_==_" else (lambda a, b: a != b))
+
+    def equal(a: Any, b: Any) -> Any:
+        if isinstance(a, (celtypes.ListType, celtypes.MapType)) and isinstance(b, (celtypes.ListType, celtypes.MapType)):
+            from mlspec_attest.model.metadata import same_json
+
+            plain_a, plain_b = to_plain(a), to_plain(b)
+            same = same_json(plain_a, plain_b)
+            if not same and plain_a == plain_b:  # equal only if bool counted as a number: refuse, as for scalars
+                reason = f"cannot apply {op_name.strip('_')} to {_describe(a)} and {_describe(b)}: " \
+                         "they differ only by a bool where a number is"
+                _refuse(reason)
+                return CELEvalError(reason)
+            return celtypes.BoolType(same if op_name == "_==_" else not same)
+        return scalar(a, b)
+
+    equal.__name__ = f"strict{op_name}"
+    return equal
+
+
+def _strict_in(item: Any, container: Any) -> Any:
+    """``x in list`` / ``x in map`` without bool-number coercion (``true in [1]`` is a refusal)."""
+    if isinstance(item, CELEvalError):
+        return item
+    if isinstance(container, CELEvalError):
+        return container
+    members = list(container) if isinstance(container, (celtypes.ListType, celtypes.MapType)) else None
+    if members is not None and _kind(item) in ("bool", "number"):
+        for m in members:
+            refused = _no_coercion("in", item, m) if _kind(m) in ("bool", "number") else None
+            if refused is not None:
+                return refused
+    return base_functions["_in_"](item, container)
+
+
 def _mixed_arithmetic(op_name: str, op: Callable[[float, float], float]) -> Callable[[Any, Any], Any]:
     """Wrap base arithmetic so int with double gives a double (see the module docstring)."""
     base = base_functions[op_name]
+    symbol = op_name.strip("_")
 
     def arithmetic(a: Any, b: Any) -> Any:
+        if isinstance(a, CELEvalError):
+            return a
+        if isinstance(b, CELEvalError):
+            return b
+        refused = _no_coercion(symbol, a, b)
+        if refused is not None:
+            return refused
         if _is_number(a) and _is_number(b) and type(a) is not type(b) and (
             isinstance(a, float) or isinstance(b, float)
         ):
@@ -135,8 +214,12 @@ def _slice_metric_values(fname: str, slices_of: Any, metric: Any) -> list[tuple[
         )
     if not isinstance(metric, str):
         return CELEvalError(f"{fname}() needs a metric name string, got {_describe(metric)}")
-    if len(slices_of) == 0:
-        return CELEvalError(f"{fname}(): {_where(slices_of)} has no slices")
+    if len(slices_of) < 2:
+        # One slice compares nothing: a fairness bound over it passes whatever the model does.
+        reason = (f"{fname}(): {_where(slices_of)} has {len(slices_of)} slice(s); "
+                  "comparing slices needs at least two")
+        _refuse(reason)
+        return CELEvalError(reason)
     values: list[tuple[str, int | float]] = []
     for slice_name in slices_of:
         per_slice = slices_of[slice_name]
@@ -223,8 +306,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "_<=_": _heterogeneous("_<=_", lambda a, b: a <= b),
     "_>_": _heterogeneous("_>_", lambda a, b: a > b),
     "_>=_": _heterogeneous("_>=_", lambda a, b: a >= b),
-    "_==_": _heterogeneous("_==_", lambda a, b: a == b),
-    "_!=_": _heterogeneous("_!=_", lambda a, b: a != b),
+    "_==_": _strict_equality("_==_"),
+    "_!=_": _strict_equality("_!=_"),
+    "_in_": _strict_in,
     "_+_": _mixed_arithmetic("_+_", lambda a, b: a + b),
     "_-_": _mixed_arithmetic("_-_", lambda a, b: a - b),
     "_*_": _mixed_arithmetic("_*_", lambda a, b: a * b),
@@ -251,11 +335,16 @@ def _quote(text: str) -> str:
 
 @dataclass
 class Tracker:
-    """What one evaluation read: leaf values by path, and keys looked up but absent."""
+    """What one evaluation read: leaf values by path, keys looked up but absent, and refusals.
+
+    A refusal (a bool compared with a number, a quantifier over nothing) fails the
+    expression even where CEL's error-absorbing ``||`` / ``&&`` would have hidden it.
+    """
 
     reads: dict[str, Any] = field(default_factory=dict)
     # path -> (parent path, the keys the parent did have)
     missing: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    refusals: list[str] = field(default_factory=list)
     guard: int = 0  # >0 while inside has(), where an absent key is an answer, not an error
 
     def read(self, path: str, value: Any) -> None:
@@ -264,6 +353,15 @@ class Tracker:
     def miss(self, path: str, parent: str, available: list[str]) -> None:
         if self.guard == 0:
             self.missing.setdefault(path, (parent, available))
+
+
+_CURRENT: contextvars.ContextVar[Tracker | None] = contextvars.ContextVar("mlspec_cel_tracker", default=None)
+
+
+def _refuse(reason: str) -> None:
+    tracker = _CURRENT.get()
+    if tracker is not None and reason not in tracker.refusals:
+        tracker.refusals.append(reason)
 
 
 class TrackedMap(celtypes.MapType):
@@ -339,6 +437,10 @@ def _describe(value: Any) -> str:
 describe_value = _describe
 
 
+# Macros that iterate a collection and would answer for an empty one without judging anything.
+_VACUOUS_MACROS = frozenset({"all", "filter", "map", "reduce"})
+
+
 class _TrackingEvaluator(Evaluator):
     """Evaluator whose ``has()`` probes are not counted as missing metrics."""
 
@@ -348,6 +450,23 @@ class _TrackingEvaluator(Evaluator):
         sub = _TrackingEvaluator(ast, activation=self.activation)
         sub.tracker = self.tracker
         return sub
+
+    def member_dot_arg(self, tree: lark.Tree) -> Any:
+        """``x.all(v, p)`` (or ``filter``/``map``/``reduce``) over an empty list or map is refused.
+
+        ``all`` over nothing is true of nothing, and ``x.filter(v, bad).size() == 0`` is the
+        same claim spelled differently; a criterion must have something to judge.
+        """
+        macro = str(tree.children[1])
+        if macro in _VACUOUS_MACROS:
+            members = self.visit(tree.children[0])
+            if not isinstance(members, CELEvalError) and isinstance(members, (celtypes.ListType, celtypes.MapType)) \
+                    and len(members) == 0:
+                reason = f"{macro}() over {_where(members) if isinstance(members, TrackedMap) else 'a list'} " \
+                         "that is empty proves nothing"
+                _refuse(reason)
+                return CELEvalError(reason)
+        return super().member_dot_arg(tree)
 
     def macro_has_eval(self, exprlist: lark.Tree) -> celtypes.BoolType:
         self.tracker.guard += 1
@@ -627,6 +746,31 @@ def _check_names(ast: lark.Tree, variables: frozenset[str]) -> None:
                 )
 
 
+_SLICE_HELPERS = frozenset({"max_gap", "min", "max"})
+
+
+def vacuity_notes(ast: lark.Tree) -> list[str]:
+    """What the expression needs to be non-vacuous, for ``mlspec objectives check`` to warn about.
+
+    The gate fails ``all()`` over an empty collection and a slice helper over fewer than
+    two slices; saying so before signing avoids a surprise at deploy time.
+    """
+    notes: list[str] = []
+    for node in ast.iter_subtrees_topdown():
+        if node.data == "member_dot_arg" and str(node.children[1]) in _VACUOUS_MACROS:
+            notes.append(f"{node.children[1]}() fails at the gate when its list or map is empty or missing")
+        elif node.data == "member_dot_arg" and str(node.children[1]) in _SLICE_HELPERS:  # slices.g.max_gap("m")
+            notes.append(f"{node.children[1]}() fails at the gate unless at least two slices carry the metric")
+        elif node.data == "ident_arg" and str(node.children[0]) in _SLICE_HELPERS:
+            args = node.children[1].children if len(node.children) > 1 and isinstance(node.children[1], lark.Tree) \
+                else []
+            reads_slices = len(args) == 2 and isinstance(args[0], lark.Tree) and any(
+                t.data in ("ident", "dot_ident") for t in args[0].iter_subtrees())
+            if reads_slices:
+                notes.append(f"{node.children[0]}() fails at the gate unless at least two slices carry the metric")
+    return list(dict.fromkeys(notes))
+
+
 def _bare_ident(expr: Any) -> str | None:
     """The identifier an ``expr`` subtree consists of, if it is just one name."""
     node = expr
@@ -649,6 +793,7 @@ class Evaluation:
     error: str | None
     reads: dict[str, Any]
     missing: dict[str, tuple[str, list[str]]]
+    refusals: list[str] = field(default_factory=list)
 
 
 def evaluate_expression(ast: lark.Tree, bindings: Mapping[str, Any]) -> Evaluation:
@@ -659,6 +804,7 @@ def evaluate_expression(ast: lark.Tree, bindings: Mapping[str, Any]) -> Evaluati
     runner.tracker = tracker  # type: ignore[attr-defined]
     value: Any = None
     error: str | None = None
+    token = _CURRENT.set(tracker)
     try:
         value = runner.evaluate(context)
     except CELEvalError as exc:
@@ -667,9 +813,14 @@ def evaluate_expression(ast: lark.Tree, bindings: Mapping[str, Any]) -> Evaluati
         error = "expression nested too deeply to evaluate"
     except Exception as exc:  # cel-python can leak Python errors (e.g. 1/0); never a traceback
         error = f"{type(exc).__name__}: {exc}"
+    finally:
+        _CURRENT.reset(token)
+    if tracker.refusals and error is None:
+        error = "; ".join(tracker.refusals)
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)) and error is None:
         error = "expression produced NaN or infinity"
-    return Evaluation(value=value, error=error, reads=dict(tracker.reads), missing=dict(tracker.missing))
+    return Evaluation(value=value, error=error, reads=dict(tracker.reads), missing=dict(tracker.missing),
+                      refusals=list(tracker.refusals))
 
 
 def _eval_reason(exc: CELEvalError) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Project
+from conftest import Project, serve_payload
 
 from mlspec_attest.cli.main import main
 from mlspec_attest.digests import digest_path
@@ -46,6 +46,7 @@ STAGE_ARGS = [
     ["validate", "--material", "work/clean.csv", "--set", "schema_version=1", "--set", "passed=true"],
     ["split", "--material", "work/clean.csv", "--product", "train-data=work/train.csv",
      "--product", "eval-data=work/val.csv", "--product", "holdback-data=work/holdback.csv",
+     "--fingerprints", "train=work/train.csv", "--fingerprints", "holdback=work/holdback.csv",
      "--set", "sets.train.size=1", "--set", "sets.holdback.size=1"],
     ["training", "--material", "train-data=work/train.csv", "--product", "model=out/model.bin",
      "--set", "framework=sklearn"],
@@ -53,11 +54,12 @@ STAGE_ARGS = [
      "--set", "metrics.accuracy=0.91"],
     ["test", "--material", "model=out/model.bin", "--material", "holdback-data=work/holdback.csv",
      "--set", "metrics.accuracy=0.88"],
-    ["packaging", "--material", "model=out/model.bin", "--product", "pkg", "--set", "name=demo"],
-    ["serve", "--material", "pkg", "--set", "rollout.status=succeeded"],
+    ["packaging", "--material", "model=out/model.bin", "--product", "package=pkg", "--set", "name=demo"],
+    ["serve", "--material", "package=pkg", "--set", "rollout.status=succeeded"],
     ["monitor", "--material", "pkg", "--set", "signals.latency_ms=3.5", "--set", "rollback_target.name=pkg",
-     "--set", "rollback_target.digest.sha256=ROLLBACK"],
-    ["log", "--set", "tree_size=0", "--set", "root_hash=" + "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"],
+     "--set", "rollback_target.digest.sha256=ROLLBACK", "--set", "serve_attestation=SERVE"],
+    ["log", "--set", "tree_size=0", "--set", "root_hash=" + "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+     "--set", "pipeline=SERVE"],
 ]
 
 
@@ -76,6 +78,8 @@ def test_thirteen_stage_chain_built_with_the_cli_passes(in_project: Project) -> 
     rollback = digest_path(in_project.root / "pkg").sha256
     for args in STAGE_ARGS:
         args = [a.replace("ROLLBACK", rollback) for a in args]
+        if any("SERVE" in a for a in args):
+            args = [a.replace("SERVE", serve_payload(in_project.bundle)) for a in args]
         extra = [] if "--key" in args else ["--key", "keys/pipeline.key"]
         result = cli(in_project, "attest", "stage", *args, "--bundle", "bundle", *extra)
         assert result.exit_code == 0, (args, result.output)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Project, build_lifecycle
+from conftest import Project, build_lifecycle, serve_payload
 
 from mlspec_attest.attest.head import sign_head
 from mlspec_attest.cli.main import main
@@ -147,7 +147,7 @@ def test_truncation_is_refused(lifecycle: Project) -> None:
     """The monitor withdrew the model; the attacker deletes that attestation."""
     pipeline = load_signer(lifecycle.key("pipeline"))
     lifecycle.attestor().attest("monitor", materials=["pkg"], metadata={
-        "signals": {"drift": 0.9}, "decision": "withdraw",
+        "signals": {"drift": 0.9}, "decision": "withdraw", "serve_attestation": serve_payload(lifecycle.bundle),
         "rollback_target": json.loads(json.dumps({"name": "pkg", "digest": {"sha256": _pkg_digest(lifecycle)}}))})
     sign_head(lifecycle.bundle, [pipeline], timedelta(hours=24))
     policy = Policy.from_file(policy_with(lifecycle, HEAD))
@@ -171,6 +171,7 @@ def test_rollback_to_an_older_valid_chain_is_refused(lifecycle: Project, tmp_pat
     old = tmp_path / "old-bundle"
     shutil.copytree(lifecycle.bundle, old)  # the attacker keeps this complete, valid chain and its head
     lifecycle.attestor().attest("monitor", materials=["pkg"], metadata={
+        "serve_attestation": serve_payload(lifecycle.bundle),
         "signals": {"drift": 0.9}, "rollback_target": {"name": "pkg", "digest": {"sha256": _pkg_digest(lifecycle)}}})
     sign_head(lifecycle.bundle, [pipeline], timedelta(hours=24), now=t0 + timedelta(minutes=30))
     policy = Policy.from_file(policy_with(lifecycle, HEAD))
@@ -182,7 +183,8 @@ def test_rollback_to_an_older_valid_chain_is_refused(lifecycle: Project, tmp_pat
     shutil.copyfile(lifecycle.bundle / HEAD_FILE, old / HEAD_FILE)
     assert codes(Verifier(policy, now=later).verify(old)) == {"CHAIN_ROLLBACK"}
     # A newer attestation the head does not cover yet, and a head from another chain.
-    lifecycle.attestor().attest("log", metadata={"tree_size": 0, "root_hash": "e" * 64})
+    lifecycle.attestor().attest("log", metadata={"tree_size": 0, "root_hash": "e" * 64,
+                                                 "pipeline": serve_payload(lifecycle.bundle)})
     assert codes(Verifier(policy, now=later).verify(lifecycle.bundle)) == {"HEAD_BEHIND"}
 
 

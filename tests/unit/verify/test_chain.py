@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Project, build_lifecycle
+from conftest import Project, build_lifecycle, serve_payload
 
 from mlspec_attest.attest.cosign import cosign
 from mlspec_attest.digests import digest_path
@@ -195,9 +195,10 @@ def test_stage_out_of_order(project: Project) -> None:
 def test_monitor_and_log_may_interleave(lifecycle: Project) -> None:
     att = lifecycle.attestor()
     pkg = digest_path(lifecycle.root / "pkg").sha256
-    att.attest("monitor", materials=["pkg"], metadata={"signals": {"x": 1.0}, "rollback_target": {
-        "name": "pkg", "digest": {"sha256": pkg}}})
-    att.attest("log", metadata={"tree_size": 1, "root_hash": "1" * 64})
+    serve = serve_payload(lifecycle.bundle)
+    att.attest("monitor", materials=["pkg"], metadata={"signals": {"x": 1.0}, "serve_attestation": serve,
+                                                       "rollback_target": {"name": "pkg", "digest": {"sha256": pkg}}})
+    att.attest("log", metadata={"tree_size": 1, "root_hash": "1" * 64, "pipeline": serve})
     assert verify_bundle(lifecycle.bundle, lifecycle.policy()).passed
 
 

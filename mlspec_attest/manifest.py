@@ -1,0 +1,91 @@
+"""A directory artifact's file manifest, kept in the bundle so the gate can see inside a package.
+
+The manifest is the RFC 8785 document ``{"files": [{"path", "sha256"}...]}`` whose sha256
+the attestor already signs as the descriptor annotation ``mlspec.dev/manifest-sha256``
+(digests.MANIFEST_ANNOTATION). The attestor stores the bytes as ``bundle/blobs/<sha256>``;
+the verifier reads them back, checks the digest against the signed annotation, and can
+then say which model file a package holds and which files of a shipped directory differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlspec_attest.errors import InputError
+from mlspec_attest.model.canonical import canonicalize, parse_json, sha256_hex
+from mlspec_attest.model.formats import HEX64
+
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
+def encode(files: Iterable[tuple[str, str]]) -> bytes:
+    """The canonical manifest bytes of (relative POSIX path, sha256 hex) pairs, in digest_path's order."""
+    return canonicalize({"files": [{"path": p, "sha256": d} for p, d in files]})
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    """How a directory differs from a signed manifest, file by file."""
+
+    differing: tuple[str, ...]
+    missing: tuple[str, ...]
+    extra: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.differing or self.missing or self.extra)
+
+    def describe(self, limit: int = 5) -> str:
+        parts = []
+        for label, names in (("differ", self.differing), ("missing", self.missing), ("extra", self.extra)):
+            if names:
+                shown = ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+                parts.append(f"{label}: {shown}")
+        return "; ".join(parts) or "no file differs (only the directory digest)"
+
+
+def parse(data: bytes, where: str) -> dict[str, str]:
+    """Path -> sha256 from manifest bytes; refuses a non-canonical, duplicated or malformed manifest."""
+    try:
+        doc = parse_json(data, source=where)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    if canonicalize(doc) != data:
+        raise ValueError(f"{where}: manifest is not RFC 8785 canonical")
+    files = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(files, list) or set(doc) != {"files"}:
+        raise ValueError(f"{where}: manifest must be {{\"files\": [...]}}")
+    out: dict[str, str] = {}
+    for i, item in enumerate(files):
+        if (not isinstance(item, dict) or set(item) != {"path", "sha256"} or not isinstance(item["path"], str)
+                or not isinstance(item["sha256"], str) or not HEX64.fullmatch(item["sha256"])):
+            raise ValueError(f"{where}: files[{i}] must be {{path, sha256 (64 hex)}}")
+        if item["path"] in out:
+            raise ValueError(f"{where}: file {item['path']!r} listed twice")
+        out[item["path"]] = item["sha256"]
+    return out
+
+
+def load(blobs: Path, manifest_sha256: str, where: str) -> dict[str, str]:
+    """Read ``blobs/<manifest_sha256>``, check it is those bytes, parse it (ValueError/OSError if not)."""
+    from mlspec_attest._internal.loaders import read_bounded
+
+    if not HEX64.fullmatch(manifest_sha256):
+        raise ValueError(f"{where}: manifest digest {manifest_sha256!r} is not 64 hex digits")
+    try:
+        data = read_bounded(blobs / manifest_sha256, limit=MAX_MANIFEST_BYTES, what="file manifest")
+    except InputError as exc:
+        raise OSError(str(exc)) from None
+    if sha256_hex(data) != manifest_sha256:
+        raise ValueError(f"{where}: stored manifest differs from the digest that was signed")
+    return parse(data, where)
+
+
+def diff(signed: dict[str, str], actual: Iterable[tuple[str, str]]) -> FileDiff:
+    have = dict(actual)
+    return FileDiff(
+        differing=tuple(sorted(p for p in signed.keys() & have.keys() if signed[p] != have[p])),
+        missing=tuple(sorted(signed.keys() - have.keys())),
+        extra=tuple(sorted(have.keys() - signed.keys())),
+    )
