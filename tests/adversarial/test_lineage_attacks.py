@@ -413,6 +413,8 @@ def test_log_with_wrong_types_is_refused(project: Project, metadata: dict[str, A
 
 # -- 12. vacuous criteria ------------------------------------------------------------------------------
 VACUOUS = """\
+project: my-model
+revision: 1
 outputs: {task: binary-classification, labels: [0, 1]}
 errors:
   - {name: false-negative, handling: manual review}

@@ -150,6 +150,7 @@ def test_rotate_inline_makes_a_self_contained_policy(project: Project) -> None:
 def test_policy_check_prints_signers_thresholds_and_requirements(project: Project) -> None:
     data = yaml.safe_load(project.policy().read_text())
     data["stages"]["train"] = {"required": True, "signers": ["pipeline", "owner"], "threshold": 2}
+    data["objectives"]["separate_signer"] = False  # the owner co-signs train here: allowed, and warned about
     project.policy().write_text(yaml.safe_dump(data))
     result = run(["policy", "check", str(project.policy())], project.root)
     assert result.returncode == 0, result.stderr
