@@ -81,13 +81,10 @@ class PublicKey:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PublicKey:
+        from mlspec_attest._internal.files import read_file
+
         p = Path(path)
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise InputError(f"{p}: public key file not found") from None
-        except OSError as exc:
-            raise InputError(f"{p}: cannot read public key: {exc.strerror}") from None
+        data = read_file(p, limit=_MAX_KEY_BYTES, what="public key file")
         return cls.from_pem(data, str(p))
 
     def to_pem(self) -> bytes:
@@ -131,6 +128,9 @@ class Signer:
     @classmethod
     def from_private_key(cls, key: PrivateKeyType, source: str = "") -> Signer:
         return cls(private_key=key, public=PublicKey.from_crypto(key.public_key(), source))
+
+
+_MAX_KEY_BYTES = 1024 * 1024  # a PEM key is a few hundred bytes
 
 
 def _new_private_key(key_type: str) -> PrivateKeyType:
@@ -198,10 +198,9 @@ def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -
         raise InputError(f"{p}: private key not found") from None
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{p}: not a regular file")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read private key: {exc.strerror}") from None
+    from mlspec_attest._internal.files import read_file
+
+    data = read_file(p, limit=_MAX_KEY_BYTES, what="private key")
     if b"-----BEGIN PUBLIC KEY-----" in data:
         raise InputError(f"{p}: is a public key; sign with the private key (NAME.key beside it)")
     if st.st_mode & 0o077:

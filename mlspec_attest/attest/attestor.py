@@ -248,8 +248,14 @@ class Attestor:
             for ref, descriptor in zip(product_refs, subject_rds):
                 if is_fingerprint_role(ref.role):
                     # Small, and the verifier needs the bytes to prove the sets are disjoint.
+                    from mlspec_attest._internal.files import read_file
+                    from mlspec_attest.model.canonical import sha256_hex
+
                     path = ref.path if ref.path.is_absolute() else self.base_dir / ref.path
-                    self.bundle.store_file(f"blobs/{descriptor['digest']['sha256']}", path.read_bytes())
+                    blob = read_file(path, what="row fingerprints")
+                    if sha256_hex(blob) != descriptor["digest"]["sha256"]:
+                        raise InputError(f"{path}: changed while it was being attested; run the stage again")
+                    self.bundle.store_file(f"blobs/{descriptor['digest']['sha256']}", blob)
             path = self.bundle.write_new(attestation_file_name(link.sequence, stage_obj.name, kind), data)
         return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
                            payload_sha256=payload_digest(payload), statement=statement, redactions=redactions)

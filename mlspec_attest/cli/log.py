@@ -28,9 +28,11 @@ def log() -> None:
 
 
 def _read_jsonl(stream: TextIO | Any, source: str) -> Iterator[dict[str, Any]]:
+    from mlspec_attest._internal.files import read_lines
     from mlspec_attest.model.canonical import parse_json
 
-    for no, raw in enumerate(stream, 1):
+    lines = read_lines(stream, source) if hasattr(stream, "readline") else stream  # each record bounded
+    for no, raw in enumerate(lines, 1):
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         if not raw.strip():
@@ -68,13 +70,14 @@ def bundle_lookup(bundle: str):
     import hashlib
 
     from mlspec_attest.bundle import Bundle, extract_payload
+    from mlspec_attest.model.canonical import parse_json
 
     found: dict[str, dict[str, Any]] = {}
     for f in Bundle(bundle).files():
         try:
             payload = extract_payload(f.kind, f.data)
-            statement = json.loads(payload)
-        except (ValueError, KeyError, TypeError):
+            statement = parse_json(payload, source=str(f.path))  # depth-bounded: no RecursionError
+        except (ValueError, KeyError, TypeError, InputError):
             continue
         if not isinstance(statement, dict) or not str(statement.get("predicateType", "")).endswith("/log/v1"):
             continue
@@ -128,9 +131,10 @@ def append(source: str, log_dir: str, pipeline: str | None, seal_after: bool, bu
 @click.option("--unsigned", is_flag=True, help="record the tree head without an attestation (testing only)")
 def seal(log_dir: str, bundle: str | None, keys: tuple[str, ...], unsigned: bool) -> None:
     """Sign the current tree head as a 'log' attestation and record the seal."""
+    from mlspec_attest._internal.files import exists
     from mlspec_attest.log.inference import HEADER_FILE, InferenceLog
 
-    if not (Path(log_dir) / HEADER_FILE).exists():
+    if not exists(HEADER_FILE, root=log_dir):
         raise InputError(f"{log_dir}: no inference log here (create one with `mlspec log append --pipeline ...`)")
     seal_fn = make_seal_fn(bundle, keys, unsigned)
     with InferenceLog(log_dir, seal_fn=seal_fn, seal_on_close=False) as lg:
@@ -156,7 +160,10 @@ def prove(record_id: str | None, log_dir: str, index: int | None, output: str | 
     proof = make_proof(log_dir, record_id, index=index)
     text = json.dumps(proof, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        from mlspec_attest._internal.files import write_file
+
+        out = Path(output)
+        write_file(out.parent, out.name, text.encode("utf-8"), replace=True, what="proof")
     else:
         click.echo(text, nl=False)
 
@@ -185,10 +192,9 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, deep: bool
         ok = report.ok and not (strict and report.unsealed)
     proof_results = []
     for p in proofs:
-        try:
-            doc = parse_json(Path(p).read_bytes(), source=p)
-        except OSError as exc:
-            raise InputError(f"{p}: {exc.strerror}") from None
+        from mlspec_attest._internal.files import read_file
+
+        doc = parse_json(read_file(p, what="proof file"), source=p)
         problems = verify_proof(doc) if isinstance(doc, dict) else ["not a JSON object"]
         if not problems and check_log and bundle and isinstance(doc, dict):
             meta = attested(doc.get("attestation") or "") if attested else None

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mlspec_attest._internal import files as safe
 from mlspec_attest.errors import InputError
 from mlspec_attest.log.merkle import (
     HASH_SIZE,
@@ -508,12 +509,14 @@ def _fsync(fh: Any) -> None:
     os.fsync(fh.fileno())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        _fsync(fh)
-    os.replace(tmp, path)
+def _atomic_write(directory: Path, rel: str, data: bytes | Iterable[bytes]) -> None:
+    """The one safe-write routine: random exclusive temp, no-follow below the log directory."""
+    safe.write_file(directory, rel, data, replace=True, what="log file")
+
+
+def _open_log_file(directory: Path, name: str) -> Any:
+    """A reader on a log file: no-follow, non-blocking, fstat-checked regular file."""
+    return safe.open_stream(name, root=directory, what="log file")
 
 
 def _now() -> str:
@@ -606,8 +609,7 @@ class InferenceLog:
         self.seal_on_close = seal_on_close
         self._pending: list[bytes] = []
         self._closed = False
-        header_path = self.directory / HEADER_FILE
-        if header_path.exists():
+        if safe.exists(HEADER_FILE, root=self.directory):
             header = _read_header(self.directory)
             if pipeline_digest is not None and pipeline_digest != header["pipeline"]:
                 raise InputError(
@@ -621,15 +623,15 @@ class InferenceLog:
                 raise InputError("a new log needs the serve attestation's payload sha256 (64 lowercase hex)")
             self.pipeline = pipeline_digest
             self.origin = origin or f"mlspec-attest/inference-log/{pipeline_digest}"
-            self.directory.mkdir(parents=True, exist_ok=True)
+            safe.make_dirs(self.directory, "")
             header = {"format": LOG_FORMAT, "hash_algorithm": HASH_ALGORITHM, "origin": self.origin,
                       "pipeline": self.pipeline, "created": _now()}
-            _atomic_write(header_path, canonicalize(header) + b"\n")
-        (self.directory / CHECKPOINT_DIR).mkdir(exist_ok=True)
+            _atomic_write(self.directory, HEADER_FILE, canonicalize(header) + b"\n")
+        safe.make_dirs(self.directory, CHECKPOINT_DIR)
         self._seals = _read_seals(self.directory)
         self._recover()
-        self._records = open(self.directory / RECORDS_FILE, "ab", buffering=1 << 20)
-        self._leaves = open(self.directory / LEAVES_FILE, "ab", buffering=1 << 16)
+        self._records = safe.open_append(self.directory, RECORDS_FILE, what="log records", buffering=1 << 20)
+        self._leaves = safe.open_append(self.directory, LEAVES_FILE, what="log leaves", buffering=1 << 16)
         self._last_seal_clock = _time.monotonic()
 
     # -- state -----------------------------------------------------------------------
@@ -639,11 +641,14 @@ class InferenceLog:
         behind records.jsonl (it is a cache); refuse a torn last record."""
         records = self.directory / RECORDS_FILE
         leaves = self.directory / LEAVES_FILE
-        records.touch()
-        leaves.touch()
-        size = records.stat().st_size
+        for name in (RECORDS_FILE, LEAVES_FILE):  # create if absent, refusing planted symlinks
+            safe.open_append(self.directory, name, what="log file").close()
+        with _open_log_file(self.directory, RECORDS_FILE) as fh:
+            size = os.fstat(fh.fileno()).st_size
+        with _open_log_file(self.directory, LEAVES_FILE) as fh:
+            leaves_size = os.fstat(fh.fileno()).st_size
         if size:
-            with open(records, "rb") as fh:
+            with _open_log_file(self.directory, RECORDS_FILE) as fh:
                 fh.seek(size - 1)
                 if fh.read(1) != b"\n":
                     raise InputError(
@@ -651,11 +656,11 @@ class InferenceLog:
                         " `mlspec log verify` shows it; truncate the file after its last newline to continue"
                     )
         lines = 0
-        with open(records, "rb") as fh:
+        with _open_log_file(self.directory, RECORDS_FILE) as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 lines += chunk.count(b"\n")
-        n_leaves = leaves.stat().st_size // HASH_SIZE
-        if n_leaves != lines or leaves.stat().st_size % HASH_SIZE:
+        n_leaves = leaves_size // HASH_SIZE
+        if n_leaves != lines or leaves_size % HASH_SIZE:
             self._rebuild_leaves(lines)
         last = self._seals[-1] if self._seals else None
         if last is not None and last.tree_size > lines:
@@ -678,10 +683,10 @@ class InferenceLog:
         self._unsealed = lines - boundary
 
     def _rebuild_leaves(self, lines: int) -> None:
-        with open(self.directory / RECORDS_FILE, "rb") as src, open(self.directory / LEAVES_FILE, "wb") as dst:
-            for line in src:
-                dst.write(_sha256(b"\x00" + line[:-1]).digest())
-            _fsync(dst)
+        with _open_log_file(self.directory, RECORDS_FILE) as src:
+            source = str(self.directory / RECORDS_FILE)
+            _atomic_write(self.directory, LEAVES_FILE,
+                          (_sha256(b"\x00" + line[:-1]).digest() for line in safe.read_lines(src, source)))
 
     @property
     def size(self) -> int:
@@ -763,7 +768,7 @@ class InferenceLog:
         number = (last.seal if last else 0) + 1
         body = checkpoint_body(self.origin, n, root)
         cp_path = self.directory / CHECKPOINT_DIR / f"{number:08d}.checkpoint"
-        _atomic_write(cp_path, body)
+        _atomic_write(self.directory, f"{CHECKPOINT_DIR}/{number:08d}.checkpoint", body)
         records_start = last.records_end if last else 0
         metadata = {
             "log_format": LOG_FORMAT,
@@ -790,7 +795,7 @@ class InferenceLog:
             records_start=records_start, records_end=self._bytes, checkpoint_sha256=metadata["checkpoint_sha256"],
             attestation=digest, time=_now(),
         )
-        with open(self.directory / SEALS_FILE, "ab") as fh:
+        with safe.open_append(self.directory, SEALS_FILE, what="log seals") as fh:
             fh.write(canonicalize(entry.to_dict()) + b"\n")
             _fsync(fh)
         self._seals.append(entry)
@@ -832,7 +837,7 @@ class InferenceLog:
 def _read_header(directory: Path) -> dict[str, Any]:
     path = directory / HEADER_FILE
     try:
-        header = parse_json(path.read_bytes(), source=str(path))
+        header = parse_json(safe.read_file(HEADER_FILE, root=directory, what="log header"), source=str(path))
     except OSError as exc:
         raise InputError(f"{path}: cannot read log header: {exc.strerror}") from exc
     if not isinstance(header, dict) or header.get("format") != LOG_FORMAT:
@@ -846,10 +851,11 @@ def _read_header(directory: Path) -> dict[str, Any]:
 
 def _read_seals(directory: Path) -> list[Seal]:
     path = directory / SEALS_FILE
-    if not path.exists():
+    if not safe.exists(SEALS_FILE, root=directory):
         return []
     seals = []
-    for no, line in enumerate(path.read_bytes().splitlines(), 1):
+    data = safe.read_file(SEALS_FILE, root=directory, what="log seals")  # bounded: 64 MiB
+    for no, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -860,7 +866,7 @@ def _read_seals(directory: Path) -> list[Seal]:
 
 
 def _read_leaf_range(path: Path, start: int, stop: int) -> list[bytes]:
-    with open(path, "rb") as fh:
+    with _open_log_file(path.parent, path.name) as fh:
         fh.seek(start * HASH_SIZE)
         blob = fh.read((stop - start) * HASH_SIZE)
     return [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
@@ -869,12 +875,9 @@ def _read_leaf_range(path: Path, start: int, stop: int) -> list[bytes]:
 def iter_records(directory: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each complete line of records.jsonl."""
     path = Path(directory) / RECORDS_FILE
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror}") from exc
+    fh = _open_log_file(Path(directory), RECORDS_FILE)
     with fh:
-        for no, line in enumerate(fh, 1):
+        for no, line in enumerate(safe.read_lines(fh, str(path)), 1):
             if not line.endswith(b"\n"):
                 raise InputError(f"{path}:{no}: incomplete last record (crash during append)")
             obj = parse_json(line, source=f"{path}:{no}")
@@ -886,12 +889,12 @@ def iter_records(directory: str | os.PathLike[str]) -> Iterator[tuple[int, dict[
 def _find(directory: Path, request_id: str) -> list[tuple[int, bytes]]:
     needle = b'"requestId":' + json.dumps(request_id, ensure_ascii=False).encode()
     hits = []
-    with open(directory / RECORDS_FILE, "rb") as fh:
-        for i, line in enumerate(fh):
+    with _open_log_file(directory, RECORDS_FILE) as fh:
+        for i, line in enumerate(safe.read_lines(fh, str(directory / RECORDS_FILE))):
             if needle in line and line.endswith(b"\n"):
                 try:
                     obj = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 if isinstance(obj, dict) and obj.get("requestId") == request_id:
                     hits.append((i, line[:-1]))
@@ -899,8 +902,8 @@ def _find(directory: Path, request_id: str) -> list[tuple[int, bytes]]:
 
 
 def _line_at(directory: Path, index: int) -> bytes:
-    with open(directory / RECORDS_FILE, "rb") as fh:
-        for i, line in enumerate(fh):
+    with _open_log_file(directory, RECORDS_FILE) as fh:
+        for i, line in enumerate(safe.read_lines(fh, str(directory / RECORDS_FILE))):
             if i == index:
                 if not line.endswith(b"\n"):
                     break
@@ -932,7 +935,7 @@ def prove(directory: str | os.PathLike[str], request_id: str | None = None, *, i
         raise InputError(f"record {index} is not sealed yet: seal the log first (`mlspec log seal`)")
     seal = seals[-1]
     leaf = _sha256(b"\x00" + line).digest()
-    src = LeafFile(directory / LEAVES_FILE)
+    src = LeafFile(directory / LEAVES_FILE)  # opened no-follow, fstat-checked (log/merkle.py)
     if len(src) < seal.tree_size:
         raise InputError(f"{LEAVES_FILE} is shorter than seal {seal.seal}: run `mlspec log verify`")
     path = inclusion_proof(index, seal.tree_size, src)
@@ -1044,7 +1047,7 @@ class _Rec:
 def _request_id(raw: bytes) -> str | None:
     try:
         obj = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     rid = obj.get("requestId") if isinstance(obj, dict) else None
     return rid if isinstance(rid, str) else None
@@ -1079,9 +1082,11 @@ def verify(
         seals = []
     report.seals = len(seals)
     records_path = directory / RECORDS_FILE
-    if not records_path.exists():
+    if not safe.exists(RECORDS_FILE, root=directory):
         report.add("records-missing", "error", f"{records_path} does not exist")
         return report
+    records_fh = _open_log_file(directory, RECORDS_FILE)  # refuses a FIFO, device or symlink before any work
+    records_fh.close()
 
     # 1. the chain of seals on its own
     prev_size, prev_root = 0, None
@@ -1130,7 +1135,12 @@ def verify(
 
     # 2. leaves.bin's own roots at each seal: where they match, it locates changes
     leaves_path = directory / LEAVES_FILE
-    n_leaves = leaves_path.stat().st_size // HASH_SIZE if leaves_path.exists() else 0
+    has_leaves = safe.exists(LEAVES_FILE, root=directory)
+    if has_leaves:
+        with _open_log_file(directory, LEAVES_FILE) as leaves_fh:
+            n_leaves = os.fstat(leaves_fh.fileno()).st_size // HASH_SIZE
+    else:
+        n_leaves = 0
     leaf_ok: dict[int, bool] = {}
     if seals and n_leaves:
         acc = MerkleAccumulator()
@@ -1162,8 +1172,8 @@ def verify(
 
     def stream() -> Iterator[_Rec]:
         offset = 0
-        with open(records_path, "rb") as fh:
-            for i, line in enumerate(fh):
+        with _open_log_file(directory, RECORDS_FILE) as fh:
+            for i, line in enumerate(safe.read_lines(fh, str(records_path))):
                 if not line.endswith(b"\n"):
                     partial.append((i + 1, offset))
                     return
@@ -1194,7 +1204,7 @@ def verify(
         report.add(code, sev, msg + note, line=rec.line_no if rec else None, index=index,
                    request_id=_request_id(rec.raw) if rec else None, seal=s.seal if s else None)
 
-    with open(leaves_path, "rb") if leaves_path.exists() else open(os.devnull, "rb") as lf:
+    with _open_log_file(directory, LEAVES_FILE) if has_leaves else open(os.devnull, "rb") as lf:
         window = [0, b""]  # [first leaf index, bytes]: a sliding 2 MiB window keeps memory flat
         span = 1 << 16
 
@@ -1302,8 +1312,8 @@ def _check_lines(path: Path, ranges: list[tuple[int, int]], pipeline: str | None
                  seal_for: Callable[[int], Seal | None], max_findings: int) -> None:
     """Per-line checks: strict JSON, RFC 8785 canonical form, schema, pipeline."""
     count = 0
-    with open(path, "rb") as fh:
-        for i, line in enumerate(fh):
+    with _open_log_file(path.parent, path.name) as fh:
+        for i, line in enumerate(safe.read_lines(fh, str(path))):
             if not any(a <= i < b for a, b in ranges) or not line.endswith(b"\n"):
                 continue
             body = line[:-1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mlspec_attest._internal.files import read_file
+from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import sha256_hex
 from mlspec_attest.verify.context import VerifyContext, digest_of, role_of
 
@@ -19,13 +21,14 @@ def check_leakage(ctx: VerifyContext) -> None:
         role = role_of(s)
         if role not in (TRAIN_ROLE, HOLDBACK_ROLE):
             continue
-        blob = bundle.root / "blobs" / digest_of(s)
         try:
-            data = blob.read_bytes()
+            # No-follow below the bundle, non-blocking, regular files only, bounded: a FIFO,
+            # device, symlink or huge sparse file planted at blobs/ is a finding, not a hang.
+            data = read_file(f"blobs/{digest_of(s)}", root=bundle.root, what="fingerprint blob")
             if sha256_hex(data) != digest_of(s):
                 raise ValueError("differs from the digest split signed")
             sets[role] = parse_fingerprints(data, s.get("name", role))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, InputError) as exc:
             report.add("LEAKAGE_EVIDENCE_INVALID", f"sequence {split.sequence} (split): fingerprints "
                        f"{s.get('name')}: {exc}", sequence=split.sequence, stage="split")
     if TRAIN_ROLE in sets and HOLDBACK_ROLE in sets:
