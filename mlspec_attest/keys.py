@@ -143,7 +143,8 @@ def _new_private_key(key_type: str) -> PrivateKeyType:
 
 def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        # O_EXCL also refuses a planted symlink (even a dangling one); never follow it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except FileExistsError:
         raise InputError(f"{path}: already exists; refusing to overwrite a key (remove it first)") from None
     except OSError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -67,12 +67,14 @@ def packaged_policy(name: str) -> bytes:
 
 def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None = None) -> list[str]:
     """Create mlspec.yaml, policies/default.yaml, keys, objectives.yaml and bundle/; return what was done."""
+    from mlspec_attest._internal import files as safe
     from mlspec_attest.objectives.criteria import OBJECTIVES_TEMPLATE
 
-    directory.mkdir(parents=True, exist_ok=True)
     project_file = directory / PROJECT_FILE
-    if project_file.exists():
+    if os.path.lexists(project_file):
         raise InputError(f"{project_file}: already exists; this directory is already an mlspec project")
+    for folder in ("keys", "policies", "bundle/attestations"):
+        safe.make_dirs(directory, folder)  # a planted symlink at any of them is refused, never followed
     lines: list[str] = []
     if encrypt and passphrase is None:
         passphrase = passphrase_from_env_or_tty("Passphrase for the new keys", confirm=True)
@@ -82,23 +84,21 @@ def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None
     for name in ("owner", "pipeline"):
         priv, pub, key = generate(name, directory / "keys", "ed25519", passphrase if encrypt else None)
         lines.append(f"wrote {priv} and {pub} (keyid {key.keyid[:16]}…)")
-    (directory / "policies").mkdir(exist_ok=True)
     for policy in ("default.yaml", "minimal.yaml"):
-        (directory / "policies" / policy).write_bytes(packaged_policy(policy))
+        safe.write_file(directory, f"policies/{policy}", packaged_policy(policy), what="policy")
     lines.append(f"wrote {directory / 'policies'}/default.yaml and minimal.yaml")
-    (directory / "objectives.yaml").write_text(OBJECTIVES_TEMPLATE, encoding="utf-8")
+    safe.write_file(directory, "objectives.yaml", OBJECTIVES_TEMPLATE.encode("utf-8"), what="objectives")
     lines.append(f"wrote {directory / 'objectives.yaml'} (edit the criteria, then 'mlspec objectives check')")
-    (directory / "bundle" / "attestations").mkdir(parents=True, exist_ok=True)
-    project_file.write_text(PROJECT_TEMPLATE, encoding="utf-8")
-    gitignore = directory / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text("# private keys never leave this machine\n*.key\n", encoding="utf-8")
+    safe.write_file(directory, PROJECT_FILE, PROJECT_TEMPLATE.encode("utf-8"), replace=False, what="project file")
+    if not safe.exists(".gitignore", root=directory):
+        safe.write_file(directory, ".gitignore", b"# private keys never leave this machine\n*.key\n",
+                        replace=False, what=".gitignore")
     lines.append(f"wrote {project_file}")
     lines.append("next: mlspec attest stage objectives --key keys/owner.key --metadata objectives.yaml")
     return lines
 
 
 def copy_policy(name: str, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with resources.as_file(resources.files("mlspec_attest").joinpath("data", "policies", name)) as src:
-        shutil.copyfile(src, dest)
+    from mlspec_attest._internal.files import write_file
+
+    write_file(dest.parent, dest.name, packaged_policy(name), what="policy")
