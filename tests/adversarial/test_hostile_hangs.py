@@ -21,8 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hostile_harness import (HANG_GUARD, REPO, Target, device_link, fifo, make_target, mlspec, pristine_demo,
-                             refused)
+from hostile_harness import HANG_GUARD, REPO, Target, device_link, fifo, make_target, mlspec, pristine_demo, refused
 
 from mlspec_attest.model.report import Report, StageLine
 from mlspec_attest.monitor import ChainState, MonitorService
