@@ -29,7 +29,7 @@ import stat as _stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 from mlspec_attest.errors import InputError
 
@@ -204,7 +204,7 @@ def open_stream(path: PathLike, *, root: PathLike | None = None, what: str = "fi
     return os.fdopen(fd, "rb")
 
 
-def read_lines(fh: BinaryIO, source: str, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+def read_lines(fh: IO[Any], source: str, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """Lines of a stream (newline kept), refusing any line longer than ``limit``: memory stays bounded."""
     no = 0
     while True:
@@ -307,8 +307,12 @@ def open_append(root: PathLike, rel: PathLike, *, what: str = "file", buffering:
                 raise _symlink_refusal(where) from None
             raise InputError(f"{where}: cannot write {what}: {_why(exc)}") from None
     try:
-        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
             raise InputError(f"{where}: not a regular file (FIFO, device or socket); refusing to write it")
+        if st.st_nlink > 1:  # a hard link planted at the name would make us append to another file
+            raise InputError(f"{where}: has {st.st_nlink} hard links; refusing to append to a file shared "
+                             "with another path (copy it to a file of its own)")
     except BaseException:
         os.close(fd)
         raise

@@ -109,6 +109,20 @@ def test_planted_symlink_in_a_log_directory(target: Target, name: str, command: 
     assert target.outside_state() == before, "something outside the log directory changed"
 
 
+@pytest.mark.parametrize("name", ["leaves.bin", "records.jsonl", "seals.jsonl"])
+def test_planted_hard_link_in_a_log_directory(target: Target, name: str) -> None:
+    # O_NOFOLLOW does not see hard links: an appended file must have no other name.
+    victim = target.outside / "shared.bin"
+    victim.write_bytes((target.log / name).read_bytes())
+    (target.log / name).unlink()
+    os.link(victim, target.log / name)
+    before = target.outside_state()
+    run = mlspec("log", "append", str(_one_record(target)), "--seal", "--unsigned", "--log", "logs/inference",
+                 cwd=target.root)
+    refused(run, name, "hard links", codes=(2,))
+    assert target.outside_state() == before
+
+
 def test_checkpoint_symlink_is_replaced_not_followed(target: Target) -> None:
     src = _one_record(target)
     _plant(target.log / "checkpoints" / "00000002.checkpoint", target.outside / "victim.txt")
