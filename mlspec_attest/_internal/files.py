@@ -246,6 +246,14 @@ def make_dirs(root: PathLike, rel: PathLike) -> None:
         pass
 
 
+def _lexists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def _fsync_dir(dir_fd: int) -> None:
     try:
         os.fsync(dir_fd)
@@ -295,7 +303,21 @@ def write_file(root: PathLike, rel: PathLike, data: bytes | Iterable[bytes], *, 
                     os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
                 except FileExistsError:
                     raise InputError(f"{target}: already exists; refusing to overwrite it") from None
+                except OSError as exc:
+                    if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                        raise
+                    # no hard links on this filesystem: check, then rename (writers hold the bundle lock)
+                    if _lexists(name, dir_fd):
+                        raise InputError(f"{target}: already exists; refusing to overwrite it") from None
+                    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                else:
+                    os.unlink(tmp, dir_fd=dir_fd)
+        except OSError as exc:
+            try:
                 os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+            raise InputError(f"{target}: cannot write {what}: {_why(exc)}") from None
         except BaseException:
             try:
                 os.unlink(tmp, dir_fd=dir_fd)

@@ -185,3 +185,19 @@ def test_write_new_never_replaces_and_dirs_are_opened_no_follow(tmp_path: Path) 
         with pytest.raises(InputError):
             safe.write_file(tmp_path, bad, b"x")
     assert not os.path.exists(tmp_path.parent / "x")
+
+
+def test_write_errors_are_one_line_and_leave_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A directory swapped in at the name after the check (or any failing rename) is an
+    # InputError naming the file, and the temp file is gone.
+    real_replace = os.replace
+
+    def swap_then_replace(src: str, dst: str, **kw: object) -> None:
+        os.mkdir(dst, dir_fd=kw["dst_dir_fd"])  # type: ignore[arg-type]
+        os.mkdir(os.path.join(dst, "x"), dir_fd=kw["dst_dir_fd"])  # type: ignore[arg-type]
+        real_replace(src, dst, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(safe.os, "replace", swap_then_replace)
+    with pytest.raises(InputError, match="out.json: cannot write"):
+        safe.write_file(tmp_path, "out.json", b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"] and (tmp_path / "out.json").is_dir()
