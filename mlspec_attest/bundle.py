@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import base64
 import fcntl
-import json
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlspec_attest._internal.loaders import MAX_INPUT_BYTES, read_bounded
+from mlspec_attest._internal import files as safe
+from mlspec_attest._internal.loaders import MAX_INPUT_BYTES
 from mlspec_attest.errors import InputError
 
 ATTESTATIONS = "attestations"
 EVIDENCE = "evidence"
 LOCK_FILE = ".mlspec.lock"
-TEMP_PREFIX = ".tmp-"
+BLOBS = "blobs"
+TEMP_PREFIX = safe.TEMP_PREFIX
 _NAME = re.compile(r"(\d{4,})-([a-z]+)\.(dsse|sigstore)\.json")
 
 
@@ -52,7 +52,12 @@ def attestation_file_name(sequence: int, stage: str, kind: str = "dsse") -> str:
 
 def extract_payload(kind: str, data: bytes) -> bytes:
     """The signed statement bytes inside a DSSE file or a Sigstore bundle (unverified)."""
-    doc = json.loads(data)
+    from mlspec_attest.model.canonical import parse_json
+
+    try:
+        doc = parse_json(data, source="attestation")  # depth-bounded: no RecursionError
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     envelope = doc.get("dsseEnvelope") if kind == "sigstore" else doc
@@ -67,11 +72,14 @@ class Bundle:
         self.attestations_dir = self.root / ATTESTATIONS
 
     def create(self) -> None:
-        self.attestations_dir.mkdir(parents=True, exist_ok=True)
+        safe.make_dirs(self.root, ATTESTATIONS)
 
     def require_exists(self) -> None:
         if not self.root.is_dir():
             raise InputError(f"{self.root}: bundle directory not found")
+        if self.attestations_dir.is_symlink():
+            raise InputError(f"{self.attestations_dir}: is a symlink; refusing to follow it (a bundle's "
+                             f"{ATTESTATIONS}/ must be a real directory)")
         if not self.attestations_dir.is_dir():
             raise InputError(f"{self.root}: not a bundle (no {ATTESTATIONS}/ folder); create one with 'mlspec attest stage'")
 
@@ -79,13 +87,15 @@ class Bundle:
         """Every attestation-like file; stray names are reported by the verifier, not skipped silently."""
         self.require_exists()
         found: list[BundleFile] = []
-        for entry in sorted(self.attestations_dir.iterdir()):
-            if entry.name.startswith(TEMP_PREFIX) or entry.name.startswith("."):
+        for name in safe.list_names(self.root, ATTESTATIONS):
+            if name.startswith(TEMP_PREFIX) or name.startswith("."):
                 continue
-            match = _NAME.fullmatch(entry.name)
-            kind = match.group(3) if match else ("sigstore" if ".sigstore." in entry.name else "dsse")
+            entry = self.attestations_dir / name
+            match = _NAME.fullmatch(name)
+            kind = match.group(3) if match else ("sigstore" if ".sigstore." in name else "dsse")
             number = int(match.group(1)) if match else None
-            data = read_bounded(entry, MAX_INPUT_BYTES, "attestation")
+            data = safe.read_file(f"{ATTESTATIONS}/{name}", root=self.root, limit=MAX_INPUT_BYTES,
+                                  what="attestation")
             found.append(BundleFile(path=entry, number=number, kind=kind, data=data))
         return found
 
@@ -93,13 +103,13 @@ class Bundle:
     def locked(self) -> Iterator[None]:
         """Exclusive advisory lock for appends; also cleans temp files a crash left."""
         self.create()
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = safe.open_lock(self.root, LOCK_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             # Only a writer that died (kill -9) leaves these; we hold the lock, so none is in use.
-            for folder in (self.attestations_dir, self.root, self.root / EVIDENCE):
-                for stale in folder.glob(TEMP_PREFIX + "*"):
-                    stale.unlink(missing_ok=True)
+            # Each folder is opened no-follow: a planted symlink is refused, never cleaned through.
+            for folder in (ATTESTATIONS, "", EVIDENCE, BLOBS):
+                safe.remove_stale_temps(self.root, folder)
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -107,23 +117,24 @@ class Bundle:
 
     def head(self) -> Head | None:
         """The newest attestation, found by file number and checked against its signed sequence."""
-        from mlspec_attest.model.canonical import sha256_hex
+        from mlspec_attest.model.canonical import parse_json, sha256_hex
         from mlspec_attest.model.statement import ChainLink
 
-        if not self.attestations_dir.is_dir():
+        if not safe.exists(ATTESTATIONS, root=self.root):
             return None
         best: tuple[int, Path, str] | None = None
-        for entry in self.attestations_dir.iterdir():
-            match = _NAME.fullmatch(entry.name)
+        for name in safe.list_names(self.root, ATTESTATIONS):
+            match = _NAME.fullmatch(name)
             if match and (best is None or int(match.group(1)) > best[0]):
-                best = (int(match.group(1)), entry, match.group(3))
+                best = (int(match.group(1)), self.attestations_dir / name, match.group(3))
         if best is None:
             return None
         number, path, kind = best
         try:
-            payload = extract_payload(kind, read_bounded(path, MAX_INPUT_BYTES, "attestation"))
-            link = ChainLink.from_dict(json.loads(payload)["predicate"]["chain"])
-        except (ValueError, KeyError, TypeError) as exc:
+            payload = extract_payload(kind, safe.read_file(f"{ATTESTATIONS}/{path.name}", root=self.root,
+                                                           limit=MAX_INPUT_BYTES, what="attestation"))
+            link = ChainLink.from_dict(parse_json(payload, source=str(path))["predicate"]["chain"])
+        except (ValueError, KeyError, TypeError, InputError) as exc:
             raise InputError(f"{path}: newest attestation is unreadable ({exc}); run 'mlspec verify {self.root}'") from None
         if link.sequence != number:
             raise InputError(f"{path}: file number {number} differs from signed sequence {link.sequence}; "
@@ -133,42 +144,21 @@ class Bundle:
 
     def store_file(self, name: str, data: bytes) -> Path:
         """Store evidence or a blob under the bundle (content-addressed names, so idempotent)."""
-        target = self.root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            write_atomically(target, data, replace=True)
-        return target
+        if safe.exists(name, root=self.root):
+            return self.root / name
+        return safe.write_file(self.root, name, data, replace=True, what="bundle file")
 
     def write_new(self, name: str, data: bytes) -> Path:
-        """Atomically create attestations/NAME; the caller holds the lock."""
-        final = self.attestations_dir / name
-        if final.exists():
-            raise InputError(f"{final}: already exists; refusing to overwrite an attestation")
-        write_atomically(final, data, replace=False)
-        return final
+        """Atomically create attestations/NAME, never replacing one; the caller holds the lock."""
+        return safe.write_file(self.root, f"{ATTESTATIONS}/{name}", data, replace=False, what="attestation")
+
+
+def read_attestation_file(path: Path) -> bytes:
+    """The bytes of BUNDLE/attestations/NAME, read no-follow below the bundle root, bounded."""
+    return safe.read_file(f"{ATTESTATIONS}/{path.name}", root=path.parent.parent, limit=MAX_INPUT_BYTES,
+                          what="attestation")
 
 
 def write_atomically(target: Path, data: bytes, *, replace: bool) -> None:
-    """Temp file in the same directory, fsync, rename, fsync the directory.
-
-    A crash at any instant leaves either the old state or the complete new file;
-    the temp name starts with TEMP_PREFIX so the next locked append removes it.
-    """
-    tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if replace:
-        os.replace(tmp, target)
-    else:
-        os.rename(tmp, target)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write ``target`` in its directory through the one safe-write routine (see _internal/files.py)."""
+    safe.write_file(target.parent, target.name, data, replace=replace)

@@ -70,6 +70,25 @@ def _read_error(path: Any, exc: OSError) -> InputError:
     return InputError(f"{path}: cannot read: {exc.strerror or exc}")
 
 
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_regular(path: str | os.PathLike[str]) -> int:
+    """Open for hashing without blocking and check what was opened (not what the walk saw).
+
+    A FIFO or device swapped in after the walk would otherwise hang the read (or never
+    end); O_NONBLOCK makes the open return at once and fstat refuses anything not regular.
+    """
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{path}: not a regular file (FIFO, device or socket); refusing it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _hash_plain(path: str | os.PathLike[str], progress: NullProgress) -> tuple[bytes, int]:
     """Stream one file through sha256 with the thread's reused buffer.
 
@@ -82,7 +101,7 @@ def _hash_plain(path: str | os.PathLike[str], progress: NullProgress) -> tuple[b
     bufs = [buf]
     size = 0
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = _open_regular(path)
         try:
             while True:
                 n = os.readv(fd, bufs)
@@ -101,7 +120,7 @@ def _hash_plain(path: str | os.PathLike[str], progress: NullProgress) -> tuple[b
 def _hash_overlapped(path: str | os.PathLike[str], progress: NullProgress) -> tuple[bytes, int]:
     """Hash a big file while a reader thread fills the next buffer (constant memory)."""
     try:
-        fh = open(path, "rb", buffering=0)
+        fh = os.fdopen(_open_regular(path), "rb", buffering=0)
     except OSError as exc:
         raise _read_error(path, exc) from None
     with fh:

@@ -83,13 +83,10 @@ class PublicKey:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PublicKey:
+        from mlspec_attest._internal.files import read_file
+
         p = Path(path)
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise InputError(f"{p}: public key file not found") from None
-        except OSError as exc:
-            raise InputError(f"{p}: cannot read public key: {exc.strerror}") from None
+        data = read_file(p, limit=_MAX_KEY_BYTES, what="public key file")
         return cls.from_pem(data, str(p))
 
     def to_pem(self) -> bytes:
@@ -155,6 +152,9 @@ class Signer:
         return cls(private_key=None, public=public, backend=backend)
 
 
+_MAX_KEY_BYTES = 1024 * 1024  # a PEM key is a few hundred bytes
+
+
 def _new_private_key(key_type: str) -> PrivateKeyType:
     if key_type == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
@@ -165,7 +165,8 @@ def _new_private_key(key_type: str) -> PrivateKeyType:
 
 def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        # O_EXCL also refuses a planted symlink (even a dangling one); never follow it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except FileExistsError:
         raise InputError(f"{path}: already exists; refusing to overwrite a key (remove it first)") from None
     except OSError as exc:
@@ -310,10 +311,9 @@ def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -
         raise InputError(f"{p}: private key not found") from None
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{p}: not a regular file")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read private key: {exc.strerror}") from None
+    from mlspec_attest._internal.files import read_file
+
+    data = read_file(p, limit=_MAX_KEY_BYTES, what="private key")
     if b"-----BEGIN PUBLIC KEY-----" in data:
         raise InputError(f"{p}: is a public key; sign with the private key (NAME.key beside it)")
     _refuse_shared_private_file(p, st)

@@ -35,15 +35,21 @@ def fingerprints_of_rows(rows: Iterable[bytes]) -> bytes:
 
 
 def fingerprints_of_csv(path: str | os.PathLike[str], header: bool = True) -> bytes:
-    with open(path, "rb") as fh:
-        lines = fh.read().splitlines()
-    return fingerprints_of_rows(line for line in (lines[1:] if header else lines) if line.strip())
+    from mlspec_attest._internal.files import open_stream, read_lines
+
+    with open_stream(path, what="data file") as fh:  # streamed, each row bounded
+        rows = (line.rstrip(b"\r\n") for line in read_lines(fh, os.fspath(path)))
+        if header:
+            next(rows, None)
+        return fingerprints_of_rows(line for line in rows if line.strip())
 
 
 def write_fingerprints(csv_path: str | os.PathLike[str], out: str | os.PathLike[str], header: bool = True) -> Path:
     data = fingerprints_of_csv(csv_path, header)
-    Path(out).write_bytes(data)
-    return Path(out)
+    from mlspec_attest._internal.files import write_file
+
+    out = Path(out)
+    return write_file(out.parent, out.name, data, replace=True, what="fingerprints")
 
 
 def parse_fingerprints(data: bytes, where: str) -> list[int]:

@@ -47,10 +47,13 @@ class ChainState:
                 metadata = line.metadata
                 if line.stage == "monitor":
                     state.rollback_target = metadata.get("rollback_target")
-                    state.signals = dict(metadata.get("signals") or {})
+                    signals = metadata.get("signals")
+                    state.signals = dict(signals) if isinstance(signals, dict) else {}
                 else:
                     state.seals += 1
-                    state.records = int(metadata.get("tree_size", 0))
+                    size = metadata.get("tree_size", 0)
+                    # signed, but by a stage's runner: a non-integer must not kill the service
+                    state.records = size if isinstance(size, int) and not isinstance(size, bool) else 0
                     state.last_seal = {"sequence": line.sequence, "time": line.time,
                                        "tree_size": metadata.get("tree_size"), "root_hash": metadata.get("root_hash")}
         return state
@@ -110,25 +113,33 @@ class ChainState:
 class MonitorService:
     """Re-verifies the bundle when it changes (or every ``refresh`` seconds) and serves the state."""
 
-    def __init__(self, bundle: Path, policy: Policy | Path, refresh: float = 10.0):
+    def __init__(self, bundle: Path, policy: Policy | Path, refresh: float = 10.0, log_dir: Path | None = None):
         self.bundle = Path(bundle)
+        self.log_dir = log_dir  # the inference log the signed log attestations are checked against
         self.policy = policy if isinstance(policy, Policy) else Policy.from_file(policy)
         self.refresh = refresh
         self._lock = threading.Lock()
         self._state: ChainState | None = None
         self._stamp: tuple[float, int] | None = None
 
-    def _bundle_stamp(self) -> tuple[float, int]:
-        d = self.bundle / "attestations"
-        st = d.stat()
-        return st.st_mtime, sum(1 for _ in d.iterdir())
+    def _bundle_stamp(self) -> tuple[float, int] | None:
+        """Cheap change detector; None when attestations/ is unreadable (verification then says why)."""
+        from mlspec_attest._internal.files import list_names
+        from mlspec_attest.errors import InputError
+
+        try:
+            st = (self.bundle / "attestations").lstat()
+            return st.st_mtime, len(list_names(self.bundle, "attestations"))
+        except (OSError, InputError):
+            return None
 
     def state(self) -> ChainState:
         with self._lock:
             stamp = self._bundle_stamp()
-            stale = self._state is None or stamp != self._stamp or time.time() - self._state.verified_at > self.refresh
+            stale = (self._state is None or stamp is None or stamp != self._stamp
+                     or time.time() - self._state.verified_at > self.refresh)
             if stale:
-                self._state = ChainState.from_report(verify_bundle(self.bundle, self.policy))
+                self._state = ChainState.from_report(verify_bundle(self.bundle, self.policy, log_dir=self.log_dir))
                 self._stamp = stamp
             assert self._state is not None
             return self._state
@@ -145,6 +156,22 @@ class MonitorService:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                """Answer every request; a bundle that cannot be verified is a 503, never a dropped connection."""
+                from mlspec_attest.errors import MlspecError
+
+                try:
+                    self._route()
+                except MlspecError as exc:
+                    self._send(503, f"bundle cannot be verified: {exc}\n".encode(), "text/plain; charset=utf-8")
+                except RecursionError:
+                    self._send(503, b"bundle cannot be verified: input nested too deeply\n",
+                               "text/plain; charset=utf-8")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                except Exception as exc:  # the service keeps serving; the scrape sees the failure
+                    self._send(500, f"internal error: {type(exc).__name__}\n".encode(), "text/plain; charset=utf-8")
+
+            def _route(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/ok":
                     self._send(200, b"ok\n", "text/plain; charset=utf-8")

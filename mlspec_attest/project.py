@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -75,21 +75,30 @@ KEY_IGNORE_PATTERN = "*.key"
 _GITIGNORE_BLOCK = "# mlspec: private keys never leave this machine\n*.key\n"
 
 
-def ensure_keys_ignored(gitignore: Path) -> str | None:
+def ensure_keys_ignored(gitignore: Path, root: Path | None = None) -> str | None:
     """Make ``gitignore`` list ``*.key``: create it, or append to it (keeping every line); idempotent.
 
+    Every read and write goes through _internal/files.py: below ``root`` (default: the
+    file's own directory) a planted symlink, FIFO or hard link is refused, never followed.
     Returns what was done, or None when the pattern was already there.
     """
-    if not gitignore.exists():
-        gitignore.parent.mkdir(parents=True, exist_ok=True)
-        gitignore.write_text(_GITIGNORE_BLOCK, encoding="utf-8")
+    from mlspec_attest._internal import files as safe
+
+    base = gitignore.parent if root is None else root
+    rel = gitignore.relative_to(base)
+    if len(rel.parts) > 1:
+        safe.make_dirs(base, rel.parent)
+    else:
+        safe.make_dirs(base, "")
+    if not safe.exists(rel, root=base):
+        safe.write_file(base, rel, _GITIGNORE_BLOCK.encode("utf-8"), replace=False, what=".gitignore")
         return f"wrote {gitignore} (ignores {KEY_IGNORE_PATTERN})"
-    text = gitignore.read_text(encoding="utf-8", errors="replace")
+    text = safe.read_file(rel, root=base, what=".gitignore").decode("utf-8", errors="replace")
     if KEY_IGNORE_PATTERN in (line.strip() for line in text.splitlines()):
         return None
     separator = "" if text == "" or text.endswith("\n") else "\n"
-    with gitignore.open("a", encoding="utf-8") as handle:
-        handle.write(separator + _GITIGNORE_BLOCK)
+    with safe.open_append(base, rel, what=".gitignore") as handle:
+        handle.write((separator + _GITIGNORE_BLOCK).encode("utf-8"))
     return f"appended {KEY_IGNORE_PATTERN} to {gitignore}"
 
 
@@ -100,7 +109,12 @@ def ignore_keys(directory: Path) -> list[str]:
     possibly with ``!`` negations); ``keys/.gitignore`` is deeper, so it wins over
     any pattern above it and ``git add -A`` never stages a private key.
     """
-    done = (ensure_keys_ignored(directory / ".gitignore"), ensure_keys_ignored(directory / "keys" / ".gitignore"))
+    top = directory / ".gitignore"
+    if os.path.islink(top):  # planted or the user's own: never written through; keys/.gitignore still covers
+        first: str | None = f"left {top} alone: it is a symlink ({directory / 'keys' / '.gitignore'} ignores the keys)"
+    else:
+        first = ensure_keys_ignored(top, directory)
+    done = (first, ensure_keys_ignored(directory / "keys" / ".gitignore", directory))
     return [line for line in done if line]
 
 
@@ -129,19 +143,21 @@ def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None
     passphrase given, none in the environment and no terminal, nothing is written
     and an InputError says how to proceed (``mlspec keys generate`` does the same).
     """
+    from mlspec_attest._internal import files as safe
     from mlspec_attest.objectives.criteria import OBJECTIVES_TEMPLATE
 
     pinned = project_name(directory, project)
 
     project_file = directory / PROJECT_FILE
-    if project_file.exists():
+    if os.path.lexists(project_file):
         raise InputError(f"{project_file}: already exists; this directory is already an mlspec project")
     if encrypt and passphrase is None:
         passphrase = passphrase_from_env_or_tty("Passphrase for the new keys", confirm=True)
     if encrypt and not passphrase:
         raise InputError(f"{directory}: no passphrase for the new keys: set {PASSPHRASE_ENV}, run on a "
                          "terminal, or pass --no-passphrase (throwaway projects only); nothing was written")
-    directory.mkdir(parents=True, exist_ok=True)
+    for folder in ("keys", "policies", "bundle/attestations"):
+        safe.make_dirs(directory, folder)  # a planted symlink at any of them is refused, never followed
     # Ignore the keys before they exist: a crash in between must not leave them stageable.
     lines = ignore_keys(directory)
     if not encrypt:
@@ -149,21 +165,21 @@ def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None
     for name in ("owner", "pipeline"):
         priv, pub, key = generate(name, directory / "keys", "ed25519", passphrase if encrypt else None)
         lines.append(f"wrote {priv} and {pub} (keyid {key.keyid[:16]}…)")
-    (directory / "policies").mkdir(exist_ok=True)
     for policy in ("default.yaml", "minimal.yaml"):
-        (directory / "policies" / policy).write_text(_with_project(packaged_policy(policy).decode("utf-8"), pinned),
-                                                     encoding="utf-8")
+        safe.write_file(directory, f"policies/{policy}",
+                        _with_project(packaged_policy(policy).decode("utf-8"), pinned).encode("utf-8"), what="policy")
     lines.append(f"wrote {directory / 'policies'}/default.yaml and minimal.yaml (objectives pinned to project {pinned})")
-    (directory / "objectives.yaml").write_text(_with_project(OBJECTIVES_TEMPLATE, pinned), encoding="utf-8")
+    safe.write_file(directory, "objectives.yaml", _with_project(OBJECTIVES_TEMPLATE, pinned).encode("utf-8"),
+                    what="objectives")
     lines.append(f"wrote {directory / 'objectives.yaml'} (edit the criteria, then 'mlspec objectives check')")
-    (directory / "bundle" / "attestations").mkdir(parents=True, exist_ok=True)
-    project_file.write_text(PROJECT_TEMPLATE, encoding="utf-8")
+    safe.write_file(directory, PROJECT_FILE, PROJECT_TEMPLATE.encode("utf-8"), replace=False, what="project file")
     lines.append(f"wrote {project_file}")
     lines.append("next: mlspec attest stage objectives --key keys/owner.key --metadata objectives.yaml")
     return lines
 
 
 def copy_policy(name: str, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with resources.as_file(resources.files("mlspec_attest").joinpath("data", "policies", name)) as src:
-        shutil.copyfile(src, dest)
+    from mlspec_attest._internal.files import make_dirs, write_file
+
+    make_dirs(dest.parent, "")
+    write_file(dest.parent, dest.name, packaged_policy(name), what="policy")

@@ -11,63 +11,28 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import stat as _stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mlspec_attest._internal.files import MAX_FILE_BYTES, read_file
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import MAX_SAFE_INTEGER, parse_json
 
-MAX_INPUT_BYTES = 64 * 1024 * 1024  # metadata, policies, envelopes
+MAX_INPUT_BYTES = MAX_FILE_BYTES  # metadata, policies, envelopes
 MAX_EXPANDED_NODES = 1_000_000  # bounds YAML alias ("billion laughs") expansion
 MAX_DEPTH = 200
 
 
 def read_bounded(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES, what: str = "file") -> bytes:
-    """Read a regular file whole, refusing special files and anything over ``limit``.
+    """Read a regular file the user named, whole, refusing special files and anything over ``limit``.
 
-    One stat, then one exact-size read with O_NONBLOCK (a file swapped for a FIFO
-    after the stat cannot hang us); this runs once per attestation, so it matters.
+    Delegates to the one safe-open routine (_internal/files.py): O_NONBLOCK, fstat of
+    what was opened, the size bound checked before reading and while reading.
     """
-    p = Path(path)
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise InputError(f"{p}: {what} not found") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read {what}: {exc.strerror}") from None
-    if _stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{p}: is a directory, expected a {what}")
-    if not _stat.S_ISREG(st.st_mode):
-        raise InputError(f"{p}: not a regular file (FIFO, device or socket); refusing to read it")
-    if st.st_size > limit:
-        raise InputError(
-            f"{p}: {what} is {st.st_size} bytes, over the {limit}-byte limit; refusing to read it"
-        )
-    try:
-        fd = os.open(p, _READ_FLAGS)
-        try:
-            if not _stat.S_ISREG(os.fstat(fd).st_mode):
-                raise InputError(f"{p}: not a regular file (FIFO, device or socket); refusing to read it")
-            chunks, total = [], 0
-            while True:  # normally one read; more only if the file grew meanwhile
-                chunk = os.read(fd, max(st.st_size + 1 - total, 1 << 16))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > limit:
-                    raise InputError(f"{p}: {what} grew past the {limit}-byte limit while reading")
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read {what}: {exc.strerror}") from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return read_file(path, limit=limit, what=what)
 
-
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 class _StrictSafeLoader(yaml.SafeLoader):

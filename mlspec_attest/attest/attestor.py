@@ -307,8 +307,14 @@ class Attestor:
             for ref, descriptor in zip(product_refs, subject_rds):
                 if is_fingerprint_role(ref.role):
                     # Small, and the verifier needs the bytes to prove the sets are disjoint.
+                    from mlspec_attest._internal.files import read_file
+                    from mlspec_attest.model.canonical import sha256_hex
+
                     path = ref.path if ref.path.is_absolute() else self.base_dir / ref.path
-                    self.bundle.store_file(f"blobs/{descriptor['digest']['sha256']}", path.read_bytes())
+                    blob = read_file(path, what="row fingerprints")
+                    if sha256_hex(blob) != descriptor["digest"]["sha256"]:
+                        raise InputError(f"{path}: changed while it was being attested; run the stage again")
+                    self.bundle.store_file(f"blobs/{descriptor['digest']['sha256']}", blob)
             for blob in [*manifests.values(), *fingerprint_blobs, *bound_blobs]:
                 from mlspec_attest.model.canonical import sha256_hex
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlspec_attest._internal.loaders import read_bounded
-from mlspec_attest.bundle import Bundle, write_atomically
+from mlspec_attest._internal import files as safe
+from mlspec_attest.bundle import ATTESTATIONS, Bundle
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import Signer
 from mlspec_attest.model.canonical import parse_json
@@ -16,7 +16,8 @@ def cosign(path: Path, signer: Signer) -> str:
     """Append ``signer``'s signature to the envelope at ``path`` (atomically, under the bundle lock)."""
     bundle = Bundle(path.parent.parent)
     with bundle.locked():
-        data = read_bounded(path, what="attestation")
+        rel = f"{ATTESTATIONS}/{path.name}"  # no-follow below the bundle root
+        data = safe.read_file(rel, root=bundle.root, what="attestation")
         try:
             envelope = Envelope.from_dict(parse_json(data, source=str(path)))
         except ValueError as exc:
@@ -25,5 +26,5 @@ def cosign(path: Path, signer: Signer) -> str:
             raise InputError(f"{path}: already signed by this key ({signer.keyid[:16]}…); "
                              "a second signature by the same key would not count toward a threshold")
         envelope.sign(signer)
-        write_atomically(path, envelope.to_json(), replace=True)
+        safe.write_file(bundle.root, rel, envelope.to_json(), replace=True, what="attestation")
     return signer.keyid

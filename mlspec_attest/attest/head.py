@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from mlspec_attest.bundle import Bundle, write_atomically
+from mlspec_attest._internal import files as safe
+from mlspec_attest.bundle import Bundle
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import Signer
 from mlspec_attest.model.canonical import canonicalize
@@ -34,6 +35,5 @@ def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], val
         envelope = Envelope(payload_type=IN_TOTO_PAYLOAD_TYPE, payload=canonicalize(head_statement(head)))
         for signer in signers:
             envelope.sign(signer)
-        target = bundle.root / HEAD_FILE
-        write_atomically(target, envelope.to_json(), replace=True)
+        target = safe.write_file(bundle.root, HEAD_FILE, envelope.to_json(), replace=True, what="chain head")
     return target, head

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mlspec_attest.errors import EXIT_OK, MlspecError
+from mlspec_attest.errors import EXIT_INPUT, EXIT_OK, MlspecError
 
 
 class ErrorHandlingGroup(click.Group):
@@ -20,6 +20,11 @@ class ErrorHandlingGroup(click.Group):
         except MlspecError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except RecursionError:
+            # Last line of defence: every parser we call is depth-bounded (model/canonical.py,
+            # _internal/loaders.py); should one not be, the user still gets one line, exit 2.
+            click.echo("error: input nested too deeply to process; refusing it", err=True)
+            sys.exit(EXIT_INPUT)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

@@ -85,8 +85,9 @@ def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | 
     page = render_html(result.verify_report, result)
     out = Path(html_out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
+        from mlspec_attest._internal.files import write_file
+
+        write_file(out.parent, out.name, page.encode("utf-8"), what="HTML report")
     except OSError as exc:
         raise InputError(f"{html_out}: cannot write: {exc.strerror}") from None
     click.echo(f"wrote {html_out} (verdict {result.verdict.upper()})")

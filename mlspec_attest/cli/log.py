@@ -36,9 +36,11 @@ def log() -> None:
 
 
 def _read_jsonl(stream: TextIO | Any, source: str) -> Iterator[dict[str, Any]]:
+    from mlspec_attest._internal.files import read_lines
     from mlspec_attest.model.canonical import parse_json
 
-    for no, raw in enumerate(stream, 1):
+    lines = read_lines(stream, source) if hasattr(stream, "readline") else stream  # each record bounded
+    for no, raw in enumerate(lines, 1):
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         if not raw.strip():
@@ -112,9 +114,10 @@ def append(source: str, log_dir: str, pipeline: str | None, seal_after: bool, bu
 @click.option("--unsigned", is_flag=True, help="record the tree head without an attestation (testing only)")
 def seal(log_dir: str, bundle: str | None, keys: tuple[str, ...], unsigned: bool) -> None:
     """Sign the current tree head as a 'log' attestation and record the seal."""
+    from mlspec_attest._internal.files import exists
     from mlspec_attest.log.inference import HEADER_FILE, InferenceLog
 
-    if not (Path(log_dir) / HEADER_FILE).exists():
+    if not exists(HEADER_FILE, root=log_dir):
         raise InputError(f"{log_dir}: no inference log here (create one with `mlspec log append --pipeline ...`)")
     seal_fn = make_seal_fn(bundle, keys, unsigned)
     with InferenceLog(log_dir, seal_fn=seal_fn, seal_on_close=False) as lg:
@@ -140,7 +143,10 @@ def prove(record_id: str | None, log_dir: str, index: int | None, output: str | 
     proof = make_proof(log_dir, record_id, index=index)
     text = json.dumps(proof, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        from mlspec_attest._internal.files import write_file
+
+        out = Path(output)
+        write_file(out.parent, out.name, text.encode("utf-8"), replace=True, what="proof")
     else:
         click.echo(text, nl=False)
 
@@ -187,10 +193,9 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
         result["findings"] = [f.to_dict() for f in anchor_findings]
     proof_results = []
     for p in proofs:
-        try:
-            doc = parse_json(Path(p).read_bytes(), source=p)
-        except OSError as exc:
-            raise InputError(f"{p}: {exc.strerror}") from None
+        from mlspec_attest._internal.files import read_file
+
+        doc = parse_json(read_file(p, what="proof file"), source=p)  # bounded, depth-bounded
         found = [f.to_dict() for f in verify_proof(doc, heads)]
         proof_results.append({"proof": p, "ok": not found, "findings": found})
         ok = ok and not found

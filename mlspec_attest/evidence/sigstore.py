@@ -323,8 +323,10 @@ def hash_file(path: str | os.PathLike[str]) -> bytes:
     if not _stat.S_ISREG(mode):
         raise InputError(f"{p}: not a regular file (FIFO, device or socket); refusing to read it")
     h = hashlib.sha256()
+    from mlspec_attest._internal.files import open_stream
+
     try:
-        with open(p, "rb") as fh:
+        with open_stream(p, what="artifact") as fh:  # non-blocking open, fstat-checked: no FIFO swap hang
             while chunk := fh.read(_HASH_CHUNK):
                 h.update(chunk)
     except FileNotFoundError:

@@ -13,8 +13,9 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from mlspec_attest._internal import files as safe
 from mlspec_attest.errors import InputError
 from mlspec_attest.log.merkle import HASH_SIZE
 from mlspec_attest.model.canonical import parse_json
@@ -86,10 +87,15 @@ class Seal:
 
 
 
+def open_log_file(directory: Path, name: str) -> BinaryIO:
+    """A reader on a log file: no-follow, non-blocking, fstat-checked regular file."""
+    return safe.open_stream(name, root=directory, what="log file")
+
+
 def read_header(directory: Path) -> dict[str, Any]:
     path = directory / HEADER_FILE
     try:
-        header = parse_json(path.read_bytes(), source=str(path))
+        header = parse_json(safe.read_file(HEADER_FILE, root=directory, what="log header"), source=str(path))
     except OSError as exc:
         raise InputError(f"{path}: cannot read log header: {exc.strerror}") from exc
     if not isinstance(header, dict) or header.get("format") != LOG_FORMAT:
@@ -103,10 +109,11 @@ def read_header(directory: Path) -> dict[str, Any]:
 
 def read_seals(directory: Path) -> list[Seal]:
     path = directory / SEALS_FILE
-    if not path.exists():
+    if not safe.exists(SEALS_FILE, root=directory):
         return []
     seals = []
-    for no, line in enumerate(path.read_bytes().splitlines(), 1):
+    data = safe.read_file(SEALS_FILE, root=directory, what="log seals")  # bounded: 64 MiB
+    for no, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -117,7 +124,7 @@ def read_seals(directory: Path) -> list[Seal]:
 
 
 def read_leaf_range(path: Path, start: int, stop: int) -> list[bytes]:
-    with open(path, "rb") as fh:
+    with open_log_file(path.parent, path.name) as fh:
         fh.seek(start * HASH_SIZE)
         blob = fh.read((stop - start) * HASH_SIZE)
     return [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
@@ -126,12 +133,9 @@ def read_leaf_range(path: Path, start: int, stop: int) -> list[bytes]:
 def iter_records(directory: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each complete line of records.jsonl."""
     path = Path(directory) / RECORDS_FILE
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror}") from exc
+    fh = open_log_file(Path(directory), RECORDS_FILE)
     with fh:
-        for no, line in enumerate(fh, 1):
+        for no, line in enumerate(safe.read_lines(fh, str(path)), 1):
             if not line.endswith(b"\n"):
                 raise InputError(f"{path}:{no}: incomplete last record (crash during append)")
             obj = parse_json(line, source=f"{path}:{no}")

@@ -23,7 +23,7 @@ import mmap
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from mlspec_attest.errors import ProofError
 
@@ -203,13 +203,20 @@ class LeafFile:
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
-        self._count = os.path.getsize(self._path) // HASH_SIZE
+        with self._open() as fh:
+            self._count = os.fstat(fh.fileno()).st_size // HASH_SIZE
+
+    def _open(self) -> BinaryIO:
+        """No-follow inside the log directory, non-blocking, regular files only (_internal/files.py)."""
+        from mlspec_attest._internal.files import open_stream
+
+        return open_stream(self._path.name, root=self._path.parent, what="leaf file")
 
     def __len__(self) -> int:
         return self._count
 
     def leaf(self, index: int) -> bytes:
-        with open(self._path, "rb") as fh:
+        with self._open() as fh:
             fh.seek(index * HASH_SIZE)
             data = fh.read(HASH_SIZE)
         if len(data) != HASH_SIZE:
@@ -220,7 +227,7 @@ class LeafFile:
         if not 0 <= start < end <= self._count:
             raise ProofError(f"leaf range [{start}, {end}) outside 0..{self._count}")
         acc = MerkleAccumulator()
-        with open(self._path, "rb") as fh:
+        with self._open() as fh:
             if self._count:
                 with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                     pos = start

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlspec_attest._internal import files as safe
 from mlspec_attest.errors import InputError
 from mlspec_attest.log.format import (
     _HEX64,
@@ -19,6 +20,7 @@ from mlspec_attest.log.format import (
     RECORDS_FILE,
     SignedHead,
     checkpoint_body,
+    open_log_file,
     read_header,
     read_seals,
 )
@@ -31,12 +33,12 @@ _sha256 = hashlib.sha256
 def _find(directory: Path, request_id: str) -> list[tuple[int, bytes]]:
     needle = b'"requestId":' + json.dumps(request_id, ensure_ascii=False).encode()
     hits = []
-    with open(directory / RECORDS_FILE, "rb") as fh:
-        for i, line in enumerate(fh):
+    with open_log_file(directory, RECORDS_FILE) as fh:
+        for i, line in enumerate(safe.read_lines(fh, str(directory / RECORDS_FILE))):
             if needle in line and line.endswith(b"\n"):
                 try:
                     obj = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 if isinstance(obj, dict) and obj.get("requestId") == request_id:
                     hits.append((i, line[:-1]))
@@ -44,8 +46,8 @@ def _find(directory: Path, request_id: str) -> list[tuple[int, bytes]]:
 
 
 def _line_at(directory: Path, index: int) -> bytes:
-    with open(directory / RECORDS_FILE, "rb") as fh:
-        for i, line in enumerate(fh):
+    with open_log_file(directory, RECORDS_FILE) as fh:
+        for i, line in enumerate(safe.read_lines(fh, str(directory / RECORDS_FILE))):
             if i == index:
                 if not line.endswith(b"\n"):
                     break
@@ -78,7 +80,7 @@ def prove(directory: str | os.PathLike[str], request_id: str | None = None, *, i
         raise InputError(f"record {index} is not sealed yet: seal the log first (`mlspec log seal`)")
     seal = seals[-1]
     leaf = _sha256(b"\x00" + line).digest()
-    src = LeafFile(directory / LEAVES_FILE)
+    src = LeafFile(directory / LEAVES_FILE)  # opened no-follow, fstat-checked (log/merkle.py)
     if len(src) < seal.tree_size:
         raise InputError(f"{LEAVES_FILE} is shorter than seal {seal.seal}: run `mlspec log verify`")
     path = inclusion_proof(index, seal.tree_size, src)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlspec_attest._internal import files as safe
 from mlspec_attest.errors import InputError
 from mlspec_attest.log.format import (
     LEAVES_FILE,
@@ -33,6 +34,7 @@ from mlspec_attest.log.format import (
     Seal,
     SignedHead,
     checkpoint_body,
+    open_log_file,
     read_header,
     read_leaf_range,
     read_seals,
@@ -111,6 +113,7 @@ class _Scan:
     seals: list[Seal] = field(default_factory=list)
     leaf_ok: dict[int, bool] = field(default_factory=dict)  # seal number -> leaves.bin reproduces its root
     n_leaves: int = 0
+    has_leaves: bool = False
     mismatched: list[Seal] = field(default_factory=list)
     partial: list[tuple[int, int]] = field(default_factory=list)
     records_total: int = 0
@@ -158,9 +161,10 @@ def verify(
     scan = _Scan(directory, LogReport(str(directory)), heads, max_findings)
     scan.report.signed_heads = None if heads is None else len(heads)
     _read_inputs(scan)
-    if not scan.records_path.exists():
+    if not safe.exists(RECORDS_FILE, root=directory):
         scan.report.add("LOG_RECORDS_MISSING", ERROR, f"{scan.records_path} does not exist")
         return scan.report
+    open_log_file(directory, RECORDS_FILE).close()  # refuses a FIFO, device or symlink before any work
     _check_seal_chain(scan)
     _check_signed(scan)
     _check_leaf_cache(scan)
@@ -286,7 +290,12 @@ def _check_head(scan: _Scan, head: SignedHead, *, matched: bool) -> None:
 def _check_leaf_cache(scan: _Scan) -> None:
     """leaves.bin's own root at each seal: where it matches, it can locate changes."""
     path = scan.leaves_path
-    scan.n_leaves = path.stat().st_size // HASH_SIZE if path.exists() else 0
+    scan.has_leaves = safe.exists(LEAVES_FILE, root=scan.directory)
+    if scan.has_leaves:
+        with open_log_file(scan.directory, LEAVES_FILE) as leaves_fh:
+            scan.n_leaves = os.fstat(leaves_fh.fileno()).st_size // HASH_SIZE
+    else:
+        scan.n_leaves = 0
     if not scan.seals or not scan.n_leaves:
         return
     acc = MerkleAccumulator()
@@ -311,8 +320,8 @@ def _stream(scan: _Scan, acc: MerkleAccumulator) -> Iterator[_Rec]:
     for head in heads_of_size.get(0, ()):
         _compare_head(scan, head, acc.root())
     offset = 0
-    with open(scan.records_path, "rb") as fh:
-        for i, line in enumerate(fh):
+    with open_log_file(scan.directory, RECORDS_FILE) as fh:
+        for i, line in enumerate(safe.read_lines(fh, str(scan.records_path))):
             if not line.endswith(b"\n"):
                 scan.partial.append((i + 1, offset))
                 return
@@ -396,7 +405,7 @@ def _scan_records(scan: _Scan) -> None:
     """Recompute leaves and roots, aligning with leaves.bin to name what changed."""
     acc = MerkleAccumulator()
     n_leaves = scan.n_leaves
-    with open(scan.leaves_path, "rb") if scan.leaves_path.exists() else open(os.devnull, "rb") as lf:
+    with open_log_file(scan.directory, LEAVES_FILE) if scan.has_leaves else open(os.devnull, "rb") as lf:
         window: list[Any] = [0, b""]  # [first leaf index, bytes]: a sliding 2 MiB window keeps memory flat
         span = 1 << 16
 
@@ -505,8 +514,8 @@ def _check_lines(scan: _Scan, ranges: list[tuple[int, int]]) -> None:
     """Per-line checks: strict JSON, RFC 8785 canonical form, schema, pipeline."""
     pipeline = scan.header["pipeline"] if scan.header else None
     count = 0
-    with open(scan.records_path, "rb") as fh:
-        for i, line in enumerate(fh):
+    with open_log_file(scan.directory, RECORDS_FILE) as fh:
+        for i, line in enumerate(safe.read_lines(fh, str(scan.records_path))):
             if not any(a <= i < b for a, b in ranges) or not line.endswith(b"\n"):
                 continue
             body = line[:-1]
@@ -533,7 +542,7 @@ def _line_problem(body: bytes, i: int, pipeline: str | None) -> str | None:
 def _request_id(raw: bytes) -> str | None:
     try:
         obj = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     rid = obj.get("requestId") if isinstance(obj, dict) else None
     return rid if isinstance(rid, str) else None

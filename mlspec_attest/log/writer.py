@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mlspec_attest._internal import files as safe
 from mlspec_attest.errors import InputError
 from mlspec_attest.log.format import (
     _HEX64,
@@ -26,6 +27,7 @@ from mlspec_attest.log.format import (
     SEALS_FILE,
     Seal,
     checkpoint_body,
+    open_log_file,
     read_header,
     read_leaf_range,
     read_seals,
@@ -54,12 +56,9 @@ def _fsync(fh: Any) -> None:
     os.fsync(fh.fileno())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        _fsync(fh)
-    os.replace(tmp, path)
+def _atomic_write(directory: Path, rel: str, data: bytes | Iterable[bytes]) -> None:
+    """The one safe-write routine: random exclusive temp, no-follow below the log directory."""
+    safe.write_file(directory, rel, data, replace=True, what="log file")
 
 
 def _now() -> str:
@@ -97,8 +96,7 @@ class InferenceLog:
         self.seal_on_close = seal_on_close
         self._pending: list[bytes] = []
         self._closed = False
-        header_path = self.directory / HEADER_FILE
-        if header_path.exists():
+        if safe.exists(HEADER_FILE, root=self.directory):
             header = read_header(self.directory)
             if pipeline_digest is not None and pipeline_digest != header["pipeline"]:
                 raise InputError(
@@ -112,15 +110,15 @@ class InferenceLog:
                 raise InputError("a new log needs the serve attestation's payload sha256 (64 lowercase hex)")
             self.pipeline = pipeline_digest
             self.origin = origin or f"mlspec-attest/inference-log/{pipeline_digest}"
-            self.directory.mkdir(parents=True, exist_ok=True)
+            safe.make_dirs(self.directory, "")
             header = {"format": LOG_FORMAT, "hash_algorithm": HASH_ALGORITHM, "origin": self.origin,
                       "pipeline": self.pipeline, "created": _now()}
-            _atomic_write(header_path, canonicalize(header) + b"\n")
-        (self.directory / CHECKPOINT_DIR).mkdir(exist_ok=True)
+            _atomic_write(self.directory, HEADER_FILE, canonicalize(header) + b"\n")
+        safe.make_dirs(self.directory, CHECKPOINT_DIR)
         self._seals = read_seals(self.directory)
         self._recover()
-        self._records = open(self.directory / RECORDS_FILE, "ab", buffering=1 << 20)
-        self._leaves = open(self.directory / LEAVES_FILE, "ab", buffering=1 << 16)
+        self._records = safe.open_append(self.directory, RECORDS_FILE, what="log records", buffering=1 << 20)
+        self._leaves = safe.open_append(self.directory, LEAVES_FILE, what="log leaves", buffering=1 << 16)
         self._last_seal_clock = _time.monotonic()
 
     # -- state -----------------------------------------------------------------------
@@ -130,11 +128,14 @@ class InferenceLog:
         behind records.jsonl (it is a cache); refuse a torn last record."""
         records = self.directory / RECORDS_FILE
         leaves = self.directory / LEAVES_FILE
-        records.touch()
-        leaves.touch()
-        size = records.stat().st_size
+        for name in (RECORDS_FILE, LEAVES_FILE):  # create if absent, refusing planted symlinks
+            safe.open_append(self.directory, name, what="log file").close()
+        with open_log_file(self.directory, RECORDS_FILE) as fh:
+            size = os.fstat(fh.fileno()).st_size
+        with open_log_file(self.directory, LEAVES_FILE) as fh:
+            leaves_size = os.fstat(fh.fileno()).st_size
         if size:
-            with open(records, "rb") as fh:
+            with open_log_file(self.directory, RECORDS_FILE) as fh:
                 fh.seek(size - 1)
                 if fh.read(1) != b"\n":
                     raise InputError(
@@ -142,11 +143,11 @@ class InferenceLog:
                         " `mlspec log verify` shows it; truncate the file after its last newline to continue"
                     )
         lines = 0
-        with open(records, "rb") as fh:
+        with open_log_file(self.directory, RECORDS_FILE) as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 lines += chunk.count(b"\n")
-        n_leaves = leaves.stat().st_size // HASH_SIZE
-        if n_leaves != lines or leaves.stat().st_size % HASH_SIZE:
+        n_leaves = leaves_size // HASH_SIZE
+        if n_leaves != lines or leaves_size % HASH_SIZE:
             self._rebuild_leaves(lines)
         last = self._seals[-1] if self._seals else None
         if last is not None and last.tree_size > lines:
@@ -169,10 +170,10 @@ class InferenceLog:
         self._unsealed = lines - boundary
 
     def _rebuild_leaves(self, lines: int) -> None:
-        with open(self.directory / RECORDS_FILE, "rb") as src, open(self.directory / LEAVES_FILE, "wb") as dst:
-            for line in src:
-                dst.write(_sha256(b"\x00" + line[:-1]).digest())
-            _fsync(dst)
+        with open_log_file(self.directory, RECORDS_FILE) as src:
+            source = str(self.directory / RECORDS_FILE)
+            _atomic_write(self.directory, LEAVES_FILE,
+                          (_sha256(b"\x00" + line[:-1]).digest() for line in safe.read_lines(src, source)))
 
     @property
     def size(self) -> int:
@@ -254,7 +255,7 @@ class InferenceLog:
         number = (last.seal if last else 0) + 1
         body = checkpoint_body(self.origin, n, root)
         cp_path = self.directory / CHECKPOINT_DIR / f"{number:08d}.checkpoint"
-        _atomic_write(cp_path, body)
+        _atomic_write(self.directory, f"{CHECKPOINT_DIR}/{number:08d}.checkpoint", body)
         records_start = last.records_end if last else 0
         metadata = {
             "log_format": LOG_FORMAT,
@@ -281,7 +282,7 @@ class InferenceLog:
             records_start=records_start, records_end=self._bytes, checkpoint_sha256=metadata["checkpoint_sha256"],
             attestation=digest, time=_now(),
         )
-        with open(self.directory / SEALS_FILE, "ab") as fh:
+        with safe.open_append(self.directory, SEALS_FILE, what="log seals") as fh:
             fh.write(canonicalize(entry.to_dict()) + b"\n")
             _fsync(fh)
         self._seals.append(entry)

@@ -64,7 +64,7 @@ def _read_listing(listing: Sequence[Any]) -> list[Any]:
 def _bundle_file(path: Any, number: int | None, kind: str) -> Any:
     """The BundleFile ``Bundle.files()`` makes for this entry (same reader, same refusals)."""
 
-    data = _bundle.read_bounded(path, _bundle.MAX_INPUT_BYTES, "attestation")
+    data = _bundle.read_attestation_file(path)
     return _bundle.BundleFile(path=path, number=number, kind=kind, data=data)
 
 

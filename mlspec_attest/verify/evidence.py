@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlspec_attest.digests import digest_path
+from mlspec_attest._internal.files import read_file
 from mlspec_attest.errors import InputError
+from mlspec_attest.model.canonical import sha256_hex
 from mlspec_attest.policy import EvidenceRule, Policy
 from mlspec_attest.verify.context import Entry, VerifyContext, digest_of, role_of
 
@@ -19,13 +20,14 @@ def check_evidence(ctx: VerifyContext) -> None:
         present: list[tuple[dict[str, Any], Path]] = []
         for rd in e.statement.evidence:
             path = bundle.root / rd["name"]
-            if not path.resolve().is_relative_to(bundle.root.resolve() / "evidence"):
-                report.add("EVIDENCE_INVALID", f"sequence {e.sequence} ({e.stage}): evidence name {rd['name']} "
-                           "points outside evidence/", sequence=e.sequence, stage=e.stage)
-            elif not path.is_file():
+            data, problem = _read_evidence(bundle.root, rd["name"])
+            if problem is not None:
+                report.add("EVIDENCE_INVALID", f"sequence {e.sequence} ({e.stage}): evidence {rd['name']}: {problem}",
+                           sequence=e.sequence, stage=e.stage)
+            elif data is None:
                 report.add("EVIDENCE_MISSING", f"sequence {e.sequence} ({e.stage}): evidence file "
                            f"{rd['name']} is missing from the bundle", sequence=e.sequence, stage=e.stage)
-            elif digest_path(path).sha256 != digest_of(rd):
+            elif sha256_hex(data) != digest_of(rd):
                 report.add("EVIDENCE_TAMPERED", f"sequence {e.sequence} ({e.stage}): evidence file "
                            f"{rd['name']} differs from the digest the stage signed", sequence=e.sequence,
                            stage=e.stage)
@@ -39,6 +41,23 @@ def check_evidence(ctx: VerifyContext) -> None:
                 report.add("EVIDENCE_UNSATISFIED", f"sequence {e.sequence} ({e.stage}): policy evidence rule "
                            f"{label} not met: {why}", sequence=e.sequence, stage=e.stage,
                            hint=f"attach it with 'mlspec attest stage {e.stage} --evidence FILE'")
+
+
+def _read_evidence(root: Path, name: str) -> tuple[bytes | None, str | None]:
+    """(bytes, None), (None, None) when absent, or (None, why it is refused).
+
+    Read no-follow below the bundle root, non-blocking, regular files only, bounded:
+    a symlink, FIFO, device or huge file planted under evidence/ is a finding.
+    """
+    parts = Path(name).parts
+    if len(parts) < 2 or parts[0] != "evidence" or ".." in parts:
+        return None, "points outside evidence/"
+    try:
+        return read_file(name, root=root, what="evidence file"), None
+    except InputError as exc:
+        if str(exc).endswith(("evidence file not found", "directory not found")):
+            return None, None
+        return None, str(exc)
 
 
 def _evidence_attempt(policy: Policy, ev_rule: EvidenceRule, e: Entry, path: Path) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mlspec_attest._internal.loaders import read_bounded
+from mlspec_attest._internal.files import read_file
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import parse_json
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
@@ -33,7 +33,7 @@ def check_head(ctx: VerifyContext) -> None:
                        hint="sign one with 'mlspec attest head --bundle B --key K' after the last append")
         return
     try:
-        data = read_bounded(path, MAX_HEAD_BYTES, "chain head")
+        data = read_file(HEAD_FILE, root=bundle.root, limit=MAX_HEAD_BYTES, what="chain head")
         envelope = Envelope.from_dict(parse_json(data, source=HEAD_FILE))
         if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE or data != envelope.to_json():
             raise ValueError("not the envelope form mlspec writes")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from itertools import combinations
 
+from mlspec_attest._internal.files import read_file
+from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import sha256_hex
 from mlspec_attest.verify.context import VerifyContext, digest_of, role_of
 
@@ -18,8 +20,6 @@ from mlspec_attest.verify.context import VerifyContext, digest_of, role_of
 def check_leakage(ctx: VerifyContext) -> None:
     """Prove the split's sets pairwise disjoint from its row fingerprints; their absence is a finding."""
     chain, report, bundle = ctx.chain, ctx.report, ctx.bundle
-    from mlspec_attest._internal.loaders import read_bounded
-    from mlspec_attest.errors import InputError
     from mlspec_attest.leakage import HOLDBACK_ROLE, TRAIN_ROLE, is_fingerprint_role, overlap, parse_fingerprints
 
     split = next((e for e in reversed(chain) if e.stage == "split"), None)
@@ -31,9 +31,10 @@ def check_leakage(ctx: VerifyContext) -> None:
         if not is_fingerprint_role(role):
             continue
         assert role is not None
-        blob = bundle.root / "blobs" / digest_of(s)
         try:
-            data = read_bounded(blob, what="fingerprint file")
+            # No-follow below the bundle, non-blocking, regular files only, bounded: a FIFO,
+            # device, symlink or huge sparse file planted at blobs/ is a finding, not a hang.
+            data = read_file(f"blobs/{digest_of(s)}", root=bundle.root, what="fingerprint blob")
             if sha256_hex(data) != digest_of(s):
                 raise ValueError("differs from the digest split signed")
             values = parse_fingerprints(data, s.get("name", role))
@@ -42,7 +43,7 @@ def check_leakage(ctx: VerifyContext) -> None:
             if role in sets:
                 raise ValueError(f"a second fingerprint file for {role}")
             sets[role] = values
-        except (InputError, ValueError) as exc:
+        except (OSError, ValueError, InputError) as exc:
             report.add("LEAKAGE_EVIDENCE_INVALID", f"sequence {split.sequence} (split): fingerprints "
                        f"{s.get('name')}: {exc}", sequence=split.sequence, stage="split")
     absent = [r for r in (TRAIN_ROLE, HOLDBACK_ROLE) if r not in sets]

@@ -18,16 +18,17 @@ A failed verification has ``verifiedLevels: ["FAILED"]``, as the spec asks.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from mlspec_attest._internal import files as safe
 from mlspec_attest._version import __version__
 from mlspec_attest.bundle import ATTESTATIONS, Bundle
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import Signer
 from mlspec_attest.model.canonical import canonicalize, sha256_hex
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
+from mlspec_attest.model.head import MAX_HEAD_BYTES
 from mlspec_attest.model.report import Report
 
 VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
@@ -86,9 +87,11 @@ def _input_attestations(report: Report) -> list[dict[str, Any]]:
     out = []
     for bf in bundle.files():
         out.append({"uri": f"{ATTESTATIONS}/{bf.path.name}", "digest": {"sha256": sha256_hex(bf.data)}})
-    head = bundle.root / "head.dsse.json"  # the signed chain head, when the bundle has one
-    if head.is_file():
-        out.append({"uri": head.name, "digest": {"sha256": sha256_hex(head.read_bytes())}})
+    head = "head.dsse.json"  # the signed chain head, when the bundle has one
+    if safe.exists(head, root=bundle.root):
+        # bounded, no-follow, non-blocking even when the policy has no head rule
+        data = safe.read_file(head, root=bundle.root, limit=MAX_HEAD_BYTES, what="chain head")
+        out.append({"uri": head, "digest": {"sha256": sha256_hex(data)}})
     return out
 
 
@@ -130,15 +133,4 @@ def write_vsa(report: Report, out: Path, signer: Signer, **kwargs: Any) -> Path:
     """Build, sign and atomically write the VSA envelope; returns the path written."""
     envelope = sign_vsa(build_vsa_statement(report, **kwargs), signer)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(envelope.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"{out}: cannot write the VSA: {exc.strerror}") from None
-    return out
+    return safe.write_file(out.parent, out.name, envelope.to_json(), replace=True, what="VSA")

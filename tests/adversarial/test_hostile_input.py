@@ -219,3 +219,21 @@ def test_garbage_policy_is_one_line(project: Project, tmp_path: Path) -> None:
         path = project.write("policies/bad.yaml", text)
         result = CliRunner().invoke(main, ["verify", str(project.bundle), "--policy", str(path)])
         one_line_exit_2(result.exit_code, result.stderr, needle)
+
+
+def test_user_named_files_linked_to_devices_are_never_opened(project: Project, monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    # A path the user names may be a symlink (their choice), but only a regular file is read:
+    # /dev/zero would never end, a FIFO would block. Refused by stat before any open, then fstat.
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("/dev/zero is absent on this machine")
+    (project.root / "zero.yaml").symlink_to("/dev/zero")
+    os.mkfifo(project.root / "pipe.yaml")
+    for name in ("zero.yaml", "pipe.yaml"):
+        code, err = attest(project, monkeypatch, "ingest", "--metadata", name)
+        one_line_exit_2(code, err, name, "not a regular file")
+        (project.bundle / "attestations").mkdir(parents=True, exist_ok=True)
+        result = CliRunner().invoke(main, ["verify", str(project.bundle), "--policy", str(project.root / name)])
+        one_line_exit_2(result.exit_code, result.stderr, "not a regular file")
+        result = CliRunner().invoke(main, ["inspect", str(project.root / name)])
+        one_line_exit_2(result.exit_code, result.stderr, "not a regular file")
