@@ -570,10 +570,18 @@ def verify_bundle(
         raise InputError("give either signer identities or a public key, not both")
     if key is None and not identities:
         raise InputError("pin the signer: give an identity (SAN + issuer) or a public key")
-    want = _artifact_digest(artifact, digest)
-    if want is None:
-        raise InputError("give the artifact (file) or its digest (sha256:HEX) the bundle must cover")
+    if artifact is not None and digest is not None:
+        raise InputError("give either an artifact or a digest, not both")
+    if artifact is None and digest is None:
+        raise InputError("give the artifact (file or directory) or its digest (sha256:HEX) the bundle must cover")
     raw, model = _read_bundle(bundle_path)
+    # A DSSE statement is matched against an artifact path after its signature is verified, since
+    # what to hash depends on the signed predicate (an OMS signature names its files and ignores).
+    bind_later = artifact is not None and model.dsse_envelope is not None
+    if artifact is not None and not bind_later and Path(artifact).is_dir():
+        raise InputError(f"{artifact}: a message signature signs one file's bytes, not a directory; "
+                         "give the signed file")
+    want = None if bind_later else _artifact_digest(artifact, digest)
     root = _resolve_trust(trust_config)  # loaded even when unused, so a bad file is reported
     vm = model.verification_material
     has_cert = vm.certificate is not None or vm.x509_certificate_chain is not None
@@ -582,7 +590,8 @@ def verify_bundle(
             raise InputError(
                 f"{bundle_path}: bundle carries a signing certificate (keyless); verify it with an identity and issuer, not a key"
             )
-        return _verify_key_bundle(model, key, want, str(bundle_path))
+        result = _verify_key_bundle(model, key, want, str(bundle_path))
+        return _bind_artifact(result, Path(artifact), Path(bundle_path)) if bind_later else result  # type: ignore[arg-type]
     if not has_cert:
         raise InputError(
             f"{bundle_path}: bundle is signed with a key (no certificate); verify it with --key PUBKEY"
@@ -590,7 +599,111 @@ def verify_bundle(
     if root is None:
         raise InputError("keyless bundles need a trust config (Sigstore trusted root) to verify offline")
     assert identities is not None
-    return _verify_keyless(raw, model, root, identities, want, str(bundle_path))
+    result = _verify_keyless(raw, model, root, identities, want, str(bundle_path))
+    return _bind_artifact(result, Path(artifact), Path(bundle_path)) if bind_later else result  # type: ignore[arg-type]
+
+
+OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _bind_artifact(result: EvidenceResult, artifact: Path, bundle_path: Path) -> EvidenceResult:
+    """Match a verified DSSE statement against a file or directory on disk, names included.
+
+    * OpenSSF model-signing v1.0 (OMS): as ``model_signing verify`` does, hash the model
+      with the signed serialization (``files``/sha256, the signed ``ignore_paths``, the
+      signature file itself left out when it lies inside) and require the signed
+      resources, name by name, to equal what is on disk; the subject digest too.
+    * Any other statement: a file's sha256 must be a subject; a directory's digest must
+      be a subject that also binds its file names (mlspec's manifest annotation), since
+      the directory digest alone does not (a rename would pass).
+    """
+    from dataclasses import replace
+
+    from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_directory, digest_path
+
+    source = str(bundle_path)
+    assert result.payload is not None
+    statement = parse_json(result.payload, source="signed DSSE payload")
+    if result.predicate_type == OMS_PREDICATE_TYPE:
+        on_disk, subject_digest = _oms_model_files(statement, artifact, bundle_path, source)
+        signed = _oms_resources(statement, source)
+        if signed != on_disk:
+            raise EvidenceVerificationError(f"{source}: {artifact} is not the signed model: "
+                                            f"{_resource_diff(signed, on_disk)}")
+        matched = _match_subject(result.subjects, bytes.fromhex(subject_digest), source)
+        return replace(result, artifact_digest=f"sha256:{subject_digest}", matched_subject=matched)
+    if artifact.is_dir():
+        d = digest_directory(artifact)
+        matched = _match_subject(result.subjects, bytes.fromhex(d.sha256), source)
+        annotations = matched.get("annotations")
+        if not isinstance(annotations, dict) or annotations.get(MANIFEST_ANNOTATION) != d.manifest_sha256:
+            raise EvidenceVerificationError(
+                f"{source}: the subject matching {artifact} does not bind its file names (no or another "
+                f"{MANIFEST_ANNOTATION}); files may have been renamed. Check it with the statement's own "
+                "tool, or pass --digest to accept the directory digest alone")
+        return replace(result, artifact_digest=f"sha256:{d.sha256}", matched_subject=matched)
+    file_digest = digest_path(artifact).sha256
+    matched = _match_subject(result.subjects, bytes.fromhex(file_digest), source)
+    return replace(result, artifact_digest=f"sha256:{file_digest}", matched_subject=matched)
+
+
+def _oms_resources(statement: Any, source: str) -> list[tuple[str, str]]:
+    """The signed (name, sha256) pairs, in model-signing's order; malformed ones fail verification."""
+    from mlspec_attest.digests import oms_order
+
+    resources = (statement.get("predicate") or {}).get("resources") if isinstance(statement, dict) else None
+    if not isinstance(resources, list):
+        raise EvidenceVerificationError(f"{source}: OMS predicate has no resources list")
+    out = []
+    for r in resources:
+        if not (isinstance(r, dict) and r.get("algorithm") == "sha256" and isinstance(r.get("name"), str)
+                and isinstance(r.get("digest"), str) and _HEX64.fullmatch(r["digest"])):
+            raise EvidenceVerificationError(f"{source}: OMS resource {r!r} is not a sha256 file digest")
+        out.append((r["name"], r["digest"]))
+    if len({n for n, _ in out}) != len(out):
+        raise EvidenceVerificationError(f"{source}: OMS resources name a file twice")
+    return sorted(out, key=lambda item: oms_order(item[0]))
+
+
+def _oms_model_files(statement: Any, artifact: Path, bundle_path: Path, source: str) -> tuple[list[tuple[str, str]], str]:
+    """(name, sha256) of the model on disk, hashed as the signed serialization says; and its subject digest."""
+    from mlspec_attest.digests import digest_directory, digest_path
+
+    serialization = (statement.get("predicate") or {}).get("serialization") if isinstance(statement, dict) else None
+    if not isinstance(serialization, dict) or serialization.get("method") != "files" \
+            or serialization.get("hash_type") != "sha256":
+        raise EvidenceVerificationError(f"{source}: OMS serialization {serialization!r} is not supported "
+                                        "(only method 'files' with hash_type 'sha256')")
+    if not artifact.is_dir():
+        d = digest_path(artifact)
+        return [(".", d.sha256)], d.oms_sha256
+    ignore = serialization.get("ignore_paths", [])
+    if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+        raise EvidenceVerificationError(f"{source}: OMS ignore_paths is not a list of paths")
+    root = artifact.resolve()
+    ignore = [p for p in ignore if p not in ("", ".")]
+    for p in ignore:
+        if p.startswith("/") or ".." in p.split("/"):
+            raise EvidenceVerificationError(f"{source}: OMS ignore path {p!r} leaves the model directory")
+    try:  # model-signing leaves the signature file out when it lies inside the model
+        ignore.append(bundle_path.resolve().relative_to(root).as_posix())
+    except ValueError:
+        pass
+    d = digest_directory(artifact, ignore=ignore, default_ignores=False)
+    return list(d.files), d.sha256
+
+
+def _resource_diff(signed: list[tuple[str, str]], on_disk: list[tuple[str, str]]) -> str:
+    a, b = dict(signed), dict(on_disk)
+    parts = []
+    if missing := sorted(set(a) - set(b)):
+        parts.append(f"signed but absent: {', '.join(missing[:5])}")
+    if extra := sorted(set(b) - set(a)):
+        parts.append(f"present but not signed: {', '.join(extra[:5])}")
+    if changed := sorted(n for n in set(a) & set(b) if a[n] != b[n]):
+        parts.append(f"changed: {', '.join(changed[:5])}")
+    return "; ".join(parts) or "same files in another order"
 
 
 def _verify_keyless(
