@@ -15,6 +15,7 @@ that ran and failed raises ``EvidenceVerificationError`` (CLI exit 1).
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import hashlib
 import os
@@ -590,7 +591,7 @@ def verify_bundle(
             raise InputError(
                 f"{bundle_path}: bundle carries a signing certificate (keyless); verify it with an identity and issuer, not a key"
             )
-        result = _verify_key_bundle(model, key, want, str(bundle_path))
+        result = _verify_key_bundle(model, key, want, str(bundle_path), artifact)
         return _bind_artifact(result, Path(artifact), Path(bundle_path)) if bind_later else result  # type: ignore[arg-type]
     if not has_cert:
         raise InputError(
@@ -778,20 +779,24 @@ def _log_facts(verifier: Any, bundle: Any, model: Any) -> tuple[_dt.datetime | N
     return integrated, times, tlog
 
 
-def _verify_key_bundle(model: Any, key_path: Path | str, want: bytes | None, source: str) -> EvidenceResult:
+def _verify_key_bundle(model: Any, key_path: Path | str, want: bytes | None, source: str,
+                       artifact_path: Path | str | None = None) -> EvidenceResult:
     """Key-hint bundles (no certificate): sigstore-python cannot verify these, so check DSSE here."""
     key = load_public_key(key_path)
     env = model.dsse_envelope
-    if env is None:
-        raise InputError(f"{source}: key-signed message-signature bundles are not supported; only DSSE")
     hint = getattr(model.verification_material.public_key, "hint", None)
     if hint:
-        accepted = {hashlib.sha256(_spki(key, pem=True)).hexdigest(), key_id(key)}
-        if hint.lower() not in accepted:
+        # model-signing writes hex sha256 of the PEM SPKI; Sigstore clients (cosign, the conformance
+        # suite) write base64 of sha256 over the DER SPKI; mlspec's keyid is hex of the latter.
+        der, pem = hashlib.sha256(_spki(key, pem=False)).digest(), hashlib.sha256(_spki(key, pem=True)).digest()
+        accepted = {pem.hex(), der.hex(), base64.b64encode(der).decode(), base64.b64encode(pem).decode()}
+        if hint not in accepted and hint.lower() not in accepted:
             raise EvidenceVerificationError(
                 f"{source}: bundle's public key hint {hint} does not identify the given key "
                 f"(keyid {key_id(key)}); wrong key?"
             )
+    if env is None:
+        return _verify_key_message_signature(model, key, want, artifact_path, source)
     sigs = env.signatures
     if not sigs:
         raise EvidenceVerificationError(f"{source}: DSSE envelope has no signatures")
@@ -814,6 +819,74 @@ def _verify_key_bundle(model: Any, key_path: Path | str, want: bytes | None, sou
         payload_type=env.payload_type, payload=env.payload, predicate_type=ptype, subjects=subjects,
         matched_subject=matched, tlog=tlog,
     )
+
+
+MAX_ED25519_MESSAGE = 64 * 1024 * 1024  # Ed25519 signs the whole message, which must then be read into memory
+
+
+def _verify_key_message_signature(model: Any, key: Any, want: bytes | None, artifact: Path | str | None,
+                                  source: str) -> EvidenceResult:
+    """A managed-key message signature (hashedrekord-style): the key signed the artifact's bytes.
+
+    ECDSA over SHA-256 is checked on the digest alone (prehashed), so ``--digest`` suffices;
+    another curve's hash, or Ed25519 (which signs the message itself), needs the artifact.
+    The bundle's ``messageDigest`` must name the same artifact when present. Log entries
+    and timestamps are reported, not verified: the pinned key is the trust anchor.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    if want is None:
+        raise InputError("a message-signature bundle needs the artifact or its digest")
+    ms = model.message_signature
+    md = ms.message_digest
+    if md is not None and md.digest:
+        if str(getattr(md.algorithm, "name", md.algorithm)) not in ("SHA2_256", "HashAlgorithm.SHA2_256"):
+            raise EvidenceVerificationError(f"{source}: messageDigest algorithm {md.algorithm} is not SHA2_256")
+        if md.digest != want:
+            raise EvidenceVerificationError(f"{source}: the bundle signs sha256:{md.digest.hex()}, "
+                                            f"not the artifact sha256:{want.hex()}")
+    sig = ms.signature
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve_hashes: dict[str, Any] = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384,
+                                         "secp521r1": hashes.SHA512}
+        algo = curve_hashes.get(key.curve.name)
+        if algo is None:
+            raise InputError(f"unsupported EC curve {key.curve.name}; use P-256, P-384 or P-521")
+        if algo is hashes.SHA256:
+            digest = want
+        elif artifact is not None:
+            h = hashlib.new(algo().name)
+            with open(artifact, "rb") as fh:
+                while chunk := fh.read(_HASH_CHUNK):
+                    h.update(chunk)
+            digest = h.digest()
+        else:
+            raise InputError(f"a {key.curve.name} message signature is over {algo.name}; give --artifact FILE")
+        try:
+            key.verify(sig, digest, ec.ECDSA(Prehashed(algo())))
+            ok = True
+        except InvalidSignature:
+            ok = False
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        if artifact is None:
+            raise InputError("an Ed25519 message signature is over the artifact's bytes; give --artifact FILE")
+        data = read_bounded(Path(artifact), MAX_ED25519_MESSAGE, "artifact")
+        if hashlib.sha256(data).digest() != want:
+            raise EvidenceVerificationError(f"{source}: the artifact changed while it was read")
+        ok = _verify_with_key(key, sig, data)
+    else:
+        raise InputError(f"unsupported key type {type(key).__name__}; use Ed25519 or ECDSA (P-256/P-384/P-521)")
+    if not ok:
+        raise EvidenceVerificationError(f"{source}: message signature does not verify with key {key_id(key)}")
+    n = len(model.verification_material.tlog_entries)
+    tlog = ("no transparency log entry present (key-signed bundle; the pinned key is the trust anchor)" if n == 0
+            else f"{n} transparency log entr{'y' if n == 1 else 'ies'} present but NOT verified (key-signed "
+                 "bundle; the pinned key is the trust anchor)")
+    return EvidenceResult(kind="message_signature", signer=SignerIdentity(method="key", keyid=key_id(key)),
+                          artifact_digest=f"sha256:{want.hex()}", tlog=tlog)
 
 
 def verify_keyless_statement(
