@@ -134,8 +134,9 @@ def main() -> int:
         total.examples.extend(part.examples)
     print(format_tally(total))
     bad = total.total("accepted") + total.total("crash")
-    print(f"mutations tried {total.tried()}, refused {total.tried() - bad} "
+    print(f"mutations tried {total.tried()}, refused {total.tried() - bad - total.total('layout')} "
           f"(findings {total.total('refused')}, input errors {total.total('input_error')}), "
+          f"layout only {total.total('layout')} (same signed content, ENVELOPE_NOT_CANONICAL warning), "
           f"accepted {total.total('accepted')}, crashes {total.total('crash')}; "
           f"wall {time.perf_counter() - started:.0f} s with {args.jobs} job(s)")
     return 1 if bad else 0

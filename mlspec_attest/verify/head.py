@@ -35,7 +35,10 @@ def check_head(ctx: VerifyContext) -> None:
         return
     try:
         data = read_bounded(path, MAX_HEAD_BYTES, "chain head")
-        envelope = Envelope.from_dict(parse_json(data, source=HEAD_FILE))
+        doc = parse_json(data, source=HEAD_FILE)
+        envelope = Envelope.from_dict(doc)
+        if len(doc["signatures"]) != len(envelope.signatures):
+            raise ValueError("the same signature appears twice")
         if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
             raise ValueError(f"payloadType is not {IN_TOTO_PAYLOAD_TYPE}")
     except (InputError, ValueError) as exc:

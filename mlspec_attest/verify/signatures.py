@@ -33,7 +33,11 @@ class EntryReader:
         byte_stable = envelope is not None
         if envelope is None:
             try:
-                envelope = Envelope.from_dict(parse_json(bf.data, source=name))
+                doc = parse_json(bf.data, source=name)
+                envelope = Envelope.from_dict(doc)
+                if len(doc["signatures"]) != len(envelope.signatures):
+                    # No DSSE tool writes one signature twice; accepting it would make "layout" more than layout.
+                    raise ValueError("the same signature appears twice")
             except (InputError, ValueError) as exc:
                 report.add("ENVELOPE_INVALID", f"{name}: not a valid DSSE envelope: {exc}", file=name,
                            sequence=bf.number, hint="the file was damaged or edited; restore it from the pipeline's output")

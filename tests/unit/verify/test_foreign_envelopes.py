@@ -144,6 +144,7 @@ def _other_statement_b64(path: Path) -> str:
     ("whitespace inside base64", "ENVELOPE_INVALID"),
     ("mixed base64 alphabets", "ENVELOPE_INVALID"),
     ("trailing data after the object", "ENVELOPE_INVALID"),
+    ("same signature twice", "ENVELOPE_INVALID"),  # no DSSE tool writes it; not a layout difference
     ("relaid-out and payload changed", "SIGNATURE_INVALID"),
 ])
 def test_variants_that_could_change_what_is_read_are_refused(lifecycle: Project, attack: str, code: str) -> None:
@@ -188,6 +189,9 @@ def test_variants_that_could_change_what_is_read_are_refused(lifecycle: Project,
         text = json.dumps(doc)
     elif attack == "trailing data after the object":
         text = json.dumps(doc) + json.dumps(doc)
+    elif attack == "same signature twice":
+        doc["signatures"] = doc["signatures"] * 2
+        text = json.dumps(doc, indent=2)
     else:
         doc["payload"] = forged
         text = json.dumps(doc, indent=3, sort_keys=True)
