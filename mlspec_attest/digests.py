@@ -1,11 +1,16 @@
 """SHA-256 of files (streaming, constant memory) and of directories.
 
 A directory's digest is the OpenSSF model-signing v1.0 "files" form: sha256 over
-the raw 32-byte sha256 of every regular file, concatenated in sorted POSIX path
-order. That makes our subject digest equal to the subject of a model-signing
-signature over the same directory. Because that form does not bind file *names*,
-we also record a manifest digest (sha256 of the RFC 8785 manifest of path and
-digest pairs) that verification compares as well.
+the raw 32-byte sha256 of every regular file, concatenated in the order
+model-signing uses (``PurePosixPath`` order: component by component, so ``a/b``
+sorts before ``a-b/x``), leaving out what model-signing leaves out by default
+(top-level ``.git``, ``.gitattributes``, ``.github``, ``.gitignore``) and the
+signature file ``model.sig``. That makes our subject digest equal to the subject
+of a model-signing signature over the same directory. Because that form does not
+bind file *names*, we also record a manifest digest (sha256 of the RFC 8785
+manifest of path and digest pairs) that verification compares as well; the
+manifest also lists the git files left out of the subject (``ignored``), so they
+cannot change without a finding either (docs/format.md, "Directory digests").
 
 Speed (docs/performance.md): a large file is read by a helper thread into a few
 rotating buffers while the caller hashes the previous one (both release the GIL),
@@ -43,6 +48,11 @@ SMALL_FILE = 1024 * 1024  # below this a file is per-file-overhead bound (proces
 PROCESS_MIN_FILES = 2000  # fewer small files than this: a pool costs more than it saves
 MIN_BATCH = 256  # minimum files per process batch
 MANIFEST_ANNOTATION = "mlspec.dev/manifest-sha256"
+# What model-signing leaves out of a directory by default (hashing.Config.hash,
+# --ignore-git-paths): top-level entries only, a directory with everything below it.
+GIT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
+# The OMS signature file itself cannot be covered by the digest it signs.
+SIGNATURE_FILE = "model.sig"
 
 _local = threading.local()
 
@@ -56,6 +66,18 @@ class ArtifactDigest:
     is_dir: bool = False
     manifest_sha256: str | None = None
     files: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    ignored: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @property
+    def oms_sha256(self) -> str:
+        """model-signing's subject digest: for a directory ``sha256``; for a file sha256(raw sha256).
+
+        model-signing hashes a single-file model as a one-resource manifest (name ".")
+        and its subject is sha256 over that one raw digest, not the file's own sha256.
+        """
+        if self.is_dir:
+            return self.sha256
+        return hashlib.sha256(bytes.fromhex(self.sha256)).hexdigest()
 
 
 def _buffer() -> bytearray:
@@ -199,8 +221,27 @@ class _File:
     size: int
 
 
+def oms_order(rel: str) -> tuple[str, ...]:
+    """model-signing's sort key: ``PurePosixPath`` compares component lists, not whole strings."""
+    return tuple(rel.split("/"))
+
+
+def _ignore_key(rel: str) -> tuple[str, ...]:
+    """A relative ignore path as components; ``..``, absolute and empty paths are refused."""
+    parts = tuple(p for p in rel.split("/") if p not in ("", "."))
+    if not parts or rel.startswith("/") or ".." in parts:
+        raise InputError(f"--ignore {rel!r}: give a path relative to the directory, inside it")
+    return parts
+
+
+def _is_ignored(rel: str, ignores: Sequence[tuple[str, ...]]) -> bool:
+    """model-signing's should_ignore: the path is an ignore path or lies below one."""
+    parts = oms_order(rel)
+    return any(parts[:len(ig)] == ig for ig in ignores)
+
+
 def _walk_regular_files(root: Path) -> list[_File]:
-    """Every regular file below root, sorted by POSIX relative path; refuse escapes and specials.
+    """Every regular file below root, in model-signing's path order; refuse escapes and specials.
 
     os.scandir keeps this to one lstat per file (d_type answers "is it a dir?"), which
     matters for trees of tens of thousands of small files.
@@ -242,7 +283,7 @@ def _walk_regular_files(root: Path) -> list[_File]:
             if not stat.S_ISREG(st.st_mode):
                 raise InputError(f"{entry.path}: not a regular file (FIFO, device or socket); refusing it")
             found.append(_File(rel, entry.path, st.st_size))
-    found.sort(key=lambda f: f.rel)
+    found.sort(key=lambda f: oms_order(f.rel))
     return found
 
 
@@ -315,55 +356,77 @@ def _hash_files(files: list[_File], workers: int, progress: NullProgress,
     return results  # type: ignore[return-value]
 
 
-def _manifest_bytes(manifest: list[tuple[str, str]]) -> bytes:
+def _manifest_bytes(manifest: list[tuple[str, str]], ignored: Sequence[tuple[str, str]] = ()) -> bytes:
     """RFC 8785 bytes of {"files": [{"path", "sha256"}...]} without the slow generic encoder.
 
     For a list of objects with the fixed keys "path" < "sha256" and string values,
     JCS equals json.dumps(ensure_ascii=False, compact); lone surrogates (undecodable
     file names) fail the UTF-8 encode and fall back to the generic canonicaliser,
-    which refuses them with its usual message.
+    which refuses them with its usual message. Files left out of the subject digest
+    are bound under "ignored" (the key is absent when there are none, so a tree
+    without them keeps the manifest digest it always had).
     """
-    doc = {"files": [{"path": rel, "sha256": hexd} for rel, hexd in manifest]}
+    doc: dict[str, Any] = {"files": [{"path": rel, "sha256": hexd} for rel, hexd in manifest]}
+    if ignored:
+        doc["ignored"] = [{"path": rel, "sha256": hexd} for rel, hexd in ignored]
     try:
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except UnicodeEncodeError:
         return canonicalize(doc)
 
 
-def digest_directory(root: str | os.PathLike[str], workers: int | None = None) -> ArtifactDigest:
+def digest_directory(root: str | os.PathLike[str], workers: int | None = None, *,
+                     ignore: Sequence[str] = (), default_ignores: bool = True) -> ArtifactDigest:
     """Digest a directory tree in parallel (processes for many small files, threads for big ones).
 
     ``workers=1`` (or MLSPEC_HASH_WORKERS=1) hashes serially in this process; the
     result never depends on it. A machine already loaded beyond its cores keeps the
     threads but skips the process pool (see parallel.oversubscribed).
+
+    ``ignore`` (paths relative to root, like model-signing's ``--ignore-paths``) and
+    the default git ignores leave files out of the subject digest but not out of
+    the manifest, which lists them under "ignored"; only the top-level signature
+    file ``model.sig`` is left out of both (it signs the digest, so it cannot be in it).
     """
     root = Path(root)
-    files = _walk_regular_files(root)
+    ignores = [_ignore_key(p) for p in ignore]
+    if default_ignores:
+        ignores += [(g,) for g in GIT_IGNORES]
+    every = [f for f in _walk_regular_files(root) if not (default_ignores and f.rel == SIGNATURE_FILE)]
+    files = [f for f in every if not _is_ignored(f.rel, ignores)]
+    left_out = [f for f in every if _is_ignored(f.rel, ignores)]
+    files_and_left_out = files + left_out
     forced = os.environ.get("MLSPEC_HASH_WORKERS", "").strip()
     pinned = workers or (int(forced) if forced.isdigit() and int(forced) > 0 else None)
-    total = sum(f.size for f in files)
-    with reporter(len(files), total) as progress:
-        results = _hash_files(files, pinned or cpus(), progress,
+    total = sum(f.size for f in files_and_left_out)
+    with reporter(len(files_and_left_out), total) as progress:
+        results = _hash_files(files_and_left_out, pinned or cpus(), progress,
                               allow_processes=pinned is not None or not oversubscribed())
     outer = hashlib.sha256()
     manifest: list[tuple[str, str]] = []
     size = 0
-    for f, (raw, n) in zip(files, results):
+    for f, (raw, n) in zip(files, results[:len(files)]):
         outer.update(raw)
         manifest.append((f.rel, raw.hex()))
         size += n
-    manifest_sha = hashlib.sha256(_manifest_bytes(manifest)).hexdigest()
+    ignored = tuple((f.rel, raw.hex()) for f, (raw, _n) in zip(left_out, results[len(files):]))
+    manifest_sha = hashlib.sha256(_manifest_bytes(manifest, ignored)).hexdigest()
     return ArtifactDigest(
         sha256=outer.hexdigest(),
         size=size,
         is_dir=True,
         manifest_sha256=manifest_sha,
         files=tuple(manifest),
+        ignored=ignored,
     )
 
 
-def digest_path(path: str | os.PathLike[str]) -> ArtifactDigest:
-    """Digest a file or directory, refusing special files and dangling paths."""
+def digest_path(path: str | os.PathLike[str], *, ignore: Sequence[str] = (),
+                default_ignores: bool = True) -> ArtifactDigest:
+    """Digest a file or directory, refusing special files and dangling paths.
+
+    Ignores apply to directories only, as in model-signing (a single file has nothing to leave out).
+    """
     p = Path(path)
     try:
         st = p.stat()
@@ -372,7 +435,7 @@ def digest_path(path: str | os.PathLike[str]) -> ArtifactDigest:
     except OSError as exc:
         raise InputError(f"{p}: cannot read artifact: {exc.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
-        return digest_directory(p)
+        return digest_directory(p, ignore=ignore, default_ignores=default_ignores)
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{p}: not a regular file or directory (FIFO, device or socket); refusing it")
     hexdigest, size = sha256_file(p)

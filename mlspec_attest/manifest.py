@@ -1,6 +1,8 @@
 """A directory artifact's file manifest, kept in the bundle so the gate can see inside a package.
 
-The manifest is the RFC 8785 document ``{"files": [{"path", "sha256"}...]}`` whose sha256
+The manifest is the RFC 8785 document ``{"files": [{"path", "sha256"}...]}`` (plus
+``"ignored"``: the files left out of the subject digest, e.g. top-level ``.git*``, when
+there are any) whose sha256
 the attestor already signs as the descriptor annotation ``mlspec.dev/manifest-sha256``
 (digests.MANIFEST_ANNOTATION). The attestor stores the bytes as ``bundle/blobs/<sha256>``;
 the verifier reads them back, checks the digest against the signed annotation, and can
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import canonicalize, parse_json, sha256_hex
@@ -20,9 +23,17 @@ from mlspec_attest.model.formats import HEX64
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
-def encode(files: Iterable[tuple[str, str]]) -> bytes:
-    """The canonical manifest bytes of (relative POSIX path, sha256 hex) pairs, in digest_path's order."""
-    return canonicalize({"files": [{"path": p, "sha256": d} for p, d in files]})
+def encode(files: Iterable[tuple[str, str]], ignored: Iterable[tuple[str, str]] = ()) -> bytes:
+    """The canonical manifest bytes of (relative POSIX path, sha256 hex) pairs, in digest_path's order.
+
+    Equal, byte for byte, to the manifest digests.digest_directory signs: ``ignored`` (the
+    files left out of the subject digest, bound all the same) is absent when empty.
+    """
+    doc: dict[str, Any] = {"files": [{"path": p, "sha256": d} for p, d in files]}
+    left_out = [{"path": p, "sha256": d} for p, d in ignored]
+    if left_out:
+        doc["ignored"] = left_out
+    return canonicalize(doc)
 
 
 @dataclass(frozen=True)
@@ -54,16 +65,23 @@ def parse(data: bytes, where: str) -> dict[str, str]:
     if canonicalize(doc) != data:
         raise ValueError(f"{where}: manifest is not RFC 8785 canonical")
     files = doc.get("files") if isinstance(doc, dict) else None
-    if not isinstance(files, list) or set(doc) != {"files"}:
-        raise ValueError(f"{where}: manifest must be {{\"files\": [...]}}")
+    if not isinstance(files, list) or set(doc) - {"ignored"} != {"files"}:
+        raise ValueError(f"{where}: manifest must be {{\"files\": [...]}} (and optionally \"ignored\": [...])")
+    ignored = doc.get("ignored", None)
+    if "ignored" in doc and (not isinstance(ignored, list) or not ignored):
+        raise ValueError(f"{where}: manifest \"ignored\" must be a non-empty list (omitted when nothing is ignored)")
     out: dict[str, str] = {}
-    for i, item in enumerate(files):
-        if (not isinstance(item, dict) or set(item) != {"path", "sha256"} or not isinstance(item["path"], str)
-                or not isinstance(item["sha256"], str) or not HEX64.fullmatch(item["sha256"])):
-            raise ValueError(f"{where}: files[{i}] must be {{path, sha256 (64 hex)}}")
-        if item["path"] in out:
-            raise ValueError(f"{where}: file {item['path']!r} listed twice")
-        out[item["path"]] = item["sha256"]
+    seen: set[str] = set()
+    for key, items in (("files", files), ("ignored", ignored or [])):
+        for i, item in enumerate(items):
+            if (not isinstance(item, dict) or set(item) != {"path", "sha256"} or not isinstance(item["path"], str)
+                    or not isinstance(item["sha256"], str) or not HEX64.fullmatch(item["sha256"])):
+                raise ValueError(f"{where}: {key}[{i}] must be {{path, sha256 (64 hex)}}")
+            if item["path"] in seen:
+                raise ValueError(f"{where}: file {item['path']!r} listed twice")
+            seen.add(item["path"])
+            if key == "files":  # only the files the subject digest covers make up the artifact
+                out[item["path"]] = item["sha256"]
     return out
 
 

@@ -95,7 +95,7 @@ def describe(ref: ArtifactRef, base_dir: Path, manifests: dict[str, bytes] | Non
             from mlspec_attest.manifest import encode
             from mlspec_attest.model.canonical import sha256_hex
 
-            data = encode(digest.files)
+            data = encode(digest.files, digest.ignored)
             if sha256_hex(data) != digest.manifest_sha256:  # the two encodings must never drift apart
                 raise AssertionError("file manifest encoding differs from digests.digest_path's")
             manifests[digest.manifest_sha256] = data

@@ -46,10 +46,13 @@ def _project_defaults() -> Any:
 @click.option("--fingerprints", "fingerprint_specs", multiple=True, metavar="SET=CSV",
               help="split: attest row fingerprints of a set (e.g. train=data/train.csv, holdback=...); "
                    "the gate's leakage proof.")
+@click.option("--oms-signature", is_flag=True,
+              help="package only: also write an OpenSSF model-signing signature of each product "
+                   "(DIR/model.sig, FILE.sig) with the first --key, for 'model_signing verify key'.")
 def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
-                 evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...]) -> None:
+                 evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...], oms_signature: bool) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -97,6 +100,9 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
                 raise InputError("no --key given and no mlspec.yaml names one")
             key_paths = (str(project.key),)
         signers = [load_signer(p) for p in key_paths]
+    oms: list[tuple[Path, bytes]] = []
+    if oms_signature:
+        oms = _oms_signatures(stage, products, signers)
     att = Attestor(bundle_dir, signers, keyless=keyless).attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
         allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files,
@@ -105,6 +111,32 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)
     click.echo(f"appended sequence {att.sequence} ({att.stage}) -> {att.path}  payload sha256 {att.payload_sha256}")
+    if oms:
+        from mlspec_attest.attest.oms import write_atomically
+
+        for out, data in oms:  # after the append: a refused stage leaves no signature behind
+            write_atomically(out, data)
+            click.echo(f"wrote OpenSSF model signature {out}")
+
+
+def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -> list[tuple[Path, bytes]]:
+    """Sign every product before the append (a bad key or product is exit 2 with nothing written)."""
+    from mlspec_attest.attest.attestor import ArtifactRef
+    from mlspec_attest.attest.oms import sign_oms, signature_path
+    from mlspec_attest.model.stages import resolve
+
+    if resolve(stage).name != "package":
+        raise InputError("--oms-signature signs a model package; use it with the package stage")
+    if not signers:
+        raise InputError("--oms-signature needs --key, not --sigstore (model-signing verifies key-signed OMS signatures)")
+    if not products:
+        raise InputError("--oms-signature: the package stage names no --product to sign")
+    out = []
+    for text in products:
+        ref = ArtifactRef.parse(text)
+        path = ref.path if ref.path.is_absolute() else Path.cwd() / ref.path  # as the Attestor reads them
+        out.append((signature_path(path), sign_oms(path, signers[0])))
+    return out
 
 
 @attest.command("cosign")

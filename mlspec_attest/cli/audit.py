@@ -92,3 +92,35 @@ def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | 
         raise InputError(f"{html_out}: cannot write: {exc.strerror}") from None
     click.echo(f"wrote {html_out} (verdict {result.verdict.upper()})")
     sys.exit(result.exit_code)
+
+
+STANDALONE_SCRIPT = "verify_standalone.py"
+
+
+def standalone_script_bytes() -> bytes:
+    """The shipped re-check script (package data), so a pip install has it, not only a source checkout."""
+    from importlib.resources import files
+
+    return (files("mlspec_attest") / "data" / STANDALONE_SCRIPT).read_bytes()
+
+
+@click.command("standalone-script")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the script here (refused if the file exists); default: print it.")
+def standalone_script(out_path: Path | None) -> None:
+    """Print (or write) verify_standalone.py: re-checks a bundle with only cryptography and rfc8785.
+
+    \b
+    It imports nothing from mlspec, so an auditor can read it and run it anywhere:
+      mlspec standalone-script --out verify_standalone.py
+      python verify_standalone.py BUNDLE --key pipeline.pub --stage-key objectives=owner.pub
+    """
+    data = standalone_script_bytes()
+    if out_path is None:
+        click.echo(data.decode("utf-8"), nl=False)
+        return
+    from mlspec_attest._internal.files import write_file
+
+    # never overwrite what an auditor already has (replace=False also refuses a planted symlink)
+    write_file(out_path.parent, out_path.name, data, replace=False, what="standalone script")
+    click.echo(f"wrote {out_path}")

@@ -25,7 +25,9 @@ def evidence() -> None:
 
 @evidence.command("verify")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--artifact", type=click.Path(path_type=Path), help="File the bundle must cover (signed message or a Statement subject).")
+@click.option("--artifact", type=click.Path(path_type=Path),
+              help="File or model directory the bundle must cover (signed message, a Statement subject, "
+                   "or an OpenSSF model signature's files, names included).")
 @click.option("--digest", metavar="sha256:HEX", help="Digest the bundle must cover, instead of --artifact.")
 @click.option("--identity", metavar="SAN", help="Exact certificate identity (SAN: email or workflow URI).")
 @click.option("--identity-regex", metavar="REGEX", help="Certificate identity as a regex that must match the whole SAN.")
@@ -57,7 +59,7 @@ def verify_cmd(
 
     try:
         if (artifact is None) == (digest is None):
-            raise InputError("give exactly one of --artifact FILE or --digest sha256:HEX")
+            raise InputError("give exactly one of --artifact PATH or --digest sha256:HEX")
         keyless = any(v is not None for v in (identity, identity_regex, issuer, workflow_repository, workflow_ref))
         if key is not None and keyless:
             raise InputError("--key cannot be combined with --identity/--identity-regex/--issuer")

@@ -22,6 +22,7 @@ class MlspecGroup(ErrorHandlingGroup):
         "log": ("mlspec_attest.cli.log", "log"),
         "replay": ("mlspec_attest.cli.audit", "replay"),
         "report": ("mlspec_attest.cli.audit", "report"),
+        "standalone-script": ("mlspec_attest.cli.audit", "standalone_script"),
         "monitor": ("mlspec_attest.cli.monitor", "monitor"),
         "hash": ("mlspec_attest.cli.hash", "hash"),
         "keys": ("mlspec_attest.cli.keys", "keys"),

@@ -22,8 +22,11 @@ from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--vsa", "vsa_out", type=click.Path(dir_okay=False), help="Write a signed SLSA Verification Summary here.")
 @click.option("--vsa-key", type=click.Path(dir_okay=False), help="Key that signs the --vsa summary.")
+@click.option("--resource-uri", metavar="URI",
+              help="The VSA's resourceUri (what slsa-verifier's --resource-uri must repeat), e.g. an OCI "
+                   "reference; default: mlspec:package/<package name>, the same on every host.")
 def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir: str | None, fmt: str,
-           vsa_out: str | None, vsa_key: str | None) -> None:
+           vsa_out: str | None, vsa_key: str | None, resource_uri: str | None) -> None:
     """Check BUNDLE against the policy and the codified objectives: the deploy gate.
 
     Exit 0: every check passed, deploy. Exit 1: the gate failed (findings say why).
@@ -33,12 +36,18 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
 
     if bool(vsa_out) != bool(vsa_key):
         raise InputError("--vsa and --vsa-key go together")
+    if resource_uri is not None:
+        if not vsa_out:
+            raise InputError("--resource-uri names the resource in the --vsa summary; give --vsa OUT --vsa-key KEY")
+        from mlspec_attest.verify.vsa import check_resource_uri
+
+        check_resource_uri(resource_uri)  # before verifying: a typo is exit 2, not a written VSA
     report = verify_bundle(bundle, resolve_policy(policy, bundle), artifacts, log_dir=resolve_log(log_dir, bundle))
     if vsa_out:
         from mlspec_attest.keys import load_signer
         from mlspec_attest.verify.vsa import write_vsa
 
-        write_vsa(report, Path(vsa_out), load_signer(vsa_key))  # type: ignore[arg-type]
+        write_vsa(report, Path(vsa_out), load_signer(vsa_key), resource_uri=resource_uri)  # type: ignore[arg-type]
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

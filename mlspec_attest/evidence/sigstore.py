@@ -15,6 +15,7 @@ that ran and failed raises ``EvidenceVerificationError`` (CLI exit 1).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -485,10 +486,18 @@ def verify_bundle(
         raise InputError("give either signer identities or a public key, not both")
     if key is None and not identities:
         raise InputError("pin the signer: give an identity (SAN + issuer) or a public key")
-    want = _artifact_digest(artifact, digest)
-    if want is None:
-        raise InputError("give the artifact (file) or its digest (sha256:HEX) the bundle must cover")
+    if artifact is not None and digest is not None:
+        raise InputError("give either an artifact or a digest, not both")
+    if artifact is None and digest is None:
+        raise InputError("give the artifact (file or directory) or its digest (sha256:HEX) the bundle must cover")
     raw, model = _read_bundle(bundle_path)
+    # A DSSE statement is matched against an artifact path after its signature is verified, since
+    # what to hash depends on the signed predicate (an OMS signature names its files and ignores).
+    bind_later = artifact is not None and model.dsse_envelope is not None
+    if artifact is not None and not bind_later and Path(artifact).is_dir():
+        raise InputError(f"{artifact}: a message signature signs one file's bytes, not a directory; "
+                         "give the signed file")
+    want = None if bind_later else _artifact_digest(artifact, digest)
     root = _resolve_trust(trust_config)  # loaded even when unused, so a bad file is reported
     vm = model.verification_material
     has_cert = vm.certificate is not None or vm.x509_certificate_chain is not None
@@ -497,7 +506,8 @@ def verify_bundle(
             raise InputError(
                 f"{bundle_path}: bundle carries a signing certificate (keyless); verify it with an identity and issuer, not a key"
             )
-        return _verify_key_bundle(model, key, want, str(bundle_path))
+        result = _verify_key_bundle(model, key, want, str(bundle_path), artifact)
+        return _bind_artifact(result, Path(artifact), Path(bundle_path)) if bind_later else result  # type: ignore[arg-type]
     if not has_cert:
         raise InputError(
             f"{bundle_path}: bundle is signed with a key (no certificate); verify it with --key PUBKEY"
@@ -505,7 +515,111 @@ def verify_bundle(
     if root is None:
         raise InputError("keyless bundles need a trust config (Sigstore trusted root) to verify offline")
     assert identities is not None
-    return _verify_keyless(raw, model, root, identities, want, str(bundle_path))
+    result = _verify_keyless(raw, model, root, identities, want, str(bundle_path))
+    return _bind_artifact(result, Path(artifact), Path(bundle_path)) if bind_later else result  # type: ignore[arg-type]
+
+
+OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _bind_artifact(result: EvidenceResult, artifact: Path, bundle_path: Path) -> EvidenceResult:
+    """Match a verified DSSE statement against a file or directory on disk, names included.
+
+    * OpenSSF model-signing v1.0 (OMS): as ``model_signing verify`` does, hash the model
+      with the signed serialization (``files``/sha256, the signed ``ignore_paths``, the
+      signature file itself left out when it lies inside) and require the signed
+      resources, name by name, to equal what is on disk; the subject digest too.
+    * Any other statement: a file's sha256 must be a subject; a directory's digest must
+      be a subject that also binds its file names (mlspec's manifest annotation), since
+      the directory digest alone does not (a rename would pass).
+    """
+    from dataclasses import replace
+
+    from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_directory, digest_path
+
+    source = str(bundle_path)
+    assert result.payload is not None
+    statement = parse_json(result.payload, source="signed DSSE payload")
+    if result.predicate_type == OMS_PREDICATE_TYPE:
+        on_disk, subject_digest = _oms_model_files(statement, artifact, bundle_path, source)
+        signed = _oms_resources(statement, source)
+        if signed != on_disk:
+            raise EvidenceVerificationError(f"{source}: {artifact} is not the signed model: "
+                                            f"{_resource_diff(signed, on_disk)}")
+        matched = _match_subject(result.subjects, bytes.fromhex(subject_digest), source)
+        return replace(result, artifact_digest=f"sha256:{subject_digest}", matched_subject=matched)
+    if artifact.is_dir():
+        d = digest_directory(artifact)
+        matched = _match_subject(result.subjects, bytes.fromhex(d.sha256), source)
+        annotations = matched.get("annotations")
+        if not isinstance(annotations, dict) or annotations.get(MANIFEST_ANNOTATION) != d.manifest_sha256:
+            raise EvidenceVerificationError(
+                f"{source}: the subject matching {artifact} does not bind its file names (no or another "
+                f"{MANIFEST_ANNOTATION}); files may have been renamed. Check it with the statement's own "
+                "tool, or pass --digest to accept the directory digest alone")
+        return replace(result, artifact_digest=f"sha256:{d.sha256}", matched_subject=matched)
+    file_digest = digest_path(artifact).sha256
+    matched = _match_subject(result.subjects, bytes.fromhex(file_digest), source)
+    return replace(result, artifact_digest=f"sha256:{file_digest}", matched_subject=matched)
+
+
+def _oms_resources(statement: Any, source: str) -> list[tuple[str, str]]:
+    """The signed (name, sha256) pairs, in model-signing's order; malformed ones fail verification."""
+    from mlspec_attest.digests import oms_order
+
+    resources = (statement.get("predicate") or {}).get("resources") if isinstance(statement, dict) else None
+    if not isinstance(resources, list):
+        raise EvidenceVerificationError(f"{source}: OMS predicate has no resources list")
+    out = []
+    for r in resources:
+        if not (isinstance(r, dict) and r.get("algorithm") == "sha256" and isinstance(r.get("name"), str)
+                and isinstance(r.get("digest"), str) and _HEX64.fullmatch(r["digest"])):
+            raise EvidenceVerificationError(f"{source}: OMS resource {r!r} is not a sha256 file digest")
+        out.append((r["name"], r["digest"]))
+    if len({n for n, _ in out}) != len(out):
+        raise EvidenceVerificationError(f"{source}: OMS resources name a file twice")
+    return sorted(out, key=lambda item: oms_order(item[0]))
+
+
+def _oms_model_files(statement: Any, artifact: Path, bundle_path: Path, source: str) -> tuple[list[tuple[str, str]], str]:
+    """(name, sha256) of the model on disk, hashed as the signed serialization says; and its subject digest."""
+    from mlspec_attest.digests import digest_directory, digest_path
+
+    serialization = (statement.get("predicate") or {}).get("serialization") if isinstance(statement, dict) else None
+    if not isinstance(serialization, dict) or serialization.get("method") != "files" \
+            or serialization.get("hash_type") != "sha256":
+        raise EvidenceVerificationError(f"{source}: OMS serialization {serialization!r} is not supported "
+                                        "(only method 'files' with hash_type 'sha256')")
+    if not artifact.is_dir():
+        d = digest_path(artifact)
+        return [(".", d.sha256)], d.oms_sha256
+    ignore = serialization.get("ignore_paths", [])
+    if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+        raise EvidenceVerificationError(f"{source}: OMS ignore_paths is not a list of paths")
+    root = artifact.resolve()
+    ignore = [p for p in ignore if p not in ("", ".")]
+    for p in ignore:
+        if p.startswith("/") or ".." in p.split("/"):
+            raise EvidenceVerificationError(f"{source}: OMS ignore path {p!r} leaves the model directory")
+    try:  # model-signing leaves the signature file out when it lies inside the model
+        ignore.append(bundle_path.resolve().relative_to(root).as_posix())
+    except ValueError:
+        pass
+    d = digest_directory(artifact, ignore=ignore, default_ignores=False)
+    return list(d.files), d.sha256
+
+
+def _resource_diff(signed: list[tuple[str, str]], on_disk: list[tuple[str, str]]) -> str:
+    a, b = dict(signed), dict(on_disk)
+    parts = []
+    if missing := sorted(set(a) - set(b)):
+        parts.append(f"signed but absent: {', '.join(missing[:5])}")
+    if extra := sorted(set(b) - set(a)):
+        parts.append(f"present but not signed: {', '.join(extra[:5])}")
+    if changed := sorted(n for n in set(a) & set(b) if a[n] != b[n]):
+        parts.append(f"changed: {', '.join(changed[:5])}")
+    return "; ".join(parts) or "same files in another order"
 
 
 def _verify_keyless(
@@ -580,20 +694,24 @@ def _log_facts(verifier: Any, bundle: Any, model: Any) -> tuple[_dt.datetime | N
     return integrated, times, tlog
 
 
-def _verify_key_bundle(model: Any, key_path: Path | str, want: bytes | None, source: str) -> EvidenceResult:
+def _verify_key_bundle(model: Any, key_path: Path | str, want: bytes | None, source: str,
+                       artifact_path: Path | str | None = None) -> EvidenceResult:
     """Key-hint bundles (no certificate): sigstore-python cannot verify these, so check DSSE here."""
     key = load_public_key(key_path)
     env = model.dsse_envelope
-    if env is None:
-        raise InputError(f"{source}: key-signed message-signature bundles are not supported; only DSSE")
     hint = getattr(model.verification_material.public_key, "hint", None)
     if hint:
-        accepted = {hashlib.sha256(_spki(key, pem=True)).hexdigest(), key_id(key)}
-        if hint.lower() not in accepted:
+        # model-signing writes hex sha256 of the PEM SPKI; Sigstore clients (cosign, the conformance
+        # suite) write base64 of sha256 over the DER SPKI; mlspec's keyid is hex of the latter.
+        der, pem = hashlib.sha256(_spki(key, pem=False)).digest(), hashlib.sha256(_spki(key, pem=True)).digest()
+        accepted = {pem.hex(), der.hex(), base64.b64encode(der).decode(), base64.b64encode(pem).decode()}
+        if hint not in accepted and hint.lower() not in accepted:
             raise EvidenceVerificationError(
                 f"{source}: bundle's public key hint {hint} does not identify the given key "
                 f"(keyid {key_id(key)}); wrong key?"
             )
+    if env is None:
+        return _verify_key_message_signature(model, key, want, artifact_path, source)
     sigs = env.signatures
     if not sigs:
         raise EvidenceVerificationError(f"{source}: DSSE envelope has no signatures")
@@ -616,6 +734,76 @@ def _verify_key_bundle(model: Any, key_path: Path | str, want: bytes | None, sou
         payload_type=env.payload_type, payload=env.payload, predicate_type=ptype, subjects=subjects,
         matched_subject=matched, tlog=tlog,
     )
+
+
+MAX_ED25519_MESSAGE = 64 * 1024 * 1024  # Ed25519 signs the whole message, which must then be read into memory
+
+
+def _verify_key_message_signature(model: Any, key: Any, want: bytes | None, artifact: Path | str | None,
+                                  source: str) -> EvidenceResult:
+    """A managed-key message signature (hashedrekord-style): the key signed the artifact's bytes.
+
+    ECDSA over SHA-256 is checked on the digest alone (prehashed), so ``--digest`` suffices;
+    another curve's hash, or Ed25519 (which signs the message itself), needs the artifact.
+    The bundle's ``messageDigest`` must name the same artifact when present. Log entries
+    and timestamps are reported, not verified: the pinned key is the trust anchor.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    if want is None:
+        raise InputError("a message-signature bundle needs the artifact or its digest")
+    ms = model.message_signature
+    md = ms.message_digest
+    if md is not None and md.digest:
+        if str(getattr(md.algorithm, "name", md.algorithm)) not in ("SHA2_256", "HashAlgorithm.SHA2_256"):
+            raise EvidenceVerificationError(f"{source}: messageDigest algorithm {md.algorithm} is not SHA2_256")
+        if md.digest != want:
+            raise EvidenceVerificationError(f"{source}: the bundle signs sha256:{md.digest.hex()}, "
+                                            f"not the artifact sha256:{want.hex()}")
+    sig = ms.signature
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve_hashes: dict[str, Any] = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384,
+                                         "secp521r1": hashes.SHA512}
+        algo = curve_hashes.get(key.curve.name)
+        if algo is None:
+            raise InputError(f"unsupported EC curve {key.curve.name}; use P-256, P-384 or P-521")
+        if algo is hashes.SHA256:
+            digest = want
+        elif artifact is not None:
+            h = hashlib.new(algo().name)
+            from mlspec_attest._internal.files import open_stream
+
+            with open_stream(artifact, what="artifact") as fh:  # non-blocking, fstat-checked
+                while chunk := fh.read(_HASH_CHUNK):
+                    h.update(chunk)
+            digest = h.digest()
+        else:
+            raise InputError(f"a {key.curve.name} message signature is over {algo.name}; give --artifact FILE")
+        try:
+            key.verify(sig, digest, ec.ECDSA(Prehashed(algo())))
+            ok = True
+        except InvalidSignature:
+            ok = False
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        if artifact is None:
+            raise InputError("an Ed25519 message signature is over the artifact's bytes; give --artifact FILE")
+        data = read_bounded(Path(artifact), MAX_ED25519_MESSAGE, "artifact")
+        if hashlib.sha256(data).digest() != want:
+            raise EvidenceVerificationError(f"{source}: the artifact changed while it was read")
+        ok = _verify_with_key(key, sig, data)
+    else:
+        raise InputError(f"unsupported key type {type(key).__name__}; use Ed25519 or ECDSA (P-256/P-384/P-521)")
+    if not ok:
+        raise EvidenceVerificationError(f"{source}: message signature does not verify with key {key_id(key)}")
+    n = len(model.verification_material.tlog_entries)
+    tlog = ("no transparency log entry present (key-signed bundle; the pinned key is the trust anchor)" if n == 0
+            else f"{n} transparency log entr{'y' if n == 1 else 'ies'} present but NOT verified (key-signed "
+                 "bundle; the pinned key is the trust anchor)")
+    return EvidenceResult(kind="message_signature", signer=SignerIdentity(method="key", keyid=key_id(key)),
+                          artifact_digest=f"sha256:{want.hex()}", tlog=tlog)
 
 
 def verify_keyless_statement(

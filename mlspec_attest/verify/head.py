@@ -9,6 +9,7 @@ from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import parse_json
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.model.head import HEAD_FILE, MAX_HEAD_BYTES, _fmt, parse_head_payload
+from mlspec_attest.model.report import WARNING
 from mlspec_attest.verify.context import VerifyContext
 
 
@@ -34,12 +35,18 @@ def check_head(ctx: VerifyContext) -> None:
         return
     try:
         data = read_file(HEAD_FILE, root=bundle.root, limit=MAX_HEAD_BYTES, what="chain head")
-        envelope = Envelope.from_dict(parse_json(data, source=HEAD_FILE))
-        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE or data != envelope.to_json():
-            raise ValueError("not the envelope form mlspec writes")
+        doc = parse_json(data, source=HEAD_FILE)
+        envelope = Envelope.from_dict(doc)
+        if len(doc["signatures"]) != len(envelope.signatures):
+            raise ValueError("the same signature appears twice")
+        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+            raise ValueError(f"payloadType is not {IN_TOTO_PAYLOAD_TYPE}")
     except (InputError, ValueError) as exc:
         report.add("HEAD_INVALID", f"{HEAD_FILE}: unreadable chain head: {exc}", file=HEAD_FILE)
         return
+    if data != envelope.to_json():  # layout only: the strict parse refused anything two readers could read apart
+        report.add("ENVELOPE_NOT_CANONICAL", f"{HEAD_FILE}: valid envelope in another layout than mlspec writes; "
+                   "its signed content is what was checked", severity=WARNING, file=HEAD_FILE)
     verified, lies = envelope.check_signatures([policy.keys[n] for n in rule.signers])
     if lies or len(verified) < rule.threshold:
         report.add("HEAD_SIGNATURE_INVALID", f"{HEAD_FILE}: {len(verified)} valid signature(s) by the head signers "

@@ -14,12 +14,22 @@ levels are our own (SLSA allows non-SLSA levels that do not start with
   hashed and is the packaged subject.
 
 A failed verification has ``verifiedLevels: ["FAILED"]``, as the spec asks.
+
+What a consumer matches on does not depend on the verdict or the verifying host:
+the subject is named as the package stage named it, pass or fail, and the default
+``resourceUri`` is a stable name for the package (``mlspec:package/<name>``), not
+a ``file://`` path of the machine that ran the gate, so slsa-verifier's
+``verify-vsa --resource-uri`` can be written once in a deploy pipeline
+(docs/audit.md gives the exact command line; tests/unit/audit/test_vsa_slsa_verifier.py
+encodes the checks slsa-verifier makes).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from mlspec_attest._internal import files as safe
 from mlspec_attest._version import __version__
@@ -37,6 +47,9 @@ VERIFIER_ID = "https://mlspec.dev/mlspec-attest"
 LEVEL_CHAIN = "MLSPEC_CHAIN_COMPLETE"
 LEVEL_OBJECTIVES = "MLSPEC_OBJECTIVES_MET"
 LEVEL_ARTIFACT = "MLSPEC_ARTIFACT_BOUND"
+RESOURCE_PACKAGE = "mlspec:package/"
+RESOURCE_CHAIN = "mlspec:chain/"
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 
 
 def verified_levels(report: Report) -> list[str]:
@@ -51,15 +64,36 @@ def verified_levels(report: Report) -> list[str]:
     return levels
 
 
+def _package_subjects(report: Report) -> list[dict[str, Any]]:
+    packages = [s for s in report.stages if s.stage == "package"]
+    return list(packages[-1].subjects) if packages else []
+
+
+def _artifact_name(artifact: dict[str, Any], packaged: list[dict[str, Any]]) -> str:
+    """The package stage's name for a deployed artifact, the same whether it matched or not.
+
+    A matched artifact takes its subject's name; an unmatched one (the failing VSA) takes
+    the name of the one packaged subject, or of the subject with the same base name, so the
+    subject a consumer looks up does not change with the verdict.
+    """
+    matched = (artifact.get("matched") or {}).get("name")
+    if matched:
+        return str(matched)
+    base = Path(artifact["path"]).name
+    names = [str(s.get("name", "")) for s in packaged if s.get("name")]
+    if len(names) == 1:
+        return names[0]
+    return next((n for n in names if Path(n).name == base), base)
+
+
 def _subjects(report: Report) -> list[dict[str, Any]]:
     """The deployed artifacts (--artifact), else the newest package stage's subjects."""
+    packaged = _package_subjects(report)
     if report.artifacts:
-        return [{"name": (a.get("matched") or {}).get("name") or Path(a["path"]).name,
-                 "digest": {"sha256": a["sha256"]}} for a in report.artifacts]
-    packages = [s for s in report.stages if s.stage == "package"]
-    if packages:
+        return [{"name": _artifact_name(a, packaged), "digest": {"sha256": a["sha256"]}} for a in report.artifacts]
+    if packaged:
         out = []
-        for s in packages[-1].subjects:
+        for s in packaged:
             rd: dict[str, Any] = {"name": s.get("name", ""), "digest": {"sha256": s["digest"]["sha256"]}}
             if s.get("annotations"):
                 rd["annotations"] = s["annotations"]
@@ -71,14 +105,35 @@ def _subjects(report: Report) -> list[dict[str, Any]]:
     raise InputError(f"{report.bundle}: no readable attestation; nothing to summarise in a VSA")
 
 
-def _resource_uri(report: Report, subjects: list[dict[str, Any]]) -> str:
-    if report.artifacts:
-        return Path(report.artifacts[0]["path"]).resolve().as_uri()
+def default_resource_uri(report: Report) -> str:
+    """A name for what was verified that is the same on every host and for either verdict.
+
+    The package subject's own ``uri`` when the package stage recorded one; else
+    ``mlspec:package/<package name>`` (the package metadata's ``name``, else its subject's
+    name); without a package stage ``mlspec:chain/<sha256 of the genesis payload>``.
+    """
     packages = [s for s in report.stages if s.stage == "package"]
-    for s in packages[-1].subjects if packages else ():
-        if isinstance(s.get("uri"), str) and s["uri"]:
-            return s["uri"]
-    return Path(report.bundle).resolve().as_uri()
+    if packages:
+        pkg = packages[-1]
+        for s in pkg.subjects:
+            if isinstance(s.get("uri"), str) and s["uri"]:
+                return str(s["uri"])
+        name = pkg.metadata.get("name") if isinstance(pkg.metadata, dict) else None
+        if not isinstance(name, str) or not name:
+            name = next((str(s.get("name")) for s in pkg.subjects if s.get("name")), "package")
+        return RESOURCE_PACKAGE + quote(name, safe="/-._~@+")
+    genesis = next((s for s in report.stages if s.sequence == 0), report.stages[0] if report.stages else None)
+    if genesis is None:
+        raise InputError(f"{report.bundle}: no readable attestation; nothing to summarise in a VSA")
+    return RESOURCE_CHAIN + genesis.payload_sha256
+
+
+def check_resource_uri(value: str) -> str:
+    """A --resource-uri must be a URI (scheme:rest, no whitespace): consumers compare it byte for byte."""
+    if not _URI.fullmatch(value):
+        raise InputError(f"--resource-uri {value!r}: not a URI (give scheme:rest, e.g. "
+                         "oci://registry/repo@sha256:..., pkg:..., mlspec:package/NAME)")
+    return value
 
 
 def _input_attestations(report: Report) -> list[dict[str, Any]]:
@@ -103,7 +158,7 @@ def build_vsa_statement(report: Report, *, resource_uri: str | None = None,
     predicate: dict[str, Any] = {
         "verifier": {"id": VERIFIER_ID, "version": {"mlspec-attest": __version__}},
         "timeVerified": report.verified_at,
-        "resourceUri": resource_uri or _resource_uri(report, subjects),
+        "resourceUri": check_resource_uri(resource_uri) if resource_uri else default_resource_uri(report),
         "policy": {"uri": policy_uri or (Path(policy_path).resolve().as_uri() if policy_path else ""),
                    "digest": {"sha256": report.policy_sha256 or ""}},
         "inputAttestations": _input_attestations(report),
