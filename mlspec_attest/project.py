@@ -24,6 +24,11 @@ class Project:
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project | None:
+        """The nearest mlspec.yaml at or above ``start`` (the working directory), as git finds a repository.
+
+        Never pass a bundle's location: the project, and so the policy, must be what
+        the operator chose, not what was shipped beside the bundle (docs/security.md).
+        """
         here = (start or Path.cwd()).resolve()
         for directory in (here, *here.parents):
             candidate = directory / PROJECT_FILE

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mlspec_attest.cli._project import resolve_policy
+from mlspec_attest.cli._project import announce_trust, load_policy
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 
@@ -31,7 +31,8 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], fmt: str
 
     if bool(vsa_out) != bool(vsa_key):
         raise InputError("--vsa and --vsa-key go together")
-    report = verify_bundle(bundle, resolve_policy(policy, bundle), artifacts)
+    policy_obj, origin = load_policy(policy, bundle)
+    report = verify_bundle(bundle, policy_obj, artifacts)
     if vsa_out:
         from mlspec_attest.keys import load_signer
         from mlspec_attest.verify.vsa import write_vsa
@@ -43,6 +44,7 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], fmt: str
         from mlspec_attest.render.text import render_text
 
         click.echo(render_text(report, color=sys.stdout.isatty()))
+    announce_trust(policy_obj, origin)
     sys.exit(EXIT_OK if report.passed else EXIT_FAILED)
 
 

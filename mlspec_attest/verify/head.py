@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from mlspec_attest._internal.loaders import read_bounded
 from mlspec_attest.errors import InputError
@@ -13,11 +14,31 @@ from mlspec_attest.verify.context import VerifyContext
 
 
 def check_policy_outside_bundle(ctx: VerifyContext) -> None:
-    """Trust roots stay outside the bundle: whoever controls the bundle must not choose the rules."""
-    if ctx.policy.source.resolve().is_relative_to(ctx.bundle.root.resolve()):
+    """Trust roots stay outside the bundle: whoever controls the bundle must not choose the rules.
+
+    The policy file, every key file it names and every other trust file (Sigstore
+    trust_config, timestamp authority certificates) must lie outside the bundle.
+    """
+    root = ctx.bundle.root.resolve()
+    if ctx.policy.source.resolve().is_relative_to(root):
         ctx.report.add("POLICY_IN_BUNDLE", f"the policy {ctx.policy.source} lies inside the bundle it is to judge; "
                        "whoever controls the bundle would choose the rules", hint="keep the policy in the deploy "
                        "system's repository and pass it with --policy")
+    for what, path in _trust_files(ctx):
+        if path.resolve().is_relative_to(root):
+            ctx.report.add("TRUST_FILE_IN_BUNDLE", f"{what} {path} lies inside the bundle it is to judge; whoever "
+                           "controls the bundle would choose whom the gate trusts", file=str(path),
+                           hint="keep keys and certificates beside the policy, outside the bundle")
+
+
+def _trust_files(ctx: VerifyContext) -> list[tuple[str, Path]]:
+    policy = ctx.policy
+    found = [(f"key {name}", Path(key.source)) for name, key in policy.keys.items() if key.source]
+    if policy.trust_config is not None:
+        found.append(("trust_config", policy.trust_config))
+    for tsa in getattr(policy, "timestamp_authorities", ()):
+        found.extend((f"timestamp authority {tsa.name} certificate", p) for p in tsa.files)
+    return found
 
 
 def check_head(ctx: VerifyContext) -> None:

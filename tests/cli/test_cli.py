@@ -84,7 +84,7 @@ def test_thirteen_stage_chain_built_with_the_cli_passes(in_project: Project) -> 
     assert result.exit_code == 0, result.output
     assert "Verdict: PASS (13 attestations" in result.output
     result = cli(in_project, "verify", "bundle", "--policy", "policies/default.yaml", "--format", "json")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["verdict"] == "pass" and [s["stage"] for s in data["stages"]][6] == "train"
     assert data["objectives"][0]["result"] == "pass"
     # inspect shows the statement and checks the signature against a key.

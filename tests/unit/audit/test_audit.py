@@ -73,7 +73,7 @@ def test_replay_names_an_edited_artifact_and_exits_1(chain: Project) -> None:
     assert out.exit_code == 1
     assert re.search(r"✗ differs\s+work/holdback\.csv", out.output), out.output
     data = json.loads(invoke("replay", chain.bundle, "--artifacts", chain.root, "--policy", chain.policy(),
-                             "--format", "json").output)
+                             "--format", "json").stdout)
     edited = next(a for a in data["artifacts"] if a["name"] == "work/holdback.csv")
     assert edited["status"] == "differs" and edited["found_sha256"] != edited["sha256"]
 
@@ -168,7 +168,7 @@ def test_replay_lineage_from_source_data_to_served_model(chain: Project) -> None
 
 def test_replay_json_schema_and_bad_input(chain: Project, tmp_path: Path) -> None:
     out = invoke("replay", chain.bundle, "--artifacts", chain.root, "--policy", chain.policy(), "--format", "json")
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     assert data["schema"] == "https://mlspec.dev/replay-output/v1"
     assert data["verdict"] == "pass" and data["signatures_checked"] is True
     assert {"timeline", "artifacts", "artifact_counts", "lineage", "chain_problems", "verify"} <= set(data)
