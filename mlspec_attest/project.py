@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from mlspec_attest._internal.loaders import load_mapping
 from mlspec_attest.errors import InputError
@@ -21,6 +23,8 @@ class Project:
     bundle: Path | None
     key: Path | None
     objectives: Path | None
+    head_key: Path | None = None  # re-signs head.dsse.json after every append (None: off)
+    head_expires: timedelta = timedelta(hours=24)
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project | None:
@@ -39,7 +43,7 @@ class Project:
     @classmethod
     def load(cls, path: Path) -> Project:
         data = load_mapping(path, "project file")
-        allowed = {"policy", "bundle", "key", "objectives", "version"}
+        allowed = {"policy", "bundle", "key", "objectives", "version", "head"}
         unknown = set(data) - allowed
         if unknown:
             raise InputError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -52,8 +56,24 @@ class Project:
                 raise InputError(f"{path}: {name} must be a path")
             return path.parent / value
 
+        head_key, head_expires = _parse_head(data.get("head"), path)
         return cls(root=path.parent, policy=rel("policy"), bundle=rel("bundle"), key=rel("key"),
-                   objectives=rel("objectives"))
+                   objectives=rel("objectives"), head_key=head_key, head_expires=head_expires)
+
+
+def _parse_head(spec: Any, path: Path) -> tuple[Path | None, timedelta]:
+    """``head: {key: keys/pipeline.key, expires: 24h}``: who re-signs the chain head on every append."""
+    from mlspec_attest.policy import parse_duration
+
+    default = timedelta(hours=24)
+    if spec is None:
+        return None, default
+    if not isinstance(spec, dict) or not isinstance(spec.get("key"), str) or set(spec) - {"key", "expires"}:
+        raise InputError(f"{path}: head must be a mapping like {{key: keys/pipeline.key, expires: 24h}}")
+    expires = parse_duration(spec["expires"], f"{path}: head.expires") if "expires" in spec else default
+    if expires <= timedelta(0):
+        raise InputError(f"{path}: head.expires must be a positive duration, e.g. 24h")
+    return path.parent / spec["key"], expires
 
 
 PROJECT_TEMPLATE = """\
@@ -63,6 +83,9 @@ policy: policies/default.yaml   # the trust policy the gate applies
 bundle: bundle                  # where attestations are appended
 key: keys/pipeline.key          # the pipeline's signing key (never commit *.key)
 objectives: objectives.yaml     # codified success criteria: attest it first
+head:                           # re-sign the chain head (bundle/head.dsse.json) after every append, so
+  key: keys/pipeline.key        # deleting the newest attestations is refused; the policy's head.signers
+  expires: 24h                  # must name this key. Quiet chains: run 'mlspec attest head' before expiry
 """
 
 

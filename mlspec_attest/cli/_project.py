@@ -63,3 +63,20 @@ def announce_trust(policy: Any, origin: str) -> None:
     for name, key in policy.keys.items():
         shown = Path(key.source).resolve() if key.source else "(inline)"
         click.echo(f"  key {name}: {shown} (keyid {key.keyid[:16]}…)", err=True)
+
+
+def project_head_signing(project: Any, signers: dict[str, Any] | None = None) -> Any:
+    """The project's ``head:`` as a HeadSigning (None when the project configures none).
+
+    ``signers`` maps key paths already loaded for this command to their Signer, so a key
+    used for the stage and the head is unlocked (and its passphrase asked) once.
+    """
+    if project is None or project.head_key is None:
+        return None
+    from mlspec_attest.attest.head import HeadSigning
+    from mlspec_attest.keys import load_signer
+
+    loaded = signers or {}
+    key = str(project.head_key)
+    signer = loaded.get(key) or load_signer(key)
+    return HeadSigning((signer,), project.head_expires)

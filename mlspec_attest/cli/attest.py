@@ -41,10 +41,12 @@ def _project_defaults() -> Any:
 @click.option("--staging", is_flag=True, help="Use Sigstore's staging instance with --sigstore.")
 @click.option("--evidence", "evidence_files", multiple=True, type=click.Path(dir_okay=False),
               help="Attach an external attestation (Sigstore bundle or DSSE envelope).")
+@click.option("--no-head", "no_head", is_flag=True,
+              help="Do not re-sign the chain head after this append (default: re-sign it when mlspec.yaml has head:).")
 def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], use_sigstore: bool, identity_token: str | None, staging: bool,
-                 evidence_files: tuple[str, ...]) -> None:
+                 evidence_files: tuple[str, ...], no_head: bool) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -80,13 +82,18 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
                 raise InputError("no --key given and no mlspec.yaml names one")
             key_paths = (str(project.key),)
         signers = [load_signer(p) for p in key_paths]
-    att = Attestor(bundle_dir, signers, keyless=keyless).attest(
+    from mlspec_attest.cli._project import project_head_signing
+
+    head = None if no_head else project_head_signing(project, dict(zip(key_paths, signers)))
+    att = Attestor(bundle_dir, signers, keyless=keyless, head=head).attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
         allow_secrets=allow_secrets, evidence=evidence_files)
     for pointer in att.redactions:
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)
     click.echo(f"appended sequence {att.sequence} ({att.stage}) -> {att.path}  payload sha256 {att.payload_sha256}")
+    if head is not None:
+        click.echo(f"re-signed the chain head (valid {head.valid_for}) -> {Path(bundle_dir) / 'head.dsse.json'}")
 
 
 @attest.command("cosign")
@@ -105,19 +112,35 @@ def attest_cosign(attestation: str, key_path: str) -> None:
 
 
 @attest.command("head")
-@click.option("--bundle", "bundle_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
-@click.option("--key", "key_paths", multiple=True, required=True, type=click.Path(dir_okay=False),
-              help="Key the policy names under head.signers; repeat for a threshold.")
-@click.option("--expires", default="24h", show_default=True, help="How long the head stays valid (e.g. 24h, 7d).")
-def attest_head(bundle_dir: str, key_paths: tuple[str, ...], expires: str) -> None:
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory (default: mlspec.yaml's).")
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Key the policy names under head.signers; repeat for a threshold (default: mlspec.yaml's head.key).")
+@click.option("--expires", help="How long the head stays valid, e.g. 24h, 7d (default: mlspec.yaml's head.expires, "
+              "else 24h).")
+def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str | None) -> None:
     """Sign the chain head (newest attestation, expiry): refuses truncation and rollback.
 
-    Re-sign after every append and on a schedule, before it expires (docs/security.md).
+    Appends inside a project with head: in mlspec.yaml re-sign it automatically; run this
+    on a schedule (e.g. daily cron) for a chain that stays quiet longer than the head's
+    validity (docs/security.md, "keeping the head fresh").
     """
-    from mlspec_attest.attest.head import sign_head
+    from mlspec_attest.attest.head import DEFAULT_HEAD_VALIDITY, sign_head
     from mlspec_attest.keys import load_signer
     from mlspec_attest.policy import parse_duration
 
-    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], parse_duration(expires, "--expires"))
+    project = _project_defaults()
+    if bundle_dir is None:
+        if project is None or project.bundle is None:
+            raise InputError("no --bundle given and no mlspec.yaml names one")
+        bundle_dir = str(project.bundle)
+    if not key_paths:
+        if project is None or project.head_key is None:
+            raise InputError("no --key given and no mlspec.yaml names a head key (head: {key: ...})")
+        key_paths = (str(project.head_key),)
+    if expires is not None:
+        valid_for = parse_duration(expires, "--expires")
+    else:
+        valid_for = project.head_expires if project is not None and project.head_key else DEFAULT_HEAD_VALIDITY
+    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for)
     click.echo(f"signed head: sequence {head.sequence}, payload sha256 {head.payload_sha256}, "
                f"expires {head.expires.strftime('%Y-%m-%dT%H:%M:%SZ')} -> {path}")

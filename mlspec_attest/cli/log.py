@@ -50,9 +50,12 @@ def make_seal_fn(bundle: str | None, keys: tuple[str, ...], unsigned: bool):
     if not bundle or not keys:
         raise InputError("sealing needs --bundle DIR and --key KEY (or --unsigned for an unattested seal)")
     from mlspec_attest.attest.attestor import Attestor
+    from mlspec_attest.cli._project import project_from_cwd, project_head_signing
     from mlspec_attest.keys import load_signer
 
-    attestor = Attestor(bundle, [load_signer(k) for k in keys])
+    signers = [load_signer(k) for k in keys]
+    # Inside a project with head:, the seal re-signs the chain head like any other append.
+    attestor = Attestor(bundle, signers, head=project_head_signing(project_from_cwd(), dict(zip(keys, signers))))
 
     def seal_fn(metadata: dict[str, Any], products: list[Path]) -> str:
         return attestor.attest("log", metadata=metadata, products=products).payload_sha256

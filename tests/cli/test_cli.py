@@ -73,6 +73,8 @@ def _files(project: Project) -> None:
 
 def test_thirteen_stage_chain_built_with_the_cli_passes(in_project: Project) -> None:
     _files(in_project)
+    # As in an init'ed project: every append re-signs the chain head the default policy requires.
+    in_project.write("mlspec.yaml", "version: 1\nhead: {key: keys/pipeline.key, expires: 24h}\n")
     rollback = digest_path(in_project.root / "pkg").sha256
     for args in STAGE_ARGS:
         args = [a.replace("ROLLBACK", rollback) for a in args]

@@ -355,12 +355,13 @@ def test_vsa_build_sign_parse_and_verify(chain: Project, tmp_path: Path) -> None
     files = sorted((chain.bundle / "attestations").glob("*.dsse.json"))
     assert pred["inputAttestations"] == [
         {"uri": f"attestations/{f.name}", "digest": {"sha256": hashlib.sha256(f.read_bytes()).hexdigest()}}
-        for f in files]
+        for f in files] + [{"uri": "head.dsse.json",  # the signed chain head, kept current on every append
+                            "digest": {"sha256": hashlib.sha256((chain.bundle / "head.dsse.json").read_bytes()).hexdigest()}}]
 
     parsed = parse_vsa_predicate(pred)
     assert parsed.verifier.id == "https://mlspec.dev/mlspec-attest"
     assert parsed.verification_result == "PASSED"
-    assert len(parsed.input_attestations) == 13
+    assert len(parsed.input_attestations) == 14  # 13 attestations and the chain head
     assert parsed.policy.digest["sha256"] == pred["policy"]["digest"]["sha256"]
     assert parsed.time_verified.ToJsonString() == report.verified_at
 
