@@ -86,6 +86,57 @@ class Revocation:
     after: datetime
     reason: str = ""
 
+    @property
+    def unconditional(self) -> bool:
+        """Revoked with no ``after``: no signature by the key counts, whatever proves its time."""
+        return self.after == datetime.min.replace(tzinfo=timezone.utc)
+
+
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class TimestampAuthority:
+    """An RFC 3161 TSA whose tokens the policy trusts as time (the only time that can outlast a revocation)."""
+
+    name: str
+    certificate: Path  # the TSA's signing certificate (PEM), pinned
+    roots: tuple[Path, ...]  # trust anchors for its chain (the certificate itself when self-signed)
+    intermediates: tuple[Path, ...] = ()
+
+    FIELDS = {"name", "certificate", "roots", "intermediates"}
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.certificate, *self.roots, *self.intermediates)
+
+
+def _parse_time_trust(data: Mapping[str, Any], base: Path, where: str) -> tuple[timedelta, tuple[TimestampAuthority, ...]]:
+    """``clock_skew`` and ``timestamp_authorities``: what the gate accepts as time (docs/policy.md)."""
+    skew = parse_duration(data["clock_skew"], f"{where}: clock_skew") if "clock_skew" in data else DEFAULT_CLOCK_SKEW
+    raw = data.get("timestamp_authorities") or []
+    if not isinstance(raw, list):
+        raise InputError(f"{where}: timestamp_authorities must be a list of {{name, certificate, roots}}")
+    authorities = []
+    for i, spec in enumerate(raw):
+        twhere = f"{where}: timestamp_authorities[{i}]"
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("certificate"), str):
+            raise InputError(f"{twhere}: needs certificate: PATH (the TSA's PEM certificate)")
+        _check_fields(spec, TimestampAuthority.FIELDS, twhere)
+        lists = {}
+        for name in ("roots", "intermediates"):
+            value = spec.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InputError(f"{twhere}: {name} must list PEM certificate paths")
+            lists[name] = tuple(base / v for v in value)
+        cert = base / spec["certificate"]
+        for path in (cert, *lists["roots"], *lists["intermediates"]):
+            if not path.is_file():
+                raise InputError(f"{twhere}: certificate file {path} not found")
+        authorities.append(TimestampAuthority(name=str(spec.get("name", f"tsa-{i}")), certificate=cert,
+                                              roots=lists["roots"] or (cert,), intermediates=lists["intermediates"]))
+    return skew, tuple(authorities)
+
 
 @dataclass(frozen=True)
 class HeadRule:
@@ -130,10 +181,13 @@ class Policy:
     trust_config: Path | None = None
     objectives_required: bool = True
     head: HeadRule | None = None
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW
+    timestamp_authorities: tuple[TimestampAuthority, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     TOP_FIELDS = {"version", "name", "keys", "stages", "defaults", "expires", "max_age", "freshness",
-                  "revoked", "order", "artifact_flow", "trust_config", "description", "head"}
+                  "revoked", "order", "artifact_flow", "trust_config", "description", "head",
+                  "clock_skew", "timestamp_authorities"}
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
@@ -237,6 +291,7 @@ class Policy:
             external_roles = tuple(flow.get("external_roles", external_roles))
             flow = flow.get("enabled", True)
 
+        clock_skew, authorities = _parse_time_trust(data, base, where)
         return cls(
             source=source, digest=digest, name=str(data.get("name", source.stem)), keys=keys, stages=stages,
             expires=parse_time(data["expires"], f"{where}: expires") if "expires" in data else None,
@@ -246,7 +301,7 @@ class Policy:
             external_roles=external_roles,
             trust_config=(base / data["trust_config"]) if data.get("trust_config") else None,
             objectives_required="objectives" in stages and stages["objectives"].required,
-            head=head, raw=dict(data),
+            head=head, clock_skew=clock_skew, timestamp_authorities=authorities, raw=dict(data),
         )
 
     def allowed_keys(self, stage: str) -> list[PublicKey]:

@@ -61,17 +61,26 @@ def check_head(ctx: VerifyContext) -> None:
     except (InputError, ValueError) as exc:
         report.add("HEAD_INVALID", f"{HEAD_FILE}: unreadable chain head: {exc}", file=HEAD_FILE)
         return
+    # A revoked key's head signature never counts: the head's 'issued' is the signer's own word.
+    revoked = {r.keyid for r in policy.revoked}
     verified, lies = envelope.check_signatures([policy.keys[n] for n in rule.signers])
+    by_revoked = verified & revoked
+    verified -= revoked
     if lies or len(verified) < rule.threshold:
         report.add("HEAD_SIGNATURE_INVALID", f"{HEAD_FILE}: {len(verified)} valid signature(s) by the head signers "
                    f"({', '.join(rule.signers)}), policy needs {rule.threshold}"
-                   + (f" ({lies[0]})" if lies else ""), file=HEAD_FILE)
+                   + (f" ({lies[0]})" if lies else "")
+                   + (f"; signatures by revoked keys ({', '.join(policy.key_name(k) for k in sorted(by_revoked))}) "
+                      "do not count" if by_revoked else ""), file=HEAD_FILE)
         return
     try:
         head = parse_head_payload(envelope.payload)
     except (InputError, ValueError) as exc:
         report.add("HEAD_INVALID", f"{HEAD_FILE}: {exc}", file=HEAD_FILE)
         return
+    if head.issued > now + policy.clock_skew:
+        report.add("TIME_IN_FUTURE", f"the signed chain head claims to be issued at {_fmt(head.issued)}, later than "
+                   f"now plus the policy's clock_skew ({policy.clock_skew})", file=HEAD_FILE)
     if now >= head.expires:
         report.add("HEAD_EXPIRED", f"the signed chain head expired at {_fmt(head.expires)}; an expired head cannot "
                    "prove the chain is current (an older chain may be replayed)", file=HEAD_FILE,

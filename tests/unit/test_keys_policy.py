@@ -52,16 +52,23 @@ def test_pinned_keyid_mismatch_is_refused(project: Project) -> None:
 
 
 # -- revocation and expiry ------------------------------------------------------------------
-def test_revoked_key_invalidates_attestations_signed_after_the_stated_time(lifecycle: Project) -> None:
+def test_revoked_key_counts_only_with_trusted_time_never_the_stated_time(lifecycle: Project) -> None:
     keyid = load_signer(lifecycle.key("pipeline")).keyid
     past = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     future = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    # Revoked from tomorrow: today's attestations still count.
+    # Revoked from tomorrow: the attestations state today's time, but a thief could write that too;
+    # with no timestamp token and no head by an unrevoked key nothing proves it (docs/security.md).
     report = verify_bundle(lifecycle.bundle, policy_with(lifecycle, f"revoked: [{{keyid: {keyid}, after: '{future}'}}]"))
-    assert report.passed, [f.message for f in report.findings]
-    # Revoked since yesterday: everything it signed since is refused, by sequence.
+    assert {f.sequence for f in report.findings if f.code == "KEY_REVOKED"} == set(range(1, 13))
+    # A head signed (today) by the owner, who is not revoked, proves the chain existed before tomorrow.
+    sign_head(lifecycle.bundle, [load_signer(lifecycle.key("owner"))], timedelta(hours=24))
+    owner_head = "head: {signers: [owner], required: true}\n"
     report = verify_bundle(lifecycle.bundle, policy_with(
-        lifecycle, f"revoked: [{{keyid: {keyid}, after: '{past}', reason: key leaked}}]"))
+        lifecycle, owner_head + f"revoked: [{{keyid: {keyid}, after: '{future}'}}]", "o.yaml"))
+    assert report.passed, [f.message for f in report.findings]
+    # Revoked since yesterday: everything it signed is refused, by sequence.
+    report = verify_bundle(lifecycle.bundle, policy_with(
+        lifecycle, owner_head + f"revoked: [{{keyid: {keyid}, after: '{past}', reason: key leaked}}]", "y.yaml"))
     revoked = [f for f in report.findings if f.code == "KEY_REVOKED"]
     assert len(revoked) == 12 and "key leaked" in revoked[0].message
     assert {f.sequence for f in revoked} == set(range(1, 13))
