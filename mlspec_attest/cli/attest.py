@@ -144,3 +144,25 @@ def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str
     path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for)
     click.echo(f"signed head: sequence {head.sequence}, payload sha256 {head.payload_sha256}, "
                f"expires {head.expires.strftime('%Y-%m-%dT%H:%M:%SZ')} -> {path}")
+
+
+@attest.command("timestamp")
+@click.argument("attestation", type=click.Path(dir_okay=False, exists=True))
+@click.option("--tsa", "tsa_url", required=True, help="RFC 3161 time-stamping authority URL (HTTP POST).")
+@click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds to wait for the TSA.")
+def attest_timestamp(attestation: str, tsa_url: str, timeout: float) -> None:
+    """Get an RFC 3161 token over each signature of ATTESTATION from a TSA; store it in the bundle.
+
+    \b
+    Tokens go to BUNDLE/timestamps/<sha256 of the signature>.tsr. With the TSA named
+    under the policy's timestamp_authorities they prove the signature existed at the
+    TSA's time, so a later revocation of the key does not void it (docs/security.md).
+    The token is checked here only for its message imprint; the gate checks the rest.
+    """
+    from mlspec_attest.evidence.timestamp import fetch_token
+
+    path = Path(attestation)
+    if path.parent.name != "attestations":
+        raise InputError(f"{attestation}: not inside a bundle's attestations/ folder")
+    for written in fetch_token(path, tsa_url, timeout=timeout):
+        click.echo(f"stored time-stamp token -> {written}")

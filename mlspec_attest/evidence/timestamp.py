@@ -15,6 +15,7 @@ Tokens live beside the attestations, named by the signature they cover:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,3 +71,46 @@ def verified_time(token: bytes, signature: bytes, authorities: Sequence[Any]) ->
             gen_time = gen_time.replace(tzinfo=timezone.utc)
         return gen_time, tsa.name
     raise ValueError("; ".join(problems))
+
+
+def fetch_token(attestation: Path, tsa_url: str, *, timeout: float = 30.0) -> list[Path]:
+    """Ask ``tsa_url`` for a token over each signature of a DSSE attestation; store them atomically."""
+    import urllib.error
+    import urllib.request
+
+    from rfc3161_client import decode_timestamp_response
+
+    from mlspec_attest._internal.loaders import read_bounded
+    from mlspec_attest.bundle import write_atomically
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.model.canonical import parse_json
+    from mlspec_attest.model.envelope import Envelope
+
+    if not tsa_url.startswith(("http://", "https://")):
+        raise InputError(f"--tsa {tsa_url}: give an http:// or https:// URL")
+    try:
+        envelope = Envelope.from_dict(parse_json(read_bounded(attestation, what="attestation"),
+                                                 source=str(attestation)))
+    except ValueError as exc:
+        raise InputError(f"{attestation}: not a DSSE envelope: {exc}") from None
+    bundle_root = attestation.parent.parent
+    written = []
+    for signature in envelope.signatures:
+        request = urllib.request.Request(tsa_url, data=timestamp_request(signature.sig), method="POST",
+                                         headers={"Content-Type": "application/timestamp-query"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                token = response.read(MAX_TOKEN_BYTES + 1)
+        except (urllib.error.URLError, OSError) as exc:
+            raise InputError(f"--tsa {tsa_url}: no answer from the time-stamping authority: {exc}") from None
+        try:
+            imprint = decode_timestamp_response(token).tst_info.message_imprint.message
+        except Exception as exc:  # a TSA error page, or a rejection without a token
+            raise InputError(f"--tsa {tsa_url}: the answer is not a granted RFC 3161 token: {exc}") from None
+        if len(token) > MAX_TOKEN_BYTES or imprint != hashlib.sha256(signature.sig).digest():
+            raise InputError(f"--tsa {tsa_url}: the token does not cover this signature; not stored")
+        target = bundle_root / token_name(signature.sig)
+        target.parent.mkdir(exist_ok=True)
+        write_atomically(target, token, replace=True)
+        written.append(target)
+    return written

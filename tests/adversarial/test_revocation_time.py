@@ -79,7 +79,10 @@ class LocalTSA:
             "digests = sha256\naccuracy = secs:1\ness_cert_id_alg = sha256\n")
 
     def stamp(self, data: bytes) -> bytes:
-        (self.dir / "q.tsq").write_bytes(timestamp_request(data))
+        return self.reply(timestamp_request(data))
+
+    def reply(self, query: bytes) -> bytes:
+        (self.dir / "q.tsq").write_bytes(query)
         subprocess.run([OPENSSL, "ts", "-reply", "-config", str(self.dir / "ts.cnf"), "-queryfile",
                         str(self.dir / "q.tsq"), "-out", str(self.dir / "r.tsr")], check=True, capture_output=True)
         return (self.dir / "r.tsr").read_bytes()
@@ -302,3 +305,58 @@ def test_bad_time_trust_fields_are_input_errors(project: Project, field: str, me
     path = project.write("policies/bad.yaml", project.policy().read_text() + "\n" + field + "\n")
     with pytest.raises(InputError, match=message):
         Policy.from_file(path)
+
+
+# -- mlspec attest timestamp --tsa URL, against a TSA served on 127.0.0.1 -----------------------------
+@pytest.fixture
+def tsa_url(tsa: LocalTSA):  # type: ignore[no-untyped-def]
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            query = self.rfile.read(int(self.headers["Content-Length"]))
+            body = tsa.reply(query) if self.path == "/tsa" else b"<html>not a TSA</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/timestamp-reply")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_attest_timestamp_gets_tokens_the_gate_then_trusts(chain: Project, tsa: LocalTSA, tsa_url: str) -> None:
+    from click.testing import CliRunner
+
+    from mlspec_attest.cli.main import main
+
+    for f in sorted((chain.bundle / "attestations").glob("*.dsse.json")):
+        result = CliRunner().invoke(main, ["attest", "timestamp", str(f), "--tsa", tsa_url + "/tsa"])
+        assert result.exit_code == 0, result.output
+        assert "stored time-stamp token" in result.output
+    (chain.bundle / HEAD_FILE).unlink()
+    policy = revoking_policy(chain, NOW + timedelta(hours=1), tsas=[tsa], head="head: {signers: [owner], required: false}\n")
+    report = Verifier(policy, now=LATER).verify(chain.bundle)
+    assert report.passed, [f.message for f in report.findings]
+
+
+def test_attest_timestamp_refuses_an_answer_that_is_no_token(chain: Project, tsa_url: str) -> None:
+    from click.testing import CliRunner
+
+    from mlspec_attest.cli.main import main
+
+    f = chain.bundle / "attestations" / "0001-ingest.dsse.json"
+    result = CliRunner().invoke(main, ["attest", "timestamp", str(f), "--tsa", tsa_url + "/elsewhere"])
+    assert result.exit_code == 2 and "not a granted RFC 3161 token" in result.output
+    assert not (chain.bundle / "timestamps").exists()
+    result = CliRunner().invoke(main, ["attest", "timestamp", str(f), "--tsa", "file:///etc/passwd"])
+    assert result.exit_code == 2 and "http:// or https://" in result.output
