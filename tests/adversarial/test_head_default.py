@@ -94,3 +94,24 @@ def test_init_project_re_signs_the_head_on_every_cli_append(tmp_path: Path, monk
     # A quiet chain is kept fresh by 'mlspec attest head' with no flags inside the project.
     result = runner.invoke(main, ["attest", "head"])
     assert result.exit_code == 0 and "sequence 1" in result.output, result.output
+
+
+LOG_RECORD = ('{"host":"h","request":"POST /","applicationId":"a","requestId":"r1","modelId":"m",'
+              '"time":"2026-01-01T00:00:00Z","status":200,"bytes":10,"requestTimestamp":"2026-01-01T00:00:00Z",'
+              '"latency":0.1,"inputFeatures":{"a":1},"prediction":1}\n')
+
+
+def test_log_seal_inside_a_project_re_signs_the_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-running chain grows by log seals: each must keep the head current, or the next gate says HEAD_BEHIND."""
+    monkeypatch.delenv("MLSPEC_KEY_PASSPHRASE", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", str(tmp_path / "p"), "--no-passphrase"]).exit_code == 0
+    monkeypatch.chdir(tmp_path / "p")
+    assert runner.invoke(main, ["attest", "stage", "objectives", "--key", "keys/owner.key",
+                                "--metadata", "objectives.yaml"]).exit_code == 0
+    Path("records.jsonl").write_text(LOG_RECORD, encoding="utf-8")
+    result = runner.invoke(main, ["log", "append", "records.jsonl", "--log", "logs", "--pipeline", "a" * 64,
+                                  "--seal", "--bundle", "bundle", "--key", "keys/pipeline.key"])
+    assert result.exit_code == 0, result.output
+    head = parse_head_payload(Envelope.from_dict(json.loads(Path("bundle", HEAD_FILE).read_bytes())).payload)
+    assert head.sequence == 1
