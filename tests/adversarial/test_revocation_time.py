@@ -245,6 +245,7 @@ def test_unconditional_revocation_is_never_rescued(chain: Project, tsa: LocalTSA
 # -- clock: the future and the wrong type ---------------------------------------------------------
 @pytest.mark.parametrize("value,code", [
     (12345, "TIME_INVALID"),
+    (None, "TIME_INVALID"),
     (["2026-01-01T00:00:00Z"], "TIME_INVALID"),
     ("yesterday", "TIME_INVALID"),
     (utc(NOW + timedelta(hours=3)), "TIME_IN_FUTURE"),
