@@ -237,6 +237,55 @@ class Revocation:
     def matches_identity(self, san: str | None, issuer: str | None) -> bool:
         return self.san is not None and san == self.san and (self.issuer is None or issuer == self.issuer)
 
+    @property
+    def unconditional(self) -> bool:
+        """Revoked with no ``after``: no signature by the key counts, whatever proves its time."""
+        return self.after == datetime.min.replace(tzinfo=timezone.utc)
+
+
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class TimestampAuthority:
+    """An RFC 3161 TSA whose tokens the policy trusts as time (the only time that can outlast a revocation)."""
+
+    name: str
+    certificate: Path  # the TSA's signing certificate (PEM), pinned
+    roots: tuple[Path, ...]  # trust anchors for its chain (the certificate itself when self-signed)
+    intermediates: tuple[Path, ...] = ()
+
+    FIELDS = frozenset({"name", "certificate", "roots", "intermediates"})
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.certificate, *self.roots, *self.intermediates)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str, *, base: Path, default_name: str) -> TimestampAuthority:
+        data = _mapping(data, where, "{name: tsa, certificate: tsa.pem, roots: [root.pem]}")
+        _fields(data, cls.FIELDS, where)
+        if "certificate" not in data:
+            raise InputError(f"{where}: needs certificate: PATH (the TSA's PEM certificate)")
+        cert = base / _str(data["certificate"], f"{where}.certificate")
+        roots = tuple(base / p for p in _str_list(data.get("roots", []), f"{where}.roots", allow_empty=True))
+        intermediates = tuple(base / p for p in _str_list(data.get("intermediates", []), f"{where}.intermediates",
+                                                          allow_empty=True))
+        for path in (cert, *roots, *intermediates):
+            if not path.is_file():
+                raise InputError(f"{where}: certificate file {path} not found")
+        return cls(name=_str(data["name"], f"{where}.name") if "name" in data else default_name,
+                   certificate=cert, roots=roots or (cert,), intermediates=intermediates)
+
+
+def _parse_authorities(raw: Any, base: Path, where: str) -> tuple[TimestampAuthority, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InputError(f"{where}: must be a list of {{name, certificate, roots}}, got {describe(raw)}")
+    return tuple(TimestampAuthority.from_dict(spec, f"{where}[{i}]", base=base, default_name=f"tsa-{i}")
+                 for i, spec in enumerate(raw))
+
 
 @dataclass(frozen=True)
 class HeadRule:
@@ -439,12 +488,14 @@ class Policy:
     log_required: bool = True  # log: {required: ...}: sealed log attestations need the log itself at hand
     objectives: ObjectivesPin | None = None
     weaknesses: tuple[tuple[str, str], ...] = ()  # (code, message): warnings every verification prints
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW  # how far ahead of now a stated time may lie (TIME_IN_FUTURE)
+    timestamp_authorities: tuple[TimestampAuthority, ...] = ()  # RFC 3161 TSAs trusted as time (revocation.py)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # Top-level fields; each is parsed by one line of from_dict below. Add new ones to both.
     TOP_FIELDS = {"version", "name", "keys", "stages", "defaults", "expires", "max_age", "freshness",
                   "revoked", "order", "artifact_flow", "trust_config", "description", "head", "objectives", "log",
-                  "leakage"}
+                  "leakage", "clock_skew", "timestamp_authorities"}
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
@@ -484,13 +535,16 @@ class Policy:
         log_required = _required_rule(data.get("log"), at("log"))
         leakage_required = _required_rule(data.get("leakage"), at("leakage"))
         # (time-related fields: parse here, one line each, and add them to TOP_FIELDS)
+        clock_skew = parse_duration(data["clock_skew"], at("clock_skew")) if "clock_skew" in data else DEFAULT_CLOCK_SKEW
+        authorities = _parse_authorities(data.get("timestamp_authorities"), base, at("timestamp_authorities"))
         weaknesses = _objectives_duties(stages, keys, pin, where)
         return cls(
             source=source, digest=digest, name=name, keys=keys, stages=stages, expires=expires, max_age=max_age,
             freshness=freshness, revoked=revoked, interleave=interleave, artifact_flow=flow,
             external_roles=external_roles, trust_config=trust_config,
             objectives_required="objectives" in stages and stages["objectives"].required,
-            head=head, log_required=log_required, leakage_required=leakage_required, objectives=pin, weaknesses=weaknesses, raw=dict(data))
+            head=head, log_required=log_required, leakage_required=leakage_required, objectives=pin, weaknesses=weaknesses,
+            clock_skew=clock_skew, timestamp_authorities=authorities, raw=dict(data))
 
     def allowed_keys(self, stage: str) -> list[PublicKey]:
         rule = self.stages.get(stage)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from mlspec_attest._internal.loaders import load_mapping
 from mlspec_attest.errors import InputError
@@ -24,9 +26,16 @@ class Project:
     key: Path | str | None  # a path, or a key URI (pkcs11:..., awskms:...) kept as written
     objectives: Path | None
     log: Path | None = None  # the inference log the gate checks the signed log attestations against
+    head_key: Path | str | None = None  # re-signs head.dsse.json after every append (None: off); a URI for tokens
+    head_expires: timedelta = timedelta(hours=24)
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project | None:
+        """The nearest mlspec.yaml at or above ``start`` (the working directory), as git finds a repository.
+
+        Never pass a bundle's location: the project, and so the policy, must be what
+        the operator chose, not what was shipped beside the bundle (docs/security.md).
+        """
         here = (start or Path.cwd()).resolve()
         for directory in (here, *here.parents):
             candidate = directory / PROJECT_FILE
@@ -37,7 +46,7 @@ class Project:
     @classmethod
     def load(cls, path: Path) -> Project:
         data = load_mapping(path, "project file")
-        allowed = {"policy", "bundle", "key", "objectives", "version", "log"}
+        allowed = {"policy", "bundle", "key", "objectives", "version", "log", "head"}
         unknown = set(data) - allowed
         if unknown:
             raise InputError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -52,8 +61,28 @@ class Project:
 
         key = data.get("key")
         uri = isinstance(key, str) and re.match(r"[a-z][a-z0-9+.-]+:", key) is not None
+        head_key, head_expires = _parse_head(data.get("head"), path)
         return cls(root=path.parent, policy=rel("policy"), bundle=rel("bundle"),
-                   key=key if uri else rel("key"), objectives=rel("objectives"), log=rel("log"))
+                   key=key if uri else rel("key"), objectives=rel("objectives"), log=rel("log"),
+                   head_key=head_key, head_expires=head_expires)
+
+
+def _parse_head(spec: Any, path: Path) -> tuple[Path | str | None, timedelta]:
+    """``head: {key: keys/pipeline.key, expires: 24h}``: who re-signs the chain head on every append."""
+    from mlspec_attest.policy import parse_duration
+
+    default = timedelta(hours=24)
+    if spec is None:
+        return None, default
+    if not isinstance(spec, dict) or not isinstance(spec.get("key"), str) or set(spec) - {"key", "expires"}:
+        raise InputError(f"{path}: head must be a mapping like {{key: keys/pipeline.key, expires: 24h}}")
+    expires = parse_duration(spec["expires"], f"{path}: head.expires") if "expires" in spec else default
+    if expires <= timedelta(0):
+        raise InputError(f"{path}: head.expires must be a positive duration, e.g. 24h")
+    key = spec["key"]
+    if re.match(r"[a-z][a-z0-9+.-]+:", key):  # a key on a token (pkcs11:..., securesystemslib URIs)
+        return key, expires
+    return path.parent / key, expires
 
 
 PROJECT_TEMPLATE = """\
@@ -64,6 +93,9 @@ bundle: bundle                  # where attestations are appended
 key: keys/pipeline.key          # the pipeline's signing key (never commit *.key)
 objectives: objectives.yaml     # codified success criteria: attest it first
 log: logs/inference             # the inference log: verify, replay and report check its signed seals
+head:                           # re-sign the chain head (bundle/head.dsse.json) after every append, so
+  key: keys/pipeline.key        # deleting the newest attestations is refused; the policy's head.signers
+  expires: 24h                  # must name this key. Quiet chains: run 'mlspec attest head' before expiry
 """
 
 

@@ -30,6 +30,7 @@ import shutil  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 from mlspec_attest.attest.attestor import Attestor  # noqa: E402
+from mlspec_attest.attest.head import HeadSigning  # noqa: E402
 from mlspec_attest.digests import digest_path  # noqa: E402
 from mlspec_attest.keys import generate, load_signer  # noqa: E402
 
@@ -50,9 +51,12 @@ class Project:
         p.write_bytes(content.encode() if isinstance(content, str) else content)
         return p
 
-    def attestor(self, *names: str, bundle: Path | None = None) -> Attestor:
+    def attestor(self, *names: str, bundle: Path | None = None, head: bool = True) -> Attestor:
+        """Signs with ``names``; like an init'ed project, re-signs the chain head with the pipeline key."""
+        # (a project whose pipeline key lives on a token has no key file: no head, as without head: in mlspec.yaml)
+        signing = HeadSigning((load_signer(self.key("pipeline")),)) if head and self.key("pipeline").is_file() else None
         return Attestor(bundle or self.bundle, [load_signer(self.key(n)) for n in names or ("pipeline",)],
-                        base_dir=self.root)
+                        base_dir=self.root, head=signing)
 
     def policy(self, name: str = "default.yaml") -> Path:
         return self.root / "policies" / name

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlspec_attest._version import TOOL_NAME, __version__
+from mlspec_attest.attest.head import HeadSigning, sign_head_locked
 from mlspec_attest.bundle import Bundle, attestation_file_name
 from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_path
 from mlspec_attest.errors import InputError
@@ -150,9 +151,12 @@ class Attestor:
 
     def __init__(self, bundle: str | os.PathLike[str], signers: Signer | Sequence[Signer] = (),
                  *, base_dir: str | os.PathLike[str] | None = None,
-                 keyless: Callable[[bytes], bytes] | None = None, fail_on_secret: bool = False):
+                 keyless: Callable[[bytes], bytes] | None = None, fail_on_secret: bool = False,
+                 head: HeadSigning | None = None):
         self.bundle = Bundle(bundle)
         self.fail_on_secret = fail_on_secret  # the default for every attest(), stage() blocks included
+        # With ``head``, every append re-signs head.dsse.json under the same lock (docs/security.md).
+        self.head = head
         self.signers = [signers] if isinstance(signers, Signer) else list(signers)
         self.keyless = keyless
         if not self.signers and keyless is None:
@@ -320,6 +324,9 @@ class Attestor:
 
                 self.bundle.store_file(f"blobs/{sha256_hex(blob)}", blob)
             path = self.bundle.write_new(attestation_file_name(link.sequence, stage_obj.name, kind), data)
+            if self.head is not None:
+                # A crash between the two writes leaves a head one behind (HEAD_BEHIND), never a wrong one.
+                sign_head_locked(self.bundle, self.head)
         return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
                            payload_sha256=payload_digest(payload), statement=statement, redactions=redactions)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,6 +16,27 @@ from mlspec_attest.model.canonical import canonicalize
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.model.head import HEAD_FILE, ChainHead, head_statement
 
+DEFAULT_HEAD_VALIDITY = timedelta(hours=24)
+"""How long a head signed on append stays valid: the window in which an older chain could be replayed."""
+
+
+@dataclass(frozen=True)
+class HeadSigning:
+    """Keys and validity with which the attestor re-signs the chain head after every append.
+
+    Why on every append: a head that lags behind the chain is refused (HEAD_BEHIND), and
+    only a current head makes deleting the newest attestations detectable (CHAIN_ROLLBACK).
+    """
+
+    signers: tuple[Signer, ...]
+    valid_for: timedelta = DEFAULT_HEAD_VALIDITY
+
+    def __post_init__(self) -> None:
+        if not self.signers:
+            raise InputError("signing the chain head needs at least one key")
+        if self.valid_for <= timedelta(0):
+            raise InputError("the head's validity must be a positive duration, e.g. 24h")
+
 
 def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], valid_for: timedelta,
               *, now: datetime | None = None) -> tuple[Path, ChainHead]:
@@ -25,15 +47,20 @@ def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], val
         raise InputError("--expires must be a positive duration, e.g. 24h")
     bundle = Bundle(bundle_dir)
     bundle.require_exists()
-    issued = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     with bundle.locked():
-        newest = bundle.head()
-        if newest is None:
-            raise InputError(f"{bundle.root}: the bundle holds no attestation; there is no head to sign")
-        head = ChainHead(genesis=newest.genesis, sequence=newest.sequence, payload_sha256=newest.payload_sha256,
-                         issued=issued, expires=issued + valid_for)
-        envelope = Envelope(payload_type=IN_TOTO_PAYLOAD_TYPE, payload=canonicalize(head_statement(head)))
-        for signer in signers:
-            envelope.sign(signer)
-        target = safe.write_file(bundle.root, HEAD_FILE, envelope.to_json(), replace=True, what="chain head")
+        return sign_head_locked(bundle, HeadSigning(tuple(signers), valid_for), now=now)
+
+
+def sign_head_locked(bundle: Bundle, signing: HeadSigning, *, now: datetime | None = None) -> tuple[Path, ChainHead]:
+    """The head for the newest attestation; the caller holds the bundle's append lock."""
+    issued = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    newest = bundle.head()
+    if newest is None:
+        raise InputError(f"{bundle.root}: the bundle holds no attestation; there is no head to sign")
+    head = ChainHead(genesis=newest.genesis, sequence=newest.sequence, payload_sha256=newest.payload_sha256,
+                     issued=issued, expires=issued + signing.valid_for)
+    envelope = Envelope(payload_type=IN_TOTO_PAYLOAD_TYPE, payload=canonicalize(head_statement(head)))
+    for signer in signing.signers:
+        envelope.sign(signer)
+    target = safe.write_file(bundle.root, HEAD_FILE, envelope.to_json(), replace=True, what="chain head")
     return target, head

@@ -246,13 +246,29 @@ def _read_bundle(files: list[BundleFile], policy: Any) -> tuple[list[ReplayEntry
     """Every file through the gate's reader (one findings list per file), then the gate's chain rules."""
     reader = EntryReader(policy)
     entries: list[Entry] = []
-    replayed: list[ReplayEntry] = []
+    read: list[tuple[BundleFile, Entry | None, Report]] = []
     for bf in files:
         scratch = Report(bundle="", policy=None, policy_sha256=None)
         entry = reader.read(bf, scratch)
         if entry is not None:
             entries.append(entry)
-        replayed.append(_replay_entry(bf, entry, scratch.findings, policy is not None))
+        read.append((bf, entry, scratch))
+    if policy is not None and files and any(e.pending_revocations for e in entries):
+        # The gate's revocation rule (trusted time only) decides here too, so replay never says
+        # "verified" for a revoked key's signature the gate refuses.
+        from datetime import datetime, timezone
+
+        from mlspec_attest.verify.context import VerifyContext
+        from mlspec_attest.verify.revocation import check_revocations
+
+        revoked = Report(bundle="", policy=None, policy_sha256=None)
+        check_revocations(VerifyContext(policy=policy, now=datetime.now(timezone.utc),
+                                        bundle=Bundle(files[0].path.parent.parent), report=revoked, chain=entries))
+        by_file = {bf.path.name: scratch for bf, _e, scratch in read}
+        for finding in revoked.findings:
+            if finding.file in by_file:
+                by_file[finding.file].findings.append(finding)
+    replayed = [_replay_entry(bf, entry, scratch.findings, policy is not None) for bf, entry, scratch in read]
     chain_report = Report(bundle="", policy=None, policy_sha256=None)
     build_chain(entries, chain_report)
     return replayed, chain_report.findings

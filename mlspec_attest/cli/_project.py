@@ -1,38 +1,103 @@
-"""How commands find their defaults: the project file, found from the working directory."""
+"""How commands find their defaults: the project file, found from the working directory only.
+
+The trust root is whatever the operator's working directory says, never what lies
+next to the bundle: whoever ships ``release/{bundle, mlspec.yaml, keys}`` must not
+choose the rules the gate applies (docs/security.md, "trust root shipped with the
+bundle"). Every command that resolves a policy goes through ``resolve_policy`` and
+says on stderr which policy file and which keys it used.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
+
+import click
 
 from mlspec_attest.errors import InputError
 
+NO_POLICY = "no --policy given and no mlspec.yaml found from the working directory " \
+            "(run the command inside your project, or pass --policy FILE)"
 
-def resolve_policy(policy: str | None, bundle: str) -> str:
-    if policy:
-        return policy
+
+def project_from_cwd() -> Any:
+    """The project of the working directory (or its parents), as git finds its repository."""
     from mlspec_attest.project import Project
 
-    project = Project.find() or Project.find(Path(bundle).resolve().parent)
+    return Project.find()
+
+
+def resolve_policy(policy: str | None, bundle: str | None = None, *, required: bool = True) -> tuple[str, str] | None:
+    """``(path, origin)``: ``--policy``, else the policy of the working directory's mlspec.yaml.
+
+    ``bundle`` is deliberately never consulted: a bundle's location is not a place to
+    look for trust. None when no policy is found and ``required`` is false.
+    """
+    if policy:
+        return policy, "from --policy"
+    project = project_from_cwd()
     if project is None or project.policy is None:
-        raise InputError("no --policy given and no mlspec.yaml found (run 'mlspec init' or pass --policy FILE)")
-    return str(project.policy)
+        if required:
+            raise InputError(NO_POLICY)
+        return None
+    return str(project.policy), f"from {project.root / 'mlspec.yaml'}, found from the working directory"
 
 
-def resolve_log(log: str | None, bundle: str | None) -> str | None:
-    """--log, else mlspec.yaml's ``log:`` (found like the policy), else None (the gate then decides)."""
+def resolve_log(log: str | None, bundle: str | None = None) -> str | None:
+    """--log, else the working directory's mlspec.yaml ``log:``, else None (the gate then decides).
+
+    Found like the policy, from the working directory only: a log directory named by an
+    mlspec.yaml shipped beside the bundle is the shipper's choice, not the operator's.
+    ``bundle`` is deliberately never consulted.
+    """
     if log:
         return log
-    from mlspec_attest.project import Project
-
-    project = Project.find() or (Project.find(Path(bundle).resolve().parent) if bundle else None)
+    project = project_from_cwd()
     return str(project.log) if project is not None and project.log is not None else None
 
 
 def resolve_bundle(bundle: str | None) -> str | None:
-    """--bundle, else mlspec.yaml's ``bundle:``, else None."""
+    """--bundle, else the working directory's mlspec.yaml ``bundle:``, else None."""
     if bundle:
         return bundle
-    from mlspec_attest.project import Project
-
-    project = Project.find()
+    project = project_from_cwd()
     return str(project.bundle) if project is not None and project.bundle is not None else None
+
+
+def load_policy(policy: str | None, bundle: str | None = None, *, required: bool = True) -> tuple[Any, str]:
+    """``(Policy, origin)`` resolved as ``resolve_policy`` says; ``(None, "")`` when optional and absent."""
+    found = resolve_policy(policy, bundle, required=required)
+    if found is None:
+        return None, ""
+    from mlspec_attest.policy import Policy
+
+    return Policy.from_file(found[0]), found[1]
+
+
+def announce_trust(policy: Any, origin: str) -> None:
+    """Say on stderr which policy file and keys the command used (after it ran, so errors stay one line)."""
+    from pathlib import Path
+
+    if policy is None:
+        click.echo("policy: none (signatures unchecked; pass --policy or run inside your project)", err=True)
+        return
+    click.echo(f"policy: {policy.source} ({origin}; sha256 {policy.digest[:16]}…)", err=True)
+    for name, key in policy.keys.items():
+        shown = Path(key.source).resolve() if key.source else "(inline)"
+        click.echo(f"  key {name}: {shown} (keyid {key.keyid[:16]}…)", err=True)
+
+
+def project_head_signing(project: Any, signers: dict[str, Any] | None = None) -> Any:
+    """The project's ``head:`` as a HeadSigning (None when the project configures none).
+
+    ``signers`` maps key paths already loaded for this command to their Signer, so a key
+    used for the stage and the head is unlocked (and its passphrase asked) once.
+    """
+    if project is None or project.head_key is None:
+        return None
+    from mlspec_attest.attest.head import HeadSigning
+    from mlspec_attest.keys import load_signer
+
+    loaded = signers or {}
+    key = str(project.head_key)
+    signer = loaded.get(key) or load_signer(key)
+    return HeadSigning((signer,), project.head_expires)

@@ -49,10 +49,13 @@ def _project_defaults() -> Any:
 @click.option("--oms-signature", is_flag=True,
               help="package only: also write an OpenSSF model-signing signature of each product "
                    "(DIR/model.sig, FILE.sig) with the first --key, for 'model_signing verify key'.")
+@click.option("--no-head", "no_head", is_flag=True,
+              help="Do not re-sign the chain head after this append (default: re-sign it when mlspec.yaml has head:).")
 def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
-                 evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...], oms_signature: bool) -> None:
+                 evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...], oms_signature: bool,
+                 no_head: bool) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -103,7 +106,10 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     oms: list[tuple[Path, bytes]] = []
     if oms_signature:
         oms = _oms_signatures(stage, products, signers)
-    att = Attestor(bundle_dir, signers, keyless=keyless).attest(
+    from mlspec_attest.cli._project import project_head_signing
+
+    head = None if no_head else project_head_signing(project, dict(zip(key_paths, signers)))
+    att = Attestor(bundle_dir, signers, keyless=keyless, head=head).attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
         allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files,
         fingerprints=fingerprints)
@@ -111,6 +117,8 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)
     click.echo(f"appended sequence {att.sequence} ({att.stage}) -> {att.path}  payload sha256 {att.payload_sha256}")
+    if head is not None:
+        click.echo(f"re-signed the chain head (valid {head.valid_for}) -> {Path(bundle_dir) / 'head.dsse.json'}")
     if oms:
         from mlspec_attest.attest.oms import write_atomically
 
@@ -155,19 +163,57 @@ def attest_cosign(attestation: str, key_path: str) -> None:
 
 
 @attest.command("head")
-@click.option("--bundle", "bundle_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
-@click.option("--key", "key_paths", multiple=True, required=True, type=click.Path(dir_okay=False),
-              help="Key the policy names under head.signers; repeat for a threshold.")
-@click.option("--expires", default="24h", show_default=True, help="How long the head stays valid (e.g. 24h, 7d).")
-def attest_head(bundle_dir: str, key_paths: tuple[str, ...], expires: str) -> None:
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory (default: mlspec.yaml's).")
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Key the policy names under head.signers; repeat for a threshold (default: mlspec.yaml's head.key).")
+@click.option("--expires", help="How long the head stays valid, e.g. 24h, 7d (default: mlspec.yaml's head.expires, "
+              "else 24h).")
+def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str | None) -> None:
     """Sign the chain head (newest attestation, expiry): refuses truncation and rollback.
 
-    Re-sign after every append and on a schedule, before it expires (docs/security.md).
+    Appends inside a project with head: in mlspec.yaml re-sign it automatically; run this
+    on a schedule (e.g. daily cron) for a chain that stays quiet longer than the head's
+    validity (docs/security.md, "keeping the head fresh").
     """
-    from mlspec_attest.attest.head import sign_head
+    from mlspec_attest.attest.head import DEFAULT_HEAD_VALIDITY, sign_head
     from mlspec_attest.keys import load_signer
     from mlspec_attest.policy import parse_duration
 
-    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], parse_duration(expires, "--expires"))
+    project = _project_defaults()
+    if bundle_dir is None:
+        if project is None or project.bundle is None:
+            raise InputError("no --bundle given and no mlspec.yaml names one")
+        bundle_dir = str(project.bundle)
+    if not key_paths:
+        if project is None or project.head_key is None:
+            raise InputError("no --key given and no mlspec.yaml names a head key (head: {key: ...})")
+        key_paths = (str(project.head_key),)
+    if expires is not None:
+        valid_for = parse_duration(expires, "--expires")
+    else:
+        valid_for = project.head_expires if project is not None and project.head_key else DEFAULT_HEAD_VALIDITY
+    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for)
     click.echo(f"signed head: sequence {head.sequence}, payload sha256 {head.payload_sha256}, "
                f"expires {head.expires.strftime('%Y-%m-%dT%H:%M:%SZ')} -> {path}")
+
+
+@attest.command("timestamp")
+@click.argument("attestation", type=click.Path(dir_okay=False, exists=True))
+@click.option("--tsa", "tsa_url", required=True, help="RFC 3161 time-stamping authority URL (HTTP POST).")
+@click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds to wait for the TSA.")
+def attest_timestamp(attestation: str, tsa_url: str, timeout: float) -> None:
+    """Get an RFC 3161 token over each signature of ATTESTATION from a TSA; store it in the bundle.
+
+    \b
+    Tokens go to BUNDLE/timestamps/<sha256 of the signature>.tsr. With the TSA named
+    under the policy's timestamp_authorities they prove the signature existed at the
+    TSA's time, so a later revocation of the key does not void it (docs/security.md).
+    The token is checked here only for its message imprint; the gate checks the rest.
+    """
+    from mlspec_attest.evidence.timestamp import fetch_token
+
+    path = Path(attestation)
+    if path.parent.name != "attestations":
+        raise InputError(f"{attestation}: not inside a bundle's attestations/ folder")
+    for written in fetch_token(path, tsa_url, timeout=timeout):
+        click.echo(f"stored time-stamp token -> {written}")

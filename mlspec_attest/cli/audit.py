@@ -12,21 +12,8 @@ from pathlib import Path
 
 import click
 
+from mlspec_attest.cli._project import announce_trust, load_policy
 from mlspec_attest.errors import InputError
-
-
-def _default_policy(policy: str | None, bundle: str, *, required: bool) -> str | None:
-    """--policy, else mlspec.yaml's (found from cwd or the bundle's parent), else None/error."""
-    if policy:
-        return policy
-    from mlspec_attest.project import Project
-
-    project = Project.find() or Project.find(Path(bundle).resolve().parent)
-    if project is not None and project.policy is not None:
-        return str(project.policy)
-    if required:
-        raise InputError("no --policy given and no mlspec.yaml found (run 'mlspec init' or pass --policy FILE)")
-    return None
 
 
 @click.command()
@@ -34,9 +21,9 @@ def _default_policy(policy: str | None, bundle: str, *, required: bool) -> str |
 @click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False),
               help="Directory holding the artifacts that still exist (looked up by name, then by digest).")
 @click.option("--policy", type=click.Path(dir_okay=False),
-              help="Trust policy for signatures (default: mlspec.yaml's; without one signatures are unchecked).")
+              help="Trust policy for signatures (default: the working directory's mlspec.yaml; without one signatures are unchecked).")
 @click.option("--log", "log_dir", type=click.Path(file_okay=False),
-              help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
+              help="The inference log the bundle's log attestations seal (default: the working directory's mlspec.yaml log:).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the replay-output/v1 schema documented in docs/audit.md.")
 def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: str | None, fmt: str) -> None:
@@ -52,12 +39,13 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: 
     from mlspec_attest.audit.replay import replay as run_replay
     from mlspec_attest.cli._project import resolve_log
 
-    result = run_replay(bundle, artifacts_dir, _default_policy(policy, bundle, required=False),
-                        log_dir=resolve_log(log_dir, bundle))
+    policy_obj, origin = load_policy(policy, bundle, required=False)
+    result = run_replay(bundle, artifacts_dir, policy_obj, log_dir=resolve_log(log_dir, bundle))
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         click.echo(render_replay_text(result))
+    announce_trust(policy_obj, origin)
     sys.exit(result.exit_code)
 
 
@@ -79,8 +67,8 @@ def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | 
     from mlspec_attest.cli._project import resolve_log
     from mlspec_attest.render.html import render_html
 
-    policy_path = _default_policy(policy, bundle, required=True)
-    result = run_replay(bundle, artifacts_dir, policy_path, log_dir=resolve_log(log_dir, bundle))
+    policy_obj, origin = load_policy(policy, bundle, required=True)
+    result = run_replay(bundle, artifacts_dir, policy_obj, log_dir=resolve_log(log_dir, bundle))
     assert result.verify_report is not None
     page = render_html(result.verify_report, result)
     out = Path(html_out)
@@ -91,6 +79,7 @@ def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | 
     except OSError as exc:
         raise InputError(f"{html_out}: cannot write: {exc.strerror}") from None
     click.echo(f"wrote {html_out} (verdict {result.verdict.upper()})")
+    announce_trust(policy_obj, origin)
     sys.exit(result.exit_code)
 
 

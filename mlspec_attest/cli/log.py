@@ -60,9 +60,12 @@ def make_seal_fn(bundle: str | None, keys: tuple[str, ...], unsigned: bool):
     if not bundle or not keys:
         raise InputError("sealing needs --bundle DIR and --key KEY (or --unsigned for an unattested seal)")
     from mlspec_attest.attest.attestor import Attestor
+    from mlspec_attest.cli._project import project_from_cwd, project_head_signing
     from mlspec_attest.keys import load_signer
 
-    attestor = Attestor(bundle, [load_signer(k) for k in keys])
+    signers = [load_signer(k) for k in keys]
+    # Inside a project with head:, the seal re-signs the chain head like any other append.
+    attestor = Attestor(bundle, signers, head=project_head_signing(project_from_cwd(), dict(zip(keys, signers))))
 
     def seal_fn(metadata: dict[str, Any], products: list[Path]) -> str:
         return attestor.attest("log", metadata=metadata, products=products).payload_sha256
@@ -158,7 +161,7 @@ def prove(record_id: str | None, log_dir: str, index: int | None, output: str | 
 @click.option("--bundle", type=click.Path(file_okay=False),
               help="check the records against the bundle's signed log attestations (default: mlspec.yaml's bundle:)")
 @click.option("--policy", type=click.Path(dir_okay=False),
-              help="trust policy for the log attestations' signatures (default: mlspec.yaml's)")
+              help="trust policy for the log attestations' signatures (default: the working directory's mlspec.yaml)")
 @click.option("--deep", is_flag=True, help="also parse every record (canonical form, schema, pipeline)")
 @click.option("--strict", is_flag=True, help="fail when records are not covered by a signed seal, or no bundle")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -168,18 +171,18 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
 
     A proof is accepted only against a tree head the bundle signed: without a bundle, proofs fail.
     """
-    from mlspec_attest.cli._project import resolve_bundle, resolve_policy
+    from mlspec_attest.cli._project import announce_trust, load_policy, resolve_bundle
     from mlspec_attest.log.proofs import verify_proof
     from mlspec_attest.log.verification import verify as verify_log
     from mlspec_attest.model.canonical import parse_json
 
-    heads, anchor_findings = None, []
+    heads, anchor_findings, policy_obj, origin = None, [], None, ""
     bundle = resolve_bundle(bundle)
     if bundle:
-        from mlspec_attest.policy import Policy
         from mlspec_attest.verify.inference_log import read_signed_heads
 
-        heads, reading = read_signed_heads(bundle, Policy.from_file(resolve_policy(policy, bundle)))
+        policy_obj, origin = load_policy(policy, bundle)
+        heads, reading = read_signed_heads(bundle, policy_obj)
         anchor_findings = [f for f in reading.findings if f.stage == "log" or "-log." in (f.file or "")]
     result: dict[str, Any] = {}
     ok = not any(f.severity == "error" for f in anchor_findings)
@@ -206,6 +209,8 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
         _print_log_result(result, log_dir, check_log, ok)
+    if bundle:
+        announce_trust(policy_obj, origin)  # after it ran, so an error stays one line
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 

@@ -23,12 +23,14 @@ def monitor() -> None:
 def serve(bundle: str, policy: str | None, host: str, port: int, refresh: float) -> None:
     """Serve /ok (liveness), /varz (verified chain state) and /metrics (Prometheus)."""
     from mlspec_attest.bundle import Bundle
-    from mlspec_attest.cli._project import resolve_policy
+    from mlspec_attest.cli._project import announce_trust, load_policy
     from mlspec_attest.monitor import MonitorService
 
     Bundle(bundle).require_exists()
-    service = MonitorService(Path(bundle), Path(resolve_policy(policy, bundle)), refresh)
+    policy_obj, origin = load_policy(policy, bundle)
+    service = MonitorService(Path(bundle), policy_obj, refresh)
     service.state()  # verify once up front so a bad policy fails now, not on first scrape
+    announce_trust(policy_obj, origin)
     server = service.make_server(host, port)
     click.echo(f"serving http://{host}:{server.server_address[1]}/ok /varz /metrics (Ctrl-C to stop)")
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mlspec_attest.cli._project import resolve_log, resolve_policy
+from mlspec_attest.cli._project import announce_trust, load_policy, resolve_log
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 
@@ -42,7 +42,8 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
         from mlspec_attest.verify.vsa import check_resource_uri
 
         check_resource_uri(resource_uri)  # before verifying: a typo is exit 2, not a written VSA
-    report = verify_bundle(bundle, resolve_policy(policy, bundle), artifacts, log_dir=resolve_log(log_dir, bundle))
+    policy_obj, origin = load_policy(policy, bundle)
+    report = verify_bundle(bundle, policy_obj, artifacts, log_dir=resolve_log(log_dir, bundle))
     if vsa_out:
         from mlspec_attest.keys import load_signer
         from mlspec_attest.verify.vsa import write_vsa
@@ -54,6 +55,7 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
         from mlspec_attest.render.text import render_text
 
         click.echo(render_text(report, color=sys.stdout.isatty()))
+    announce_trust(policy_obj, origin)
     sys.exit(EXIT_OK if report.passed else EXIT_FAILED)
 
 

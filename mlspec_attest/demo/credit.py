@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from mlspec_attest.attest.attestor import Attestation, Attestor
+from mlspec_attest.attest.head import DEFAULT_HEAD_VALIDITY, HeadSigning
 from mlspec_attest.digests import digest_path
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import Signer
@@ -406,8 +407,10 @@ class CreditPipeline:
                  bundle: Path | None = None):
         self.root = Path(root)
         self.bundle = Path(bundle) if bundle is not None else self.root / "bundle"
-        self.owner = Attestor(self.bundle, owner, base_dir=self.root)
-        self.attestor = Attestor(self.bundle, pipeline, base_dir=self.root)
+        # Every append re-signs the chain head with the pipeline key (mlspec.yaml's head:), as the CLI does.
+        head = HeadSigning((pipeline,), DEFAULT_HEAD_VALIDITY)
+        self.owner = Attestor(self.bundle, owner, base_dir=self.root, head=head)
+        self.attestor = Attestor(self.bundle, pipeline, base_dir=self.root, head=head)
         self.weak = weak
         self.rows = rows
         self.seed = seed

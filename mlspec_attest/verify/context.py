@@ -30,6 +30,9 @@ class Entry:
     statement: StageStatement
     signers: list[str]
     authentic: bool = False
+    # Signatures by keys revoked ``after: T``, counted only once trusted time proves them older than T
+    # (verify/revocation.py); (keyid, raw signature bytes) pairs.
+    pending_revocations: list[tuple[str, bytes]] = field(default_factory=list)
 
     @property
     def sequence(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from mlspec_attest._internal.files import read_file
 from mlspec_attest.errors import InputError
@@ -14,11 +15,31 @@ from mlspec_attest.verify.context import VerifyContext
 
 
 def check_policy_outside_bundle(ctx: VerifyContext) -> None:
-    """Trust roots stay outside the bundle: whoever controls the bundle must not choose the rules."""
-    if ctx.policy.source.resolve().is_relative_to(ctx.bundle.root.resolve()):
+    """Trust roots stay outside the bundle: whoever controls the bundle must not choose the rules.
+
+    The policy file, every key file it names and every other trust file (Sigstore
+    trust_config, timestamp authority certificates) must lie outside the bundle.
+    """
+    root = ctx.bundle.root.resolve()
+    if ctx.policy.source.resolve().is_relative_to(root):
         ctx.report.add("POLICY_IN_BUNDLE", f"the policy {ctx.policy.source} lies inside the bundle it is to judge; "
                        "whoever controls the bundle would choose the rules", hint="keep the policy in the deploy "
                        "system's repository and pass it with --policy")
+    for what, path in _trust_files(ctx):
+        if path.resolve().is_relative_to(root):
+            ctx.report.add("TRUST_FILE_IN_BUNDLE", f"{what} {path} lies inside the bundle it is to judge; whoever "
+                           "controls the bundle would choose whom the gate trusts", file=str(path),
+                           hint="keep keys and certificates beside the policy, outside the bundle")
+
+
+def _trust_files(ctx: VerifyContext) -> list[tuple[str, Path]]:
+    policy = ctx.policy
+    found = [(f"key {name}", Path(key.source)) for name, key in policy.keys.items() if key.source]
+    if policy.trust_config is not None:
+        found.append(("trust_config", policy.trust_config))
+    for tsa in getattr(policy, "timestamp_authorities", ()):
+        found.extend((f"timestamp authority {tsa.name} certificate", p) for p in tsa.files)
+    return found
 
 
 def check_head(ctx: VerifyContext) -> None:
@@ -47,17 +68,26 @@ def check_head(ctx: VerifyContext) -> None:
     if data != envelope.to_json():  # layout only: the strict parse refused anything two readers could read apart
         report.add("ENVELOPE_NOT_CANONICAL", f"{HEAD_FILE}: valid envelope in another layout than mlspec writes; "
                    "its signed content is what was checked", severity=WARNING, file=HEAD_FILE)
+    # A revoked key's head signature never counts: the head's 'issued' is the signer's own word.
+    revoked = {r.keyid for r in policy.revoked}
     verified, lies = envelope.check_signatures([policy.keys[n] for n in rule.signers])
+    by_revoked = verified & revoked
+    verified -= revoked
     if lies or len(verified) < rule.threshold:
         report.add("HEAD_SIGNATURE_INVALID", f"{HEAD_FILE}: {len(verified)} valid signature(s) by the head signers "
                    f"({', '.join(rule.signers)}), policy needs {rule.threshold}"
-                   + (f" ({lies[0]})" if lies else ""), file=HEAD_FILE)
+                   + (f" ({lies[0]})" if lies else "")
+                   + (f"; signatures by revoked keys ({', '.join(policy.key_name(k) for k in sorted(by_revoked))}) "
+                      "do not count" if by_revoked else ""), file=HEAD_FILE)
         return
     try:
         head = parse_head_payload(envelope.payload)
     except (InputError, ValueError) as exc:
         report.add("HEAD_INVALID", f"{HEAD_FILE}: {exc}", file=HEAD_FILE)
         return
+    if head.issued > now + policy.clock_skew:
+        report.add("TIME_IN_FUTURE", f"the signed chain head claims to be issued at {_fmt(head.issued)}, later than "
+                   f"now plus the policy's clock_skew ({policy.clock_skew})", file=HEAD_FILE)
     if now >= head.expires:
         report.add("HEAD_EXPIRED", f"the signed chain head expired at {_fmt(head.expires)}; an expired head cannot "
                    "prove the chain is current (an older chain may be replayed)", file=HEAD_FILE,

@@ -13,7 +13,7 @@ from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.model.report import WARNING, Report
 from mlspec_attest.model.statement import StageStatement
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify.context import Entry, stage_from_file_name, time_or_none
+from mlspec_attest.verify.context import Entry, stage_from_file_name
 
 
 class EntryReader:
@@ -114,8 +114,9 @@ class EntryReader:
             report.add("STAGE_MISMATCH", f"{name}: file names stage {rule.name} but the statement is "
                        f"{stage}", file=name, sequence=seq)
         # The same rules as for keys: a revoked identity does not count, and one certificate is one signature.
-        # A verified signing time (TSA or transparency log) beats the claimed finishedOn: no backdating.
-        when = getattr(identity, "signed_at", None) or time_or_none(entry.time)
+        # Only the verified signing time (TSA or transparency log) decides: the claimed finishedOn is the
+        # signer's word (a thief backdates it), so without a verified time a revoked identity never counts.
+        when = getattr(identity, "signed_at", None)
         revocation = next((r for r in self.policy.revoked
                            if r.matches_identity(who, getattr(identity, "issuer", None))), None)
         if revocation and (when is None or when >= revocation.after):
@@ -142,15 +143,21 @@ class EntryReader:
             report.add("SIGNATURE_TAMPERED", f"sequence {seq} ({stage}): {problem}; mlspec never writes that",
                        stage=stage, sequence=seq, file=name, hint="the envelope was edited; restore it")
         allowed_ids = {k.keyid for k in self.policy.allowed_keys(stage)}
-        when = time_or_none(entry.time)
         counted = set()
         for keyid in all_trusted & allowed_ids:
             revocation = next((r for r in self.policy.revoked if r.keyid == keyid), None)
-            if revocation and (when is None or when >= revocation.after):
+            if revocation and revocation.unconditional:
                 report.add("KEY_REVOKED", f"sequence {seq} ({stage}): signed by revoked key "
                            f"{self.policy.key_name(keyid)} ({revocation.reason or 'revoked'})",
                            stage=stage, sequence=seq, file=name)
                 continue
+            if revocation:
+                # The time the signer states cannot decide this (a thief writes any time he likes):
+                # counted provisionally, then kept only if trusted time proves the signature older
+                # than the revocation (verify/revocation.py), else KEY_REVOKED.
+                # Every signature, not only those whose (unsigned) keyid field names the key: a foreign or
+                # edited envelope may carry an empty or wrong keyid (revocation.py verifies each with the key).
+                entry.pending_revocations.extend((keyid, sig.sig) for sig in envelope.signatures)
             counted.add(keyid)
         entry.signers = sorted(self.policy.key_name(k) for k in counted)
         if not all_trusted:

@@ -18,7 +18,18 @@ from mlspec_attest.bundle import Bundle
 from mlspec_attest.model.formats import format_utc
 from mlspec_attest.model.report import Report, StageLine
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify import artifacts, chain, clock, criteria, evidence, head, inference_log, leakage, lineage
+from mlspec_attest.verify import (
+    artifacts,
+    chain,
+    clock,
+    criteria,
+    evidence,
+    head,
+    inference_log,
+    leakage,
+    lineage,
+    revocation,
+)
 from mlspec_attest.verify._parallel import parse_bundle
 from mlspec_attest.verify.context import VerifyContext
 from mlspec_attest.verify.signatures import EntryReader
@@ -32,6 +43,7 @@ def _artifact_flow(ctx: VerifyContext) -> None:
 
 
 CHECKS: tuple[Check, ...] = (
+    revocation.check_revocations,  # first: it decides which entries are authentic
     chain.check_stage_order,
     clock.check_time,
     head.check_policy_outside_bundle,

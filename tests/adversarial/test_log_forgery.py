@@ -330,7 +330,7 @@ def test_gate_refuses_an_edited_sealed_record(sealed: Project) -> None:
     assert {"LOG_SIGNED_ROOT_MISMATCH", "LOG_RECORD_MODIFIED", "LOG_VERIFICATION_FAILED"} <= found
     out = cli("verify", sealed.bundle, "--policy", sealed.policy(), "--log", logs(sealed), "--format", "json")
     assert out.exit_code == 1
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)  # stderr names the policy and keys (trust-time)
     modified = next(f for f in data["findings"] if f["code"] == "LOG_RECORD_MODIFIED")
     assert modified["stage"] == "log" and modified["line"] == 8 and modified["request_id"] == "req-0007"
 

@@ -75,6 +75,8 @@ def _files(project: Project) -> None:
 
 def test_thirteen_stage_chain_built_with_the_cli_passes(in_project: Project) -> None:
     _files(in_project)
+    # As in an init'ed project: every append re-signs the chain head the default policy requires.
+    in_project.write("mlspec.yaml", "version: 1\nhead: {key: keys/pipeline.key, expires: 24h}\n")
     rollback = digest_path(in_project.root / "pkg").sha256
     for args in STAGE_ARGS:
         args = [a.replace("ROLLBACK", rollback) for a in args]
@@ -88,7 +90,7 @@ def test_thirteen_stage_chain_built_with_the_cli_passes(in_project: Project) -> 
     assert result.exit_code == 0, result.output
     assert "Verdict: PASS (13 attestations" in result.output
     result = cli(in_project, "verify", "bundle", "--policy", "policies/default.yaml", "--format", "json")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["verdict"] == "pass" and [s["stage"] for s in data["stages"]][6] == "train"
     assert data["objectives"][0]["result"] == "pass"
     # inspect shows the statement and checks the signature against a key.

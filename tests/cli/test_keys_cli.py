@@ -157,6 +157,10 @@ def test_policy_check_prints_signers_thresholds_and_requirements(project: Projec
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith("  ")}
     assert rows["train"][1:4] == ["yes", "2", "no"] and "pipeline," in rows["train"] and "owner" in rows["train"]
     assert rows["serve"][1] == "no" and rows["objectives"][-1] == "owner"
+    assert "chain head: required, 1 of pipeline" in result.stdout  # the shipped policies require a head (trust-time)
+    del data["head"]
+    project.policy().write_text(yaml.safe_dump(data))
+    result = run(["policy", "check", str(project.policy())], project.root)
     assert "chain head: not configured" in result.stdout
 
 

@@ -25,9 +25,12 @@ def codes(report) -> set[str]:  # type: ignore[no-untyped-def]
     return {f.code for f in report.findings if f.severity == "error"}
 
 
-def policy_with(project: Project, extra: str, name: str = "p.yaml") -> Path:
-    text = (project.policy().read_text() + "\n" + extra)
-    return project.write(f"policies/{name}", text)
+def policy_with(project: Project, extra: str, name: str = "p.yaml", *, head: bool = True) -> Path:
+    """The default policy plus ``extra``; a ``head:`` in ``extra`` (or ``head=False``) replaces the default one."""
+    lines = project.policy().read_text().splitlines(keepends=True)
+    if "head:" in extra or not head:
+        lines = [line for line in lines if not line.startswith("head:")]
+    return project.write(f"policies/{name}", "".join(lines) + "\n" + extra)
 
 
 @pytest.fixture
@@ -49,30 +52,38 @@ def test_pinned_keyid_mismatch_is_refused(project: Project) -> None:
 
 
 # -- revocation and expiry ------------------------------------------------------------------
-def test_revoked_key_invalidates_attestations_signed_after_the_stated_time(lifecycle: Project) -> None:
+def test_revoked_key_counts_only_with_trusted_time_never_the_stated_time(lifecycle: Project) -> None:
     keyid = load_signer(lifecycle.key("pipeline")).keyid
     past = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     future = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    # Revoked from tomorrow: today's attestations still count.
+    # Revoked from tomorrow: the attestations state today's time, but a thief could write that too;
+    # with no timestamp token and no head by an unrevoked key nothing proves it (docs/security.md).
     report = verify_bundle(lifecycle.bundle, policy_with(lifecycle, f"revoked: [{{keyid: {keyid}, after: '{future}'}}]"))
-    assert report.passed, [f.message for f in report.findings]
-    # Revoked since yesterday: everything it signed since is refused, by sequence.
+    assert {f.sequence for f in report.findings if f.code == "KEY_REVOKED"} == set(range(1, 13))
+    # A head signed (today) by the owner, who is not revoked, proves the chain existed before tomorrow.
+    sign_head(lifecycle.bundle, [load_signer(lifecycle.key("owner"))], timedelta(hours=24))
+    owner_head = "head: {signers: [owner], required: true}\n"
     report = verify_bundle(lifecycle.bundle, policy_with(
-        lifecycle, f"revoked: [{{keyid: {keyid}, after: '{past}', reason: key leaked}}]"))
+        lifecycle, owner_head + f"revoked: [{{keyid: {keyid}, after: '{future}'}}]", "o.yaml"))
+    assert report.passed, [f.message for f in report.findings]
+    # Revoked since yesterday: everything it signed is refused, by sequence.
+    report = verify_bundle(lifecycle.bundle, policy_with(
+        lifecycle, owner_head + f"revoked: [{{keyid: {keyid}, after: '{past}', reason: key leaked}}]", "y.yaml"))
     revoked = [f for f in report.findings if f.code == "KEY_REVOKED"]
     assert len(revoked) == 12 and "key leaked" in revoked[0].message
     assert {f.sequence for f in revoked} == set(range(1, 13))
 
 
 def test_policy_expiry(lifecycle: Project) -> None:
-    policy = Policy.from_file(policy_with(lifecycle, "expires: '2030-01-01T00:00:00Z'"))
+    # Years later the 24h chain head has expired too; this test is about the policy's own expiry.
+    policy = Policy.from_file(policy_with(lifecycle, "expires: '2030-01-01T00:00:00Z'", head=False))
     assert Verifier(policy, now=datetime(2029, 12, 31, tzinfo=timezone.utc)).verify(lifecycle.bundle).passed
     late = Verifier(policy, now=datetime(2030, 1, 2, tzinfo=timezone.utc)).verify(lifecycle.bundle)
     assert "POLICY_EXPIRED" in codes(late)
 
 
 def test_freshness_and_max_age(lifecycle: Project) -> None:
-    policy = Policy.from_file(policy_with(lifecycle, "freshness: 1d\nmax_age: 30d"))
+    policy = Policy.from_file(policy_with(lifecycle, "freshness: 1d\nmax_age: 30d", head=False))
     later = datetime.now(timezone.utc) + timedelta(days=2)
     assert codes(Verifier(policy, now=later).verify(lifecycle.bundle)) == {"CHAIN_STALE"}
     much_later = datetime.now(timezone.utc) + timedelta(days=31)
@@ -129,6 +140,7 @@ HEAD = "head: {signers: [pipeline], required: true, max_validity: 7d}"
 
 def test_head_required_and_checked(lifecycle: Project) -> None:
     policy = Policy.from_file(policy_with(lifecycle, HEAD))
+    (lifecycle.bundle / HEAD_FILE).unlink()  # the head every append re-signed is removed
     assert codes(Verifier(policy).verify(lifecycle.bundle)) == {"HEAD_MISSING"}
     result = CliRunner().invoke(main, ["attest", "head", "--bundle", str(lifecycle.bundle),
                                        "--key", str(lifecycle.key("pipeline")), "--expires", "24h"])
@@ -155,8 +167,10 @@ def test_truncation_is_refused(lifecycle: Project) -> None:
     newest = sorted((lifecycle.bundle / "attestations").iterdir())[-1]
     assert newest.name == "0013-monitor.dsse.json"
     newest.unlink()
-    # Without a head the truncated chain is a valid, complete chain: that is the attack.
-    assert verify_bundle(lifecycle.bundle, lifecycle.policy()).passed
+    # Without a head rule the truncated chain is a valid, complete chain: that is the attack.
+    assert verify_bundle(lifecycle.bundle, policy_with(lifecycle, "", "nohead.yaml", head=False)).passed
+    # The shipped default policy requires the head, so the truncation is refused by default.
+    assert codes(verify_bundle(lifecycle.bundle, lifecycle.policy())) == {"CHAIN_ROLLBACK"}
     report = Verifier(policy).verify(lifecycle.bundle)
     assert codes(report) == {"CHAIN_ROLLBACK"}
     assert "sequence 13" in next(f.message for f in report.findings if f.code == "CHAIN_ROLLBACK")
@@ -182,9 +196,9 @@ def test_rollback_to_an_older_valid_chain_is_refused(lifecycle: Project, tmp_pat
     # The older chain with the current head:
     shutil.copyfile(lifecycle.bundle / HEAD_FILE, old / HEAD_FILE)
     assert codes(Verifier(policy, now=later).verify(old)) == {"CHAIN_ROLLBACK"}
-    # A newer attestation the head does not cover yet, and a head from another chain.
-    lifecycle.attestor().attest("log", metadata={"tree_size": 0, "root_hash": "e" * 64,
-                                                 "pipeline": serve_payload(lifecycle.bundle)})
+    # A newer attestation the head does not cover yet (appended by a writer without the head key).
+    lifecycle.attestor(head=False).attest("log", metadata={"tree_size": 0, "root_hash": "e" * 64,
+                                                           "pipeline": serve_payload(lifecycle.bundle)})
     assert codes(Verifier(policy, now=later).verify(lifecycle.bundle)) == {"HEAD_BEHIND"}
 
 

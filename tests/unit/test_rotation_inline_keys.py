@@ -29,17 +29,25 @@ def _rotate(project: Project, *, now: datetime, inline: bool = False) -> Path:
 
 def test_rotation_keeps_old_history_valid_trusts_new_key_and_revokes_old_from_now(project: Project) -> None:
     build_lifecycle(project)  # signed with the old pipeline key
-    _rotate(project, now=datetime.now(timezone.utc) + timedelta(seconds=2))
-    assert verify_bundle(project.bundle, project.policy()).passed  # history signed before the rotation stands
+    new_key_path = _rotate(project, now=datetime.now(timezone.utc) + timedelta(seconds=2))
+    # trust-time: the old key's stated times no longer prove anything once it is revoked; the history
+    # stands when trusted time does, e.g. a chain head signed with the new (unrevoked) key before the revocation.
+    from mlspec_attest.attest.head import sign_head
+
+    sign_head(project.bundle, [load_signer(new_key_path)], timedelta(hours=24))
+    assert verify_bundle(project.bundle, project.policy()).passed  # history proven older than the rotation stands
 
     fresh = Project(root=project.root, bundle=project.root / "bundle-new")
     fresh_attestor = fresh.attestor
 
     def attestor(*names: str, bundle: Path | None = None) -> Attestor:
-        return fresh_attestor(*("pipeline-2" if n == "pipeline" else n for n in names or ("pipeline",)), bundle=bundle)
+        # conftest re-signs the head with the old (now revoked) key: the new key signs it below instead
+        return fresh_attestor(*("pipeline-2" if n == "pipeline" else n for n in names or ("pipeline",)), bundle=bundle,
+                              head=False)
 
     fresh.attestor = attestor  # type: ignore[method-assign]
     build_lifecycle(fresh)
+    sign_head(fresh.bundle, [load_signer(new_key_path)], timedelta(hours=24))
     assert verify_bundle(fresh.bundle, project.policy()).passed
 
 

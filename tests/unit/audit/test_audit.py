@@ -73,7 +73,7 @@ def test_replay_names_an_edited_artifact_and_exits_1(chain: Project) -> None:
     assert out.exit_code == 1
     assert re.search(r"✗ differs\s+work/holdback\.csv", out.output), out.output
     data = json.loads(invoke("replay", chain.bundle, "--artifacts", chain.root, "--policy", chain.policy(),
-                             "--format", "json").output)
+                             "--format", "json").stdout)
     edited = next(a for a in data["artifacts"] if a["name"] == "work/holdback.csv")
     assert edited["status"] == "differs" and edited["found_sha256"] != edited["sha256"]
 
@@ -170,7 +170,7 @@ def test_replay_lineage_from_source_data_to_served_model(chain: Project) -> None
 
 def test_replay_json_schema_and_bad_input(chain: Project, tmp_path: Path) -> None:
     out = invoke("replay", chain.bundle, "--artifacts", chain.root, "--policy", chain.policy(), "--format", "json")
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     assert data["schema"] == "https://mlspec.dev/replay-output/v1"
     assert data["verdict"] == "pass" and data["signatures_checked"] is True
     assert {"timeline", "artifacts", "artifact_counts", "lineage", "findings", "verify"} <= set(data)
@@ -357,12 +357,13 @@ def test_vsa_build_sign_parse_and_verify(chain: Project, tmp_path: Path) -> None
     files = sorted((chain.bundle / "attestations").glob("*.dsse.json"))
     assert pred["inputAttestations"] == [
         {"uri": f"attestations/{f.name}", "digest": {"sha256": hashlib.sha256(f.read_bytes()).hexdigest()}}
-        for f in files]
+        for f in files] + [{"uri": "head.dsse.json",  # the signed chain head, kept current on every append
+                            "digest": {"sha256": hashlib.sha256((chain.bundle / "head.dsse.json").read_bytes()).hexdigest()}}]
 
     parsed = parse_vsa_predicate(pred)
     assert parsed.verifier.id == "https://mlspec.dev/mlspec-attest"
     assert parsed.verification_result == "PASSED"
-    assert len(parsed.input_attestations) == 13
+    assert len(parsed.input_attestations) == 14  # 13 attestations and the chain head
     assert parsed.policy.digest["sha256"] == pred["policy"]["digest"]["sha256"]
     assert parsed.time_verified.ToJsonString() == report.verified_at
 
