@@ -364,8 +364,9 @@ def line_problem(body: bytes, pipeline: str | None) -> str | None:
     the RFC 8785 form of its normalised record (so no missing nullable field, no absent
     pipeline the log would fill in). The writer checks its unsealed tail with this before
     it signs, and the verifier every sealed line."""
-    obj = parse_canonical_fast(body)
+    obj = parse_canonical_fast(body)  # proves body is RFC 8785 of obj, or None: the strict path decides
     try:
+        canonical = obj is not None
         if obj is None:
             obj = parse_json(body, source="line")
             if canonicalize(obj) != body:
@@ -375,6 +376,10 @@ def line_problem(body: bytes, pipeline: str | None) -> str | None:
         norm, fast = normalize_record(obj, pipeline)
         if "pipeline" not in obj:
             return "has no pipeline field"
+        # The fast parse yields no integral floats, and normalising only converts those and adds keys,
+        # so an unchanged dict means body is already the writer's bytes; otherwise encode and compare.
+        if canonical and len(norm) == len(obj) and norm == obj:
+            return None
         if encode_json(norm, fast) != body:
             return "is not in the form the log writer writes (the RFC 8785 form of the normalised record)"
     except InputError as exc:
