@@ -159,7 +159,7 @@ def prove(record_id: str | None, log_dir: str, index: int | None, output: str | 
               help="check the records against the bundle's signed log attestations (default: mlspec.yaml's bundle:)")
 @click.option("--policy", type=click.Path(dir_okay=False),
               help="trust policy for the log attestations' signatures (default: mlspec.yaml's)")
-@click.option("--deep", is_flag=True, help="also parse every record (canonical form, schema, pipeline)")
+@click.option("--deep", is_flag=True, help="also check the unsealed lines on their own (sealed lines always are)")
 @click.option("--strict", is_flag=True, help="fail when records are not covered by a signed seal, or no bundle")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: str | None, deep: bool, strict: bool,
