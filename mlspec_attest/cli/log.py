@@ -162,7 +162,7 @@ def prove(record_id: str | None, log_dir: str, index: int | None, output: str | 
               help="check the records against the bundle's signed log attestations (default: mlspec.yaml's bundle:)")
 @click.option("--policy", type=click.Path(dir_okay=False),
               help="trust policy for the log attestations' signatures (default: the working directory's mlspec.yaml)")
-@click.option("--deep", is_flag=True, help="also parse every record (canonical form, schema, pipeline)")
+@click.option("--deep", is_flag=True, help="also check the unsealed lines on their own (sealed lines always are)")
 @click.option("--strict", is_flag=True, help="fail when records are not covered by a signed seal, or no bundle")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: str | None, deep: bool, strict: bool,
@@ -200,7 +200,12 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
 
         doc = parse_json(read_file(p, what="proof file"), source=p)  # bounded, depth-bounded
         found = [f.to_dict() for f in verify_proof(doc, heads)]
-        proof_results.append({"proof": p, "ok": not found, "findings": found})
+        record = doc.get("record") if isinstance(doc, dict) else None
+        rid = record.get("requestId") if isinstance(record, dict) else None
+        pipe = doc.get("pipeline") if isinstance(doc, dict) else None
+        proof_results.append({"proof": p, "ok": not found, "findings": found,
+                              "record": rid if isinstance(rid, str) else None,
+                              "pipeline": pipe if isinstance(pipe, str) else None})
         ok = ok and not found
     if proof_results:
         result["proofs"] = proof_results
@@ -215,19 +220,24 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
 
 
 def _print_log_result(result: dict[str, Any], log_dir: str, check_log: bool, ok: bool) -> None:
+    """Text output; every value that can come from the log or a proof is escaped (_internal/text.py)."""
+    from mlspec_attest._internal.text import printable as p
+
     if check_log:
         anchored = (f"checked against {result['signed_heads']} signed log attestation(s)" if result["signed_heads"]
                     else "NOT checked against a bundle's signed log attestations (pass --bundle)")
-        click.echo(f"{'VERIFIED' if ok else 'FAILED'}: {log_dir}: {result['records']} records,"
+        pipeline = f" of pipeline {p(result['pipeline'])}" if result.get("pipeline") else ""
+        click.echo(f"{'VERIFIED' if ok else 'FAILED'}: {p(log_dir)}{pipeline}: {result['records']} records,"
                    f" {result['sealed']} sealed in {result['seals']} seals"
                    f" ({result['seals_verified']} roots reproduced), {result['unsealed']} unsealed; {anchored}")
     for f in result.get("findings", []):
-        where = "".join(f"{k}={f[k]} " for k in ("seal", "line", "index", "request_id") if k in f)
-        click.echo(f"  {f['severity']:7} {f['code']}: {where}{f['message']}")
+        where = "".join(f"{k}={p(f[k])} " for k in ("seal", "line", "index", "request_id") if k in f)
+        click.echo(f"  {f['severity']:7} {f['code']}: {where}{p(f['message'])}")
     for pr in result.get("proofs", []):
-        click.echo(f"proof {pr['proof']}: {'ok' if pr['ok'] else 'FAILED'}")
+        about = ", ".join(f"{k} {p(pr[k])}" for k in ("record", "pipeline") if pr.get(k))
+        click.echo(f"proof {p(pr['proof'])}: {'ok' if pr['ok'] else 'FAILED'}" + (f" ({about})" if about else ""))
         for f in pr["findings"]:
-            click.echo(f"  {f['severity']:7} {f['code']}: {f['message']}")
+            click.echo(f"  {f['severity']:7} {f['code']}: {p(f['message'])}")
 
 
 @log.command("render")

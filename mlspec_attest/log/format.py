@@ -19,6 +19,7 @@ from mlspec_attest._internal import files as safe
 from mlspec_attest.errors import InputError
 from mlspec_attest.log.merkle import HASH_SIZE
 from mlspec_attest.model.canonical import parse_json
+from mlspec_attest.model.formats import parse_rfc3339
 
 LOG_FORMAT = "mlspec-inference-log/v1"
 PROOF_FORMAT = "mlspec-inference-proof/v1"
@@ -69,22 +70,33 @@ class Seal:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Seal:
-        try:
-            s = cls(**{k: d[k] for k in cls.__dataclass_fields__})
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"seal entry is missing a field: {exc}") from None
-        ints = (s.seal, s.tree_size, s.previous_tree_size, s.records_start, s.records_end)
-        if not all(type(i) is int and i >= 0 for i in ints):
-            raise InputError("seal entry has a non-integer size or offset")
-        hexes = [s.root_hash, s.checkpoint_sha256, *s.consistency_proof]
-        if s.previous_root_hash is not None:
-            hexes.append(s.previous_root_hash)
-        if not isinstance(s.consistency_proof, list) or not all(isinstance(x, str) and _HEX64(x) for x in hexes):
-            raise InputError("seal entry has a malformed hash")
-        return s
-
-
+    def from_dict(cls, d: Any) -> Seal:
+        """Every field type-checked (a hostile seals.jsonl is input, never a crash)."""
+        if not isinstance(d, Mapping):
+            raise InputError("seal entry is not a JSON object")
+        names = cls.__dataclass_fields__
+        missing = sorted(k for k in names if k not in d)
+        if missing:
+            raise InputError(f"seal entry is missing field(s) {', '.join(missing)}")
+        unknown = sorted(str(k) for k in d if k not in names)
+        if unknown:
+            raise InputError(f"seal entry has unknown field(s) {', '.join(unknown)[:120]}")
+        ints = ("seal", "tree_size", "previous_tree_size", "records_start", "records_end")
+        bad = next((k for k in ints if type(d[k]) is not int or d[k] < 0), None)
+        if bad:
+            raise InputError(f"seal entry field {bad!r} must be a non-negative integer")
+        proof = d["consistency_proof"]
+        if not isinstance(proof, list) or not all(isinstance(x, str) and _HEX64(x) for x in proof):
+            raise InputError("seal entry field 'consistency_proof' must be a list of 64-hex hashes")
+        for key, nullable in (("root_hash", False), ("checkpoint_sha256", False), ("previous_root_hash", True),
+                              ("attestation", True)):
+            v = d[key]
+            if not (v is None and nullable) and not (isinstance(v, str) and _HEX64(v)):
+                raise InputError(f"seal entry field {key!r} must be 64 lowercase hex digits"
+                                 + (" or null" if nullable else ""))
+        if parse_rfc3339(d["time"]) is None:
+            raise InputError("seal entry field 'time' must be an RFC 3339 timestamp")
+        return cls(**{k: d[k] for k in names})
 
 
 def open_log_file(directory: Path, name: str) -> BinaryIO:
@@ -130,6 +142,15 @@ def read_leaf_range(path: Path, start: int, stop: int) -> list[bytes]:
     return [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
 
 
+def count_records(directory: Path) -> int:
+    """Complete lines of records.jsonl (a newline count: no parsing, flat memory)."""
+    lines = 0
+    with open_log_file(directory, RECORDS_FILE) as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+    return lines
+
+
 def iter_records(directory: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each complete line of records.jsonl."""
     path = Path(directory) / RECORDS_FILE
@@ -157,6 +178,15 @@ class SignedHead:
     attestation: str  # sha256 of the attestation payload
     metadata: Mapping[str, Any]
     sequence: int | None = None  # its place in the chain, for findings
+    # Whether the head's pipeline is an authentic serve attestation of the same chain (set by the
+    # verifier from the chain; None only for heads a library caller builds and vouches for itself).
+    # A head with served=False anchors nothing: a key holder sealed a log of a deployment the chain never made.
+    served: bool | None = None
+
+    @property
+    def pipeline(self) -> str | None:
+        value = self.metadata.get("pipeline")
+        return value if isinstance(value, str) else None
 
     @property
     def tree_size(self) -> int | None:

@@ -20,6 +20,7 @@ from mlspec_attest.log.format import (
     RECORDS_FILE,
     SignedHead,
     checkpoint_body,
+    count_records,
     open_log_file,
     read_header,
     read_seals,
@@ -37,8 +38,8 @@ def _find(directory: Path, request_id: str) -> list[tuple[int, bytes]]:
         for i, line in enumerate(safe.read_lines(fh, str(directory / RECORDS_FILE))):
             if needle in line and line.endswith(b"\n"):
                 try:
-                    obj = json.loads(line)
-                except (ValueError, RecursionError):
+                    obj = parse_json(line, source="line")  # depth-bounded
+                except InputError:
                     continue
                 if isinstance(obj, dict) and obj.get("requestId") == request_id:
                     hits.append((i, line[:-1]))
@@ -79,6 +80,10 @@ def prove(directory: str | os.PathLike[str], request_id: str | None = None, *, i
     if not seals or seals[-1].tree_size <= index:
         raise InputError(f"record {index} is not sealed yet: seal the log first (`mlspec log seal`)")
     seal = seals[-1]
+    records = count_records(directory)
+    if seal.tree_size > records:  # an unsigned seal's size is a claim: never hash leaves no record backs
+        raise InputError(f"seal {seal.seal} covers {seal.tree_size} records but {directory / RECORDS_FILE} has"
+                         f" {records}: run `mlspec log verify`")
     leaf = _sha256(b"\x00" + line).digest()
     src = LeafFile(directory / LEAVES_FILE)  # opened no-follow, fstat-checked (log/merkle.py)
     if len(src) < seal.tree_size:
@@ -143,6 +148,11 @@ def _anchor(doc: _ProofDoc, heads: Sequence[SignedHead] | None) -> list[Finding]
         if head.metadata.get(key) != getattr(doc, key):
             return [_finding("LOG_PROOF_NOT_SIGNED", f"the signed log attestation for this root names {key}"
                              f" {head.metadata.get(key)!r:.80}, the proof {getattr(doc, key)!r:.80}")]
+    if head.served is False:
+        where = f" (sequence {head.sequence})" if head.sequence is not None else ""
+        return [_finding("LOG_PIPELINE_NOT_SERVED", f"the signed log attestation for this root{where} seals a log of"
+                         f" pipeline {doc.pipeline}, which is no authentic serve attestation of this chain: the"
+                         " record is from a deployment the chain never made")]
     return []
 
 

@@ -22,6 +22,8 @@ from mlspec_attest.model.canonical import (
     canonicalize,
     fast_encode,
     float_is_fast,
+    parse_canonical_fast,
+    parse_json,
     select_fast_encoder,
     sha256_hex,
     stdlib_fast_encode,
@@ -352,6 +354,37 @@ def encode_record(record: InferenceRecord | Mapping[str, Any], pipeline: str | N
     src = record.to_dict() if isinstance(record, InferenceRecord) else record
     obj, fast = normalize_record(src, pipeline)
     return encode_json(obj, fast)
+
+
+def line_problem(body: bytes, pipeline: str | None) -> str | None:
+    """What is wrong with one records.jsonl line (without its newline), or None.
+
+    A line is sound only when it is byte for byte what the writer would write for it:
+    strict JSON (no duplicate keys, depth-bounded), a valid record of ``pipeline``, in
+    the RFC 8785 form of its normalised record (so no missing nullable field, no absent
+    pipeline the log would fill in). The writer checks its unsealed tail with this before
+    it signs, and the verifier every sealed line."""
+    obj = parse_canonical_fast(body)  # proves body is RFC 8785 of obj, or None: the strict path decides
+    try:
+        canonical = obj is not None
+        if obj is None:
+            obj = parse_json(body, source="line")
+            if canonicalize(obj) != body:
+                return "is not in RFC 8785 canonical form"
+        if not isinstance(obj, dict):
+            return "is not a JSON object"
+        norm, fast = normalize_record(obj, pipeline)
+        if "pipeline" not in obj:
+            return "has no pipeline field"
+        # The fast parse yields no integral floats, and normalising only converts those and adds keys,
+        # so an unchanged dict means body is already the writer's bytes; otherwise encode and compare.
+        if canonical and len(norm) == len(obj) and norm == obj:
+            return None
+        if encode_json(norm, fast) != body:
+            return "is not in the form the log writer writes (the RFC 8785 form of the normalised record)"
+    except InputError as exc:
+        return str(exc).removeprefix("line: ")
+    return None
 
 
 def digest_value(value: Any) -> str:

@@ -7,7 +7,10 @@
 4. ``_scan_records``     one streaming pass over records.jsonl: leaves, the root at every seal and
                          at every signed tree size, and alignment with leaves.bin to locate changes.
 5. ``_conclude``         root mismatches, truncation, torn lines, a stale cache, the unsealed tail.
-6. ``_check_lines``      per-line schema checks (``deep``, or where leaves.bin cannot locate).
+
+Inside the pass (4), every line a seal or signed head covers (every line with ``deep``) is also
+checked on its own (``records.line_problem``: strict JSON, the writer's RFC 8785 form, the record
+schema, this log's pipeline): a root over junk is still junk, so a signed root is not enough.
 
 The signed heads (``SignedHead``, made only by the policy verifier) are the trust anchor: a
 sealed prefix is verified when the records reproduce the root a trusted key signed for that
@@ -18,7 +21,6 @@ result is self-consistency only, and says so.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -36,12 +38,11 @@ from mlspec_attest.log.format import (
     checkpoint_body,
     open_log_file,
     read_header,
-    read_leaf_range,
     read_seals,
 )
 from mlspec_attest.log.merkle import HASH_SIZE, LeafFile, MerkleAccumulator, verify_consistency
-from mlspec_attest.log.records import normalize_record
-from mlspec_attest.model.canonical import canonicalize, parse_json, sha256_hex
+from mlspec_attest.log.records import line_problem
+from mlspec_attest.model.canonical import parse_json, sha256_hex
 from mlspec_attest.model.report import ERROR, INFO, WARNING, Finding
 
 _sha256 = hashlib.sha256
@@ -56,6 +57,7 @@ class LogReport:
     heads, a signed tree head) covers; the rest are ``unsealed`` and not verified."""
 
     directory: str
+    pipeline: str | None = None  # the header's pipeline (the serve attestation digest the log claims)
     records: int = 0
     sealed: int = 0
     unsealed: int = 0
@@ -81,6 +83,7 @@ class LogReport:
         return {
             "verdict": "verified" if self.ok else "failed",
             "directory": self.directory,
+            "pipeline": self.pipeline,
             "records": self.records,
             "sealed": self.sealed,
             "unsealed": self.unsealed,
@@ -120,6 +123,8 @@ class _Scan:
     roots_checked: dict[int, bool] = field(default_factory=dict)  # tree size -> recomputed root matched
     pending_changes: list[tuple[str, str, int, int | None, str | None]] = field(default_factory=list)
     located: int = 0
+    deep: bool = False
+    invalid_lines: int = 0
 
     @property
     def records_path(self) -> Path:
@@ -158,7 +163,7 @@ def verify(
     ``heads`` (None: no bundle given), and locate changes (modified / dropped / inserted /
     swapped records) by aligning against leaves.bin where it reproduces the sealed roots."""
     directory = Path(directory)
-    scan = _Scan(directory, LogReport(str(directory)), heads, max_findings)
+    scan = _Scan(directory, LogReport(str(directory)), heads, max_findings, deep=deep)
     scan.report.signed_heads = None if heads is None else len(heads)
     _read_inputs(scan)
     if not safe.exists(RECORDS_FILE, root=directory):
@@ -170,10 +175,9 @@ def verify(
     _check_leaf_cache(scan)
     _scan_records(scan)
     _conclude(scan)
-    untrusted = [s for s in scan.mismatched if not scan.leaf_ok.get(s.seal, False)]
-    if deep or untrusted:
-        ranges = [(0, scan.records_total)] if deep else [(s.previous_tree_size, s.tree_size) for s in untrusted]
-        _check_lines(scan, ranges)
+    if scan.invalid_lines > scan.max_findings:
+        scan.report.add("LOG_FINDINGS_TRUNCATED", INFO, f"{scan.invalid_lines - scan.max_findings} more invalid"
+                        " lines not listed")
     return scan.report
 
 
@@ -184,6 +188,7 @@ def _read_inputs(scan: _Scan) -> None:
     report = scan.report
     try:
         scan.header = read_header(scan.directory)
+        report.pipeline = scan.header["pipeline"]
     except InputError as exc:
         report.add("LOG_HEADER_INVALID", ERROR, str(exc))
     try:
@@ -288,26 +293,37 @@ def _check_head(scan: _Scan, head: SignedHead, *, matched: bool) -> None:
 
 
 def _check_leaf_cache(scan: _Scan) -> None:
-    """leaves.bin's own root at each seal: where it matches, it can locate changes."""
-    path = scan.leaves_path
+    """How many leaves leaves.bin holds. Its root at each seal is computed during the record pass
+    (``_CacheRoots``), never beyond the records actually read: an unsigned seal's tree size and a
+    sparse leaves.bin cannot make us hash leaves that no record backs."""
     scan.has_leaves = safe.exists(LEAVES_FILE, root=scan.directory)
     if scan.has_leaves:
         with open_log_file(scan.directory, LEAVES_FILE) as leaves_fh:
             scan.n_leaves = os.fstat(leaves_fh.fileno()).st_size // HASH_SIZE
     else:
         scan.n_leaves = 0
-    if not scan.seals or not scan.n_leaves:
-        return
-    acc = MerkleAccumulator()
-    done = 0
-    for s in scan.seals:
-        if s.tree_size > scan.n_leaves or s.tree_size < done:
-            scan.leaf_ok[s.seal] = False
-            continue
-        for start in range(done, s.tree_size, LeafFile.CHUNK):
-            acc.extend(read_leaf_range(path, start, min(s.tree_size, start + LeafFile.CHUNK)))
-        done = s.tree_size
-        scan.leaf_ok[s.seal] = acc.root().hex() == s.root_hash
+
+
+class _CacheRoots:
+    """leaves.bin's own root at each seal size, fed one leaf per record read (sequential, chunked)."""
+
+    def __init__(self, scan: _Scan, fh: Any) -> None:
+        self.scan, self.fh, self.acc = scan, fh, MerkleAccumulator()
+        self.blob, self.pos = b"", 0
+
+    def advance(self, n: int) -> None:
+        """Leaf ``n - 1`` of the cache joins its accumulator (n = records read so far)."""
+        if n > self.scan.n_leaves:
+            return
+        if self.pos >= len(self.blob):
+            self.blob, self.pos = self.fh.read(LeafFile.CHUNK * HASH_SIZE), 0
+        leaf = self.blob[self.pos : self.pos + HASH_SIZE]
+        self.pos += HASH_SIZE
+        if len(leaf) == HASH_SIZE:
+            self.acc.append(leaf)
+
+    def at_seal(self, s: Seal, n: int) -> None:
+        self.scan.leaf_ok[s.seal] = n <= self.scan.n_leaves and self.acc.root().hex() == s.root_hash
 
 
 def _stream(scan: _Scan, acc: MerkleAccumulator) -> Iterator[_Rec]:
@@ -319,8 +335,12 @@ def _stream(scan: _Scan, acc: MerkleAccumulator) -> Iterator[_Rec]:
             heads_of_size.setdefault(head.tree_size, []).append(head)
     for head in heads_of_size.get(0, ()):
         _compare_head(scan, head, acc.root())
+    pipeline = scan.header["pipeline"] if scan.header else None
+    check_below = 1 << 62 if scan.deep else scan.covered_size  # every line a seal or signed head claims
     offset = 0
-    with open_log_file(scan.directory, RECORDS_FILE) as fh:
+    with open_log_file(scan.directory, RECORDS_FILE) as fh, \
+            (open_log_file(scan.directory, LEAVES_FILE) if scan.n_leaves else open(os.devnull, "rb")) as cache_fh:
+        cache = _CacheRoots(scan, cache_fh)
         for i, line in enumerate(safe.read_lines(fh, str(scan.records_path))):
             if not line.endswith(b"\n"):
                 scan.partial.append((i + 1, offset))
@@ -329,8 +349,10 @@ def _stream(scan: _Scan, acc: MerkleAccumulator) -> Iterator[_Rec]:
             h = _sha256(b"\x00" + body).digest()
             acc.append(h)
             n = i + 1
+            cache.advance(n)
             s = seal_of_size.get(n)
             if s is not None:
+                cache.at_seal(s, n)
                 if acc.root().hex() == s.root_hash:
                     scan.report.seals_verified += 1
                 else:
@@ -338,7 +360,10 @@ def _stream(scan: _Scan, acc: MerkleAccumulator) -> Iterator[_Rec]:
                 _root_checked(scan, n, acc.root().hex() == s.root_hash)
             for head in heads_of_size.get(n, ()):
                 _root_checked(scan, n, _compare_head(scan, head, acc.root()))
-            yield _Rec(i, n, offset, h, body)
+            rec = _Rec(i, n, offset, h, body)
+            if i < check_below:
+                _check_line(scan, rec, pipeline)
+            yield rec
             offset += len(line)
 
 
@@ -507,42 +532,25 @@ def _conclude(scan: _Scan) -> None:
         report.add("LOG_NO_SEALS", WARNING, "the log has never been sealed: nothing is verified")
 
 
-# -- 6. per-line checks -------------------------------------------------------------------------
+# -- per-line checks and helpers ----------------------------------------------------------------
 
 
-def _check_lines(scan: _Scan, ranges: list[tuple[int, int]]) -> None:
-    """Per-line checks: strict JSON, RFC 8785 canonical form, schema, pipeline."""
-    pipeline = scan.header["pipeline"] if scan.header else None
-    count = 0
-    with open_log_file(scan.directory, RECORDS_FILE) as fh:
-        for i, line in enumerate(safe.read_lines(fh, str(scan.records_path))):
-            if not any(a <= i < b for a, b in ranges) or not line.endswith(b"\n"):
-                continue
-            body = line[:-1]
-            problem = _line_problem(body, i, pipeline)
-            if problem:
-                count += 1
-                if count <= scan.max_findings:
-                    s = scan.seal_for(i)
-                    scan.report.add("LOG_RECORD_INVALID", ERROR, f"line {i + 1}: {problem}", line=i + 1, index=i,
-                                    request_id=_request_id(body), seal=s.seal if s else None)
-
-
-def _line_problem(body: bytes, i: int, pipeline: str | None) -> str | None:
-    try:
-        obj = parse_json(body, source=f"line {i + 1}")
-        if canonicalize(obj) != body:
-            return "is not in RFC 8785 canonical form"
-        normalize_record(obj, pipeline)
-    except InputError as exc:
-        return str(exc)
-    return None
+def _check_line(scan: _Scan, rec: _Rec, pipeline: str | None) -> None:
+    """One line on its own: strict JSON, the writer's canonical form, schema, this log's pipeline."""
+    problem = line_problem(rec.raw, pipeline)
+    if problem is None:
+        return
+    scan.invalid_lines += 1
+    if scan.invalid_lines <= scan.max_findings:
+        s = scan.seal_for(rec.index)
+        scan.report.add("LOG_RECORD_INVALID", ERROR, f"line {rec.line_no}: {problem}", line=rec.line_no,
+                        index=rec.index, request_id=_request_id(rec.raw), seal=s.seal if s else None)
 
 
 def _request_id(raw: bytes) -> str | None:
     try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):
+        obj = parse_json(raw, source="line")  # depth-bounded: a hostile line never reaches recursion
+    except InputError:
         return None
     rid = obj.get("requestId") if isinstance(obj, dict) else None
     return rid if isinstance(rid, str) else None

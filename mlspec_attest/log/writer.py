@@ -41,7 +41,14 @@ from mlspec_attest.log.merkle import (
     verify_consistency,
 )
 from mlspec_attest.log.proofs import prove
-from mlspec_attest.log.records import _ENCODE_ERRORS, InferenceRecord, _fast_encode, encode_json, normalize_record
+from mlspec_attest.log.records import (
+    _ENCODE_ERRORS,
+    InferenceRecord,
+    _fast_encode,
+    encode_json,
+    line_problem,
+    normalize_record,
+)
 from mlspec_attest.model.canonical import canonicalize, sha256_hex
 
 _sha256 = hashlib.sha256
@@ -142,18 +149,27 @@ class InferenceLog:
                         f"{records}: the last record is incomplete (a crash during append);"
                         " `mlspec log verify` shows it; truncate the file after its last newline to continue"
                     )
-        lines = 0
-        with open_log_file(self.directory, RECORDS_FILE) as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                lines += chunk.count(b"\n")
-        n_leaves = leaves_size // HASH_SIZE
-        if n_leaves != lines or leaves_size % HASH_SIZE:
-            self._rebuild_leaves(lines)
         last = self._seals[-1] if self._seals else None
+        boundary = last.tree_size if last else 0
+        lines, tail_offset = 0, 0
+        with open_log_file(self.directory, RECORDS_FILE) as fh:
+            pos = 0
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                count = chunk.count(b"\n")
+                if lines < boundary <= lines + count:  # the byte after the last sealed record
+                    k = -1
+                    for _ in range(boundary - lines):
+                        k = chunk.index(b"\n", k + 1)
+                    tail_offset = pos + k + 1
+                lines += count
+                pos += len(chunk)
         if last is not None and last.tree_size > lines:
             raise InputError(f"{records} has {lines} records but seal {last.seal} covers {last.tree_size}: run `mlspec log verify`")
+        n_leaves = leaves_size // HASH_SIZE
+        if n_leaves < boundary or leaves_size % HASH_SIZE:
+            self._rebuild_leaves(lines)
+            n_leaves = lines
         acc = MerkleAccumulator()
-        boundary = last.tree_size if last else 0
 
         def feed(a: int, b: int) -> None:
             for start in range(a, b, LeafFile.CHUNK):
@@ -161,13 +177,38 @@ class InferenceLog:
 
         feed(0, boundary)
         prev = acc.copy()
-        feed(boundary, lines)
         if last is not None and prev.root().hex() != last.root_hash:
             raise InputError(f"{self.directory}: records do not match seal {last.seal}: run `mlspec log verify`")
+        if self._check_tail(acc, boundary, tail_offset, lines) or n_leaves != lines:
+            self._rebuild_leaves(lines)  # leaves.bin is a cache: the tail's leaves come from the records
         self._acc = acc
         self._prev = prev
         self._bytes = size
         self._unsealed = lines - boundary
+
+    def _check_tail(self, acc: MerkleAccumulator, boundary: int, offset: int, lines: int) -> bool:
+        """Validate every unsealed line already on disk before anything can sign it, and hash it
+        into ``acc`` from the record itself (not from leaves.bin). Those lines were not written
+        by this process: whoever can write the directory could have appended junk, duplicate
+        keys or another pipeline's records. Returns True when leaves.bin's tail disagrees."""
+        if lines == boundary:
+            return False
+        records = self.directory / RECORDS_FILE
+        stale = False
+        with open_log_file(self.directory, RECORDS_FILE) as fh, open_log_file(self.directory, LEAVES_FILE) as lf:
+            fh.seek(offset)
+            lf.seek(boundary * HASH_SIZE)
+            for no, line in enumerate(safe.read_lines(fh, str(records)), boundary + 1):
+                body = line[:-1]
+                problem = line_problem(body, self.pipeline)
+                if problem is not None:
+                    raise InputError(
+                        f"{records}:{no}: unsealed line {problem}; the log writer did not write it, so it is"
+                        " not sealed: move it out of the file (and every line after it you do not vouch for)")
+                h = _sha256(b"\x00" + body).digest()
+                acc.append(h)
+                stale = stale or lf.read(HASH_SIZE) != h
+        return stale
 
     def _rebuild_leaves(self, lines: int) -> None:
         with open_log_file(self.directory, RECORDS_FILE) as src:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mlspec_attest._internal.text import printable
 from mlspec_attest.model.report import ERROR, Report
 
 
@@ -52,9 +53,9 @@ def render_text(report: Report, color: bool = False) -> str:
         lines += ["", "Findings"]
         for f in report.findings:
             mark = _paint("✗", "red", color) if f.severity == ERROR else _paint("!", "yellow", color)
-            lines.append(f"  {mark} [{f.code}] {f.message}")
+            lines.append(f"  {mark} [{f.code}] {printable(f.message)}")  # messages may quote hostile input
             if f.hint:
-                lines.append(f"      -> {f.hint}")
+                lines.append(f"      -> {printable(f.hint)}")
     errors = sum(1 for f in report.findings if f.severity == ERROR)
     warnings = len(report.findings) - errors
     verdict = _paint("PASS", "green", color) if report.passed else _paint("FAIL", "red", color)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from mlspec_attest.bundle import Bundle
 from mlspec_attest.log.format import SignedHead, is_sealed_log_metadata
+from mlspec_attest.log.verification import LogReport
+from mlspec_attest.log.verification import verify as verify_log
 from mlspec_attest.model.report import ERROR, INFO, WARNING, Report
 from mlspec_attest.policy import Policy
 from mlspec_attest.verify.chain import build_chain
@@ -22,10 +24,27 @@ from mlspec_attest.verify.context import Entry, VerifyContext
 from mlspec_attest.verify.signatures import EntryReader
 
 
+def served_pipelines(chain: list[Entry]) -> set[str]:
+    """Payload digests of the chain's authentic serve attestations: the only pipelines a log may seal."""
+    return {e.payload_sha256 for e in chain if e.stage == "serve" and e.authentic}
+
+
 def signed_heads(chain: list[Entry]) -> list[SignedHead]:
-    """The tree heads the chain's authentic log attestations sign (unauthentic ones are gate findings)."""
-    return [SignedHead(attestation=e.payload_sha256, metadata=e.statement.metadata, sequence=e.sequence)
+    """The tree heads the chain's authentic log attestations sign (unauthentic ones are gate findings),
+    each marked with whether its pipeline is one of the chain's authentic serve attestations."""
+    served = served_pipelines(chain)
+    return [SignedHead(attestation=e.payload_sha256, metadata=e.statement.metadata, sequence=e.sequence,
+                       served=e.statement.metadata.get("pipeline") in served)
             for e in chain if e.stage == "log" and e.authentic and is_sealed_log_metadata(e.statement.metadata)]
+
+
+def report_unserved(heads: list[SignedHead], report: Report) -> None:
+    """LOG_PIPELINE_NOT_SERVED for every signed head of a pipeline the chain never served."""
+    for h in heads:
+        if h.served is False:
+            report.add("LOG_PIPELINE_NOT_SERVED", f"sequence {h.sequence}: the log attestation seals a log of"
+                       f" pipeline {str(h.metadata.get('pipeline'))[:64]}, which is no authentic serve"
+                       " attestation of this chain: it logs another deployment", stage="log", sequence=h.sequence)
 
 
 def unauthentic_log_attestations(chain: list[Entry]) -> list[Entry]:
@@ -44,7 +63,9 @@ def read_signed_heads(bundle: str | Path, policy: Policy) -> tuple[list[SignedHe
         report.add("LOG_ATTESTATION_UNTRUSTED", f"sequence {e.sequence}: log attestation {e.file.path.name} is not"
                    " signed as the policy requires: its tree head is not a trust anchor", stage="log",
                    sequence=e.sequence, file=e.file.path.name)
-    return signed_heads(chain), report
+    heads = signed_heads(chain)
+    report_unserved(heads, report)
+    return heads, report
 
 
 def check_inference_log(ctx: VerifyContext) -> None:
@@ -53,7 +74,8 @@ def check_inference_log(ctx: VerifyContext) -> None:
     report = ctx.report
     if not heads:
         if ctx.log_dir is not None and Path(ctx.log_dir).is_dir():
-            _add_log_findings(ctx, Path(ctx.log_dir), heads)  # seals naming attestations the chain lacks
+            result = _add_log_findings(ctx, Path(ctx.log_dir), heads)  # seals naming attestations the chain lacks
+            _check_unanchored_records(ctx, Path(ctx.log_dir), result)
         return
     _check_served_pipeline(ctx, heads)
     if ctx.log_dir is None:
@@ -75,10 +97,32 @@ def check_inference_log(ctx: VerifyContext) -> None:
     _add_log_findings(ctx, log_dir, heads)
 
 
-def _add_log_findings(ctx: VerifyContext, log_dir: Path, heads: list[SignedHead]) -> None:
-    """Run the log verification against the signed heads; its errors and warnings become gate findings."""
-    from mlspec_attest.log.verification import verify as verify_log
+def _check_unanchored_records(ctx: VerifyContext, log_dir: Path, result: LogReport) -> None:
+    """A log at hand holds records, yet no authentic log attestation of the chain seals any of them.
 
+    Either the log was never sealed, or its log attestations (and seals.jsonl) were removed so that
+    the records can be rewritten at will: from the bundle and the log alone the two look alike, so
+    when the policy requires the log this fails closed. Deliberately independent of the log's own
+    header (a rewritten header must not turn the check off); the message only says whether it
+    names one of the chain's serve attestations."""
+    if not result.records:
+        return
+    served = served_pipelines(ctx.chain)
+    whose = ("this chain's serve attestation" if result.pipeline in served
+             else f"pipeline {str(result.pipeline)[:64]}, no authentic serve attestation of this chain")
+    what = (f"{log_dir}: the log holds {result.records} record(s) of {whose}, but the chain has no authentic log"
+            " attestation sealing any of them: none of them is verified (log attestations removed, or never sealed)")
+    if ctx.policy.log_required:
+        ctx.report.add("LOG_UNSEALED_RECORDS", what, stage="log",
+                       hint="seal the log (mlspec log seal --bundle B --key K) and verify again; a log that is not"
+                            " this chain's: point --log elsewhere; or the policy can say log: {required: false}")
+    else:
+        ctx.report.add("LOG_UNSEALED_RECORDS", what + " (the policy does not require the log)", severity=WARNING,
+                       stage="log")
+
+
+def _add_log_findings(ctx: VerifyContext, log_dir: Path, heads: list[SignedHead]) -> LogReport:
+    """Run the log verification against the signed heads; its errors and warnings become gate findings."""
     result = verify_log(log_dir, heads=heads)
     last = heads[-1].sequence if heads else None
     sequence_of_seal = {h.seal: h.sequence for h in heads if h.seal is not None}
@@ -89,19 +133,14 @@ def _add_log_findings(ctx: VerifyContext, log_dir: Path, heads: list[SignedHead]
         sequence = f.sequence if f.sequence is not None else (by_seal if by_seal is not None else last)
         ctx.report.findings.append(replace(f, stage="log", sequence=sequence, file=f.file or str(log_dir)))
     if result.ok:
-        return
+        return result
     errors = sum(1 for f in result.findings if f.severity == ERROR)
     ctx.report.add("LOG_VERIFICATION_FAILED", f"{log_dir}: {errors} error(s) in the inference log against its"
                    " signed log attestations (see the LOG_ findings)", stage="log", sequence=last,
                    hint=f"mlspec log verify --log {log_dir} --bundle BUNDLE shows and locates them")
+    return result
 
 
 def _check_served_pipeline(ctx: VerifyContext, heads: list[SignedHead]) -> None:
     """A log seals the inferences of one serve attestation of this chain (its ``pipeline`` digest)."""
-    served = {e.payload_sha256 for e in ctx.chain if e.stage == "serve" and e.authentic}
-    for h in heads:
-        if h.metadata.get("pipeline") not in served:
-            ctx.report.add("LOG_PIPELINE_NOT_SERVED", f"sequence {h.sequence}: the log attestation seals a log of"
-                           f" pipeline {str(h.metadata.get('pipeline'))[:16]}..., which is no authentic serve"
-                           " attestation of this chain: it logs another deployment", stage="log",
-                           sequence=h.sequence)
+    report_unserved(heads, ctx.report)

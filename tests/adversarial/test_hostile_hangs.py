@@ -163,3 +163,43 @@ def test_monitor_state_survives_a_log_attestation_whose_tree_size_is_not_an_inte
     state = ChainState.from_report(report)
     assert state.records == 0 and state.seals == 1 and state.signals == {}
     assert b"mlspec_log_records 0.0" in state.metrics()
+
+
+@pytest.mark.parametrize("name", ["records.jsonl", "log.json", "seals.jsonl", "leaves.bin"])
+def test_fifo_log_file_in_the_gate_replay_and_render(target: Target, name: str) -> None:
+    # R1 (log holder): the gate, replay and render open the log too; a FIFO there never blocks them.
+    before = target.outside_state()
+    fifo(target.log / name)
+    for args in (("verify", "bundle"), ("replay", "bundle"), ("log", "render", "--log", "logs/inference")):
+        run = mlspec(*args, cwd=target.root)
+        if args[1] == "render" and name != "records.jsonl":
+            refused(run, codes=(0,))  # render reads only the records
+            continue
+        refused(run, name)
+        assert "not a regular file" in run.stdout + run.stderr
+    assert target.outside_state() == before
+
+
+def test_unsigned_seal_of_2_36_records_over_a_sparse_leaf_file_is_not_hashed(target: Target) -> None:
+    # R3 (log holder): one unsigned seal claiming 2^36 records, and leaves.bin a 2 TiB sparse file,
+    # made the gate hash 2^36 leaves. A seal's size is only trusted up to the records actually read.
+    seals = target.log / "seals.jsonl"
+    last = json.loads(seals.read_text().splitlines()[-1])
+    n = 2 ** 36
+    try:
+        with open(target.log / "leaves.bin", "r+b") as fh:
+            fh.truncate(n * 32)
+    except OSError as exc:
+        pytest.skip(f"this filesystem cannot hold a 2 TiB sparse file: {exc}")
+    forged = dict(last, seal=last["seal"] + 1, tree_size=n, previous_tree_size=last["tree_size"],
+                  previous_root_hash=last["root_hash"], attestation=None, consistency_proof=[last["root_hash"]])
+    with open(seals, "a") as fh:
+        fh.write(json.dumps(forged) + "\n")
+    run = mlspec("verify", "bundle", cwd=target.root)
+    refused(run, "LOG_RECORDS_TRUNCATED", codes=(1,))
+    run = mlspec("log", "verify", "--log", "logs/inference", "--bundle", "bundle", cwd=target.root)
+    refused(run, "LOG_RECORDS_TRUNCATED", codes=(1,))
+    run = mlspec("log", "prove", "req-00042", "--log", "logs/inference", cwd=target.root)
+    refused(run, f"covers {n} records", codes=(2,))
+    run = mlspec("log", "seal", "--unsigned", "--log", "logs/inference", cwd=target.root)
+    refused(run, f"covers {n}", codes=(2,))

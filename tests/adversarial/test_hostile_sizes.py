@@ -117,3 +117,33 @@ def test_bound_holds_for_a_file_that_grows_while_read_and_for_long_lines(tmp_pat
     with pytest.raises(InputError, match="line is longer than"):
         fingerprints_of_csv(tmp_path / "huge.csv")  # streamed: never 8 GiB in memory
     assert time.perf_counter() - start < 30  # hang guard
+
+
+def test_20_gib_sparse_tail_without_a_newline_under_a_memory_limit(target: Target) -> None:
+    # R2d (log holder): valid records, then a 20 GiB sparse tail with no newline, was a MemoryError
+    # (or an OOM kill). Lines are read with a bound: one line, exit 2, under a 3 GiB address-space limit.
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from hostile_harness import HANG_GUARD, REPO
+
+    records = target.log / "records.jsonl"
+    with open(records, "r+b") as fh:
+        fh.truncate(records.stat().st_size + 20 * GIB)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 * GIB, 3 * GIB))
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("MLSPEC_KEY_PASSPHRASE", None)
+    for args in (("verify", "bundle"), ("replay", "bundle"), ("log", "verify", "--log", "logs/inference"),
+                 ("log", "prove", "req-00042", "--log", "logs/inference"),
+                 ("log", "seal", "--unsigned", "--log", "logs/inference")):
+        proc = subprocess.run([sys.executable, "-m", "mlspec_attest.cli.main", *args], cwd=target.root, env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=HANG_GUARD, preexec_fn=limit)
+        err = proc.stderr.decode("utf-8", "replace")
+        assert "MemoryError" not in err and "Traceback" not in err, (args, err)
+        assert proc.returncode == 2 and err.count("\n") == 1, (args, proc.returncode, err)
+        assert "records.jsonl" in err and ("longer than" in err or "incomplete" in err), (args, err)

@@ -123,6 +123,21 @@ def test_planted_hard_link_in_a_log_directory(target: Target, name: str) -> None
     assert target.outside_state() == before
 
 
+def test_planted_symlinks_with_a_signed_append_and_seal(target: Target) -> None:
+    # R4 exactly as reported: leaves.bin and the old checkpoint temp name symlinked outside, then the
+    # operator's ordinary signed `log append --seal --bundle --key`: refused, nothing outside touched.
+    victim = target.outside / "leaves.bin"
+    _plant(target.log / "leaves.bin", victim)
+    _plant(target.log / "checkpoints" / "00000002.checkpoint.tmp", target.outside / "victim.txt")
+    before = target.outside_state()
+    attestations = sorted((target.bundle / "attestations").iterdir())
+    run = mlspec("log", "append", str(_one_record(target)), "--log", "logs/inference", "--seal", "--bundle", "bundle",
+                 "--key", "keys/pipeline.key", cwd=target.root)
+    refused(run, "leaves.bin", "symlink", codes=(2,))
+    assert target.outside_state() == before
+    assert sorted((target.bundle / "attestations").iterdir()) == attestations  # nothing signed
+
+
 def test_checkpoint_symlink_is_replaced_not_followed(target: Target) -> None:
     src = _one_record(target)
     _plant(target.log / "checkpoints" / "00000002.checkpoint", target.outside / "victim.txt")

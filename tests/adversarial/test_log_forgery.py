@@ -25,6 +25,7 @@ from conftest import Project, build_lifecycle
 from mlspec_attest.audit.replay import replay
 from mlspec_attest.bundle import Bundle, extract_payload
 from mlspec_attest.cli.main import main
+from mlspec_attest.errors import InputError
 from mlspec_attest.log.format import SignedHead, checkpoint_body
 from mlspec_attest.log.merkle import FrontierAndBatch, MerkleAccumulator, consistency_proof, leaf_hash, root_of
 from mlspec_attest.log.proofs import prove, verify_proof
@@ -437,3 +438,255 @@ def test_bad_log_options_are_one_line_exit_2(sealed: Project, tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)  # no mlspec.yaml anywhere up from here
     out = CliRunner().invoke(main, ["log", "verify", "--log", str(logs(sealed)), "--bundle", str(sealed.bundle)])
     assert out.exit_code == 2 and "no --policy given" in out.output and "Traceback" not in out.output
+
+
+# -- 4. the review of the log (findings R2-R7 and display spoofing; docs/security.md "inference log") --------------
+
+OTHER_PIPELINE = "f" * 64
+
+
+def junk_lines(p: Project) -> dict[str, bytes]:
+    """Lines a log holder without a key can append to the unsealed tail, each not what the writer writes."""
+    pipe = serve_digest(p.bundle)
+    good = json.loads(encode_record(record(900), pipe))
+    no_pipeline = {k: v for k, v in good.items() if k != "pipeline"}
+    return {
+        "not JSON": b"this is not json at all",
+        "duplicate keys": b'{"requestId":"a","requestId":"b"}',
+        "another pipeline": canonicalize(dict(good, requestId="req-other", pipeline=OTHER_PIPELINE)),
+        "not canonical": json.dumps(good, indent=1).replace("\n", "").encode(),
+        "no pipeline field": canonicalize(no_pipeline),
+        "missing nullable field": canonicalize({k: v for k, v in good.items() if k != "ident"}),
+        "schema: bad status": canonicalize(dict(good, status="200")),
+        "an array": b"[1,2,3]",
+        "nested 100k deep": b'{"requestId":"deep","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    }
+
+
+@pytest.mark.parametrize("kind", ["not JSON", "duplicate keys", "another pipeline", "not canonical", "no pipeline field",
+                                  "missing nullable field", "schema: bad status", "an array", "nested 100k deep"])
+def test_junk_in_the_unsealed_tail_is_never_signed(sealed: Project, kind: str) -> None:
+    """R5 (log holder, no key): junk appended after the last seal was signed by the operator's routine
+    `log seal`. Now the writer validates every unsealed line it did not write before anything signs it."""
+    d = logs(sealed)
+    line = junk_lines(sealed)[kind]
+    with open(d / "records.jsonl", "ab") as fh:
+        fh.write(line + b"\n")
+    attestations = sorted((sealed.bundle / "attestations").iterdir())
+    seals_before = (d / "seals.jsonl").read_bytes()
+    out = CliRunner().invoke(main, ["log", "seal", "--log", str(d), "--bundle", str(sealed.bundle),
+                                    "--key", str(sealed.key("pipeline"))])
+    assert out.exit_code == 2, out.output
+    lines_out = out.stderr.strip().splitlines()
+    assert len(lines_out) == 1 and "records.jsonl:26" in lines_out[0] and "unsealed line" in lines_out[0], out.stderr
+    assert sorted((sealed.bundle / "attestations").iterdir()) == attestations  # nothing signed
+    assert (d / "seals.jsonl").read_bytes() == seals_before
+    with pytest.raises(InputError, match="records.jsonl:26"):
+        InferenceLog(d)  # the library refuses just the same (append, seal, close)
+
+
+def test_invalid_sealed_lines_fail_verify_log_verify_and_replay(sealed: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """R5, the gate's half: had junk been signed anyway (an older writer, a key holder), the per-line
+    checks run on every sealed line by default, not only with --deep."""
+    import mlspec_attest.log.writer as writer
+
+    d = logs(sealed)
+    junk = junk_lines(sealed)
+    with open(d / "records.jsonl", "ab") as fh:
+        for kind in ("not JSON", "duplicate keys", "another pipeline"):
+            fh.write(junk[kind] + b"\n")
+    monkeypatch.setattr(writer, "line_problem", lambda body, pipeline: None)  # the writer of old: no checks
+    attestor = sealed.attestor("pipeline")
+
+    def seal_fn(metadata: dict[str, Any], products: list[Path]) -> str:
+        return attestor.attest("log", metadata=metadata, products=[str(p) for p in products]).payload_sha256
+
+    with InferenceLog(d, seal_fn=seal_fn, seal_on_close=False) as lg:
+        assert lg.seal() is not None
+    monkeypatch.undo()
+    assert len(heads(sealed)) == 4  # the junk is covered by a genuine signature
+    result = verify_log(d, heads=heads(sealed))
+    invalid = [f for f in result.findings if f.code == "LOG_RECORD_INVALID"]
+    assert [f.line for f in invalid] == [26, 27, 28] and all(f.severity == "error" for f in invalid)
+    assert "pipeline" in invalid[2].message and "duplicate key" in invalid[1].message
+    assert {"LOG_RECORD_INVALID", "LOG_VERIFICATION_FAILED"} <= gate_codes(sealed)
+    out = cli("log", "verify", "--log", d, "--bundle", sealed.bundle, "--policy", sealed.policy(), "--strict")
+    assert out.exit_code == 1 and "LOG_RECORD_INVALID" in out.output
+    result = replay(sealed.bundle, sealed.root, sealed.policy(), log_dir=d)
+    assert result.verdict == "fail" and "LOG_RECORD_INVALID" in {f.code for f in result.verify_report.findings}
+
+
+def test_writer_signs_what_records_hold_not_the_leaf_cache(sealed: Project) -> None:
+    """The unsealed tail's leaves come from the records: a forged leaves.bin tail cannot make the
+    operator sign a root over records that are not in records.jsonl."""
+    d = logs(sealed)
+    with InferenceLog(d, seal_on_close=False) as lg:
+        for i in range(25, 30):
+            lg.append(record(i))
+    leaves = bytearray((d / "leaves.bin").read_bytes())
+    leaves[26 * 32 : 27 * 32] = leaf_hash(b"a record of the attacker's choosing")
+    (d / "leaves.bin").write_bytes(bytes(leaves))
+    attestor = sealed.attestor("pipeline")
+
+    def seal_fn(metadata: dict[str, Any], products: list[Path]) -> str:
+        return attestor.attest("log", metadata=metadata, products=[str(p) for p in products]).payload_sha256
+
+    with InferenceLog(d, seal_fn=seal_fn, seal_on_close=False) as lg:
+        lg.seal()
+    result = verify_log(d, heads=heads(sealed))
+    assert result.ok and result.sealed == 30, [(f.code, f.message) for f in result.findings]
+
+
+def fake_sealed_log(p: Project, directory: Path) -> dict[str, Any]:
+    """A runner with the pipeline key seals a made-up log of a pipeline the chain never served."""
+    attestor = p.attestor("pipeline")
+
+    def seal_fn(metadata: dict[str, Any], products: list[Path]) -> str:
+        return attestor.attest("log", metadata=metadata, products=[str(x) for x in products]).payload_sha256
+
+    with InferenceLog(directory, OTHER_PIPELINE, batch_size=10, seal_fn=seal_fn) as lg:
+        lg.append(record(1, requestId="never-served"))
+    return prove(directory, "never-served")
+
+
+def test_proof_for_a_pipeline_the_chain_never_served_is_refused(sealed: Project, tmp_path: Path) -> None:
+    """R6 (key holder): `log verify --bundle --proof` accepted a record of a deployment the chain never
+    made. Signed heads are tied to the chain's authentic serve attestations there too."""
+    fake = sealed.root / "fake"
+    doc = fake_sealed_log(sealed, fake)
+    signed, reading = read_signed_heads(sealed.bundle, Policy.from_file(sealed.policy()))
+    assert {f.code for f in reading.findings} == {"LOG_PIPELINE_NOT_SERVED"}
+    assert [h.served for h in signed] == [True, True, True, False]
+    assert {f.code for f in verify_proof(doc, signed)} == {"LOG_PIPELINE_NOT_SERVED"}
+    path = tmp_path / "proof.json"
+    path.write_text(json.dumps(doc))
+    for log_dir in (tmp_path / "absent", fake):
+        out = cli("log", "verify", "--log", log_dir, "--bundle", sealed.bundle, "--policy", sealed.policy(),
+                  "--proof", path)
+        assert out.exit_code == 1, out.output
+        assert "LOG_PIPELINE_NOT_SERVED" in out.output and OTHER_PIPELINE in out.output
+        assert f"proof {path}: FAILED" in out.output
+    # the honest proof says which record of which pipeline it proved
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps(prove(logs(sealed), "req-0003")))
+    out = cli("log", "verify", "--log", tmp_path / "absent", "--bundle", sealed.bundle, "--policy", sealed.policy(),
+              "--proof", real)
+    assert f"proof {real}: ok (record req-0003, pipeline {serve_digest(sealed.bundle)})" in out.output
+    assert out.exit_code == 1 and "LOG_PIPELINE_NOT_SERVED" in out.output  # the bundle holds the unserved head
+    out = cli("log", "verify", "--log", logs(sealed), "--bundle", sealed.bundle, "--policy", sealed.policy())
+    assert f"of pipeline {serve_digest(sealed.bundle)}" in out.output
+
+
+def test_honest_proof_names_its_pipeline(sealed: Project, tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps(prove(logs(sealed), "req-0003")))
+    out = cli("log", "verify", "--log", tmp_path / "absent", "--bundle", sealed.bundle, "--policy", sealed.policy(),
+              "--proof", real)
+    assert out.exit_code == 0, out.output
+    assert f"proof {real}: ok (record req-0003, pipeline {serve_digest(sealed.bundle)})" in out.output
+
+
+@pytest.mark.parametrize("variant", ["seals-deleted", "seals-unsigned", "header-rewritten"])
+def test_log_attestations_and_seals_removed_records_rewritten(sealed: Project, variant: str) -> None:
+    """R7 (bundle and log holder): delete the trailing log attestations and seals.jsonl (or strip the
+    seals' attestation references, or also rewrite the header's pipeline), rewrite every record: no
+    signed head is left to contradict the records. With the log required that is refused."""
+    for f in sorted((sealed.bundle / "attestations").glob("*-log.dsse.json")):
+        f.unlink()
+    ls = [line.replace(b'"approved":false', b'"approved":true') for line in lines(sealed)]
+    rebuild(sealed, ls, attestation=None, drop_seals=variant == "seals-deleted")
+    if variant == "header-rewritten":
+        header = json.loads((logs(sealed) / "log.json").read_text())
+        (logs(sealed) / "log.json").write_bytes(canonicalize(dict(header, pipeline=OTHER_PIPELINE)) + b"\n")
+    report = verify_bundle(sealed.bundle, sealed.policy(), log_dir=logs(sealed))
+    found = [f for f in report.findings if f.code == "LOG_UNSEALED_RECORDS"]
+    assert not report.passed and found and found[0].severity == "error", report.findings
+    assert "25 record(s)" in found[0].message
+    relaxed = sealed.root / "policies" / "relaxed.yaml"
+    relaxed.write_text(sealed.policy().read_text().replace("\nlog:\n  required: true", "\nlog:\n  required: false"))
+    report = verify_bundle(sealed.bundle, relaxed, log_dir=logs(sealed))
+    assert [f.severity for f in report.findings if f.code == "LOG_UNSEALED_RECORDS"] == ["warning"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("attestation", 5), ("attestation", [1]), ("attestation", {"a": 1}), ("attestation", "A" * 64),
+    ("time", 5), ("time", "yesterday"), ("consistency_proof", 5), ("consistency_proof", "ab"),
+    ("tree_size", "25"), ("tree_size", True), ("root_hash", None), ("previous_root_hash", 7), ("extra", 1),
+    ("whole line", [1, 2]), ("whole line", "seal"),
+])
+def test_seal_fields_of_the_wrong_type_are_a_finding_not_a_traceback(sealed: Project, field: str, value: Any) -> None:
+    """R2a (log holder): seals.jsonl "attestation": 5 crashed the gate with a TypeError."""
+    path = logs(sealed) / "seals.jsonl"
+    seals = [json.loads(line) for line in path.read_text().splitlines()]
+    seals[1] = value if field == "whole line" else dict(seals[1], **{field: value})
+    path.write_text("".join(json.dumps(s) + "\n" for s in seals))
+    result = verify_log(logs(sealed), heads=heads(sealed))
+    assert "LOG_SEALS_INVALID" in {f.code for f in result.findings} and not result.ok
+    assert "seals.jsonl:2" in next(f.message for f in result.findings if f.code == "LOG_SEALS_INVALID")
+    assert "LOG_SEALS_INVALID" in gate_codes(sealed)
+    for args in (("log", "prove", "req-0003"), ("log", "seal", "--unsigned")):
+        out = CliRunner().invoke(main, [*args, "--log", str(logs(sealed))])
+        assert out.exit_code == 2 and out.stderr.count("\n") == 1 and "seals.jsonl:2" in out.stderr, out.output
+
+
+def test_deeply_nested_sealed_record_is_a_finding_everywhere(sealed: Project) -> None:
+    """R2b: a sealed record replaced by JSON nested 100k deep was a RecursionError in verify,
+    log verify, replay and log prove. Every log line goes through the depth-bounded parser."""
+    ls = lines(sealed)
+    ls[4] = junk_lines(sealed)["nested 100k deep"].replace(b'"deep"', b'"req-0004"') + b"\n"
+    (logs(sealed) / "records.jsonl").write_bytes(b"".join(ls))
+    invalid = next(f for f in verify_log(logs(sealed), heads=heads(sealed)).findings if f.code == "LOG_RECORD_INVALID")
+    assert invalid.line == 5 and "nested too deeply" in invalid.message
+    assert "LOG_RECORD_INVALID" in gate_codes(sealed)
+    log_args = ("--log", str(logs(sealed)))
+    for args in (("verify", str(sealed.bundle), "--policy", str(sealed.policy()), *log_args),
+                 ("log", "verify", *log_args, "--bundle", str(sealed.bundle), "--policy", str(sealed.policy())),
+                 ("replay", str(sealed.bundle), "--policy", str(sealed.policy()), *log_args)):
+        out = cli(*args)
+        assert out.exit_code == 1 and "LOG_RECORD_INVALID" in out.output, (args, out.output)
+    out = CliRunner().invoke(main, ["log", "prove", "req-0004", *log_args])
+    assert out.exit_code == 2 and "no record with requestId" in out.stderr
+    out = CliRunner().invoke(main, ["log", "prove", "--index", "4", *log_args])
+    assert out.exit_code == 2 and "does not prove" in out.stderr and out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["records.jsonl", "leaves.bin", "seals.jsonl"])
+def test_log_file_replaced_by_a_directory(sealed: Project, name: str) -> None:
+    """R2c: records.jsonl, leaves.bin or seals.jsonl as a directory was an IsADirectoryError traceback."""
+    path = logs(sealed) / name
+    path.unlink()
+    path.mkdir()
+    log_args = ("--log", str(logs(sealed)))
+    for args in (("verify", str(sealed.bundle), "--policy", str(sealed.policy()), *log_args),
+                 ("log", "verify", *log_args, "--bundle", str(sealed.bundle), "--policy", str(sealed.policy())),
+                 ("replay", str(sealed.bundle), "--policy", str(sealed.policy()), *log_args),
+                 ("log", "prove", "req-0003", *log_args), ("log", "seal", "--unsigned", *log_args),
+                 ("log", "render", *log_args)):
+        out = CliRunner().invoke(main, list(args))  # an uncaught exception would show as exit 1 + exc_info
+        assert out.exception is None or isinstance(out.exception, SystemExit), (args, out.exc_info)
+        # render reads only the header and the records: a broken cache or seals file is not its business
+        assert out.exit_code in ((0, 1, 2) if args[1] == "render" and name != "records.jsonl" else (1, 2)), \
+            (args, out.output)
+        if out.exit_code == 0:
+            continue
+        if out.exit_code == 2:
+            assert out.stderr.count("\n") == 1 and name in out.stderr, (args, out.stderr)
+        else:
+            assert name in out.output or "LOG_" in out.output, (args, out.output)
+    assert path.is_dir() and not any(path.iterdir())  # nothing written into it
+
+
+def test_control_characters_in_a_record_never_reach_the_terminal(sealed: Project) -> None:
+    """Low (log holder): a requestId holding \\r and ANSI escapes reached `log verify`'s text output,
+    where it could overwrite the line with a fake VERIFIED. Every shown value is escaped."""
+    ls = lines(sealed)
+    spoof = "req-0007\r\x1b[2K\x1b[32mVERIFIED: all good\x1b[0m\u202e"
+    ls[7] = canonicalize(dict(json.loads(ls[7]), requestId=spoof)) + b"\n"
+    (logs(sealed) / "records.jsonl").write_bytes(b"".join(ls))
+    for args in (("log", "verify", "--log", logs(sealed), "--bundle", sealed.bundle, "--policy", sealed.policy()),
+                 ("verify", sealed.bundle, "--policy", sealed.policy(), "--log", logs(sealed))):
+        out = cli(*args)
+        assert out.exit_code == 1
+        assert "\x1b" not in out.output and "\r" not in out.output and "\u202e" not in out.output, out.output
+    assert "request_id=req-0007\\x0d\\x1b[2K" in cli("log", "verify", "--log", logs(sealed), "--bundle", sealed.bundle,
+                                                     "--policy", sealed.policy()).output
