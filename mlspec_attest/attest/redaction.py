@@ -332,7 +332,8 @@ def _is_reference(secret: str, line: str) -> bool:
     from detect_secrets.filters.heuristic import is_indirect_reference, is_sequential_string
 
     candidate = secret.strip().strip("'\"")
-    if candidate.lower().rstrip(".,;") in _NO_SECRET_WORDS or set(candidate) <= {"*", "x", "X", "-", "."}:
+    words = candidate.split(None, 1) or [""]
+    if words[0].lower().rstrip(".,;") in _NO_SECRET_WORDS or set(candidate) <= {"*", "x", "X", "-", "."}:
         return True
     if _VARIABLE_SHAPE.fullmatch(candidate) or _PLACEHOLDER_RE.fullmatch(candidate):
         return True
@@ -344,6 +345,7 @@ def _is_reference(secret: str, line: str) -> bool:
 
 
 _HEX_ONLY = re.compile(r"[0-9a-fA-F]+")
+_AWS_SECRET_SHAPE = re.compile(r"[A-Za-z0-9+][A-Za-z0-9/+]{38}[A-Za-z0-9+]")
 _WORDS = re.compile(r"[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)*")  # a lower-case name like mlspec-inference-log
 
 
@@ -360,6 +362,9 @@ def _random_looking(token: str, entropy: Any) -> bool:
         return False
     if _HEX_ONLY.fullmatch(token):
         return False  # a digest or an id: hex tokens are judged by the hex rules, never as base64
+    if _AWS_SECRET_SHAPE.fullmatch(token) and not all(_WORDS.fullmatch(seg) for seg in token.split("/") if seg) \
+            and re.search(r"[A-Z]", token) and re.search(r"[a-z]", token) and re.search(r"[0-9]", token):
+        return True  # an AWS secret access key: 40 characters, "/" allowed, segments may all be short
     if "/" in token and not any(len(seg) >= 16 and not _HEX_ONLY.fullmatch(seg) and not _WORDS.fullmatch(seg)
                                 and entropy.calculate_shannon_entropy(seg) > 3.5 for seg in token.split("/")):
         return False
@@ -681,6 +686,7 @@ def _without_public_pem(text: str) -> str:
     """
     if "-----BEGIN " not in text:
         return text
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
     from cryptography.x509 import load_pem_x509_certificate, load_pem_x509_crl
 
@@ -690,9 +696,7 @@ def _without_public_pem(text: str) -> str:
             match.group(1), load_pem_public_key)
         try:
             loader(block)
-        except (ValueError, TypeError):
-            return match.group(0)
-        except Exception:  # noqa: BLE001 - UnsupportedAlgorithm and friends: not provably public
+        except (ValueError, TypeError, UnsupportedAlgorithm):  # not provably public: scan it
             return match.group(0)
         return " "
 
