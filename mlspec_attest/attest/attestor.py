@@ -284,7 +284,11 @@ def _evidence_kind(content: bytes, source: str) -> str:
         if isinstance(data, dict) and "mediaType" in data:
             from mlspec_attest.evidence.sigstore import parse_bundle
 
-            parse_bundle(content, source)
+            try:
+                parse_bundle(content, source)
+            except InputError:  # its schema errors quote input values: say less
+                raise InputError(f"{source}: not a Sigstore bundle (it has a mediaType but does not parse as one; "
+                                 "'mlspec evidence verify' says why); nothing was written") from None
             return "sigstore"
         try:
             Envelope.from_dict(data)

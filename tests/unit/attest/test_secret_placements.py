@@ -368,3 +368,109 @@ def test_base64_of_a_url_is_not_a_docker_auth() -> None:
 
     value = base64.b64encode(b"https://example.com/data.csv").decode()
     assert redact({"source_b64": value}) == ({"source_b64": value}, [])
+
+
+HF = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567"
+
+
+@pytest.mark.parametrize("files,sets", [
+    ({}, ("framework=sk", "hyperparameters.db_password:Hunt3rSecr3t")),  # ':' typed for '='
+    ({}, (f"HF_TOKEN {HF}",)),
+    ({}, ("framework=sk", "db.password= \"Hunt'3rSecr3t")),  # repr escapes the quote
+    ({}, ("framework=sk", f"framework.{HF}=1")),  # a secret as a key in the path
+    ({"dup.yaml": f"framework: sk\n{HF}: a\n{HF}: b\n"}, ()),
+    ({"dup.json": f'{{"framework":"sk","{HF}":1,"{HF}":2}}'}, ()),
+    ({"a1.yaml": f"framework: sk\n{HF}: a\n", "a2.yaml": f"framework: sk\n{HF}: b\n"}, ()),
+    ({"big.yaml": f"framework: sk\n{HF}: {{x: 99999999999999999999}}\n"}, ()),
+    ({"big.json": '{"framework":"sk","card":{"pin":98765432109876543210}}'}, ()),
+    ({"dupsecret.yaml": "framework: sk\ndb:\n  password: Hunt3rSecr3t\n  password: Hunt3rSecr3t\n"}, ()),
+], ids=["set-colon-typo", "set-space-typo", "set-quote-in-value", "set-secret-in-path", "duplicate-key-yaml",
+        "duplicate-key-json", "conflict-across-files", "out-of-range-under-secret-key", "twenty-digit-pin-json",
+        "duplicate-secret-key-yaml"])
+def test_metadata_errors_never_spell_the_secret(tmp_path: Path, signing_key: Path, files: dict[str, str],
+                                                sets: tuple[str, ...]) -> None:
+    """Attacker's gain: stderr is kept by CI; an error quoting the bad input publishes the credential."""
+    args = ["attest", "stage", "train", "--bundle", str(tmp_path / "bundle"), "--key", str(signing_key)]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        args += ["--metadata", str(tmp_path / name)]
+    for assignment in sets:
+        args += ["--set", assignment]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for secret in (HF, "Hunt3rSecr3t", "Hunt'3rSecr3t", "Hunt\\'3rSecr3t", "9876543210", "99999999999999999999"):
+        assert secret not in result.output + result.stderr
+    assert "[REDACTED]" in lines[0] or "duplicate" in lines[0]
+    assert not (tmp_path / "bundle" / "attestations").exists() or not any((tmp_path / "bundle" / "attestations").iterdir())
+
+
+def test_sanitiser_keeps_an_ordinary_message() -> None:
+    from mlspec_attest.attest.redaction import sanitise_message
+
+    message = "m.yaml:3:1: invalid YAML: found duplicate key 'learning_rate'; fix the file and retry"
+    assert sanitise_message(message) == message
+
+
+@pytest.mark.parametrize("content", [b"DB_PASSWORD=Hunt3rSecr3t\n", b'{"password": "Hunt3rSecr3t"}',
+                                     b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", '
+                                     b'"password": "Hunt3rSecr3t"}',
+                                     b'{"payloadType": "x", "payload": "SHVudDNyU2VjcjN0", "signatures": "no"}'],
+                         ids=["dotenv", "json-object", "fake-sigstore-bundle", "malformed-dsse"])
+def test_evidence_must_be_a_dsse_envelope_or_a_sigstore_bundle(tmp_path: Path, signing_key: Path,
+                                                              content: bytes) -> None:
+    """H12: '--evidence .env' copied the file (and its password) into bundle/evidence verbatim."""
+    evidence = tmp_path / ".env"
+    evidence.write_bytes(content)
+    result = CliRunner().invoke(main, ["attest", "stage", "train", "--bundle", str(tmp_path / "bundle"), "--key",
+                                       str(signing_key), "--set", "framework=sk", "--evidence", str(evidence)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output + result.stderr
+    assert "Hunt3rSecr3t" not in result.output + result.stderr
+    assert not any(b"Hunt3rSecr3t" in f.read_bytes() for f in tmp_path.joinpath("bundle").rglob("*") if f.is_file())
+    assert not (tmp_path / "bundle" / "evidence").exists()
+
+
+def test_dsse_envelope_evidence_is_still_attached(tmp_path: Path, signing_key: Path) -> None:
+    first = CliRunner().invoke(main, ["attest", "stage", "train", "--bundle", str(tmp_path / "other"), "--key",
+                                      str(signing_key), "--set", "framework=sk"])
+    assert first.exit_code == 0, first.stderr
+    envelope = _only_file(tmp_path / "other")
+    result = CliRunner().invoke(main, ["attest", "stage", "train", "--bundle", str(tmp_path / "bundle"), "--key",
+                                       str(signing_key), "--set", "framework=sk", "--evidence", str(envelope)])
+    assert result.exit_code == 0, result.stderr
+    assert [f.read_bytes() for f in (tmp_path / "bundle" / "evidence").iterdir()] == [envelope.read_bytes()]
+
+
+# Each regex's worst case: runs of the characters it repeats, with the delimiter it anchors on.
+PATHOLOGICAL = {"url-scheme": "a-" * 200_000, "url-dots": "a." * 200_000, "scheme-separators": "://" * 150_000,
+                "assignments": "a=" * 200_000, "userinfo": "a:b@" * 100_000, "oracle": "sqlplus " + "a/b@c " * 60_000,
+                "xml": "<a>" * 150_000, "netrc": "login " * 60_000, "query": "&a=" * 150_000,
+                "camel-case-key": "A" * 400_000, "bearer-spaces": "bearer" + " " * 400_000,
+                "urls": "http://a" * 50_000, "pem": "-----BEGIN A " * 40_000, "dollars": "$a" * 200_000}
+
+
+@pytest.mark.parametrize("value", list(PATHOLOGICAL.values()), ids=list(PATHOLOGICAL))
+def test_no_regex_backtracks_quadratically(value: str) -> None:
+    """H11: a 400 KB 'a-a-a-' string kept the URL regex busy for minutes. A hang guard, not a timing
+    assertion: linear work takes a few seconds; the old quadratic regex took ~30 minutes here."""
+    import time
+
+    from mlspec_attest.attest.redaction import scan
+
+    started = time.monotonic()
+    scan({"v": value, value[:4096]: 1})
+    assert time.monotonic() - started < 60
+
+
+def test_multi_megabyte_value_is_scanned_in_bounded_time() -> None:
+    import time
+
+    from mlspec_attest.attest.redaction import redact
+
+    value = ("a-" * 600_000) + f" token={HF} " + ("a." * 600_000)
+    started = time.monotonic()
+    clean, pointers = redact({"notes": value})
+    assert pointers == ["/notes"] and clean == {"notes": "[REDACTED]"}
+    assert time.monotonic() - started < 180
