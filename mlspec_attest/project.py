@@ -107,7 +107,8 @@ def _ends_with_key_rule(text: str) -> bool:
     return bool(patterns) and patterns[-1] == KEY_IGNORE_PATTERN
 
 
-def ensure_keys_ignored(gitignore: Path, names: Iterable[str] = (), *, own_rule: bool = False) -> str | None:
+def ensure_keys_ignored(gitignore: Path, names: Iterable[str] = (), *, own_rule: bool = False,
+                        verify: bool = True) -> str | None:
     """Make git ignore the private keys ``names`` (``*.key``) next to ``gitignore``; idempotent.
 
     A ``*.key`` line already in the file proves nothing: a later ``!ci.key``, an
@@ -115,7 +116,9 @@ def ensure_keys_ignored(gitignore: Path, names: Iterable[str] = (), *, own_rule:
     stage the key. So: ask git (``check-ignore``) when it can answer, else look at the
     file's *last* pattern; when in doubt append the block (the last match wins), then
     ask git again. ``own_rule``: the file itself must end with the rule (keys/.gitignore
-    travels with the keys; a user's global excludes do not). Returns what was done, or None.
+    travels with the keys; a user's global excludes do not). ``verify``: refuse when git still
+    would not ignore them afterwards (off for a parent file a deeper one overrides). Returns
+    what was done, or None.
     """
     names = tuple(names) or _PROBE_NAMES
     if gitignore.exists() and not gitignore.is_file():
@@ -128,6 +131,8 @@ def ensure_keys_ignored(gitignore: Path, names: Iterable[str] = (), *, own_rule:
         file_rule = text is not None and _ends_with_key_rule(text)
         if (verdict and (file_rule or not own_rule)) or (verdict is None and file_rule):
             return None
+        if file_rule and not verify:
+            return None  # already the last rule here: a deeper .gitignore decides, and is fixed next
         directory.mkdir(parents=True, exist_ok=True)
         if text is None:
             gitignore.write_text(_GITIGNORE_BLOCK, encoding="utf-8")
@@ -140,7 +145,7 @@ def ensure_keys_ignored(gitignore: Path, names: Iterable[str] = (), *, own_rule:
     except OSError as exc:
         raise InputError(f"{gitignore}: cannot write it ({exc.strerror or exc}); mlspec must make git ignore the "
                          "private keys before writing them; fix the file's permissions and retry") from None
-    if _git_ignores(directory, names) is False:
+    if verify and _git_ignores(directory, names) is False:
         raise InputError(f"{gitignore}: git still would not ignore {', '.join(names)} after appending "
                          f"'{KEY_IGNORE_PATTERN}' (see 'git check-ignore -v --no-index'); nothing else was written")
     return done
@@ -154,7 +159,7 @@ def ignore_keys(directory: Path, names: Iterable[str] = ()) -> list[str]:
     any pattern above it and ``git add -A`` never stages a private key.
     """
     names = tuple(names)
-    done = (ensure_keys_ignored(directory / ".gitignore", [f"keys/{n}" for n in names]),
+    done = (ensure_keys_ignored(directory / ".gitignore", [f"keys/{n}" for n in names], verify=False),
             ensure_keys_ignored(directory / "keys" / ".gitignore", names, own_rule=True))
     return [line for line in done if line]
 
