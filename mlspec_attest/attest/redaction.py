@@ -559,8 +559,8 @@ def _argv_secrets(tokens: list[str]) -> set[int]:
             found.add(index)  # mysql -pPASSWORD
             continue
         if not token.startswith("--") and token[1:] in short:
-            following = tokens[index + 1] if index + 1 < len(tokens) else ""
-            if following and not following.startswith("-") and not _is_reference(following, token):
+            flag_value = tokens[index + 1] if index + 1 < len(tokens) else ""
+            if flag_value and not flag_value.startswith("-") and not _is_reference(flag_value, token):
                 found.add(index + 1)
             continue
         name, eq, value = token.lstrip("-").partition("=")
