@@ -747,7 +747,7 @@ def _names_a_secret(mapping: dict[str, Any]) -> bool:
 
 # A key under a secret-named mapping that is a plain field name (username, ci-bot); any other key
 # there - hex, digits, punctuation - may be the secret itself (api_tokens: {<token>: owner}).
-_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z_ -]{0,40}")
+_FIELD_NAME = re.compile(r"(?=.{1,40}$)(?:[a-z]+(?:[_ -][a-z]+)*|[A-Z]?[a-z]{2,}(?:[A-Z][a-z]{2,})*|[A-Z]+(?:_[A-Z]+)*)")
 # Keys whose value is a digest: base64 or hex of a hash's length there is the hash (weights_sha256_b64).
 _DIGEST_WORDS = frozenset({"sha", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3", "blake2b", "blake3",
                            "md5", "digest", "digests", "hash", "checksum", "integrity", "etag", "fingerprint"})
@@ -770,10 +770,22 @@ def _is_digest_value(name: str, value: str) -> bool:
     return len(raw) in _DIGEST_LENGTHS
 
 
-def _measure_holds_secret(value: Any, field: str) -> bool:
-    """Under a measurement key (``password_changes_30d``) only numbers, booleans and descriptions belong."""
+# Under a measurement key an integer is a statistic only under one of these names (or in a list).
+_STATISTIC_FIELD = re.compile(r"(?i)mean|std|stddev|var|variance|min|max|median|mode|count|counts|sum|total|rate|"
+                              r"ratio|missing|nulls?|null_count|unique|distinct|nunique|iqr|skew|kurtosis|pct|"
+                              r"percent|share|freq|frequency|histogram|bins?|value|avg|n|zeros|[pq][0-9]{1,2}")
+
+
+def _measure_holds_secret(value: Any, field: str, direct: bool = False) -> bool:
+    """Under a measurement key (``password_changes_30d``) only statistics, booleans and descriptions belong.
+
+    Text is redacted, and so is an integer under a field that is no statistic
+    (``otp_requests: {code: 123456}``): a PIN or an OTP is an integer too.
+    """
     if isinstance(value, str):
         return value.strip() != "" and field.lower() not in _MEASURE_DESCRIPTIONS
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not direct and field != "" and not _STATISTIC_FIELD.fullmatch(field)
     return False
 
 
@@ -795,7 +807,7 @@ def _walk(value: Any, path: tuple[str, ...], under_secret: bool, depth: int = 0,
             if not secret_child and isinstance(child, str) and _is_digest_value(name, child):
                 continue
             child_measure = measure or (not secret_child and is_measure_key(name))
-            if child_measure and not secret_child and _measure_holds_secret(child, name):
+            if child_measure and not secret_child and _measure_holds_secret(child, name, direct=not measure):
                 yield Detection(path + (name,), False, "text under a secret-named measurement")
                 continue
             yield from _walk(child, path + (name,), secret_child, depth, child_measure)

@@ -150,6 +150,7 @@ def test_review_false_positives_are_kept() -> None:
         "notes": "rotation done; secret: none was stored in the image",
         "docker": "docker run -p 8080:80 -t image:1.0",
         "columns": [["password_changes_30d", "float"]],
+        "commit": "9f86d081884c7d659a2feaa0c55ad015a2feaa0c", "artifacts": [{"id": "ab" * 32, "sha256": "cd" * 32}],
     }
     assert redact(metadata) == (metadata, [])
 
@@ -160,6 +161,8 @@ def test_review_false_positives_are_kept() -> None:
     ({"weights_sha256_b64": "X5rA0yH5ytMGblUs+blZ90FFcaxo3CTk32gDJy+vFLExtjA3S66Xsw=="}, "/weights_sha256_b64"),
     ({"weights_sha256": "LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564= password=Hunter2x"}, "/weights_sha256"),
     ({"artifact": "https://x.example.com/get?key=AbC123xYz987QwErTy65"}, "/artifact"),
+    ({"otp_requests": {"code": 123456, "mean": 1.5}}, "/otp_requests/code"),  # an OTP is an integer too
+    ({"api_tokens": {"AbCdEfGhIjKlMnOpQrSt": "ci"}}, "/api_tokens/[REDACTED-KEY-1]"),  # letters-only token key
 ])
 def test_false_positive_exemptions_cannot_carry_a_secret(metadata: dict[str, Any], pointer: str) -> None:
     """Attacker: the author who learns the exemptions and hides a credential in their shape."""
