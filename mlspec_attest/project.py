@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
@@ -105,48 +108,149 @@ def packaged_policy(name: str) -> bytes:
 
 KEY_IGNORE_PATTERN = "*.key"
 _GITIGNORE_BLOCK = "# mlspec: private keys never leave this machine\n*.key\n"
+_PROBE_NAMES = ("mlspec-probe.key",)
 
 
-def ensure_keys_ignored(gitignore: Path, root: Path | None = None) -> str | None:
-    """Make ``gitignore`` list ``*.key``: create it, or append to it (keeping every line); idempotent.
+def _git_ignores(directory: Path, names: Iterable[str]) -> bool | None:
+    """Whether git ignores every ``directory/name``; None when git or a work tree is not there to ask.
 
-    Every read and write goes through _internal/files.py: below ``root`` (default: the
-    file's own directory) a planted symlink, FIFO or hard link is refused, never followed.
-    Returns what was done, or None when the pattern was already there.
+    ``git check-ignore`` is the authority: it applies negations (``!ci.key``), every
+    .gitignore up the tree, .git/info/exclude and core.excludesFile exactly as
+    ``git add`` will. ``--no-index`` so a tracked file does not hide the rule.
+    """
+    git = shutil.which("git")
+    if git is None:
+        return None
+    base = directory.resolve()
+    paths = [str(base / name) for name in names]
+    try:
+        done = subprocess.run([git, "-C", str(base), "check-ignore", "--no-index", "--stdin", "-z"],
+                              input="\0".join(paths) + "\0", capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode not in (0, 1):  # 128: not a work tree (yet)
+        return None
+    ignored = {path for path in done.stdout.split("\0") if path}
+    return all(path in ignored for path in paths)
+
+
+def _ends_with_key_rule(text: str) -> bool:
+    """Whether the last pattern of a .gitignore is exactly ``*.key`` (nothing after it can negate it)."""
+    patterns = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return bool(patterns) and patterns[-1] == KEY_IGNORE_PATTERN
+
+
+def ensure_keys_ignored(gitignore: Path, names: Iterable[str] = (), *, root: Path | None = None,
+                        own_rule: bool = False, verify: bool = True) -> str | None:
+    """Make git ignore the private keys ``names`` (``*.key``) next to ``gitignore``; idempotent.
+
+    A ``*.key`` line already in the file proves nothing: a later ``!ci.key``, an
+    indented ``  *.key`` or ``*.key<TAB>`` (other patterns for git) let ``git add -A``
+    stage the key. So: ask git (``check-ignore``) when it can answer, else look at the
+    file's *last* pattern; when in doubt append the block (the last match wins), then
+    ask git again. ``own_rule``: the file itself must end with the rule (keys/.gitignore
+    travels with the keys). ``verify``: refuse when git still would not ignore them
+    afterwards (off for a parent file a deeper one overrides). Every read and write goes
+    through _internal/files.py below ``root`` (default: the file's directory): a planted
+    symlink, FIFO or hard link is refused, never followed. Returns what was done, or None.
     """
     from mlspec_attest._internal import files as safe
 
+    names = tuple(names) or _PROBE_NAMES
     base = gitignore.parent if root is None else root
     rel = gitignore.relative_to(base)
-    if len(rel.parts) > 1:
-        safe.make_dirs(base, rel.parent)
-    else:
-        safe.make_dirs(base, "")
-    if not safe.exists(rel, root=base):
-        safe.write_file(base, rel, _GITIGNORE_BLOCK.encode("utf-8"), replace=False, what=".gitignore")
-        return f"wrote {gitignore} (ignores {KEY_IGNORE_PATTERN})"
-    text = safe.read_file(rel, root=base, what=".gitignore").decode("utf-8", errors="replace")
-    if KEY_IGNORE_PATTERN in (line.strip() for line in text.splitlines()):
+    directory = gitignore.parent
+    safe.make_dirs(base, rel.parent if len(rel.parts) > 1 else "")
+    if os.path.lexists(gitignore) and not (gitignore.is_file() and not gitignore.is_symlink()):
+        raise InputError(f"{gitignore}: is not a regular file; mlspec must write '{KEY_IGNORE_PATTERN}' there so git "
+                         "never stages a private key: move it away and retry; nothing was written")
+    text = safe.read_file(rel, root=base, what=".gitignore").decode("utf-8", errors="replace") \
+        if safe.exists(rel, root=base) else None
+    verdict = _git_ignores(directory, names)
+    file_rule = text is not None and _ends_with_key_rule(text)
+    if (verdict and (file_rule or not own_rule)) or (verdict is None and file_rule):
         return None
-    separator = "" if text == "" or text.endswith("\n") else "\n"
-    with safe.open_append(base, rel, what=".gitignore") as handle:
-        handle.write((separator + _GITIGNORE_BLOCK).encode("utf-8"))
-    return f"appended {KEY_IGNORE_PATTERN} to {gitignore}"
+    if file_rule and not verify:
+        return None  # already the last rule here: a deeper .gitignore decides, and is fixed next
+    if text is None:
+        safe.write_file(base, rel, _GITIGNORE_BLOCK.encode("utf-8"), replace=False, what=".gitignore")
+        done = f"wrote {gitignore} (ignores {KEY_IGNORE_PATTERN})"
+    else:
+        separator = "" if text == "" or text.endswith("\n") else "\n"
+        with safe.open_append(base, rel, what=".gitignore") as handle:
+            handle.write((separator + _GITIGNORE_BLOCK).encode("utf-8"))
+        done = f"appended {KEY_IGNORE_PATTERN} to {gitignore}"
+    if verify and _git_ignores(directory, names) is False:
+        raise InputError(f"{gitignore}: git still would not ignore {', '.join(names)} after appending "
+                         f"'{KEY_IGNORE_PATTERN}' (see 'git check-ignore -v --no-index'); nothing else was written")
+    return done
 
 
-def ignore_keys(directory: Path) -> list[str]:
-    """Make git ignore ``*.key`` in ``directory`` and in ``directory/keys``; idempotent.
+def _ends_with_key_rule(text: str) -> bool:
+    """Whether the last pattern of a .gitignore is exactly ``*.key`` (nothing after it can negate it)."""
+    patterns = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return bool(patterns) and patterns[-1] == KEY_IGNORE_PATTERN
+
+
+def ensure_keys_ignored(gitignore: Path, names: Iterable[str] = (), *, own_rule: bool = False,
+                        verify: bool = True) -> str | None:
+    """Make git ignore the private keys ``names`` (``*.key``) next to ``gitignore``; idempotent.
+
+    A ``*.key`` line already in the file proves nothing: a later ``!ci.key``, an
+    indented ``  *.key`` or ``*.key<TAB>`` (other patterns for git) let ``git add -A``
+    stage the key. So: ask git (``check-ignore``) when it can answer, else look at the
+    file's *last* pattern; when in doubt append the block (the last match wins), then
+    ask git again. ``own_rule``: the file itself must end with the rule (keys/.gitignore
+    travels with the keys; a user's global excludes do not). ``verify``: refuse when git still
+    would not ignore them afterwards (off for a parent file a deeper one overrides). Returns
+    what was done, or None.
+    """
+    names = tuple(names) or _PROBE_NAMES
+    if gitignore.exists() and not gitignore.is_file():
+        raise InputError(f"{gitignore}: is not a regular file; mlspec must write '{KEY_IGNORE_PATTERN}' there so git "
+                         "never stages a private key: move it away and retry; nothing was written")
+    directory = gitignore.parent
+    try:
+        text = gitignore.read_text(encoding="utf-8", errors="replace") if gitignore.exists() else None
+        verdict = _git_ignores(directory, names) if directory.is_dir() else None
+        file_rule = text is not None and _ends_with_key_rule(text)
+        if (verdict and (file_rule or not own_rule)) or (verdict is None and file_rule):
+            return None
+        if file_rule and not verify:
+            return None  # already the last rule here: a deeper .gitignore decides, and is fixed next
+        directory.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            gitignore.write_text(_GITIGNORE_BLOCK, encoding="utf-8")
+            done = f"wrote {gitignore} (ignores {KEY_IGNORE_PATTERN})"
+        else:
+            separator = "" if text == "" or text.endswith("\n") else "\n"
+            with gitignore.open("a", encoding="utf-8") as handle:
+                handle.write(separator + _GITIGNORE_BLOCK)
+            done = f"appended {KEY_IGNORE_PATTERN} to {gitignore}"
+    except OSError as exc:
+        raise InputError(f"{gitignore}: cannot write it ({exc.strerror or exc}); mlspec must make git ignore the "
+                         "private keys before writing them; fix the file's permissions and retry") from None
+    if verify and _git_ignores(directory, names) is False:
+        raise InputError(f"{gitignore}: git still would not ignore {', '.join(names)} after appending "
+                         f"'{KEY_IGNORE_PATTERN}' (see 'git check-ignore -v --no-index'); nothing else was written")
+    return done
+
+
+def ignore_keys(directory: Path, names: Iterable[str] = ()) -> list[str]:
+    """Make git ignore the private keys ``names`` in ``directory/keys``; idempotent.
 
     Why two files: the project's ``.gitignore`` may already exist (a user's own,
     possibly with ``!`` negations); ``keys/.gitignore`` is deeper, so it wins over
     any pattern above it and ``git add -A`` never stages a private key.
     """
+    names = tuple(names)
     top = directory / ".gitignore"
     if os.path.islink(top):  # planted or the user's own: never written through; keys/.gitignore still covers
         first: str | None = f"left {top} alone: it is a symlink ({directory / 'keys' / '.gitignore'} ignores the keys)"
     else:
-        first = ensure_keys_ignored(top, directory)
-    done = (first, ensure_keys_ignored(directory / "keys" / ".gitignore", directory))
+        first = ensure_keys_ignored(top, [f"keys/{n}" for n in names], root=directory, verify=False)
+    done = (first, ensure_keys_ignored(directory / "keys" / ".gitignore", names, root=directory, own_rule=True))
     return [line for line in done if line]
 
 
@@ -191,7 +295,7 @@ def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None
     for folder in ("keys", "policies", "bundle/attestations"):
         safe.make_dirs(directory, folder)  # a planted symlink at any of them is refused, never followed
     # Ignore the keys before they exist: a crash in between must not leave them stageable.
-    lines = ignore_keys(directory)
+    lines = ignore_keys(directory, ("owner.key", "pipeline.key"))
     if not encrypt:
         lines.append("warning: --no-passphrase: the private keys are written UNENCRYPTED")
     for name in ("owner", "pipeline"):

@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -205,13 +206,14 @@ class Attestor:
 
         parts: list[tuple[str, dict[str, Any]]] = []
         metadata_refs: list[ArtifactRef] = []
-        for file in metadata_files:
-            parts.append((os.fspath(file), load_mapping(file, "metadata file")))
-            metadata_refs.append(ArtifactRef(Path(file).absolute()))  # read from the working directory
-        parts.extend(metadata_parts)
-        if metadata:
-            parts.append(("metadata", metadata))
-        merged = merge_metadata(parts) if parts else {}
+        with _secret_free_errors():  # a duplicate key, a conflict, a bad number may be the credential
+            for file in metadata_files:
+                parts.append((os.fspath(file), load_mapping(file, "metadata file")))
+                metadata_refs.append(ArtifactRef(Path(file).absolute()))  # read from the working directory
+            parts.extend(metadata_parts)
+            if metadata:
+                parts.append(("metadata", metadata))
+            merged = merge_metadata(parts) if parts else {}
         from_files = [(ref, part) for ref, (_, part) in zip(metadata_refs, parts)]
         for assignment in sets:
             _apply_set_quietly(apply_set, merged, assignment)
@@ -277,7 +279,7 @@ class Attestor:
 
             content = read_bounded(file, what="evidence file")
             digest = sha256_hex(content)
-            kind = "sigstore" if b"dev.sigstore.bundle" in content[:4096] or "sigstore" in os.fspath(file) else "dsse"
+            kind = _evidence_kind(content, os.fspath(file))
             evidence_blobs.append(content)
             evidence_rds.append(resource_descriptor(
                 f"evidence/{digest}.{kind}.json", digest,
@@ -331,6 +333,36 @@ class Attestor:
                            payload_sha256=payload_digest(payload), statement=statement, redactions=redactions)
 
 
+def _evidence_kind(content: bytes, source: str) -> str:
+    """``dsse`` or ``sigstore``: evidence is parsed as what it claims to be, or refused.
+
+    Copying any file into the bundle would ship a mistaken ``--evidence .env`` (with its
+    passwords) next to the model; only a DSSE envelope or a Sigstore bundle is evidence.
+    """
+    from mlspec_attest.model.canonical import parse_json
+
+    hint = f"{source}: not evidence: --evidence takes a DSSE envelope or a Sigstore bundle (JSON); nothing was written"
+    with _secret_free_errors():
+        try:
+            data = parse_json(content, source=source)
+        except InputError:
+            raise InputError(hint) from None
+        if isinstance(data, dict) and "mediaType" in data:
+            from mlspec_attest.evidence.sigstore import parse_bundle
+
+            try:
+                parse_bundle(content, source)
+            except InputError:  # its schema errors quote input values: say less
+                raise InputError(f"{source}: not a Sigstore bundle (it has a mediaType but does not parse as one; "
+                                 "'mlspec evidence verify' says why); nothing was written") from None
+            return "sigstore"
+        try:
+            Envelope.from_dict(data)
+        except ValueError as exc:
+            raise InputError(f"{hint} ({exc})") from None
+    return "dsse"
+
+
 def _refuse_duplicate_names(descriptors: list[dict[str, Any]], flag: str) -> None:
     seen: set[str] = set()
     for rd in descriptors:
@@ -339,21 +371,27 @@ def _refuse_duplicate_names(descriptors: list[dict[str, Any]], flag: str) -> Non
         seen.add(rd["name"])
 
 
+@contextlib.contextmanager
+def _secret_free_errors(hints: Iterable[str] = ()) -> Iterator[None]:
+    """Every InputError raised inside leaves with its message sanitised (stderr goes to CI logs)."""
+    from mlspec_attest.attest.redaction import sanitise_message
+
+    try:
+        yield
+    except InputError as exc:
+        raise type(exc)(sanitise_message(str(exc), hints)) from None
+
+
 def _apply_set_quietly(apply_set: Callable[[dict[str, Any], str], Any], merged: dict[str, Any],
                        assignment: str) -> None:
     """``--set`` errors quote the assignment; never let one quote a secret value."""
-    from mlspec_attest.attest.redaction import REDACTED, is_secret_key, secret_pattern
+    from mlspec_attest.attest.redaction import is_secret_key, secret_pattern
 
-    try:
+    key, _, value = assignment.partition("=")
+    secret = bool(value) and (bool(secret_pattern(assignment)) or bool(secret_pattern(value))
+                              or any(is_secret_key(part) for part in key.split(".")))
+    with _secret_free_errors([value] if secret else []):
         apply_set(merged, assignment)
-    except InputError as exc:
-        key, _, value = assignment.partition("=")
-        message = str(exc)
-        if value and (secret_pattern(assignment) or any(is_secret_key(part) for part in key.split("."))):
-            for shown in {value, repr(value)[1:-1], value.strip()}:
-                if shown:
-                    message = message.replace(shown, REDACTED)
-        raise InputError(message) from None
 
 
 def _refuse_deprecated(stage: str, metadata: dict[str, Any], source: str) -> None:

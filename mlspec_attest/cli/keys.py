@@ -44,7 +44,7 @@ def keys_generate(name: str, key_type: str, directory: str, no_passphrase: bool,
             raise InputError(f"no passphrase: set {PASSPHRASE_ENV}, run on a terminal, or pass --no-passphrase")
     from mlspec_attest.project import ensure_keys_ignored
 
-    ignored = ensure_keys_ignored(Path(directory) / ".gitignore")  # before the key exists
+    ignored = ensure_keys_ignored(Path(directory) / ".gitignore", [f"{name}.key"])  # before the key exists
     priv, pub, public = generate(name, directory, key_type, passphrase)
     if ignored:
         click.echo(ignored)

@@ -370,6 +370,11 @@ def _parse_bundle_model(raw: bytes, source: str) -> Any:
     return model
 
 
+def parse_bundle(raw: bytes, source: str) -> Any:
+    """A Sigstore bundle's bytes, schema-parsed (InputError naming ``source`` when they are none)."""
+    return _parse_bundle_model(raw, source)
+
+
 def load_public_key(path: str | os.PathLike[str]) -> Any:
     """Load a PEM (text before the block is fine) or DER SubjectPublicKeyInfo public key."""
     from cryptography.exceptions import UnsupportedAlgorithm

@@ -156,3 +156,63 @@ def test_keys_generate_in_a_repository_ignores_its_keys(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     assert staged_keys(tmp_path) == []
     assert (tmp_path / ".gitignore").read_text("utf-8").startswith("venv/\n")
+
+
+# Each .gitignore fools a "is '*.key' already a line?" check: a later negation wins for git,
+# an indented or tab-suffixed pattern is another pattern. git decides, so git is asked.
+FOOLING_GITIGNORES = {
+    "negation-all": "*.key\n!*.key\n",
+    "negation-one": "*.key\n!ci.key\n!pipeline.key\n!owner.key\n",
+    "indented": "# secrets\n  *.key\n",
+    "tab-suffixed": "*.key\t\n",
+    "negated-directory-glob": "*.key\n!**/*.key\n",
+}
+
+
+@needs_git
+@pytest.mark.parametrize("text", list(FOOLING_GITIGNORES.values()), ids=list(FOOLING_GITIGNORES))
+@pytest.mark.parametrize("where", [".gitignore", "keys/.gitignore"])
+def test_keys_generate_is_not_fooled_by_an_existing_gitignore(tmp_path: Path, text: str, where: str) -> None:
+    """H8/H8b: attacker = a careless (or hostile) .gitignore; 'git add -A' must still not stage the key."""
+    git(tmp_path, "init", "-q", ".")
+    (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / where).write_text(text, encoding="utf-8")
+    directory = str(Path(where).parent)
+    result = mlspec(["keys", "generate", "ci", "--dir", directory, "--no-passphrase"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / directory / "ci.key").is_file()
+    assert staged_keys(tmp_path) == []
+
+
+@needs_git
+@pytest.mark.parametrize("text", list(FOOLING_GITIGNORES.values()), ids=list(FOOLING_GITIGNORES))
+def test_init_is_not_fooled_by_an_existing_gitignore(tmp_path: Path, text: str) -> None:
+    git(tmp_path, "init", "-q", ".")
+    (tmp_path / ".gitignore").write_text(text, encoding="utf-8")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / ".gitignore").write_text(text, encoding="utf-8")
+    result = mlspec(["init", "--no-passphrase", "."], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert staged_keys(tmp_path) == []
+    assert (tmp_path / "keys" / ".gitignore").read_text("utf-8").startswith(text), "the user's lines are kept"
+
+
+def test_without_a_repository_the_block_is_appended_unless_it_is_the_last_rule(tmp_path: Path) -> None:
+    from mlspec_attest.project import ensure_keys_ignored
+
+    gitignore = tmp_path / ".gitignore"
+    gitignore.write_text("*.key\n!ci.key\n", encoding="utf-8")
+    assert ensure_keys_ignored(gitignore, ["ci.key"]) is not None
+    assert gitignore.read_text("utf-8").splitlines()[-1] == "*.key"
+    assert ensure_keys_ignored(gitignore, ["ci.key"]) is None  # idempotent: '*.key' is now the last rule
+
+
+@pytest.mark.parametrize("command", [["init", "."], ["keys", "generate", "ci", "--dir", "."]])
+def test_gitignore_that_is_a_directory_is_one_line_exit_2(tmp_path: Path, command: list[str]) -> None:
+    """H9: DIR/.gitignore a directory was an IsADirectoryError traceback."""
+    (tmp_path / ".gitignore").mkdir()
+    result = mlspec(command, tmp_path, env={"MLSPEC_KEY_PASSPHRASE": "pw"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and ".gitignore" in lines[0] and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore"], "nothing may be written"

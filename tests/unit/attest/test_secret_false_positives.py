@@ -110,3 +110,62 @@ def test_digests_inside_names_are_never_redacted() -> None:
         for value in (f"mlspec-inference-log/{digest[:16]}", f"oci://registry.local/repo@sha256:{digest}",
                       f"models/{digest}/model.pkl", f"runs:/{digest[:32]}/model", digest):
             assert scan({"origin": value}) == [], value
+
+
+def _public_pem_and_certificate() -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mlspec test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_review_false_positives_are_kept() -> None:
+    """The reviewer's false positives: public keys, certificates, base64 digests, features about
+    secrets (numbers under feature names), an object key in a query, "secret: none" in prose."""
+    from mlspec_attest.attest.redaction import redact
+
+    pem, cert = _public_pem_and_certificate()
+    metadata = {
+        "signer_pub": pem, "signer_cert": cert, "chain": f"leaf:\n{cert}\nkey:\n{pem}",
+        "weights_sha256_b64": "LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564=",
+        "model_digest": "sha256:" + "ab" * 32, "etag": "LCa0a2j_xo_5m0U8HTBBNA",
+        "statistics": {"password_changes_30d": {"mean": 0.21, "std": 0.4, "dtype": "float64"},
+                       "otp_requests": {"mean": 1.3, "max": 12}, "has_secret_question": {"rate": 0.4},
+                       "credential_stuffing_score": {"mean": 0.02, "histogram": [1, 2, 3]},
+                       "num_password_resets": 3},
+        "features": ["password_changes_30d", "otp_requests", "has_secret_question"],
+        "artifact": "https://store.example.com/get?key=models/a.onnx&version=3",
+        "notes": "rotation done; secret: none was stored in the image",
+        "docker": "docker run -p 8080:80 -t image:1.0",
+        "columns": [["password_changes_30d", "float"]],
+        "commit": "9f86d081884c7d659a2feaa0c55ad015a2feaa0c", "artifacts": [{"id": "ab" * 32, "sha256": "cd" * 32}],
+    }
+    assert redact(metadata) == (metadata, [])
+
+
+@pytest.mark.parametrize("metadata,pointer", [
+    ({"password_changes_30d": "Hunter2!x"}, "/password_changes_30d"),  # a measurement holding text
+    ({"statistics": {"otp_requests": {"mean": "Hunter2!x"}}}, "/statistics/otp_requests/mean"),
+    ({"weights_sha256_b64": "X5rA0yH5ytMGblUs+blZ90FFcaxo3CTk32gDJy+vFLExtjA3S66Xsw=="}, "/weights_sha256_b64"),
+    ({"weights_sha256": "LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564= password=Hunter2x"}, "/weights_sha256"),
+    ({"artifact": "https://x.example.com/get?key=AbC123xYz987QwErTy65"}, "/artifact"),
+    ({"otp_requests": {"code": 123456, "mean": 1.5}}, "/otp_requests/code"),  # an OTP is an integer too
+    ({"api_tokens": {"AbCdEfGhIjKlMnOpQrSt": "ci"}}, "/api_tokens/[REDACTED-KEY-1]"),  # letters-only token key
+])
+def test_false_positive_exemptions_cannot_carry_a_secret(metadata: dict[str, Any], pointer: str) -> None:
+    """Attacker: the author who learns the exemptions and hides a credential in their shape."""
+    from mlspec_attest.attest.redaction import redact
+
+    assert redact(metadata)[1] == [pointer]

@@ -39,6 +39,12 @@ DOCKER_AUTH = base64.b64encode(b"robot:RobotPw99").decode()
 DOCKER_CONFIG = base64.b64encode(json.dumps({"auths": {"r.example.io": {"auth": DOCKER_AUTH}}}).encode()).decode()
 GHP = "ghp_" + "Zx81Qw72Er63Ty54Ui45Op36As27Df18Gh09"
 AKIA = "AKIAZ7ND3XQ2LKWEPM4T"
+HEX32 = "9f86d081884c7d659a2feaa0c55ad015"
+HEX40 = HEX32 + "a2feaa0c"
+HEX64 = HEX32 + "b0f00a08d3e5c2a1f6b4e9d7c8a3b2e1"
+AWS_SLASHED = "wJalrXUtnFEM/K7MDENGbPxRf/CYEXAMPLEKEYab"  # two '/', every segment under 16 characters
+DER_HEX = ed25519.Ed25519PrivateKey.generate().private_bytes(
+    serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).hex()
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,83 @@ PLACEMENTS = [
       ("PgRun_1", "PgRun_2"), ("/cmd", "/env/PGPASSWORD")),
     p("set-token-as-url-user", None, ("ghp_" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8",), ("/remote",),
       ("remote=https://ghp_Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8@github.com/o/r.git", "framework=x")),
+    # --- the adversarial review (H1-H6, H10): each reproduction is a row ---
+    # H1: the secret word is not the last word of the key
+    p("h1-qualified-key-names", {"API_KEY_PROD": "Winter2024!xQ1", "GITHUB_TOKEN_OLD": "Winter2024!xQ2",
+                                 "token2": "Winter2024!xQ3", "pwd2": "Winter2024!xQ4",
+                                 "db_pass_staging": "Winter2024!xQ5", "token_b64": "Winter2024!xQ6",
+                                 "api_key_raw": "Winter2024!xQ7", "access_key_value": "Winter2024!xQ8",
+                                 "private_key_hex": "Winter2024!xQ9", "pswd": "Winter2024!xR1",
+                                 "passwrd": "Winter2024!xR2"},
+      tuple(f"Winter2024!x{s}" for s in ("Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9", "R1", "R2")),
+      ("/API_KEY_PROD", "/GITHUB_TOKEN_OLD", "/access_key_value", "/api_key_raw", "/db_pass_staging",
+       "/passwrd", "/private_key_hex", "/pswd", "/pwd2", "/token2", "/token_b64")),
+    p("h1-env-list-qualified-name", {"env": [{"name": "HF_TOKEN_PROD", "value": "Winter2024!xQ7"}]},
+      ("Winter2024!xQ7",), ("/env/0/value",)),
+    p("h1-collections-of-tokens", {"api_keys": ["k1Secret_a"], "access_tokens": {"ci": "k1Secret_b"}},
+      ("k1Secret_a", "k1Secret_b"), ("/access_tokens/ci", "/api_keys/0")),
+    # H2: name/value pairs in other shapes
+    p("h2-list-pair", {"env": [["DB_PASSWORD", "Summer2025!a"]]}, ("Summer2025!a",), ("/env/0/1",)),
+    p("h2-cloudformation-parameter", {"cfn": [{"ParameterKey": "DBPassword", "ParameterValue": "Summer2025!b"}]},
+      ("Summer2025!b",), ("/cfn/0/ParameterValue",)),
+    p("h2-elastic-beanstalk-option", {"eb": [{"Namespace": "aws:elasticbeanstalk:application:environment",
+                                              "OptionName": "DB_PASSWORD", "Value": "Summer2025!c"}]},
+      ("Summer2025!c",), ("/eb/0/Value",)),
+    p("h2-cli-parameters-text", {"deploy": "aws cloudformation create-stack --parameters "
+                                           "ParameterKey=DBPassword,ParameterValue=Summer2025!d"},
+      ("Summer2025!d",), ("/deploy",)),
+    # H3: text formats
+    p("h3-netrc", {"netrc": "machine api.example.com login bob password Hunt3rPw1"}, ("Hunt3rPw1",), ("/netrc",)),
+    p("h3-maven-settings", {"maven": "<server><id>nexus</id><username>ci</username><password>Hunt3rPw2</password>"
+                                     "</server>"}, ("Hunt3rPw2",), ("/maven",)),
+    p("h3-oracle-jdbc-thin", {"oracle": "jdbc:oracle:thin:scott/Hunt3rPw3@//db.internal:1521/ORCL"},
+      ("Hunt3rPw3",), ("/oracle",)),
+    p("h3-sqlplus", {"sqlplus": "sqlplus scott/Hunt3rPw4@db.internal:1521/ORCL @load.sql"}, ("Hunt3rPw4",),
+      ("/sqlplus",)),
+    p("h3-url-password-raw-hash", {"pg": "postgresql://etl:Hunt#3rPw5@db:5432/loans"}, ("3rPw5",), ("/pg",)),
+    p("h3-url-password-raw-question-slash", {"a": "mysql://etl:Hu?nt3rPw5b@db/x", "b": "redis://:Hu/nt3rPw5c@cache:6379"},
+      ("nt3rPw5b", "nt3rPw5c"), ("/a", "/b")),
+    p("h3-keytool", {"jks": "keytool -importkeystore -srcstorepass Hunt3rPw6 -deststorepass Hunt3rPw7 "
+                            "-keypass Hunt3rPw8"}, ("Hunt3rPw6", "Hunt3rPw7", "Hunt3rPw8"), ("/jks",)),
+    p("h3-keytool-argv", {"args": ["keytool", "-list", "-storepass", "Hunt3rPw9"]}, ("Hunt3rPw9",), ("/args/3",)),
+    p("h3-docker-login-sqlcmd", {"a": "docker login -u ci -p DockPw_11 registry.io", "b": ["sqlcmd", "-S", "db",
+                                                                                         "-P", "SqlPw_12"]},
+      ("DockPw_11", "SqlPw_12"), ("/a", "/b/4")),
+    # H4: hex, UUID and prefixed credentials
+    p("h4-kaggle-json", {"kaggle": {"username": "bob", "key": HEX32}}, (HEX32,), ("/kaggle/key",)),
+    p("h4-wandb-login", {"setup": [f"wandb login {HEX40}"]}, (HEX40,), ("/setup/0",)),
+    p("h4-databricks-doctl", {"a": f"databricks configure --host https://adb.net -t dapi{HEX32}",
+                              "b": f"doctl auth init -t dop_v1_{HEX64}"}, (HEX32, HEX64), ("/a", "/b")),
+    p("h4-prefixed-tokens", {"shop": [f"shpat_{HEX32}", f"key-{HEX32}", f"pul-{HEX40}"]}, (HEX32, HEX40),
+      ("/shop/0", "/shop/1", "/shop/2")),
+    p("h4-vault-secret-id", {"vault": {"role_id": "6a174c20-f6de-a53c-74d2-6018fcceff64",
+                                       "secret_id": "1b2c3d4e-aaaa-bbbb-cccc-9f86d08188aa"}},
+      ("1b2c3d4e-aaaa-bbbb-cccc-9f86d08188aa",), ("/vault/secret_id",)),
+    p("h4-appid-param", {"weather": f"https://api.openweathermap.org/data/2.5/weather?q=Paris&appid={HEX32}"},
+      (HEX32,), ("/weather",)),
+    p("h4-teams-webhook", {"notify": "https://acme.webhook.office.com/webhookb2/6a174c20-f6de-a53c-74d2-6018fcceff64"
+                                     f"@6a174c20-f6de/IncomingWebhook/{HEX32}/6a174c20"}, (HEX32,), ("/notify",)),
+    p("h4-hex-api-key-flag", {"args": ["serve", "--key", HEX64]}, (HEX64,), ("/args/2",)),
+    p("h4-raw-private-key-hex", {"signing": {"private_key_hex": HEX64}}, (HEX64,), ("/signing/private_key_hex",)),
+    p("h4-der-private-key-hex", {"material": DER_HEX}, (DER_HEX,), ("/material",)),
+    # H5: literal passwords that start like a variable
+    p("h5-dollar-and-angle-literals", {"env": ["PGPASSWORD=$ecretP4ss!1"],
+                                       "args": ["train.py", "--db-password", "$ecretP4ss!2"],
+                                       "cmd": "psql --password=<Secr3tP4ss3> -h db"},
+      ("ecretP4ss!1", "ecretP4ss!2", "Secr3tP4ss3"), ("/args/2", "/cmd", "/env/0")),
+    # H6: the keys under a secret-named mapping are the secrets
+    p("h6-keys-under-secret-map", {"api_tokens": {HEX32: "ci-bot", "Winter2024!xQ": "alice"}},
+      (HEX32, "Winter2024!xQ"), ("/api_tokens/[REDACTED-KEY-1]", "/api_tokens/[REDACTED-KEY-2]")),
+    # H10: bare cloud credentials
+    p("h10-aws-configure-set", {"setup": ["aws configure set aws_secret_access_key " + AWS_SLASHED]},
+      (AWS_SLASHED,), ("/setup/0",)),
+    p("h10-aws-secret-two-slashes-alone", {"blob": AWS_SLASHED}, (AWS_SLASHED,), ("/blob",)),
+    p("h10-bare-sas-query", {"query": "sv=2022-11-02&ss=b&srt=o&sp=r&se=2030-01-01T00:00:00Z"
+                                      "&sig=Qm9ndXNTaWduYXR1cmU%3D"}, ("Qm9ndXNTaWduYXR1cmU",), ("/query",)),
+    p("h10-kubectl-from-literal", {"cmd": "kubectl create secret generic db --from-literal=password=K8sPw_1"},
+      ("K8sPw_1",), ("/cmd",)),
+    p("pem-public-armour-around-a-private-key", {"pub": "-----BEGIN PUBLIC KEY-----\n" + ED25519_B64 +
+                                                 "\n-----END PUBLIC KEY-----"}, (ED25519_B64,), ("/pub",)),
 ]
 
 
@@ -285,3 +368,109 @@ def test_base64_of_a_url_is_not_a_docker_auth() -> None:
 
     value = base64.b64encode(b"https://example.com/data.csv").decode()
     assert redact({"source_b64": value}) == ({"source_b64": value}, [])
+
+
+HF = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567"
+
+
+@pytest.mark.parametrize("files,sets", [
+    ({}, ("framework=sk", "hyperparameters.db_password:Hunt3rSecr3t")),  # ':' typed for '='
+    ({}, (f"HF_TOKEN {HF}",)),
+    ({}, ("framework=sk", "db.password= \"Hunt'3rSecr3t")),  # repr escapes the quote
+    ({}, ("framework=sk", f"framework.{HF}=1")),  # a secret as a key in the path
+    ({"dup.yaml": f"framework: sk\n{HF}: a\n{HF}: b\n"}, ()),
+    ({"dup.json": f'{{"framework":"sk","{HF}":1,"{HF}":2}}'}, ()),
+    ({"a1.yaml": f"framework: sk\n{HF}: a\n", "a2.yaml": f"framework: sk\n{HF}: b\n"}, ()),
+    ({"big.yaml": f"framework: sk\n{HF}: {{x: 99999999999999999999}}\n"}, ()),
+    ({"big.json": '{"framework":"sk","card":{"pin":98765432109876543210}}'}, ()),
+    ({"dupsecret.yaml": "framework: sk\ndb:\n  password: Hunt3rSecr3t\n  password: Hunt3rSecr3t\n"}, ()),
+], ids=["set-colon-typo", "set-space-typo", "set-quote-in-value", "set-secret-in-path", "duplicate-key-yaml",
+        "duplicate-key-json", "conflict-across-files", "out-of-range-under-secret-key", "twenty-digit-pin-json",
+        "duplicate-secret-key-yaml"])
+def test_metadata_errors_never_spell_the_secret(tmp_path: Path, signing_key: Path, files: dict[str, str],
+                                                sets: tuple[str, ...]) -> None:
+    """Attacker's gain: stderr is kept by CI; an error quoting the bad input publishes the credential."""
+    args = ["attest", "stage", "train", "--bundle", str(tmp_path / "bundle"), "--key", str(signing_key)]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        args += ["--metadata", str(tmp_path / name)]
+    for assignment in sets:
+        args += ["--set", assignment]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for secret in (HF, "Hunt3rSecr3t", "Hunt'3rSecr3t", "Hunt\\'3rSecr3t", "9876543210", "99999999999999999999"):
+        assert secret not in result.output + result.stderr
+    assert "[REDACTED]" in lines[0] or "duplicate" in lines[0]
+    assert not (tmp_path / "bundle" / "attestations").exists() or not any((tmp_path / "bundle" / "attestations").iterdir())
+
+
+def test_sanitiser_keeps_an_ordinary_message() -> None:
+    from mlspec_attest.attest.redaction import sanitise_message
+
+    message = "m.yaml:3:1: invalid YAML: found duplicate key 'learning_rate'; fix the file and retry"
+    assert sanitise_message(message) == message
+
+
+@pytest.mark.parametrize("content", [b"DB_PASSWORD=Hunt3rSecr3t\n", b'{"password": "Hunt3rSecr3t"}',
+                                     b'{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", '
+                                     b'"password": "Hunt3rSecr3t"}',
+                                     b'{"payloadType": "x", "payload": "SHVudDNyU2VjcjN0", "signatures": "no"}'],
+                         ids=["dotenv", "json-object", "fake-sigstore-bundle", "malformed-dsse"])
+def test_evidence_must_be_a_dsse_envelope_or_a_sigstore_bundle(tmp_path: Path, signing_key: Path,
+                                                              content: bytes) -> None:
+    """H12: '--evidence .env' copied the file (and its password) into bundle/evidence verbatim."""
+    evidence = tmp_path / ".env"
+    evidence.write_bytes(content)
+    result = CliRunner().invoke(main, ["attest", "stage", "train", "--bundle", str(tmp_path / "bundle"), "--key",
+                                       str(signing_key), "--set", "framework=sk", "--evidence", str(evidence)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output + result.stderr
+    assert "Hunt3rSecr3t" not in result.output + result.stderr
+    assert not any(b"Hunt3rSecr3t" in f.read_bytes() for f in tmp_path.joinpath("bundle").rglob("*") if f.is_file())
+    assert not (tmp_path / "bundle" / "evidence").exists()
+
+
+def test_dsse_envelope_evidence_is_still_attached(tmp_path: Path, signing_key: Path) -> None:
+    first = CliRunner().invoke(main, ["attest", "stage", "train", "--bundle", str(tmp_path / "other"), "--key",
+                                      str(signing_key), "--set", "framework=sk"])
+    assert first.exit_code == 0, first.stderr
+    envelope = _only_file(tmp_path / "other")
+    result = CliRunner().invoke(main, ["attest", "stage", "train", "--bundle", str(tmp_path / "bundle"), "--key",
+                                       str(signing_key), "--set", "framework=sk", "--evidence", str(envelope)])
+    assert result.exit_code == 0, result.stderr
+    assert [f.read_bytes() for f in (tmp_path / "bundle" / "evidence").iterdir()] == [envelope.read_bytes()]
+
+
+# Each regex's worst case: runs of the characters it repeats, with the delimiter it anchors on.
+PATHOLOGICAL = {"url-scheme": "a-" * 200_000, "url-dots": "a." * 200_000, "scheme-separators": "://" * 150_000,
+                "assignments": "a=" * 200_000, "userinfo": "a:b@" * 100_000, "oracle": "sqlplus " + "a/b@c " * 60_000,
+                "xml": "<a>" * 150_000, "netrc": "login " * 60_000, "query": "&a=" * 150_000,
+                "camel-case-key": "A" * 400_000, "bearer-spaces": "bearer" + " " * 400_000,
+                "urls": "http://a" * 50_000, "pem": "-----BEGIN A " * 40_000, "dollars": "$a" * 200_000}
+
+
+@pytest.mark.parametrize("value", list(PATHOLOGICAL.values()), ids=list(PATHOLOGICAL))
+def test_no_regex_backtracks_quadratically(value: str) -> None:
+    """H11: a 400 KB 'a-a-a-' string kept the URL regex busy for minutes. A hang guard, not a timing
+    assertion: linear work takes a few seconds; the old quadratic regex took ~30 minutes here."""
+    import time
+
+    from mlspec_attest.attest.redaction import scan
+
+    started = time.monotonic()
+    scan({"v": value, value[:4096]: 1})
+    assert time.monotonic() - started < 60
+
+
+def test_multi_megabyte_value_is_scanned_in_bounded_time() -> None:
+    import time
+
+    from mlspec_attest.attest.redaction import redact
+
+    value = ("a-" * 600_000) + f" token={HF} " + ("a." * 600_000)
+    started = time.monotonic()
+    clean, pointers = redact({"notes": value})
+    assert pointers == ["/notes"] and clean == {"notes": "[REDACTED]"}
+    assert time.monotonic() - started < 180
