@@ -187,56 +187,6 @@ def ensure_keys_ignored(gitignore: Path, names: Iterable[str] = (), *, root: Pat
     return done
 
 
-def _ends_with_key_rule(text: str) -> bool:
-    """Whether the last pattern of a .gitignore is exactly ``*.key`` (nothing after it can negate it)."""
-    patterns = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return bool(patterns) and patterns[-1] == KEY_IGNORE_PATTERN
-
-
-def ensure_keys_ignored(gitignore: Path, names: Iterable[str] = (), *, own_rule: bool = False,
-                        verify: bool = True) -> str | None:
-    """Make git ignore the private keys ``names`` (``*.key``) next to ``gitignore``; idempotent.
-
-    A ``*.key`` line already in the file proves nothing: a later ``!ci.key``, an
-    indented ``  *.key`` or ``*.key<TAB>`` (other patterns for git) let ``git add -A``
-    stage the key. So: ask git (``check-ignore``) when it can answer, else look at the
-    file's *last* pattern; when in doubt append the block (the last match wins), then
-    ask git again. ``own_rule``: the file itself must end with the rule (keys/.gitignore
-    travels with the keys; a user's global excludes do not). ``verify``: refuse when git still
-    would not ignore them afterwards (off for a parent file a deeper one overrides). Returns
-    what was done, or None.
-    """
-    names = tuple(names) or _PROBE_NAMES
-    if gitignore.exists() and not gitignore.is_file():
-        raise InputError(f"{gitignore}: is not a regular file; mlspec must write '{KEY_IGNORE_PATTERN}' there so git "
-                         "never stages a private key: move it away and retry; nothing was written")
-    directory = gitignore.parent
-    try:
-        text = gitignore.read_text(encoding="utf-8", errors="replace") if gitignore.exists() else None
-        verdict = _git_ignores(directory, names) if directory.is_dir() else None
-        file_rule = text is not None and _ends_with_key_rule(text)
-        if (verdict and (file_rule or not own_rule)) or (verdict is None and file_rule):
-            return None
-        if file_rule and not verify:
-            return None  # already the last rule here: a deeper .gitignore decides, and is fixed next
-        directory.mkdir(parents=True, exist_ok=True)
-        if text is None:
-            gitignore.write_text(_GITIGNORE_BLOCK, encoding="utf-8")
-            done = f"wrote {gitignore} (ignores {KEY_IGNORE_PATTERN})"
-        else:
-            separator = "" if text == "" or text.endswith("\n") else "\n"
-            with gitignore.open("a", encoding="utf-8") as handle:
-                handle.write(separator + _GITIGNORE_BLOCK)
-            done = f"appended {KEY_IGNORE_PATTERN} to {gitignore}"
-    except OSError as exc:
-        raise InputError(f"{gitignore}: cannot write it ({exc.strerror or exc}); mlspec must make git ignore the "
-                         "private keys before writing them; fix the file's permissions and retry") from None
-    if verify and _git_ignores(directory, names) is False:
-        raise InputError(f"{gitignore}: git still would not ignore {', '.join(names)} after appending "
-                         f"'{KEY_IGNORE_PATTERN}' (see 'git check-ignore -v --no-index'); nothing else was written")
-    return done
-
-
 def ignore_keys(directory: Path, names: Iterable[str] = ()) -> list[str]:
     """Make git ignore the private keys ``names`` in ``directory/keys``; idempotent.
 
@@ -292,10 +242,11 @@ def init_project(directory: Path, encrypt: bool = True, passphrase: bytes | None
     if encrypt and not passphrase:
         raise InputError(f"{directory}: no passphrase for the new keys: set {PASSPHRASE_ENV}, run on a "
                          "terminal, or pass --no-passphrase (throwaway projects only); nothing was written")
+    # Ignore the keys before they exist: a crash in between must not leave them stageable. First, so an
+    # unusable .gitignore is refused before anything else is created.
+    lines = ignore_keys(directory, ("owner.key", "pipeline.key"))
     for folder in ("keys", "policies", "bundle/attestations"):
         safe.make_dirs(directory, folder)  # a planted symlink at any of them is refused, never followed
-    # Ignore the keys before they exist: a crash in between must not leave them stageable.
-    lines = ignore_keys(directory, ("owner.key", "pipeline.key"))
     if not encrypt:
         lines.append("warning: --no-passphrase: the private keys are written UNENCRYPTED")
     for name in ("owner", "pipeline"):
