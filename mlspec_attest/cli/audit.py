@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from mlspec_attest.cli._errors import record_verdict
 from mlspec_attest.errors import InputError
 
 
@@ -54,6 +55,7 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: 
 
     result = run_replay(bundle, artifacts_dir, _default_policy(policy, bundle, required=False),
                         log_dir=resolve_log(log_dir, bundle))
+    record_verdict(result.exit_code)  # stands even if stdout fails
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -90,6 +92,7 @@ def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | 
         write_file(out.parent, out.name, page.encode("utf-8"), what="HTML report")
     except OSError as exc:
         raise InputError(f"{html_out}: cannot write: {exc.strerror}") from None
+    record_verdict(result.exit_code)
     click.echo(f"wrote {html_out} (verdict {result.verdict.upper()})")
     sys.exit(result.exit_code)
 

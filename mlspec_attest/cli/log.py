@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import click
 
-from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 DEFAULT_LOG = "inference-log"
@@ -202,6 +202,7 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
     if proof_results:
         result["proofs"] = proof_results
     result["verdict"] = "verified" if ok else "failed"
+    record_verdict(EXIT_OK if ok else EXIT_FAILED)  # stands even if stdout fails
     if fmt == "json":
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
@@ -209,20 +210,28 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+def _safe_echo(line: str) -> None:
+    """One line of our layout; request ids, messages and file names in it are shown escaped."""
+    from mlspec_attest.render.terminal import terminal_safe
+
+    click.echo(terminal_safe(line))
+
+
 def _print_log_result(result: dict[str, Any], log_dir: str, check_log: bool, ok: bool) -> None:
+    echo = _safe_echo
     if check_log:
         anchored = (f"checked against {result['signed_heads']} signed log attestation(s)" if result["signed_heads"]
                     else "NOT checked against a bundle's signed log attestations (pass --bundle)")
-        click.echo(f"{'VERIFIED' if ok else 'FAILED'}: {log_dir}: {result['records']} records,"
+        echo(f"{'VERIFIED' if ok else 'FAILED'}: {log_dir}: {result['records']} records,"
                    f" {result['sealed']} sealed in {result['seals']} seals"
                    f" ({result['seals_verified']} roots reproduced), {result['unsealed']} unsealed; {anchored}")
     for f in result.get("findings", []):
         where = "".join(f"{k}={f[k]} " for k in ("seal", "line", "index", "request_id") if k in f)
-        click.echo(f"  {f['severity']:7} {f['code']}: {where}{f['message']}")
+        echo(f"  {f['severity']:7} {f['code']}: {where}{f['message']}")
     for pr in result.get("proofs", []):
-        click.echo(f"proof {pr['proof']}: {'ok' if pr['ok'] else 'FAILED'}")
+        echo(f"proof {pr['proof']}: {'ok' if pr['ok'] else 'FAILED'}")
         for f in pr["findings"]:
-            click.echo(f"  {f['severity']:7} {f['code']}: {f['message']}")
+            echo(f"  {f['severity']:7} {f['code']}: {f['message']}")
 
 
 @log.command("render")
