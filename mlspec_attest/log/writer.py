@@ -144,8 +144,16 @@ class InferenceLog:
                     )
         lines = 0
         with open_log_file(self.directory, RECORDS_FILE) as fh:
+            # The readers' bound (one record <= MAX_LINE_BYTES): a sparse 200 GiB file of zeros is refused
+            # after 16 MiB instead of being counted to its end.
+            since_newline = 0
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 lines += chunk.count(b"\n")
+                last_nl = chunk.rfind(b"\n")
+                since_newline = since_newline + len(chunk) if last_nl < 0 else len(chunk) - last_nl - 1
+                if since_newline > safe.MAX_LINE_BYTES:
+                    raise InputError(f"{records}: line {lines + 1} is longer than {safe.MAX_LINE_BYTES} bytes "
+                                     "(not a record the writer made); run `mlspec log verify`")
         n_leaves = leaves_size // HASH_SIZE
         if n_leaves != lines or leaves_size % HASH_SIZE:
             self._rebuild_leaves(lines)
