@@ -57,7 +57,10 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: 
                         log_dir=resolve_log(log_dir, bundle))
     record_verdict(result.exit_code)  # stands even if stdout fails
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        from mlspec_attest.render.terminal import terminal_safe
+
+        # the same JSON value; bidi/C1 characters from the bundle become \uNNNN escapes
+        click.echo(terminal_safe(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), keep_newlines=True))
     else:
         click.echo(render_replay_text(result))
     sys.exit(result.exit_code)

@@ -86,7 +86,9 @@ def verify_cmd(
         if fmt == "json":
             click.echo(json.dumps({"verdict": "fail", "bundle": str(bundle), "error": str(exc)}, indent=2))
         else:
-            click.echo(f"FAIL: {exc}")
+            from mlspec_attest.render.terminal import terminal_safe
+
+            click.echo(f"FAIL: {terminal_safe(exc)}")
         sys.exit(1)
 
     record_verdict(0)
@@ -94,7 +96,10 @@ def verify_cmd(
         out: dict[str, Any] = {"verdict": "pass", "bundle": str(bundle), **result.to_dict()}
         click.echo(json.dumps(out, indent=2))
     else:
-        click.echo(_render_text(bundle, result))
+        from mlspec_attest.render.terminal import terminal_safe
+
+        # certificate claims and subject names are someone else's text
+        click.echo("\n".join(terminal_safe(line) for line in _render_text(bundle, result).split("\n")))
     sys.exit(0)
 
 

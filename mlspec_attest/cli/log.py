@@ -240,10 +240,11 @@ def _print_log_result(result: dict[str, Any], log_dir: str, check_log: bool, ok:
 def render(log_dir: str, ncsa: bool) -> None:
     """Print the records: JSON Lines (default) or --ncsa Common Log Format."""
     from mlspec_attest.log.inference import InferenceRecord, iter_records
+    from mlspec_attest.render.terminal import terminal_safe
 
-    for _, obj in iter_records(log_dir):
+    for _, obj in iter_records(log_dir):  # records are someone else's text: no raw ESC or bidi to the terminal
         if ncsa:
-            click.echo(InferenceRecord.from_dict(obj).to_ncsa())
-        else:
-            click.echo(json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+            click.echo(terminal_safe(InferenceRecord.from_dict(obj).to_ncsa()))
+        else:  # JSON stays valid and equal: bidi/C1 become \uNNNN escapes of the same characters
+            click.echo(terminal_safe(json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))))
 

@@ -20,12 +20,14 @@ _UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f{_BIDI_AND_MARKS}
 
 
 def _visible(match: re.Match[str]) -> str:
+    # C0 as the familiar \xNN; DEL, C1 and bidi as \uNNNN, which is also a JSON escape of the same
+    # character, so a JSON document passed through here (C0 already escaped by json) stays valid and equal.
     code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code < 0x20 else f"\\u{code:04x}"
 
 
 def terminal_safe(text: object, *, keep_newlines: bool = False) -> str:
-    """``text`` with every control or bidi character shown as ``\\xNN`` / ``\\uNNNN``.
+    """``text`` with every control or bidi character shown as ``\\xNN`` (C0) / ``\\uNNNN`` (the rest).
 
     ``keep_newlines`` is for text whose line breaks are our own layout (a JSON dump,
     already-joined lines whose fields were escaped); a field from a file never keeps them.

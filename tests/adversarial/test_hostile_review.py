@@ -321,3 +321,13 @@ def test_evidence_is_verified_from_the_checked_bytes_never_reread(project: Proje
     monkeypatch.setattr(ss, "read_bounded", no_reread)
     report = verify_bundle(project.bundle, _policy(project, GITHUB_SAN))
     assert report.passed, [f.message for f in report.findings]
+
+
+def test_json_outputs_passed_through_the_escaper_stay_valid_and_equal() -> None:
+    import json
+
+    value = {"request_id": HOSTILE, "name": "modèle\u2066x\u2069"}
+    dumped = json.dumps(value, ensure_ascii=False)
+    shown = terminal_safe(dumped, keep_newlines=True)
+    assert json.loads(shown) == value
+    assert not any(ch in shown for ch in "\x1b\u202e\x9b\x7f\u2066\u2069")
