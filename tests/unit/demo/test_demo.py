@@ -95,7 +95,7 @@ def test_fail_objective_is_refused_naming_criterion_and_value(tmp_path: Path) ->
 
 def test_refuses_a_non_empty_directory_it_did_not_create(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("keep me")
-    with pytest.raises(InputError, match="not empty and was not made by 'mlspec demo'"):
+    with pytest.raises(InputError, match="directory is not empty; nothing was changed"):
         demo.run_demo(tmp_path, echo=lambda _: None)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
