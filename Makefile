@@ -18,6 +18,7 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 	touch $@
 
 demo: $(VENV)/.demo-installed
+	rm -rf demo-project  # the demo never deletes (a planted marker proves nothing): this target owns the name
 	$(BIN)/mlspec demo demo-project
 
 # The same demo, its pipeline key on a SoftHSM2 token (apt-get install softhsm2).

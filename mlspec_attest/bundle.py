@@ -26,6 +26,11 @@ EVIDENCE = "evidence"
 LOCK_FILE = ".mlspec.lock"
 BLOBS = "blobs"
 TEMP_PREFIX = safe.TEMP_PREFIX
+# What one verify/replay reads from a bundle's attestations/, all files together (apparent sizes,
+# so a sparse file counts what it would cost to read) and in number: beyond either, exit 2 before
+# anything is read. A 13-stage bundle is ~100 KiB; a 10,000-entry monitored chain ~50 MiB.
+MAX_BUNDLE_BYTES = 1024 * 1024 * 1024
+MAX_ATTESTATIONS = 100_000
 _NAME = re.compile(r"(\d{4,})-([a-z]+)\.(dsse|sigstore)\.json")
 
 
@@ -87,9 +92,10 @@ class Bundle:
         """Every attestation-like file; stray names are reported by the verifier, not skipped silently."""
         self.require_exists()
         found: list[BundleFile] = []
-        for name in safe.list_names(self.root, ATTESTATIONS):
-            if name.startswith(TEMP_PREFIX) or name.startswith("."):
-                continue
+        names = [n for n in safe.list_names(self.root, ATTESTATIONS)
+                 if not (n.startswith(TEMP_PREFIX) or n.startswith("."))]
+        check_totals(self.root, names)
+        for name in names:
             entry = self.attestations_dir / name
             match = _NAME.fullmatch(name)
             kind = match.group(3) if match else ("sigstore" if ".sigstore." in name else "dsse")
@@ -100,9 +106,16 @@ class Bundle:
         return found
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive advisory lock for appends; also cleans temp files a crash left."""
-        self.create()
+    def locked(self, *, create: bool = True) -> Iterator[None]:
+        """Exclusive advisory lock for appends; also cleans temp files a crash left.
+
+        ``create=False`` (cosign, head signing: they change an existing bundle) refuses a
+        directory that is not already a bundle instead of making one there.
+        """
+        if create:
+            self.create()
+        else:
+            self.require_exists()
         fd = safe.open_lock(self.root, LOCK_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -151,6 +164,31 @@ class Bundle:
     def write_new(self, name: str, data: bytes) -> Path:
         """Atomically create attestations/NAME, never replacing one; the caller holds the lock."""
         return safe.write_file(self.root, f"{ATTESTATIONS}/{name}", data, replace=False, what="attestation")
+
+
+def check_totals(root: Path, names: list[str]) -> None:
+    """Refuse a bundle whose attestation files (``names``) exceed MAX_ATTESTATIONS or MAX_BUNDLE_BYTES.
+
+    Sizes come from lstat through the no-follow directory fd, before any file is read: 120
+    sparse 63 MiB files cost nothing on disk but 7.5 GiB to read.
+    """
+    where = root / ATTESTATIONS
+    if len(names) > MAX_ATTESTATIONS:
+        raise InputError(f"{where}: {len(names)} files, more than the {MAX_ATTESTATIONS} a bundle may hold; "
+                         "refusing to read it (remove the stray files)")
+    total = 0
+    with safe.open_dir(root, ATTESTATIONS) as dir_fd:
+        for name in names:
+            try:
+                size = os.lstat(name, dir_fd=dir_fd).st_size
+            except FileNotFoundError:
+                continue
+            if size <= MAX_INPUT_BYTES:  # a bigger one is refused by name when read (the per-file bound)
+                total += size
+            if total > MAX_BUNDLE_BYTES:
+                raise InputError(f"{where}: its files add up to more than {MAX_BUNDLE_BYTES} bytes (the bundle "
+                                 "limit, see docs/security.md); refusing to read it (remove the stray or "
+                                 "oversized files)")
 
 
 def read_attestation_file(path: Path) -> bytes:

@@ -163,10 +163,11 @@ def _new_private_key(key_type: str) -> PrivateKeyType:
     raise InputError(f"unknown key type {key_type!r}: use one of {', '.join(KEY_TYPES)}")
 
 
-def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
+def _write_exclusive(path: Path, data: bytes, mode: int, dir_fd: int | None = None) -> None:
     try:
         # O_EXCL also refuses a planted symlink (even a dangling one); never follow it
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(path.name if dir_fd is not None else path,
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     except FileExistsError:
         raise InputError(f"{path}: already exists; refusing to overwrite a key (remove it first)") from None
     except OSError as exc:
@@ -199,20 +200,38 @@ class NewKey:
         return self.directory / f"{self.name}.key", self.directory / f"{self.name}.pub"
 
     def write(self) -> tuple[Path, Path]:
+        from mlspec_attest._internal import files as safe
+
         priv_path, pub_path = self.paths
-        for path in (priv_path, pub_path):
-            if path.exists():
+        # The key directory itself is opened no-follow: a symlinked keys/ planted in a project
+        # must not carry the private key to wherever it points (the same rule as init).
+        with safe.open_dir(self.directory.parent, self.directory.name, create=True) as dir_fd:
+            for path in (priv_path, pub_path):
+                try:
+                    os.lstat(path.name, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    continue
                 raise InputError(f"{path}: already exists; refusing to overwrite a key (remove it first)")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        _write_exclusive(priv_path, self.private_pem, 0o600)
-        _write_exclusive(pub_path, self.public.to_pem(), 0o644)
+            _write_exclusive(priv_path, self.private_pem, 0o600, dir_fd)
+            _write_exclusive(pub_path, self.public.to_pem(), 0o644, dir_fd)
         return priv_path, pub_path
+
+
+def open_key_directory(directory: str | os.PathLike[str]) -> None:
+    """Create ``directory`` if absent, refusing it when it is a symlink (opened no-follow, like init)."""
+    from mlspec_attest._internal import files as safe
+
+    d = Path(directory)
+    with safe.open_dir(d.parent, d.name, create=True):
+        pass
 
 
 def new_key(name: str, directory: str | os.PathLike[str] = "keys", key_type: str = "ed25519",
             passphrase: bytes | None = None) -> NewKey:
     """A fresh key pair in memory (PKCS#8, encrypted when a passphrase is given)."""
     check_key_name(name)
+    if passphrase is not None and not passphrase:  # b"" would silently mean "unencrypted"
+        raise InputError(f"{name}: the passphrase is empty; give a real one (or choose --no-passphrase explicitly)")
     d = Path(directory)
     key = _new_private_key(key_type)
     encryption: serialization.KeySerializationEncryption

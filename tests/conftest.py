@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mlspec_attest.model.report import Finding, ObjectiveLine, Report, StageLine
+
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO.parent / "shared" / "vectors"
 SEED = REPO.parent / "shared" / "seed"
@@ -155,3 +157,25 @@ def serve_payload(bundle: Path) -> str:
 
     path = next((bundle / "attestations").glob("*-serve.*.json"))
     return sha256_hex(extract_payload(path.name.split(".")[-2], path.read_bytes()))
+
+
+# -- a report whose every field is hostile markup (the HTML report tests, in and out of a browser) ------
+HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+
+
+def hostile_report() -> Report:
+    rd = {"name": HOSTILE, "digest": {"sha256": "ab" * 32}}
+    report = Report(bundle=HOSTILE, policy=HOSTILE, policy_sha256=HOSTILE, verified_at=HOSTILE)
+    report.stages.append(StageLine(sequence=0, stage=HOSTILE, file=HOSTILE, signers=[HOSTILE], time=HOSTILE,
+                                   subjects=[rd], materials=[], payload_sha256=HOSTILE))
+    report.stages.append(StageLine(sequence=1, stage="train", file="x", signers=[], time=None,
+                                   subjects=[{"name": "m", "digest": {"sha256": "cd" * 32}}], materials=[rd],
+                                   payload_sha256="0" * 64, ok=False))
+    report.objectives.append(ObjectiveLine(name=HOSTILE, stage=HOSTILE, expression=HOSTILE, severity="block",
+                                           passed=False, values={HOSTILE: HOSTILE}, message=HOSTILE,
+                                           description=HOSTILE))
+    report.findings.append(Finding(code=HOSTILE, severity="error", message=HOSTILE, stage=HOSTILE, sequence=0,
+                                   hint=HOSTILE))
+    return report
+
+

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat as _stat
 from collections.abc import Iterable, Iterator
@@ -36,6 +37,8 @@ from mlspec_attest.errors import InputError
 MAX_FILE_BYTES = 64 * 1024 * 1024  # what docs/security.md promises for every whole-file read
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one JSON Lines record / seal
 TEMP_PREFIX = ".tmp-"
+_TEMP_TOKEN_HEX = 24  # write_file's temp names: TEMP_PREFIX + secrets.token_hex(12)
+_OUR_TEMP = re.compile(re.escape(TEMP_PREFIX) + "[0-9a-f]{%d}" % _TEMP_TOKEN_HEX)
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -276,7 +279,7 @@ def write_file(root: PathLike, rel: PathLike, data: bytes | Iterable[bytes], *, 
     target = Path(os.fspath(root), *parts)
     with open_dir(root, os.path.join(*parts[:-1]) if len(parts) > 1 else "", create=True) as dir_fd:
         name = parts[-1]
-        tmp = f"{TEMP_PREFIX}{secrets.token_hex(12)}"
+        tmp = f"{TEMP_PREFIX}{secrets.token_hex(_TEMP_TOKEN_HEX // 2)}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode, dir_fd=dir_fd)
         except OSError as exc:
@@ -369,8 +372,18 @@ def open_lock(root: PathLike, name: str) -> int:
     return fd
 
 
-def remove_stale_temps(root: PathLike, rel: PathLike = "", prefix: str = TEMP_PREFIX) -> None:
-    """Unlink ``prefix*`` entries of ``root/rel`` (absent directory: nothing to do); symlinked dirs refused."""
+def is_own_temp_name(name: str) -> bool:
+    """Whether ``name`` is exactly what write_file names its temp files (a user's ``.tmp-notes`` is not)."""
+    return _OUR_TEMP.fullmatch(name) is not None
+
+
+def remove_stale_temps(root: PathLike, rel: PathLike = "") -> None:
+    """Unlink the temp files write_file left in ``root/rel`` (absent directory: nothing to do).
+
+    Only names write_file itself makes (``.tmp-`` + 24 hex digits), only regular files
+    owned by us with a single link: a user's ``.tmp-swap``, a symlink, a directory or a
+    hard link to somebody else's file is never removed. Symlinked dirs are refused.
+    """
     try:
         ctx = open_dir(root, rel)
         dir_fd = ctx.__enter__()
@@ -380,11 +393,12 @@ def remove_stale_temps(root: PathLike, rel: PathLike = "", prefix: str = TEMP_PR
         raise
     try:
         with os.scandir(dir_fd) as it:
-            names = [e.name for e in it if e.name.startswith(prefix)]
+            names = [e.name for e in it if is_own_temp_name(e.name)]
         for name in names:
             try:
-                if not _stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
-                    os.unlink(name, dir_fd=dir_fd)  # unlinks a symlink itself, never its target
+                st = os.lstat(name, dir_fd=dir_fd)
+                if _stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == os.geteuid():
+                    os.unlink(name, dir_fd=dir_fd)
             except FileNotFoundError:
                 pass
     finally:

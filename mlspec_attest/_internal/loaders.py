@@ -22,6 +22,9 @@ from mlspec_attest.model.canonical import MAX_SAFE_INTEGER, parse_json
 
 MAX_INPUT_BYTES = MAX_FILE_BYTES  # metadata, policies, envelopes
 MAX_EXPANDED_NODES = 1_000_000  # bounds YAML alias ("billion laughs") expansion
+# Aliases may not make a document bigger, in scalar bytes, than max(the file itself, 16 MiB):
+# a few thousand aliases of one long string are a bomb in bytes long before they are one in nodes.
+MIN_EXPANDED_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 200
 
 
@@ -57,25 +60,37 @@ class _StrictSafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
+def _expanded_size(node: yaml.Node, memo: dict[int, tuple[int, int]], max_bytes: int,
+                   depth: int = 0) -> tuple[int, int]:
+    """(nodes, scalar bytes) of ``node`` with every alias expanded; refuses either past its bound."""
     if depth > MAX_DEPTH:
         raise InputError("nesting deeper than %d levels" % MAX_DEPTH)
     cached = memo.get(id(node))
     if cached is not None:
         return cached
-    size = 1
-    if isinstance(node, yaml.SequenceNode):
+    nodes, size = 1, 0
+    if isinstance(node, yaml.ScalarNode):
+        size = len(node.value)
+    elif isinstance(node, yaml.SequenceNode):
         for child in node.value:
-            size += _expanded_size(child, memo, depth + 1)
+            n, b = _expanded_size(child, memo, max_bytes, depth + 1)
+            nodes, size = nodes + n, size + b
     elif isinstance(node, yaml.MappingNode):
         for k, v in node.value:
-            size += _expanded_size(k, memo, depth + 1) + _expanded_size(v, memo, depth + 1)
-    memo[id(node)] = size
-    if size > MAX_EXPANDED_NODES:
+            kn, kb = _expanded_size(k, memo, max_bytes, depth + 1)
+            vn, vb = _expanded_size(v, memo, max_bytes, depth + 1)
+            nodes, size = nodes + kn + vn, size + kb + vb
+    memo[id(node)] = (nodes, size)
+    if nodes > MAX_EXPANDED_NODES:
         raise InputError(
             f"expands to more than {MAX_EXPANDED_NODES} nodes through aliases (an alias bomb?)"
         )
-    return size
+    if size > max_bytes:
+        raise InputError(
+            f"expands to more than {max_bytes} bytes of text through aliases (an alias bomb?); "
+            "write the values out instead of aliasing them"
+        )
+    return nodes, size
 
 
 def _to_json_value(value: Any, where: str) -> Any:
@@ -113,7 +128,7 @@ def parse_yaml(data: bytes, *, source: str) -> Any:
         if node is None:
             return None
         try:
-            _expanded_size(node, {})
+            _expanded_size(node, {}, max(len(data), MIN_EXPANDED_BYTES))
         except InputError as exc:
             raise InputError(f"{source}: {exc}") from None
         value = loader.construct_document(node)

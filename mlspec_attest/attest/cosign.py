@@ -14,8 +14,11 @@ from mlspec_attest.model.envelope import Envelope
 
 def cosign(path: Path, signer: Signer) -> str:
     """Append ``signer``'s signature to the envelope at ``path`` (atomically, under the bundle lock)."""
+    if path.parent.name != ATTESTATIONS:
+        raise InputError(f"{path}: not inside a bundle's {ATTESTATIONS}/ folder; cosign changes an envelope in "
+                         "place, in its bundle (copy a loose envelope into one, or name the file there)")
     bundle = Bundle(path.parent.parent)
-    with bundle.locked():
+    with bundle.locked(create=False):  # never creates attestations/ or a lock next to a stray file
         rel = f"{ATTESTATIONS}/{path.name}"  # no-follow below the bundle root
         data = safe.read_file(rel, root=bundle.root, what="attestation")
         try:

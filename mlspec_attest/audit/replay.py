@@ -24,6 +24,7 @@ from mlspec_attest.digests import MANIFEST_ANNOTATION, ArtifactDigest, digest_pa
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import sha256_hex
 from mlspec_attest.model.report import ERROR, Finding, Report
+from mlspec_attest.render.terminal import terminal_safe
 from mlspec_attest.verify.chain import build_chain
 from mlspec_attest.verify.context import Entry
 from mlspec_attest.verify.signatures import EntryReader
@@ -295,6 +296,14 @@ def _collect_artifacts(timeline: list[ReplayEntry]) -> list[ArtifactCheck]:
     return list(found.values())
 
 
+def _resolves_inside(p: Path, real_root: Path) -> bool:
+    """Whether ``p`` resolves below ``real_root``; a symlink loop or unreadable link is not inside."""
+    try:
+        return p.resolve().is_relative_to(real_root)
+    except (RuntimeError, OSError):  # RuntimeError: "Symlink loop" (Python < 3.13)
+        return False
+
+
 class _DigestIndex:
     """sha256 -> relative path of every regular file under the artifacts directory (built lazily)."""
 
@@ -309,7 +318,7 @@ class _DigestIndex:
             for dirpath, _dirs, files in os.walk(self.root, followlinks=False):
                 for fname in sorted(files):
                     p = Path(dirpath) / fname
-                    if p.is_symlink() and not p.resolve().is_relative_to(real):
+                    if p.is_symlink() and not _resolves_inside(p, real):
                         continue
                     if not p.is_file():
                         continue
@@ -324,7 +333,7 @@ class _DigestIndex:
 def _check_artifact(check: ArtifactCheck, root: Path, index: _DigestIndex) -> None:
     real_root = root.resolve()
     candidate = root / check.name
-    inside = candidate.resolve().is_relative_to(real_root) and not Path(check.name).is_absolute()
+    inside = _resolves_inside(candidate, real_root) and not Path(check.name).is_absolute()
     if not inside:
         check.note = "name points outside the artifacts directory; looked up by digest only"
     elif candidate.exists():
@@ -505,7 +514,8 @@ def render_replay_text(result: ReplayResult) -> str:
             where = f" at {a.found} (by {a.found_by})" if a.found and a.status != ABSENT else ""
             lines.append(f"  {marks[a.status]} {a.status:<11} {a.name} sha256 {a.sha256[:16]}{where}")
             if a.status == DIFFERS and a.found_sha256:
-                lines.append(f"      signed sha256 {a.sha256}\n      found  sha256 {a.found_sha256}")
+                lines.append(f"      signed sha256 {a.sha256}")
+                lines.append(f"      found  sha256 {a.found_sha256}")
             if a.note:
                 lines.append(f"      note: {a.note}")
     if result.lineage.get("path"):
@@ -522,7 +532,8 @@ def render_replay_text(result: ReplayResult) -> str:
               f"{c[NOT_CHECKED]} not checked",
               f"Verdict: {result.verdict.upper()}"
               + (" (chain structure sound; pass --policy to check signatures)" if result.verdict == "incomplete" else "")]
-    return "\n".join(lines)
+    # Each element is one line of our layout; anything inside it came from files: a newline or ESC there is shown.
+    return "\n".join(terminal_safe(line) for line in lines)
 
 
 def _lineage_lines(node: dict[str, Any], depth: int, lines: list[str]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from mlspec_attest.cli._errors import record_verdict
 from mlspec_attest.cli._project import announce_trust, load_policy
 from mlspec_attest.errors import InputError
 
@@ -41,8 +42,12 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: 
 
     policy_obj, origin = load_policy(policy, bundle, required=False)
     result = run_replay(bundle, artifacts_dir, policy_obj, log_dir=resolve_log(log_dir, bundle))
+    record_verdict(result.exit_code)  # stands even if stdout fails
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        from mlspec_attest.render.terminal import terminal_safe
+
+        # the same JSON value; bidi/C1 characters from the bundle become \uNNNN escapes
+        click.echo(terminal_safe(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), keep_newlines=True))
     else:
         click.echo(render_replay_text(result))
     announce_trust(policy_obj, origin)
@@ -78,6 +83,7 @@ def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | 
         write_file(out.parent, out.name, page.encode("utf-8"), what="HTML report")
     except OSError as exc:
         raise InputError(f"{html_out}: cannot write: {exc.strerror}") from None
+    record_verdict(result.exit_code)
     click.echo(f"wrote {html_out} (verdict {result.verdict.upper()})")
     announce_trust(policy_obj, origin)
     sys.exit(result.exit_code)

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict
 from mlspec_attest.errors import InputError
 
 
@@ -82,17 +82,24 @@ def verify_cmd(
             identities=identities, key=key,
         )
     except ss.EvidenceVerificationError as exc:
+        record_verdict(1)  # stands even if stdout fails
         if fmt == "json":
             click.echo(json.dumps({"verdict": "fail", "bundle": str(bundle), "error": str(exc)}, indent=2))
         else:
-            click.echo(f"FAIL: {exc}")
+            from mlspec_attest.render.terminal import terminal_safe
+
+            click.echo(f"FAIL: {terminal_safe(exc)}")
         sys.exit(1)
 
+    record_verdict(0)
     if fmt == "json":
         out: dict[str, Any] = {"verdict": "pass", "bundle": str(bundle), **result.to_dict()}
         click.echo(json.dumps(out, indent=2))
     else:
-        click.echo(_render_text(bundle, result))
+        from mlspec_attest.render.terminal import terminal_safe
+
+        # certificate claims and subject names are someone else's text
+        click.echo("\n".join(terminal_safe(line) for line in _render_text(bundle, result).split("\n")))
     sys.exit(0)
 
 

@@ -32,8 +32,9 @@ def keys_generate(name: str, key_type: str, directory: str, no_passphrase: bool,
     The passphrase comes from MLSPEC_KEY_PASSPHRASE, or is asked for on a terminal.
     With --pkcs11 the private key is created on the token and never leaves it.
     """
-    from mlspec_attest.keys import PASSPHRASE_ENV, generate, passphrase_from_env_or_tty
+    from mlspec_attest.keys import PASSPHRASE_ENV, generate, open_key_directory, passphrase_from_env_or_tty
 
+    open_key_directory(directory)  # a symlinked keys/ is refused before anything (.gitignore, key) is written
     if token_uri:
         _generate_on_token(name, key_type, directory, token_uri)
         return

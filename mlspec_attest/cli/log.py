@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import click
 
-from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 DEFAULT_LOG = "inference-log"
@@ -210,6 +210,7 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
     if proof_results:
         result["proofs"] = proof_results
     result["verdict"] = "verified" if ok else "failed"
+    record_verdict(EXIT_OK if ok else EXIT_FAILED)  # stands even if stdout fails
     if fmt == "json":
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
@@ -219,9 +220,16 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+def _safe_echo(line: str) -> None:
+    """One line of our layout; request ids, messages and file names in it are shown escaped."""
+    from mlspec_attest.render.terminal import terminal_safe
+
+    click.echo(terminal_safe(line))
+
+
 def _print_log_result(result: dict[str, Any], log_dir: str, check_log: bool, ok: bool) -> None:
-    """Text output; every value that can come from the log or a proof is escaped (_internal/text.py)."""
-    from mlspec_attest._internal.text import printable as p
+    """Text output; every value that can come from the log or a proof is escaped (render/terminal.py)."""
+    from mlspec_attest.render.terminal import terminal_safe as p
 
     if check_log:
         anchored = (f"checked against {result['signed_heads']} signed log attestation(s)" if result["signed_heads"]
@@ -246,10 +254,11 @@ def _print_log_result(result: dict[str, Any], log_dir: str, check_log: bool, ok:
 def render(log_dir: str, ncsa: bool) -> None:
     """Print the records: JSON Lines (default) or --ncsa Common Log Format."""
     from mlspec_attest.log.inference import InferenceRecord, iter_records
+    from mlspec_attest.render.terminal import terminal_safe
 
-    for _, obj in iter_records(log_dir):
+    for _, obj in iter_records(log_dir):  # records are someone else's text: no raw ESC or bidi to the terminal
         if ncsa:
-            click.echo(InferenceRecord.from_dict(obj).to_ncsa())
-        else:
-            click.echo(json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+            click.echo(terminal_safe(InferenceRecord.from_dict(obj).to_ncsa()))
+        else:  # JSON stays valid and equal: bidi/C1 become \uNNNN escapes of the same characters
+            click.echo(terminal_safe(json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict
 
 
 @click.group('objectives', cls=ErrorHandlingGroup)
@@ -22,6 +22,7 @@ def objectives_check(file: str) -> None:
     from mlspec_attest.objectives.criteria import VARIABLES, check_file
 
     obj = check_file(file)
+    record_verdict(0)  # every criterion compiled: the verdict stands even if stdout fails
     for c in obj.criteria:
         click.echo(f"ok  {c.name:<24} {c.stage}: {c.expression}  [{c.severity}]")
         for note in vacuity_notes(compile_expression(c.expression, VARIABLES)):

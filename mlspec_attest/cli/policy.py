@@ -6,7 +6,7 @@ import os
 
 import click
 
-from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict
 
 
 @click.group("policy", cls=ErrorHandlingGroup)
@@ -24,6 +24,7 @@ def policy_check(file: str) -> None:
     from mlspec_attest.policy import Policy
 
     p = Policy.from_file(file)
+    record_verdict(0)  # valid: the verdict stands even if stdout fails
     click.echo(f"policy {p.name} ({p.source}) is valid; sha256 {p.digest}")
     click.echo(f"expires: {p.expires.isoformat() if p.expires else 'never'}; "
                f"max_age: {p.max_age or 'none'}; freshness: {p.freshness or 'none'}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from mlspec_attest.cli._errors import record_verdict
 from mlspec_attest.cli._project import announce_trust, load_policy, resolve_log
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
@@ -49,14 +50,15 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
         from mlspec_attest.verify.vsa import write_vsa
 
         write_vsa(report, Path(vsa_out), load_signer(vsa_key), resource_uri=resource_uri)  # type: ignore[arg-type]
+    verdict = record_verdict(EXIT_OK if report.passed else EXIT_FAILED)  # stands even if stdout fails
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         from mlspec_attest.render.text import render_text
 
-        click.echo(render_text(report, color=sys.stdout.isatty()))
+        click.echo(render_text(report, color=sys.stdout is not None and sys.stdout.isatty()))
     announce_trust(policy_obj, origin)
-    sys.exit(EXIT_OK if report.passed else EXIT_FAILED)
+    sys.exit(verdict)
 
 
 # -- inspect ---------------------------------------------------------------------------
@@ -70,6 +72,7 @@ def inspect(file: str, key_paths: tuple[str, ...]) -> None:
     from mlspec_attest.keys import PublicKey
     from mlspec_attest.model.canonical import parse_json
     from mlspec_attest.model.envelope import Envelope
+    from mlspec_attest.render.terminal import terminal_safe
 
     data = read_bounded(file, what="envelope")
     try:
@@ -78,10 +81,10 @@ def inspect(file: str, key_paths: tuple[str, ...]) -> None:
         raise InputError(f"{file}: not a DSSE envelope: {exc}") from None
     try:
         statement = parse_json(envelope.payload, source=f"{file} payload")
-        click.echo(json.dumps(statement, indent=2, ensure_ascii=False))
+        click.echo(terminal_safe(json.dumps(statement, indent=2, ensure_ascii=False), keep_newlines=True))
     except InputError:
         click.echo(f"(payload is not JSON: {len(envelope.payload)} bytes)")
-    click.echo(f"payloadType: {envelope.payload_type}")
+    click.echo(f"payloadType: {terminal_safe(envelope.payload_type)}")
     from mlspec_attest.model.canonical import sha256_hex
 
     click.echo(f"payload sha256: {sha256_hex(envelope.payload)}")
@@ -90,7 +93,7 @@ def inspect(file: str, key_paths: tuple[str, ...]) -> None:
 
     message = pae(envelope.payload_type, envelope.payload)
     for i, sig in enumerate(envelope.signatures):
-        click.echo(f"signature {i}: keyid {sig.keyid or '(none)'}")
+        click.echo(f"signature {i}: keyid {terminal_safe(sig.keyid or '(none)')}")
         for key in keys_:
             verdict = "VALID" if key.verify(sig.sig, message) else "invalid"
             click.echo(f"  {verdict} for {key.source} (keyid {key.keyid})")

@@ -10,7 +10,6 @@ be explored and re-run by hand.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,20 +32,18 @@ def _require_demo_dependencies() -> None:
 
 
 def prepare_directory(directory: Path) -> bool:
-    """Make ``directory`` ready for a fresh demo; True when an earlier demo was replaced.
+    """Make ``directory`` ready for a fresh demo (absent or empty); never deletes anything.
 
-    Only a directory this command created (it holds the marker file) is ever wiped:
-    a user's non-empty directory is refused, never deleted.
+    A marker file proves nothing (anyone can plant ``.mlspec-demo`` in a directory they
+    hand you), so a non-empty directory is refused, an earlier demo included: remove it
+    yourself (``make demo`` removes its own ``demo-project``). Returns False (nothing replaced).
     """
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"{directory}: exists and is not a directory")
-    if (directory / MARKER).is_file():
-        shutil.rmtree(directory)
-        directory.mkdir(parents=True)
-        return True
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        raise InputError(f"{directory}: exists and is not a directory; choose another directory")
     if directory.is_dir() and any(directory.iterdir()):
-        raise InputError(f"{directory}: directory is not empty and was not made by 'mlspec demo'; "
-                         "choose another directory (e.g. 'mlspec demo demo-project')")
+        earlier = " (an earlier demo? remove it first: the demo never deletes files)" if (directory / MARKER).exists() else ""
+        raise InputError(f"{directory}: directory is not empty{earlier}; nothing was changed: choose another "
+                         "directory (e.g. 'mlspec demo demo-project') or an empty one")
     directory.mkdir(parents=True, exist_ok=True)
     return False
 
@@ -70,8 +67,8 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
     directory = shown.absolute()  # the pipeline names artifacts relative to the project root
     started = time.perf_counter()
     replaced = prepare_directory(directory)
-    (directory / MARKER).write_text("created by 'mlspec demo'; a re-run of the demo wipes this directory\n",
-                                    encoding="utf-8")
+    (directory / MARKER).write_text("created by 'mlspec demo' (the demo never deletes: remove this directory "
+                                    "yourself before re-running it here)\n", encoding="utf-8")
 
     from mlspec_attest.keys import load_signer
     from mlspec_attest.project import init_project

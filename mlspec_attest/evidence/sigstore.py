@@ -347,10 +347,12 @@ def _artifact_digest(artifact: Path | str | None, digest: str | None) -> bytes |
     return None
 
 
-def _read_bundle(bundle_path: str | os.PathLike[str]) -> tuple[bytes, Any]:
-    """Read and schema-parse a bundle with sigstore's own protobuf-JSON models."""
+def _read_bundle(bundle_path: str | os.PathLike[str], data: bytes | None = None) -> tuple[bytes, Any]:
+    """Read (unless ``data`` is given) and schema-parse a bundle with sigstore's own protobuf-JSON models."""
     p = Path(bundle_path)
-    raw = read_bounded(p, MAX_BUNDLE_BYTES, "Sigstore bundle")
+    if data is not None and len(data) > MAX_BUNDLE_BYTES:
+        raise InputError(f"{p}: Sigstore bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+    raw = data if data is not None else read_bounded(p, MAX_BUNDLE_BYTES, "Sigstore bundle")
     return raw, _parse_bundle_model(raw, str(p))
 
 
@@ -479,8 +481,12 @@ def verify_bundle(
     digest: str | None = None,
     identities: list[IdentityRule] | None = None,
     key: Path | str | None = None,
+    data: bytes | None = None,
 ) -> EvidenceResult:
     """Verify a Sigstore bundle offline and say who signed what.
+
+    ``data``: the bundle's bytes when the caller already read (and digest-checked) them;
+    then ``bundle_path`` only names it in messages and is never opened.
 
     Keyless bundles (certificate) need ``trust_config`` and ``identities``;
     key-based bundles (public key hint, e.g. OpenSSF model signatures) need
@@ -495,7 +501,7 @@ def verify_bundle(
         raise InputError("give either an artifact or a digest, not both")
     if artifact is None and digest is None:
         raise InputError("give the artifact (file or directory) or its digest (sha256:HEX) the bundle must cover")
-    raw, model = _read_bundle(bundle_path)
+    raw, model = _read_bundle(bundle_path, data)
     # A DSSE statement is matched against an artifact path after its signature is verified, since
     # what to hash depends on the signed predicate (an OMS signature names its files and ignores).
     bind_later = artifact is not None and model.dsse_envelope is not None

@@ -154,8 +154,16 @@ class InferenceLog:
         lines, tail_offset = 0, 0
         with open_log_file(self.directory, RECORDS_FILE) as fh:
             pos = 0
+            # The readers' bound (one record <= MAX_LINE_BYTES): a sparse 200 GiB file of zeros is refused
+            # after 16 MiB instead of being counted to its end.
+            since_newline = 0
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 count = chunk.count(b"\n")
+                last_nl = chunk.rfind(b"\n")
+                since_newline = since_newline + len(chunk) if last_nl < 0 else len(chunk) - last_nl - 1
+                if since_newline > safe.MAX_LINE_BYTES:
+                    raise InputError(f"{records}: line {lines + count + 1} is longer than {safe.MAX_LINE_BYTES} "
+                                     "bytes (not a record the writer made); run `mlspec log verify`")
                 if lines < boundary <= lines + count:  # the byte after the last sealed record
                     k = -1
                     for _ in range(boundary - lines):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mlspec_attest._internal.text import printable
 from mlspec_attest.model.report import ERROR, Report
+from mlspec_attest.render.terminal import terminal_safe as _t
 
 
 def _paint(text: str, color: str, enabled: bool) -> str:
@@ -21,18 +21,18 @@ def _number(value: object) -> str:
 def _names(rds: list[dict]) -> str:
     if not rds:
         return "-"
-    shown = [f"{rd.get('name')} ({rd['digest']['sha256'][:12]})" for rd in rds[:3]]
+    shown = [f"{_t(rd.get('name'))} ({_t(rd['digest']['sha256'][:12])})" for rd in rds[:3]]
     more = f" +{len(rds) - 3} more" if len(rds) > 3 else ""
     return ", ".join(shown) + more
 
 
 def render_text(report: Report, color: bool = False) -> str:
-    lines = [_paint(f"mlspec verify {report.bundle}", "bold", color),
-             f"policy {report.policy} (sha256 {(report.policy_sha256 or '')[:16]})", "", "Stages"]
+    lines = [_paint(f"mlspec verify {_t(report.bundle)}", "bold", color),
+             f"policy {_t(report.policy)} (sha256 {_t((report.policy_sha256 or '')[:16])})", "", "Stages"]
     for s in report.stages:
         mark = _paint("✓", "green", color) if s.ok else _paint("✗", "red", color)
-        signer = ", ".join(s.signers) or "unverified"
-        lines.append(f"  {mark} {s.sequence:>4} {s.stage:<10} signed by {signer:<14} {s.time or '':<20} "
+        signer = _t(", ".join(s.signers) or "unverified")
+        lines.append(f"  {mark} {s.sequence:>4} {_t(s.stage):<10} signed by {signer:<14} {_t(s.time or ''):<20} "
                      f"-> {_names(s.subjects)}")
     if not report.stages:
         lines.append("  (no readable attestations)")
@@ -41,21 +41,21 @@ def render_text(report: Report, color: bool = False) -> str:
         for o in report.objectives:
             mark = _paint("✓", "green", color) if o.passed else (
                 _paint("✗", "red", color) if o.severity == "block" else _paint("!", "yellow", color))
-            seen = ", ".join(f"{k}={_number(v)}" for k, v in o.values.items()) or "no values read"
-            lines.append(f"  {mark} {o.name:<24} {o.stage}: {o.expression}   [{seen}]")
+            seen = _t(", ".join(f"{k}={_number(v)}" for k, v in o.values.items()) or "no values read")
+            lines.append(f"  {mark} {_t(o.name):<24} {_t(o.stage)}: {_t(o.expression)}   [{seen}]")
     if report.artifacts:
         lines += ["", "Artifacts"]
         for a in report.artifacts:
             mark = _paint("✓", "green", color) if a.get("matched") else _paint("✗", "red", color)
             where = f"package sequence {a['matched']['sequence']}" if a.get("matched") else "not packaged"
-            lines.append(f"  {mark} {a['path']} sha256 {a['sha256'][:16]} ({where})")
+            lines.append(f"  {mark} {_t(a['path'])} sha256 {_t(a['sha256'][:16])} ({_t(where)})")
     if report.findings:
         lines += ["", "Findings"]
         for f in report.findings:
             mark = _paint("✗", "red", color) if f.severity == ERROR else _paint("!", "yellow", color)
-            lines.append(f"  {mark} [{f.code}] {printable(f.message)}")  # messages may quote hostile input
+            lines.append(f"  {mark} [{_t(f.code)}] {_t(f.message)}")
             if f.hint:
-                lines.append(f"      -> {printable(f.hint)}")
+                lines.append(f"      -> {_t(f.hint)}")
     errors = sum(1 for f in report.findings if f.severity == ERROR)
     warnings = len(report.findings) - errors
     verdict = _paint("PASS", "green", color) if report.passed else _paint("FAIL", "red", color)

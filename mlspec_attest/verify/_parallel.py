@@ -49,6 +49,7 @@ def list_bundle(bundle: Any) -> list[tuple[Any, int | None, str]]:
         match = _bundle._NAME.fullmatch(name)
         kind = match.group(3) if match else ("sigstore" if ".sigstore." in name else "dsse")
         out.append((folder / name, int(match.group(1)) if match else None, kind))
+    _bundle.check_totals(bundle.root, [path.name for path, _, _ in out])  # before anything is read
     return out
 
 
@@ -140,7 +141,8 @@ def parse_bundle(reader: EntryReader, bundle: Any, report: Any, *, workers: int 
     workers = workers_for("MLSPEC_VERIFY_WORKERS", workers)
     ctx = fork_context() if len(listing) >= PARALLEL_MIN and workers > 1 else None
     if ctx is None:
-        return parse_entries(reader, _read_listing(listing), report, workers=1)
+        # One file at a time: a refused file's bytes are dropped at once, not held with all the others.
+        return [e for e in (reader.read(_bundle_file(p, num, k), report) for p, num, k in listing) if e is not None]
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from mlspec_attest._internal.files import read_file
 from mlspec_attest.errors import InputError
@@ -17,7 +16,7 @@ def check_evidence(ctx: VerifyContext) -> None:
     policy, chain, report, bundle = ctx.policy, ctx.chain, ctx.report, ctx.bundle
     for e in chain:
         rule = policy.stages.get(e.stage)
-        present: list[tuple[dict[str, Any], Path]] = []
+        present: list[tuple[Path, bytes]] = []  # the bytes digest-checked here are the bytes verified below
         for rd in e.statement.evidence:
             path = bundle.root / rd["name"]
             data, problem = _read_evidence(bundle.root, rd["name"])
@@ -32,10 +31,10 @@ def check_evidence(ctx: VerifyContext) -> None:
                            f"{rd['name']} differs from the digest the stage signed", sequence=e.sequence,
                            stage=e.stage)
             else:
-                present.append((rd, path))
+                present.append((path, data))
         for ev_rule in (rule.evidence if rule else ()):
             label = ev_rule.name
-            reasons = [_evidence_attempt(policy, ev_rule, e, path) for _, path in present]
+            reasons = [_evidence_attempt(policy, ev_rule, e, path, data) for path, data in present]
             if "" not in reasons:
                 why = "; ".join(r for r in reasons if r) or "no evidence attached"
                 report.add("EVIDENCE_UNSATISFIED", f"sequence {e.sequence} ({e.stage}): policy evidence rule "
@@ -60,8 +59,12 @@ def _read_evidence(root: Path, name: str) -> tuple[bytes | None, str | None]:
         return None, str(exc)
 
 
-def _evidence_attempt(policy: Policy, ev_rule: EvidenceRule, e: Entry, path: Path) -> str:
-    """Empty string when this evidence file satisfies the rule, else why not."""
+def _evidence_attempt(policy: Policy, ev_rule: EvidenceRule, e: Entry, path: Path, data: bytes) -> str:
+    """Empty string when this evidence file satisfies the rule, else why not.
+
+    ``data`` are the bytes already read no-follow and matched to the signed digest; the
+    file is never read again by path (a swap or symlink after the check would change them).
+    """
     from mlspec_attest.evidence.sigstore import EvidenceVerificationError, verify_bundle
 
     role = ev_rule.subject_role
@@ -71,7 +74,7 @@ def _evidence_attempt(policy: Policy, ev_rule: EvidenceRule, e: Entry, path: Pat
     problems = []
     for digest in candidates:
         try:
-            result = verify_bundle(path, trust_config=policy.trust_config, digest=f"sha256:{digest}",
+            result = verify_bundle(path, data=data, trust_config=policy.trust_config, digest=f"sha256:{digest}",
                                    identities=list(ev_rule.identities) or None, key=ev_rule.key)
         except (EvidenceVerificationError, InputError) as exc:
             problems.append(str(exc))

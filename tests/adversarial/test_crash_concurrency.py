@@ -144,7 +144,7 @@ def test_kill_9_of_the_cli_process(chain: tuple[Project, Verifier]) -> None:
         proc.wait()
         _assert_intact(project, verifier, before)
     # A leftover temp file (as a writer killed mid-write leaves it) is cleaned by the next run.
-    (project.bundle / "attestations" / f"{TEMP_PREFIX}999-dead").write_bytes(b'{"partial": ')
+    (project.bundle / "attestations" / f"{TEMP_PREFIX}{'de' * 12}").write_bytes(b'{"partial": ')  # write_file's naming
     assert verifier.verify(project.bundle).passed  # never read as an attestation
     done = subprocess.run(_cli(project, "log", "--metadata", "log.yaml"), cwd=project.root, env=env,
                           capture_output=True, text=True, timeout=60)

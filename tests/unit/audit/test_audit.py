@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, Project, build_lifecycle
+from conftest import REPO, Project, build_lifecycle, hostile_report
 
 from mlspec_attest.audit.replay import replay
 from mlspec_attest.cli.main import main
 from mlspec_attest.keys import load_signer
 from mlspec_attest.model.envelope import Envelope
-from mlspec_attest.model.report import Finding, ObjectiveLine, Report, StageLine
 from mlspec_attest.render.html import render_html
 from mlspec_attest.verify import verify_bundle
 from mlspec_attest.verify.vsa import VSA_PREDICATE_TYPE, build_vsa_statement, write_vsa
@@ -186,25 +185,6 @@ def test_replay_json_schema_and_bad_input(chain: Project, tmp_path: Path) -> Non
 
 
 # -- the HTML report ---------------------------------------------------------------------------------------
-HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
-
-
-def hostile_report() -> Report:
-    rd = {"name": HOSTILE, "digest": {"sha256": "ab" * 32}}
-    report = Report(bundle=HOSTILE, policy=HOSTILE, policy_sha256=HOSTILE, verified_at=HOSTILE)
-    report.stages.append(StageLine(sequence=0, stage=HOSTILE, file=HOSTILE, signers=[HOSTILE], time=HOSTILE,
-                                   subjects=[rd], materials=[], payload_sha256=HOSTILE))
-    report.stages.append(StageLine(sequence=1, stage="train", file="x", signers=[], time=None,
-                                   subjects=[{"name": "m", "digest": {"sha256": "cd" * 32}}], materials=[rd],
-                                   payload_sha256="0" * 64, ok=False))
-    report.objectives.append(ObjectiveLine(name=HOSTILE, stage=HOSTILE, expression=HOSTILE, severity="block",
-                                           passed=False, values={HOSTILE: HOSTILE}, message=HOSTILE,
-                                           description=HOSTILE))
-    report.findings.append(Finding(code=HOSTILE, severity="error", message=HOSTILE, stage=HOSTILE, sequence=0,
-                                   hint=HOSTILE))
-    return report
-
-
 def test_html_escapes_hostile_attestation_content() -> None:
     page = render_html(hostile_report())
     lowered = page.lower()

@@ -65,14 +65,16 @@ def test_demo_passes_attests_13_real_stages_and_reruns(tmp_path: Path) -> None:
     for name in ("mlspec.yaml", "objectives.yaml", "policies/default.yaml", "keys/owner.key", "keys/pipeline.pub"):
         assert (root / name).is_file(), name
 
-    # A re-run replaces the earlier demo (marker file) and gives the same package digest.
+    # A re-run into the same directory is refused (the demo never deletes; a marker proves nothing);
+    # a run into a fresh directory gives the same package digest.
     package_line = next(line for line in out.splitlines() if " package " in line and "directory sha256" in line)
     (root / "stray.txt").write_text("from the first run")
-    code, again = _run(root)
-    assert code == 0, again
-    assert "replacing the previous demo" in again
-    assert not (root / "stray.txt").exists()
+    with pytest.raises(InputError, match="not empty"):
+        _run(root)
+    assert (root / "stray.txt").read_text() == "from the first run"
     assert len(list((root / "bundle" / "attestations").iterdir())) == 13
+    code, again = _run(tmp_path / "second")
+    assert code == 0, again
     assert package_line.split("directory sha256")[1] in again
 
 
@@ -93,7 +95,7 @@ def test_fail_objective_is_refused_naming_criterion_and_value(tmp_path: Path) ->
 
 def test_refuses_a_non_empty_directory_it_did_not_create(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("keep me")
-    with pytest.raises(InputError, match="not empty and was not made by 'mlspec demo'"):
+    with pytest.raises(InputError, match="directory is not empty; nothing was changed"):
         demo.run_demo(tmp_path, echo=lambda _: None)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]

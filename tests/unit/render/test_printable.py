@@ -1,16 +1,16 @@
-"""_internal/text.printable: attacker-chosen text cannot drive the terminal (display spoofing)."""
+"""render/terminal.terminal_safe: attacker-chosen text cannot drive the terminal (display spoofing)."""
 
 from __future__ import annotations
 
-from mlspec_attest._internal.text import printable
 from mlspec_attest.model.report import Finding, Report
+from mlspec_attest.render.terminal import terminal_safe as printable
 from mlspec_attest.render.text import render_text
 
 
 def test_controls_separators_and_bidi_overrides_are_escaped() -> None:
     hostile = "a\rb\nc\x1b[31md\x00e\x7ff\x9bg\u2028h\u202ei\u2066j"
     shown = printable(hostile)
-    assert shown == "a\\x0db\\x0ac\\x1b[31md\\x00e\\x7ff\\x9bg\\u2028h\\u202ei\\u2066j"
+    assert shown == "a\\x0db\\x0ac\\x1b[31md\\x00e\\u007ff\\u009bg\\u2028h\\u202ei\\u2066j"
     assert all(c.isprintable() for c in shown)
 
 

@@ -136,7 +136,7 @@ def test_report_renders_in_chromium(project: Project, tmp_path: Path, monkeypatc
 
 
 def test_hostile_report_executes_nothing_in_chromium(tmp_path: Path) -> None:
-    from test_audit import hostile_report
+    from conftest import hostile_report
 
     page = tmp_path / "hostile.html"
     page.write_text(render_html(hostile_report()), encoding="utf-8")
