@@ -337,8 +337,8 @@ def _hash_files(files: list[_File], workers: int, progress: NullProgress,
                 progress.advance(files=1)
 
             with ThreadPoolExecutor(max_workers=min(workers, len(big)), thread_name_prefix="mlspec-hash") as tp:
-                for fut in [tp.submit(job, i) for i in big]:
-                    fut.result()
+                for pending in [tp.submit(job, i) for i in big]:
+                    pending.result()
         for i in small:
             results[i] = _hash_plain(files[i].path, progress)
             progress.advance(files=1)

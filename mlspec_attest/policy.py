@@ -14,6 +14,7 @@ never silently weaken the gate and verification never reads raw policy data.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -498,7 +499,7 @@ class Policy:
                   "leakage", "clock_skew", "timestamp_authorities"}
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Policy:
+    def from_file(cls, path: str | os.PathLike[str]) -> Policy:
         p = Path(path)
         data_bytes = read_bounded(p, what="policy")
         data = load_mapping(p, "policy")

@@ -103,7 +103,7 @@ head:                           # re-sign the chain head (bundle/head.dsse.json)
 
 
 def packaged_policy(name: str) -> bytes:
-    return resources.files("mlspec_attest").joinpath("data", "policies", name).read_bytes()
+    return (resources.files("mlspec_attest") / "data" / "policies" / name).read_bytes()
 
 
 KEY_IGNORE_PATTERN = "*.key"

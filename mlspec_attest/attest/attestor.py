@@ -220,10 +220,10 @@ class Attestor:
         material_rds = [describe(ArtifactRef.parse(m), self.base_dir) for m in materials]
         if stage_obj.name in DATASET_ROLES and "dataset" not in merged:
             # The data source is already attested as a material: name it rather than ask twice.
-            data = [m["name"] for m in material_rds
-                    if (m.get("annotations") or {}).get(ROLE_ANNOTATION) in DATASET_ROLES[stage_obj.name]]
-            if len(data) == 1:
-                merged["dataset"] = data[0]
+            datasets = [m["name"] for m in material_rds
+                        if (m.get("annotations") or {}).get(ROLE_ANNOTATION) in DATASET_ROLES[stage_obj.name]]
+            if len(datasets) == 1:
+                merged["dataset"] = datasets[0]
         if stage_obj.name == "test" and "holdback" not in merged and any(
                 (m.get("annotations") or {}).get(ROLE_ANNOTATION) in {"holdback-data", "test-data"}
                 for m in material_rds):

@@ -504,7 +504,7 @@ class CreditPipeline:
             incomes = [float(r["income"]) for r in sub if r["income"] != ""]
             slices["group"][g] = {"rows": len(sub), "approval_rate": _r(sum(r["decision"] == "approve" for r in sub) / len(sub)),
                                   "income_p50": _r(_percentile(incomes, 50)),
-                                  "credit_history_years_mean": _r(np.mean([float(r["credit_history_years"]) for r in sub]))}
+                                  "credit_history_years_mean": _r(float(np.mean([float(r["credit_history_years"]) for r in sub])))}
         approval = _r(sum(r["decision"] == "approve" for r in rows) / len(rows))
         report = {"rows": len(rows), "statistics": stats, "slices": slices, "outliers": outliers,
                   "approval_rate": approval, "reference_bins": reference,
@@ -620,14 +620,14 @@ class CreditPipeline:
 
         fingerprints: dict[str, Path] = {}
         sets: dict[str, Any] = {}
-        for name, part in assignment.items():
-            part.sort(key=lambda r: r["application_id"])
-            _write_csv(self.p(paths[name]), CLEAN_COLUMNS, [[r[c] for c in CLEAN_COLUMNS] for r in part])
+        for name, members in assignment.items():
+            members.sort(key=lambda r: r["application_id"])
+            _write_csv(self.p(paths[name]), CLEAN_COLUMNS, [[r[c] for c in CLEAN_COLUMNS] for r in members])
             # Row fingerprints (sha256 prefixes of each CSV line): the verifier re-proves disjointness from them.
             fingerprints[name] = write_fingerprints(self.p(paths[name]), self.p(paths[name]).with_suffix(".fp"))
-            sets[name] = {"size": len(part), "fraction": _r(len(part) / len(rows)), "path": paths[name],
-                          "statistics": {"approval_rate": _r(sum(r["label"] == "1" for r in part) / len(part)),
-                                         "group_b_share": _r(sum(r["group"] == "B" for r in part) / len(part))}}
+            sets[name] = {"size": len(members), "fraction": _r(len(members) / len(rows)), "path": paths[name],
+                          "statistics": {"approval_rate": _r(sum(r["label"] == "1" for r in members) / len(members)),
+                                         "group_b_share": _r(sum(r["group"] == "B" for r in members) / len(members))}}
         fp = {k: parse_fingerprints(v.read_bytes(), str(v)) for k, v in fingerprints.items()}
         pairs = {f"{a}/{b}": overlap(fp[a], fp[b])
                  for a, b in (("train", "validation"), ("train", "holdback"), ("validation", "holdback"))}

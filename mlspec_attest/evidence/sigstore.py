@@ -425,12 +425,13 @@ def _verify_with_key(key: Any, signature: bytes, message: bytes) -> bool:
             key.verify(signature, message)
             return True
         if isinstance(key, ec.EllipticCurvePublicKey):
-            algo = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}.get(
+            algo: hashes.HashAlgorithm | None = {"secp256r1": hashes.SHA256(), "secp384r1": hashes.SHA384(),
+                                                 "secp521r1": hashes.SHA512()}.get(
                 key.curve.name
             )
             if algo is None:
                 raise InputError(f"unsupported EC curve {key.curve.name}; use P-256, P-384 or P-521")
-            key.verify(signature, message, ec.ECDSA(algo()))
+            key.verify(signature, message, ec.ECDSA(algo))
             return True
     except InvalidSignature:
         return False

@@ -457,7 +457,7 @@ class InferenceRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> InferenceRecord:
         """Validate a JSON record (same rules as the log) and build the dataclass."""
         obj, _ = normalize_record(data)
-        return cls(**{attr: obj.get(key) for key, attr in _FIELDS})
+        return cls(**{attr: obj.get(key) for key, attr in _FIELDS})  # type: ignore[arg-type]  # normalize_record checked every type
 
     def to_dict(self) -> dict[str, Any]:
         """JSON object with the wire names; exactly one of each value/digest pair."""

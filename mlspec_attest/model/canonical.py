@@ -230,6 +230,10 @@ _fast_decode = json.JSONDecoder(parse_int=_fast_int, parse_float=_fast_float, pa
 _ABOVE_BMP = re.compile(rb"[\xf0-\xff]")  # lead byte of a 4-byte UTF-8 sequence (or invalid UTF-8)
 
 
+_FAST_DECODE_ERRORS: tuple[type[BaseException], ...] = (_NotFast, UnicodeError, ValueError, RecursionError,
+                                                      *FAST_ENCODE_ERRORS)
+
+
 def parse_canonical_fast(data: bytes) -> Any | None:
     """The value of ``data`` when it provably is RFC 8785 canonical JSON that
     ``parse_json`` accepts, else None (the caller then runs ``parse_json`` and
@@ -253,6 +257,6 @@ def parse_canonical_fast(data: bytes) -> Any | None:
     try:
         value = _fast_decode(data.decode("utf-8"))
         again = fast_encode(value)
-    except (_NotFast, UnicodeError, ValueError, RecursionError, *FAST_ENCODE_ERRORS):
+    except _FAST_DECODE_ERRORS:
         return None
     return value if again == data else None

@@ -28,7 +28,7 @@ _MAX_MESSAGE = 200
 @functools.cache
 def _load_schema(canonical_name: str) -> dict[str, Any]:
     try:
-        text = resources.files("mlspec_attest").joinpath("schemas", f"{canonical_name}.json").read_text("utf-8")
+        text = (resources.files("mlspec_attest") / "schemas" / f"{canonical_name}.json").read_text("utf-8")
     except FileNotFoundError:  # a broken install, not user input
         raise InputError(
             f"metadata schema for stage {canonical_name!r} is missing from the installed package; reinstall it"

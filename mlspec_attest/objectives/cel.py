@@ -405,7 +405,7 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, str):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): to_plain(dict.__getitem__(value, k)) for k in value}
+        return {str(k): to_plain(dict.__getitem__(value, k)) for k in value}  # type: ignore[index]  # a CEL MapType is a dict
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     if value is None:

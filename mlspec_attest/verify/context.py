@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,7 +58,7 @@ class VerifyContext:
     bundle: Bundle
     report: Report
     chain: list[Entry] = field(default_factory=list)
-    artifacts: Sequence[str | Path] = ()
+    artifacts: Sequence[str | os.PathLike[str]] = ()
     log_dir: str | Path | None = None  # the inference log the chain's log attestations seal, when at hand
 
 

@@ -31,19 +31,19 @@ def check_artifact_flow(ctx: VerifyContext) -> None:
         models = {digest_of(s) for s in train.statement.subjects if role_of(s) in MODEL_ROLES}
         models = models or {digest_of(s) for s in train.statement.subjects}
         for stage in ("evaluate", "test", "package"):
-            e = latest.get(stage)
-            if e is None:
+            user = latest.get(stage)
+            if user is None:
                 continue
-            used = [m for m in e.statement.materials if role_of(m) in MODEL_ROLES]
+            used = [m for m in user.statement.materials if role_of(m) in MODEL_ROLES]
             if not used:
-                report.add("MODEL_NOT_DECLARED", f"sequence {e.sequence} ({stage}): no material with role "
-                           "'model'; cannot prove which model it used", sequence=e.sequence, stage=stage,
+                report.add("MODEL_NOT_DECLARED", f"sequence {user.sequence} ({stage}): no material with role "
+                           "'model'; cannot prove which model it used", sequence=user.sequence, stage=stage,
                            hint=f"pass --material model=PATH to 'mlspec attest stage {stage}'")
             for m in used:
                 if digest_of(m) not in models:
-                    report.add("MODEL_MISMATCH", f"sequence {e.sequence} ({stage}): model {m.get('name')} "
+                    report.add("MODEL_MISMATCH", f"sequence {user.sequence} ({stage}): model {m.get('name')} "
                                f"(sha256 {digest_of(m)[:12]}…) is not the model trained at sequence "
-                               f"{train.sequence}", sequence=e.sequence, stage=stage)
+                               f"{train.sequence}", sequence=user.sequence, stage=stage)
     split, test, evaluate = latest.get("split"), latest.get("test"), latest.get("evaluate")
     if test is not None:
         test_data = {digest_of(m) for m in test.statement.materials if role_of(m) in HOLDBACK_ROLES}
