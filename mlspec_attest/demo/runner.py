@@ -158,7 +158,8 @@ def _next_steps(directory: Path, package: Path, passed: bool) -> str:
          "append a new monitor reading"),
         (f"cp -r {pkg} tampered && echo x >> tampered/requirements.txt", ""),
         ("mlspec verify bundle --artifact tampered", "refused: not the packaged artifact"),
-        (f"mlspec demo {directory}{'' if passed else ' --fail-objective'}", "run everything again"),
+        (f"mlspec demo {directory}-2{'' if passed else ' --fail-objective'}",
+         "run everything again, into a new directory (the demo never deletes one)"),
     ]
     width = max(len(c) for c, _ in steps if len(c) <= 60)
     lines = [f"Explore and re-run by hand (cd {directory}):"]
