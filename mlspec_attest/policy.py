@@ -527,7 +527,7 @@ class Policy:
                                has_trust_config=trust_config is not None)
         revoked = _parse_revoked(data.get("revoked"), at("revoked"))
         interleave = _parse_order(data.get("order"), at("order"))
-        head = HeadRule.from_dict(data["head"], keys, at("head")) if data.get("head") is not None else None
+        head = HeadRule.from_dict(data["head"], keys, at("head")) if "head" in data else None  # "head:" alone is refused
         flow, external_roles = _parse_artifact_flow(data.get("artifact_flow", True), at("artifact_flow"))
         pin = ObjectivesPin.from_dict(data["objectives"], at("objectives")) if "objectives" in data else None
         expires = parse_time(data["expires"], at("expires")) if "expires" in data else None

@@ -199,6 +199,16 @@ def apply_set(metadata: dict[str, Any], assignment: str) -> dict[str, Any]:
 _DEPRECATED_STATUS = frozenset({"deprecated"})
 
 
+def _key_words(key: Any) -> str:
+    """``is_deprecated``, ``isDeprecated``, ``Is-Deprecated`` all read ``isdeprecated``."""
+    return "".join(c for c in str(key).lower() if c.isalnum())
+
+
+def _plainly_no(value: Any) -> bool:
+    return value is False or value is None or (type(value) is int and value == 0) \
+        or (isinstance(value, str) and value.strip().lower() in ("false", "no", "0", ""))
+
+
 def deprecated_markers(metadata: Any, path: tuple[Any, ...] = ()) -> list[str]:
     """JSON pointers where metadata marks its data deprecated, at any depth.
 
@@ -213,12 +223,10 @@ def deprecated_markers(metadata: Any, path: tuple[Any, ...] = ()) -> list[str]:
         if isinstance(node, dict):
             for key, value in node.items():
                 here = (*where, key)
-                if key == "isDeprecated" and value is not False:
-                    found.append(json_pointer(here))  # true, or anything but a plain false (fail closed)
-                elif key == "deprecated" and (value is True or (isinstance(value, str)
-                                                                and value.strip().lower() in ("true", "yes"))):
-                    found.append(json_pointer(here))
-                elif key in ("status", "lifecycleStatus", "lifecycle_status") and isinstance(value, str) \
+                name = _key_words(key)
+                if name in ("isdeprecated", "deprecated") and not _plainly_no(value):
+                    found.append(json_pointer(here))  # true, 1, "yes", anything but a plain no (fail closed)
+                elif name.endswith(("status", "state")) and isinstance(value, str) \
                         and value.strip().lower() in _DEPRECATED_STATUS:
                     found.append(json_pointer(here))
                 else:

@@ -292,7 +292,20 @@ DEPRECATED = [
     {"sources": [{"name": "raw", "deprecated": True}]},
     {"datasets": [{"name": "loans", "version": 3, "isDeprecated": True}]},
     {"dataset": {"name": "loans", "status": "Deprecated"}},
+    # the gate review's spellings: exact key names only were matched before
+    {"sources": ["raw"], "is_deprecated": True},
+    {"sources": ["raw"], "deprecated": 1},
+    {"sources": ["raw"], "dataset_status": "Deprecated"},
+    {"sources": ["raw"], "state": "deprecated"},
+    {"sources": ["raw"], "lifecycle": {"state": "DEPRECATED"}},
 ]
+
+
+def test_current_data_is_not_taken_for_deprecated() -> None:
+    from mlspec_attest.model.metadata import deprecated_markers
+
+    assert deprecated_markers({"deprecated": False, "isDeprecated": "no", "status": "active",
+                               "lifecycle": {"state": "production"}, "is_deprecated": 0}) == []
 
 
 @pytest.mark.parametrize("metadata", DEPRECATED)

@@ -346,3 +346,13 @@ def test_verifier_applies_pin_with_typed_policy(project: Project) -> None:
 def _mlspec(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mlspec_attest.cli.main", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
+
+
+def test_a_valueless_head_rule_is_refused_not_dropped(project: Project) -> None:
+    """`head:` with no value (YAML null) silently turned the chain-head rule off; truncation then passed."""
+    text = project.policy().read_text()
+    assert "\nhead:" in text
+    lines = [("head:" if line.startswith("head:") else line) for line in text.splitlines()]
+    path = project.write("policies/nullhead.yaml", "\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="head"):
+        Policy.from_file(path)
