@@ -77,7 +77,7 @@ def verify_cmd(
                 san=identity, san_pattern=identity_regex, issuer=issuer,
                 workflow_repository=workflow_repository, workflow_ref=workflow_ref,
             )]
-        result = ss.verify_bundle(
+        result = ss.verify_evidence(
             bundle, trust_config=trust_config, artifact=artifact, digest=digest,
             identities=identities, key=key,
         )

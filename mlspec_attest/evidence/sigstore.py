@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any, Union
 from mlspec_attest._internal.loaders import read_bounded
 from mlspec_attest.errors import EvidenceVerificationError, InputError
 from mlspec_attest.evidence.identity import IDENTITY_CLAIMS, IdentityRule  # the policy model; re-exported here
+from mlspec_attest.keys import keyid_of
 from mlspec_attest.model.canonical import parse_json
+from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, pae
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from cryptography.x509 import Certificate
@@ -41,7 +43,7 @@ MAX_KEY_BYTES = 1024 * 1024
 MAX_DSSE_SIGNATURES = 16
 _HASH_CHUNK = 1024 * 1024
 
-INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+INTOTO_PAYLOAD_TYPE = IN_TOTO_PAYLOAD_TYPE  # one definition: model/envelope.py
 INTOTO_STATEMENT_TYPES = ("https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1")
 _TRUSTED_ROOT_MEDIA_PREFIX = "application/vnd.dev.sigstore.trustedroot"
 _CLIENT_TRUST_CONFIG_MEDIA_PREFIX = "application/vnd.dev.sigstore.clienttrustconfig"
@@ -323,18 +325,9 @@ def hash_file(path: str | os.PathLike[str]) -> bytes:
         raise InputError(f"{p}: is a directory; pass its digest with --digest sha256:HEX instead")
     if not _stat.S_ISREG(mode):
         raise InputError(f"{p}: not a regular file (FIFO, device or socket); refusing to read it")
-    h = hashlib.sha256()
-    from mlspec_attest._internal.files import open_stream
+    from mlspec_attest.digests import sha256_file  # the one streaming, FIFO-safe file hash
 
-    try:
-        with open_stream(p, what="artifact") as fh:  # non-blocking open, fstat-checked: no FIFO swap hang
-            while chunk := fh.read(_HASH_CHUNK):
-                h.update(chunk)
-    except FileNotFoundError:
-        raise InputError(f"{p}: artifact not found") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read artifact: {exc.strerror}") from None
-    return h.digest()
+    return bytes.fromhex(sha256_file(p)[0])
 
 
 def _artifact_digest(artifact: Path | str | None, digest: str | None) -> bytes | None:
@@ -401,17 +394,11 @@ def _spki(key: Any, pem: bool) -> bytes:
 
 
 def key_id(key: Any) -> str:
-    """mlspec keyid: lowercase hex sha256 of the DER SubjectPublicKeyInfo."""
-    return hashlib.sha256(_spki(key, pem=False)).hexdigest()
+    """mlspec keyid: lowercase hex sha256 of the DER SubjectPublicKeyInfo (keys.keyid_of)."""
+    return keyid_of(key)
 
 
 # --------------------------------------------------------------------------- DSSE / statement helpers
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE v1 Pre-Authentication Encoding: the only bytes a DSSE signature covers."""
-    t = payload_type.encode("utf-8")
-    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
 def _verify_with_key(key: Any, signature: bytes, message: bytes) -> bool:
@@ -474,7 +461,7 @@ def _match_subject(subjects: list[dict[str, Any]], digest: bytes, source: str) -
 # --------------------------------------------------------------------------- verification
 
 
-def verify_bundle(
+def verify_evidence(
     bundle_path: str | os.PathLike[str],
     *,
     trust_config: TrustConfigArg,
@@ -909,6 +896,6 @@ __all__ = [
     "parse_digest",
     "rule_to_policy",
     "sign_statement_keyless",
-    "verify_bundle",
+    "verify_evidence",
     "verify_keyless_statement",
 ]

@@ -65,7 +65,7 @@ def _evidence_attempt(policy: Policy, ev_rule: EvidenceRule, e: Entry, path: Pat
     ``data`` are the bytes already read no-follow and matched to the signed digest; the
     file is never read again by path (a swap or symlink after the check would change them).
     """
-    from mlspec_attest.evidence.sigstore import EvidenceVerificationError, verify_bundle
+    from mlspec_attest.evidence.sigstore import EvidenceVerificationError, verify_evidence
 
     role = ev_rule.subject_role
     candidates = [digest_of(m) for m in e.statement.materials if role is None or role_of(m) == role]
@@ -74,7 +74,7 @@ def _evidence_attempt(policy: Policy, ev_rule: EvidenceRule, e: Entry, path: Pat
     problems = []
     for digest in candidates:
         try:
-            result = verify_bundle(path, data=data, trust_config=policy.trust_config, digest=f"sha256:{digest}",
+            result = verify_evidence(path, data=data, trust_config=policy.trust_config, digest=f"sha256:{digest}",
                                    identities=list(ev_rule.identities) or None, key=ev_rule.key)
         except (EvidenceVerificationError, InputError) as exc:
             problems.append(str(exc))

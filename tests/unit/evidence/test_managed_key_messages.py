@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from mlspec_attest.cli.main import main
 from mlspec_attest.errors import EvidenceVerificationError, InputError
-from mlspec_attest.evidence.sigstore import verify_bundle
+from mlspec_attest.evidence.sigstore import verify_evidence
 
 
 def _bundle(tmp_path: Path, private, data: bytes, *, digest: bytes | None = None, hint: str | None = None,
@@ -69,7 +69,7 @@ def test_managed_key_message_signature_verifies(tmp_path: Path, key) -> None:  #
     artifact = tmp_path / "a.txt"
     artifact.write_bytes(b"hello, world\n")
     bundle, pub = _bundle(tmp_path, key, artifact.read_bytes()), _pub(tmp_path, key)
-    r = verify_bundle(bundle, trust_config=None, artifact=artifact, key=pub)
+    r = verify_evidence(bundle, trust_config=None, artifact=artifact, key=pub)
     assert r.kind == "message_signature" and r.signer.method == "key"
     assert r.artifact_digest == f"sha256:{hashlib.sha256(artifact.read_bytes()).hexdigest()}"
     res = CliRunner().invoke(main, ["evidence", "verify", str(bundle), "--artifact", str(artifact), "--key", str(pub)])
@@ -82,9 +82,9 @@ def test_p256_digest_alone_suffices_ed25519_needs_the_file(tmp_path: Path, key) 
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
     if isinstance(key, ed25519.Ed25519PrivateKey):
         with pytest.raises(InputError, match="give --artifact"):
-            verify_bundle(bundle, trust_config=None, digest=digest, key=pub)
+            verify_evidence(bundle, trust_config=None, digest=digest, key=pub)
     else:
-        assert verify_bundle(bundle, trust_config=None, digest=digest, key=pub).kind == "message_signature"
+        assert verify_evidence(bundle, trust_config=None, digest=digest, key=pub).kind == "message_signature"
 
 
 @pytest.mark.parametrize("attack", ["other artifact", "messageDigest of another artifact", "signature over other bytes",
@@ -105,7 +105,7 @@ def test_managed_key_attacks_fail(tmp_path: Path, key, attack: str) -> None:  # 
     else:
         bundle = _bundle(tmp_path, key, artifact.read_bytes(), hint=base64.b64encode(b"\0" * 32).decode())
     with pytest.raises(EvidenceVerificationError):
-        verify_bundle(bundle, trust_config=None, artifact=artifact, key=pub)
+        verify_evidence(bundle, trust_config=None, artifact=artifact, key=pub)
     res = CliRunner().invoke(main, ["evidence", "verify", str(bundle), "--artifact", str(artifact), "--key", str(pub)])
     assert res.exit_code == 1 and res.output.startswith("FAIL")
 

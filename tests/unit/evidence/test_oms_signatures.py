@@ -21,7 +21,7 @@ from mlspec_attest.attest.oms import key_signed_bundle, sign_oms
 from mlspec_attest.cli.main import main
 from mlspec_attest.digests import digest_path
 from mlspec_attest.errors import EvidenceVerificationError
-from mlspec_attest.evidence.sigstore import verify_bundle
+from mlspec_attest.evidence.sigstore import verify_evidence
 from mlspec_attest.keys import load_signer
 from mlspec_attest.model.canonical import canonicalize
 from mlspec_attest.verify import verify_bundle as verify_chain
@@ -37,7 +37,7 @@ def model_signing_accepts(model: Path, sig: Path, pub: Path, *extra: str) -> boo
 
 def mlspec_accepts(model: Path, sig: Path, pub: Path) -> bool:
     try:
-        verify_bundle(sig, trust_config=None, artifact=model, key=pub)
+        verify_evidence(sig, trust_config=None, artifact=model, key=pub)
         return True
     except EvidenceVerificationError:
         return False
@@ -180,11 +180,11 @@ def test_directory_against_a_statement_that_binds_no_names_is_refused(project: P
     pub = project.root / "keys" / "intruder.pub"
     bare = _generic_bundle(project, tmp_path, {"name": "m", "digest": {"sha256": d.sha256}})
     with pytest.raises(EvidenceVerificationError, match="does not bind its file names"):
-        verify_bundle(bare, trust_config=None, artifact=project.root / "m", key=pub)
+        verify_evidence(bare, trust_config=None, artifact=project.root / "m", key=pub)
     bound = _generic_bundle(project, tmp_path, {"name": "m", "digest": {"sha256": d.sha256}, "annotations": {
         "mlspec.dev/manifest-sha256": d.manifest_sha256}})
-    verify_bundle(bound, trust_config=None, artifact=project.root / "m", key=pub)
+    verify_evidence(bound, trust_config=None, artifact=project.root / "m", key=pub)
     (project.root / "m" / "b").rename(project.root / "m" / "c")  # same digest order, other name
     assert digest_path(project.root / "m").sha256 == d.sha256
     with pytest.raises(EvidenceVerificationError, match="does not bind its file names"):
-        verify_bundle(bound, trust_config=None, artifact=project.root / "m", key=pub)
+        verify_evidence(bound, trust_config=None, artifact=project.root / "m", key=pub)

@@ -25,7 +25,7 @@ from mlspec_attest.evidence.sigstore import (
     load_trust_config,
     pae,
     sign_statement_keyless,
-    verify_bundle,
+    verify_evidence,
     verify_keyless_statement,
 )
 
@@ -66,7 +66,7 @@ V3_RULE = IdentityRule(san=V3_SAN, issuer=V3_ISSUER)
 
 
 def test_dsse_bundle_verifies_offline_and_reports_signer(sg: Path, staging_root) -> None:
-    r = verify_bundle(
+    r = verify_evidence(
         sg / "dsse-staging-rekor-v2/bundle.sigstore.json", trust_config=staging_root,
         artifact=sg / "dsse-staging-rekor-v2/a.txt", identities=[dsse_rule()],
     )
@@ -83,7 +83,7 @@ def test_dsse_bundle_verifies_offline_and_reports_signer(sg: Path, staging_root)
 
 
 def test_dsse_bundle_accepts_digest_instead_of_file(sg: Path, staging_root) -> None:
-    r = verify_bundle(
+    r = verify_evidence(
         sg / "dsse-staging-rekor-v2/bundle.sigstore.json", trust_config=staging_root,
         digest=f"sha256:{A_TXT_SHA.upper()}", identities=[dsse_rule()],
     )
@@ -102,7 +102,7 @@ def test_dsse_bundle_accepts_digest_instead_of_file(sg: Path, staging_root) -> N
 )
 def test_dsse_bundle_wrong_identity_fails(sg: Path, staging_root, rule: IdentityRule, fragment: str) -> None:
     with pytest.raises(EvidenceVerificationError, match=fragment):
-        verify_bundle(
+        verify_evidence(
             sg / "dsse-staging-rekor-v2/bundle.sigstore.json", trust_config=staging_root,
             artifact=sg / "dsse-staging-rekor-v2/a.txt", identities=[rule],
         )
@@ -110,7 +110,7 @@ def test_dsse_bundle_wrong_identity_fails(sg: Path, staging_root, rule: Identity
 
 def test_dsse_bundle_wrong_artifact_fails(sg: Path, staging_root) -> None:
     with pytest.raises(EvidenceVerificationError, match="matches no subject"):
-        verify_bundle(
+        verify_evidence(
             sg / "dsse-staging-rekor-v2/bundle.sigstore.json", trust_config=staging_root,
             artifact=sg / "hashedrekord-staging-v3/bundle_v3.txt", identities=[dsse_rule()],
         )
@@ -118,7 +118,7 @@ def test_dsse_bundle_wrong_artifact_fails(sg: Path, staging_root) -> None:
 
 def test_dsse_bundle_production_root_fails(sg: Path) -> None:
     with pytest.raises(EvidenceVerificationError, match="not enough sources of verified time"):
-        verify_bundle(
+        verify_evidence(
             sg / "dsse-staging-rekor-v2/bundle.sigstore.json",
             trust_config=sg / "trusted_root.production.json",
             artifact=sg / "dsse-staging-rekor-v2/a.txt", identities=[dsse_rule()],
@@ -133,14 +133,14 @@ def test_dsse_bundle_tampered_payload_fails(sg: Path, staging_root, tmp_path: Pa
     bad = tmp_path / "tampered.sigstore.json"
     bad.write_text(json.dumps(doc))
     with pytest.raises(EvidenceVerificationError):
-        verify_bundle(bad, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[dsse_rule()])
+        verify_evidence(bad, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[dsse_rule()])
 
 
 # --------------------------------------------------------------------------- keyless message signature (Rekor v1)
 
 
 def test_hashedrekord_bundle_verifies(sg: Path, staging_root) -> None:
-    r = verify_bundle(
+    r = verify_evidence(
         sg / "hashedrekord-staging-v3/bundle_v3.txt.sigstore", trust_config=staging_root,
         artifact=sg / "hashedrekord-staging-v3/bundle_v3.txt", identities=[V3_RULE],
     )
@@ -165,7 +165,7 @@ def test_hashedrekord_bundle_verifies(sg: Path, staging_root) -> None:
 )
 def test_hashedrekord_bundle_negative(sg: Path, root: str, artifact: str, rule: IdentityRule) -> None:
     with pytest.raises(EvidenceVerificationError):
-        verify_bundle(
+        verify_evidence(
             sg / "hashedrekord-staging-v3/bundle_v3.txt.sigstore", trust_config=sg / root,
             artifact=sg / artifact, identities=[rule],
         )
@@ -177,24 +177,24 @@ def test_hashedrekord_bundle_negative(sg: Path, root: str, artifact: str, rule: 
 def test_san_pattern_policy_matches_fully(sg: Path, staging_root) -> None:
     bundle = sg / "dsse-staging-rekor-v2/bundle.sigstore.json"
     ok = IdentityRule(san_pattern=r"https://github\.com/sigstore-conformance/.+@refs/heads/main", issuer=GHA_ISSUER)
-    r = verify_bundle(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[ok])
+    r = verify_evidence(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[ok])
     assert r.signer.san == DSSE_SAN
     # a prefix is not enough: the whole SAN must match
     prefix = IdentityRule(san_pattern=r"https://github\.com/sigstore-conformance/", issuer=GHA_ISSUER)
     with pytest.raises(EvidenceVerificationError, match="do not fully match"):
-        verify_bundle(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[prefix])
+        verify_evidence(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[prefix])
     wrong_iss = IdentityRule(san_pattern=r".*", issuer="https://accounts.google.com")
     with pytest.raises(EvidenceVerificationError, match="issuer"):
-        verify_bundle(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[wrong_iss])
+        verify_evidence(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[wrong_iss])
 
 
 def test_any_of_identities_and_explained_failure(sg: Path, staging_root) -> None:
     bundle = sg / "dsse-staging-rekor-v2/bundle.sigstore.json"
     other = IdentityRule(san="someone@example.com", issuer=V3_ISSUER)
-    r = verify_bundle(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[other, dsse_rule()])
+    r = verify_evidence(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}", identities=[other, dsse_rule()])
     assert r.signer.san == DSSE_SAN
     with pytest.raises(EvidenceVerificationError, match="matches no allowed identity: someone@example.com"):
-        verify_bundle(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}",
+        verify_evidence(bundle, trust_config=staging_root, digest=f"sha256:{A_TXT_SHA}",
                       identities=[other, IdentityRule(san="x@example.com", issuer=GHA_ISSUER)])
 
 
@@ -232,13 +232,13 @@ def _client_trust_config(sg: Path, tmp_path: Path, instance: str) -> Path:
 
 def test_client_trust_config_accepted(sg: Path, tmp_path: Path) -> None:
     tc = _client_trust_config(sg, tmp_path, "staging")
-    r = verify_bundle(
+    r = verify_evidence(
         sg / "hashedrekord-staging-v3/bundle_v3.txt.sigstore", trust_config=tc,
         artifact=sg / "hashedrekord-staging-v3/bundle_v3.txt", identities=[V3_RULE],
     )
     assert r.signer.san == V3_SAN
     with pytest.raises(EvidenceVerificationError):
-        verify_bundle(
+        verify_evidence(
             sg / "dsse-staging-rekor-v2/bundle.sigstore.json", trust_config=_client_trust_config(sg, tmp_path, "production"),
             artifact=sg / "dsse-staging-rekor-v2/a.txt", identities=[dsse_rule()],
         )
@@ -263,7 +263,7 @@ def test_bad_trust_config_is_input_error(sg: Path, tmp_path: Path) -> None:
 
 
 def test_model_signature_verifies_with_p384_key(ms: Path) -> None:
-    r = verify_bundle(
+    r = verify_evidence(
         ms / "v1.1.0-elliptic-key/model.sig", trust_config=None, digest=MODEL_SUBJECT,
         key=ms / "keys/signing-key-pub.pem",
     )
@@ -278,7 +278,7 @@ def test_model_signature_verifies_with_p384_key(ms: Path) -> None:
 def test_model_signature_wrong_digest_fails(ms: Path) -> None:
     # One file of the model is not the model: its name-by-name comparison says what differs.
     with pytest.raises(EvidenceVerificationError, match="not the signed model: signed but absent: signme-1"):
-        verify_bundle(ms / "v1.1.0-elliptic-key/model.sig", trust_config=None,
+        verify_evidence(ms / "v1.1.0-elliptic-key/model.sig", trust_config=None,
                       artifact=ms / "v1.1.0-elliptic-key/signme-1", key=ms / "keys/signing-key-pub.pem")
 
 
@@ -305,13 +305,13 @@ def _mutated_model_sig(ms: Path, tmp_path: Path, *, payload: bool = False, sig: 
 def test_model_signature_one_byte_changed_fails(ms: Path, tmp_path: Path, what: str) -> None:
     bad = _mutated_model_sig(ms, tmp_path, **{what: True})
     with pytest.raises(EvidenceVerificationError, match="signature does not verify"):
-        verify_bundle(bad, trust_config=None, digest=MODEL_SUBJECT, key=ms / "keys/signing-key-pub.pem")
+        verify_evidence(bad, trust_config=None, digest=MODEL_SUBJECT, key=ms / "keys/signing-key-pub.pem")
 
 
 def test_model_signature_other_key_fails(ms: Path, vectors: Path, tmp_path: Path) -> None:
     other = vectors / "keys/securesystemslib/ecdsa_public.pem"
     with pytest.raises(EvidenceVerificationError, match="hint"):
-        verify_bundle(ms / "v1.1.0-elliptic-key/model.sig", trust_config=None, digest=MODEL_SUBJECT, key=other)
+        verify_evidence(ms / "v1.1.0-elliptic-key/model.sig", trust_config=None, digest=MODEL_SUBJECT, key=other)
     # the hint is unauthenticated: pointed at another P-384 key, the signature itself must still reject it
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -321,7 +321,7 @@ def test_model_signature_other_key_fails(ms: Path, vectors: Path, tmp_path: Path
     pem.write_bytes(k.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     rehinted = _mutated_model_sig(ms, tmp_path, hint=hashlib.sha256(pem.read_bytes()).hexdigest())
     with pytest.raises(EvidenceVerificationError, match="signature does not verify"):
-        verify_bundle(rehinted, trust_config=None, digest=MODEL_SUBJECT, key=pem)
+        verify_evidence(rehinted, trust_config=None, digest=MODEL_SUBJECT, key=pem)
 
 
 @pytest.mark.parametrize("alg", ["ed25519", "p256"])
@@ -348,19 +348,19 @@ def test_key_bundle_ed25519_and_p256(tmp_path: Path, alg: str) -> None:
     }
     (tmp_path / "b.json").write_text(json.dumps(bundle))
     (tmp_path / "k.pem").write_bytes(pem)
-    r = verify_bundle(tmp_path / "b.json", trust_config=None, digest=f"sha256:{digest}", key=tmp_path / "k.pem")
+    r = verify_evidence(tmp_path / "b.json", trust_config=None, digest=f"sha256:{digest}", key=tmp_path / "k.pem")
     assert r.payload == payload
 
 
 def test_mode_mismatch_is_input_error(sg: Path, ms: Path, staging_root) -> None:
     with pytest.raises(InputError, match="--key"):
-        verify_bundle(ms / "v1.1.0-elliptic-key/model.sig", trust_config=staging_root, digest=MODEL_SUBJECT,
+        verify_evidence(ms / "v1.1.0-elliptic-key/model.sig", trust_config=staging_root, digest=MODEL_SUBJECT,
                       identities=[dsse_rule()])
     with pytest.raises(InputError, match="certificate"):
-        verify_bundle(sg / "dsse-staging-rekor-v2/bundle.sigstore.json", trust_config=staging_root,
+        verify_evidence(sg / "dsse-staging-rekor-v2/bundle.sigstore.json", trust_config=staging_root,
                       digest=f"sha256:{A_TXT_SHA}", key=ms / "keys/signing-key-pub.pem")
     with pytest.raises(InputError, match="sha256:"):
-        verify_bundle(sg / "dsse-staging-rekor-v2/bundle.sigstore.json", trust_config=staging_root,
+        verify_evidence(sg / "dsse-staging-rekor-v2/bundle.sigstore.json", trust_config=staging_root,
                       digest="md5:abc", identities=[dsse_rule()])
 
 
