@@ -63,7 +63,8 @@ def test_deleting_the_newest_attestation_of_the_demo_is_refused(demo: Path) -> N
     newest.unlink()
     # with the log at hand, the log checks also see its seal gone (log-audit): refused either way
     found = codes(_gate(demo))
-    assert "CHAIN_ROLLBACK" in found and found <= {"CHAIN_ROLLBACK", "LOG_ATTESTATION_MISSING", "LOG_VERIFICATION_FAILED"}
+    assert "CHAIN_ROLLBACK" in found and found <= {"CHAIN_ROLLBACK", "LOG_ATTESTATION_MISSING", "LOG_VERIFICATION_FAILED",
+                                                    "LOG_UNSEALED_RECORDS"}
 
 
 def test_deleting_the_tail_and_the_head_is_refused(demo: Path) -> None:
@@ -78,7 +79,8 @@ def test_deleting_the_tail_and_re_signing_the_head_with_another_key_is_refused(d
     sign_head(demo / "bundle", [load_signer(demo / "keys" / "owner.key")], timedelta(hours=1))
     found = codes(_gate(demo))
     assert "HEAD_SIGNATURE_INVALID" in found
-    assert found <= {"HEAD_SIGNATURE_INVALID", "LOG_ATTESTATION_MISSING", "LOG_VERIFICATION_FAILED"}
+    assert found <= {"HEAD_SIGNATURE_INVALID", "LOG_ATTESTATION_MISSING", "LOG_VERIFICATION_FAILED",
+                     "LOG_UNSEALED_RECORDS"}
 
 
 def test_init_project_re_signs_the_head_on_every_cli_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
