@@ -7,6 +7,7 @@ key that other users can read is refused: a leaked pipeline key forges history.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -26,7 +27,9 @@ from mlspec_attest.errors import InputError
 PASSPHRASE_ENV = "MLSPEC_KEY_PASSPHRASE"
 KEY_TYPES = ("ed25519", "ecdsa-p256")
 _URI_SCHEME = re.compile(r"[a-z][a-z0-9+.-]+:")  # cheap pre-check; signers.is_key_uri decides
-_PEM_PUBLIC = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+# Exactly one SPKI block and nothing but whitespace around it: a search for the first block let a
+# private key body, or a second key, ride along after a first END line (the reviewer's hole 4).
+_PEM_PUBLIC = re.compile(rb"\s*-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\s]+?)-----END PUBLIC KEY-----\s*")
 
 PublicKeyType = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 PrivateKeyType = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -68,11 +71,13 @@ class PublicKey:
 
     @classmethod
     def from_pem(cls, data: bytes, source: str = "<pem>") -> PublicKey:
-        match = _PEM_PUBLIC.search(data)
+        match = _PEM_PUBLIC.fullmatch(data)
         if not match:
-            raise InputError(f"{source}: no PEM 'PUBLIC KEY' block found; expected an SPKI public key (NAME.pub)")
+            raise InputError(f"{source}: not exactly one PEM 'PUBLIC KEY' block with nothing else but whitespace; "
+                             "expected an SPKI public key (NAME.pub, or mlspec keys export-public)")
         try:
-            key = serialization.load_pem_public_key(match.group(0))
+            der = base64.b64decode(b"".join(match.group(1).split()), validate=True)
+            key = serialization.load_der_public_key(der)  # the DER must be one SubjectPublicKeyInfo
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise InputError(f"{source}: unreadable public key: {exc}") from None
         if not isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):

@@ -100,13 +100,22 @@ def _str_list(value: Any, where: str, *, allow_empty: bool = False) -> tuple[str
     return tuple(_str(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
+_MAX_DURATION_SECONDS = 1_000_000 * 86400
+
+
 def parse_duration(value: Any, where: str) -> timedelta:
+    seconds: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
+        seconds = value
+    elif isinstance(value, str):
         parts = _DURATION.findall(value.replace(" ", ""))
         if parts and "".join(n + u for n, u in parts) == value.replace(" ", ""):
-            return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+            seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+    if seconds is not None:
+        # timedelta overflows past ~2.7 million years: a policy value that large is a typo, not a limit.
+        if not 0 <= seconds <= _MAX_DURATION_SECONDS:
+            raise InputError(f"{where}: {value!r} is out of range; write a duration from 0 to 1000000d")
+        return timedelta(seconds=seconds)
     raise InputError(f"{where}: {value!r} is not a duration; write e.g. '30d', '12h', '1w2d'")
 
 
@@ -556,6 +565,18 @@ class Policy:
             if key.keyid == keyid:
                 return name
         return keyid[:12]
+
+    def revocation_of(self, keyid: str) -> Revocation | None:
+        """The revocation in force for a key: every entry counts, so the earliest ``after`` wins.
+
+        Taking the first match let a harmless ``after: 2099`` entry listed first hide a later
+        unconditional one for the same key.
+        """
+        return min((r for r in self.revoked if r.keyid == keyid), key=lambda r: r.after, default=None)
+
+    def revocation_of_identity(self, san: str | None, issuer: str | None) -> Revocation | None:
+        """The earliest revocation matching a keyless identity (same rule as revocation_of)."""
+        return min((r for r in self.revoked if r.matches_identity(san, issuer)), key=lambda r: r.after, default=None)
 
     def all_stage_names(self) -> list[str]:
         return [s.name for s in STAGES if s.name in self.stages]

@@ -132,9 +132,8 @@ def plan_rotation(policy_path: str | os.PathLike[str], name: str, new: PublicKey
     if "signers" in defaults:
         keep_old(defaults, "defaults", default_threshold)
         data["defaults"] = defaults
-    head = data.get("head")
-    if isinstance(head, dict):
-        keep_old(head, "head", _effective_threshold(head, {}))
+    # Never head.signers: a head is re-signed after every append, there is no old head to keep
+    # valid, and a retired key left there could roll the chain back or re-sign a backdated append.
 
     revoked = list(data.get("revoked") or [])
     revoked.append({"keyid": old.keyid, "after": now.strftime("%Y-%m-%dT%H:%M:%SZ"),

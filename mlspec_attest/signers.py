@@ -154,12 +154,13 @@ class Pkcs11Token:
     def _pin(self, secrets_handler: SecretsHandler | None) -> str:
         source = self.parsed.get_query_attribute("pin-source")
         if source is not None:
+            from mlspec_attest._internal.files import read_file
+
             path = source.removeprefix("file:")
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    return fh.read().rstrip("\r\n")
-            except OSError as exc:
-                raise InputError(f"{self.shown}: cannot read pin-source: {exc.strerror}") from None
+            try:  # bounded, non-blocking: a FIFO or /dev/zero as pin-source is refused, never waited on
+                return read_file(path, limit=4096, what="pin-source").decode("utf-8").rstrip("\r\n")
+            except (InputError, UnicodeDecodeError) as exc:
+                raise InputError(f"{self.shown}: cannot read pin-source: {exc}") from None
         value = self.parsed.get_query_attribute("pin-value")
         if value is not None:
             return str(value)

@@ -620,6 +620,19 @@ def _is_private_key_der(raw: bytes) -> bool:
         return False
 
 
+_PKCS11_PIN_RE = re.compile(r"(?i)pkcs11:[^\s]*?[?;&]pin-(?:value|source)=")
+
+
+def _pkcs11_pin(text: str) -> bool:
+    """An RFC 7512 URI carrying its PIN (pin-value) or where to read it (pin-source), even %-encoded.
+
+    RFC 7512 lets any attribute be percent-encoded, so ``pin%2Dvalue`` is the same attribute.
+    """
+    from urllib.parse import unquote
+
+    return bool(_PKCS11_PIN_RE.search(text) or _PKCS11_PIN_RE.search(unquote(text)))
+
+
 def _text_secret(text: str, depth: int = 0) -> str | None:
     """Why a piece of text holds a secret, or None; looks inside lines, URLs, argv, JSON and base64."""
     if not text.strip() or _PLACEHOLDER_RE.fullmatch(text.strip()):
@@ -633,6 +646,8 @@ def _text_secret(text: str, depth: int = 0) -> str | None:
         if pattern.search(text):
             return label
     text = _without_public_pem(text)
+    if _pkcs11_pin(text):
+        return "PKCS#11 URI with a PIN (pin-value / pin-source)"
     for line in text.splitlines() or [text]:
         found = _detect_secrets(line) or _format_secret(line)
         if found:

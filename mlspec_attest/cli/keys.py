@@ -74,14 +74,14 @@ def keys_list(directory: str) -> None:
 
 
 def _generate_on_token(name: str, key_type: str, directory: str, uri: str) -> None:
-    from mlspec_attest.keys import PublicKey, check_key_name, keyid_of
+    from mlspec_attest.keys import PublicKey, ask_secret, check_key_name, keyid_of
     from mlspec_attest.signers import generate_on_token, redact_uri
 
     check_key_name(name)
     pub_path = Path(directory) / f"{name}.pub"
     if pub_path.exists():
         raise InputError(f"{pub_path}: already exists; refusing to overwrite a key (remove it first)")
-    public = PublicKey.from_crypto(generate_on_token(uri, key_type), str(pub_path))
+    public = PublicKey.from_crypto(generate_on_token(uri, key_type, ask_secret), str(pub_path))
     _write_public(pub_path, public)
     click.echo(f"created an {key_type} key on the token {redact_uri(uri)} (private part never leaves it)")
     click.echo(f"wrote {pub_path} (public)")
@@ -149,7 +149,7 @@ def keys_rotate(name: str, policy_path: str, directory: str | None, key_type: st
     """
     from datetime import datetime, timezone
 
-    from mlspec_attest.keys import PASSPHRASE_ENV, PublicKey, new_key, passphrase_from_env_or_tty
+    from mlspec_attest.keys import PASSPHRASE_ENV, PublicKey, check_key_name, new_key, passphrase_from_env_or_tty
     from mlspec_attest.policy import Policy
     from mlspec_attest.rotation import key_entry, plan_rotation
 
@@ -157,6 +157,7 @@ def keys_rotate(name: str, policy_path: str, directory: str | None, key_type: st
     policy = Policy.from_file(path)
     if name not in policy.keys:
         raise InputError(f"{path}: no key named {name!r} under keys (have: {', '.join(sorted(policy.keys))})")
+    check_key_name(name)  # NAME becomes a file name: '../x' must not write outside the keys directory
     inline = inline or policy.keys[name].source.endswith("(inline)")  # a self-contained policy stays so
     now = datetime.now(timezone.utc).replace(microsecond=0)
     old_source = Path(policy.keys[name].source)
@@ -166,11 +167,12 @@ def keys_rotate(name: str, policy_path: str, directory: str | None, key_type: st
                     if not any((target_dir / f"{n}{ext}").exists() for ext in (".key", ".pub")))
     pending = None
     if token_uri:
+        from mlspec_attest.keys import ask_secret
         from mlspec_attest.signers import generate_on_token, redact_uri
 
         if not yes and not sys.stdin.isatty():
             raise InputError("no terminal to confirm the rotation on: pass --yes to write it")
-        public = PublicKey.from_crypto(generate_on_token(token_uri, key_type), redact_uri(token_uri))
+        public = PublicKey.from_crypto(generate_on_token(token_uri, key_type, ask_secret), redact_uri(token_uri))
         pub_path: Path | None = None if inline else target_dir / f"{new_name}.pub"
     else:
         passphrase = None
@@ -194,6 +196,12 @@ def keys_rotate(name: str, policy_path: str, directory: str | None, key_type: st
             raise InputError("no terminal to confirm the rotation on: pass --yes to write it")
         click.confirm(f"Write the new key and this change to {path}?", abort=True, err=True)
     if pending is not None:
+        from mlspec_attest.project import ensure_keys_ignored
+
+        # As keys generate: git must ignore the new private key before it exists (any --dir).
+        ignored = ensure_keys_ignored(target_dir / ".gitignore", [f"{new_name}.key"])
+        if ignored:
+            click.echo(ignored)
         priv, pub = pending.write()
         click.echo(f"wrote {priv} (private, mode 0600{', encrypted' if pending.encrypted else ', NOT encrypted'})")
         click.echo(f"wrote {pub} (public)")

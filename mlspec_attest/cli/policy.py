@@ -28,18 +28,22 @@ def policy_check(file: str) -> None:
     click.echo(f"policy {p.name} ({p.source}) is valid; sha256 {p.digest}")
     click.echo(f"expires: {p.expires.isoformat() if p.expires else 'never'}; "
                f"max_age: {p.max_age or 'none'}; freshness: {p.freshness or 'none'}")
-    revoked = {r.keyid: r for r in p.revoked}
+    # The same lookup as the gate: every entry for a key counts, the earliest 'after' wins.
+    revoked = {r.keyid: p.revocation_of(r.keyid) for r in p.revoked if r.keyid}
     click.echo("")
     click.echo("keys:")
     for name, key in p.keys.items():
         note = ""
         if key.keyid in revoked:
             r = revoked[key.keyid]
+            assert r is not None
             note = f"  REVOKED for signatures from {r.after.isoformat()}" + (f" ({r.reason})" if r.reason else "")
         where = "inline pem" if key.source.endswith("(inline)") else os.path.normpath(key.source)
         click.echo(f"  {name:<28} {key.key_type:<11} {key.keyid}  {where}{note}")
-    unnamed = [r for r in p.revoked if r.keyid not in {k.keyid for k in p.keys.values()}]
+    named = {key.keyid for key in p.keys.values()}
+    unnamed = [r for kid, r in revoked.items() if kid not in named]
     for r in unnamed:
+        assert r is not None
         click.echo(f"  {'(not named here)':<28} {'':<11} {r.keyid}  REVOKED from {r.after.isoformat()}")
     click.echo("")
     click.echo(f"  {'stage':<11} {'required':<9} {'threshold':<10} {'repeat':<7} signers")

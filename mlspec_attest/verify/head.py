@@ -39,6 +39,8 @@ def _trust_files(ctx: VerifyContext) -> list[tuple[str, Path]]:
         found.append(("trust_config", policy.trust_config))
     for tsa in getattr(policy, "timestamp_authorities", ()):
         found.extend((f"timestamp authority {tsa.name} certificate", p) for p in tsa.files)
+    for stage in policy.stages.values():  # an evidence signer's key is a trust root too
+        found.extend((f"stages.{stage.name}.evidence {ev.name} key", ev.key) for ev in stage.evidence if ev.key)
     return found
 
 

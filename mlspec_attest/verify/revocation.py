@@ -36,7 +36,8 @@ def check_revocations(ctx: VerifyContext) -> None:
     head = _trusted_head(ctx)
     for entry in pending:
         for keyid in sorted({k for k, _ in entry.pending_revocations}):
-            revocation = next(r for r in ctx.policy.revoked if r.keyid == keyid)
+            revocation = ctx.policy.revocation_of(keyid)  # every entry counts: the earliest after wins
+            assert revocation is not None  # pending only when the key is revoked
             signatures = [sig for k, sig in entry.pending_revocations if k == keyid]
             proof = _timestamp_proof(ctx, entry, keyid, signatures, revocation.after) \
                 or _head_proof(ctx, entry, head, revocation.after)

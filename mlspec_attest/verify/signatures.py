@@ -117,8 +117,7 @@ class EntryReader:
         # Only the verified signing time (TSA or transparency log) decides: the claimed finishedOn is the
         # signer's word (a thief backdates it), so without a verified time a revoked identity never counts.
         when = getattr(identity, "signed_at", None)
-        revocation = next((r for r in self.policy.revoked
-                           if r.matches_identity(who, getattr(identity, "issuer", None))), None)
+        revocation = self.policy.revocation_of_identity(who, getattr(identity, "issuer", None))
         if revocation and (when is None or when >= revocation.after):
             entry.authentic = False
             report.add("KEY_REVOKED", f"sequence {seq} ({stage}): signed keylessly by revoked identity {who} "
@@ -145,7 +144,7 @@ class EntryReader:
         allowed_ids = {k.keyid for k in self.policy.allowed_keys(stage)}
         counted = set()
         for keyid in all_trusted & allowed_ids:
-            revocation = next((r for r in self.policy.revoked if r.keyid == keyid), None)
+            revocation = self.policy.revocation_of(keyid)  # every entry counts: the earliest wins
             if revocation and revocation.unconditional:
                 report.add("KEY_REVOKED", f"sequence {seq} ({stage}): signed by revoked key "
                            f"{self.policy.key_name(keyid)} ({revocation.reason or 'revoked'})",

@@ -5,6 +5,7 @@ Token commands run in subprocesses: each gets the token's SOFTHSM2_CONF and the 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -189,3 +190,105 @@ def test_rotate_onto_a_token_writes_no_private_key(token: SoftHSM, project: Proj
     exported = run(["keys", "export-public", token.uri("pipeline-next")], project.root, token.env())
     assert exported.stdout == (project.root / "keys" / added[0]).read_text()
     assert run(["policy", "check", str(policy)], project.root).returncode == 0
+
+
+# --------------------------------------------------------------------------- keys review (holes 1, 4, 6, 8, 10, PIN)
+def test_policy_check_shows_the_revocation_the_gate_uses(project: Project) -> None:
+    """Hole 1: two entries for one key; policy check must print the earliest, as the gate applies it."""
+    from mlspec_attest.keys import load_signer
+
+    kid = load_signer(project.key("pipeline")).public.keyid
+    policy = project.write("policies/rev.yaml", project.policy().read_text() + (
+        f'\nrevoked:\n  - {{keyid: {kid}, after: "2099-01-01T00:00:00Z", reason: planned}}\n'
+        f"  - {{keyid: {kid}, reason: stolen}}\n"))
+    result = run(["policy", "check", str(policy)], project.root)
+    assert result.returncode == 0, result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if ln.strip().startswith("pipeline "))
+    assert "REVOKED for signatures from 0001-01-01" in line and "stolen" in line and "2099" not in line
+
+
+def test_policy_check_refuses_a_smuggled_inline_pem(project: Project) -> None:
+    """Hole 4 through the CLI: a private key body after a first END line is exit 2, one line."""
+    pub = (project.root / "keys" / "pipeline.pub").read_text()
+    body = "".join(project.key("pipeline").read_text().splitlines(keepends=True)[1:-1])
+    pem = pub + body + "-----END PUBLIC KEY-----\n"
+    policy = project.write("policies/p.yaml", yaml.safe_dump(
+        {"version": 1, "keys": {"k": {"pem": pem}}, "stages": {"train": {"signers": ["k"]}}}))
+    one_line_error(run(["policy", "check", str(policy)], project.root), "keys.k", "PUBLIC KEY")
+
+
+def test_rotate_into_another_dir_makes_git_ignore_the_new_private_key(project: Project) -> None:
+    """Hole 6: keys rotate --dir ci-keys inside a git repository must not leave the .key stageable."""
+    import shutil
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    subprocess.run(["git", "init", "-q", str(project.root)], check=True)
+    result = run(["keys", "rotate", "pipeline", "--policy", str(project.policy()), "--dir", "ci-keys", "--yes",
+                  "--no-passphrase"], project.root)
+    assert result.returncode == 0, result.stderr
+    new_keys = list((project.root / "ci-keys").glob("*.key"))
+    assert len(new_keys) == 1
+    subprocess.run(["git", "add", "-A"], cwd=project.root, check=True)
+    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=project.root, check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    ours = [name for name in staged if name.startswith("ci-keys/")]  # (the fixture's keys/ is not ours)
+    assert ours and not any(name.endswith(".key") for name in ours), ours
+
+
+@pytest.mark.parametrize("name", ["../../outside/x", "sub/x", "..", ".hidden"])
+def test_rotate_refuses_a_key_name_that_is_not_a_file_name(project: Project, name: str) -> None:
+    """Hole 10: a policy key name with ../ must not choose where the new key files are written."""
+    text = project.policy().read_text().replace("  pipeline: ../keys/pipeline.pub",
+                                                f"  pipeline: ../keys/pipeline.pub\n  {json.dumps(name)}: ../keys/pipeline.pub")
+    policy = project.write("policies/p.yaml", text)
+    before = sorted(str(p) for p in project.root.parent.rglob("*"))
+    result = run(["keys", "rotate", name, "--policy", str(policy), "--yes", "--no-passphrase"], project.root)
+    one_line_error(result, "key name")
+    assert sorted(str(p) for p in project.root.parent.rglob("*")) == before
+
+
+def test_rotate_onto_a_token_refuses_a_traversing_name(token: SoftHSM, project: Project) -> None:
+    """Hole 10, the --pkcs11 path (the reviewer's repro): nothing written outside, nothing created."""
+    text = project.policy().read_text().replace("  pipeline: ../keys/pipeline.pub",
+                                                '  pipeline: ../keys/pipeline.pub\n  "../../outside/x": ../keys/pipeline.pub')
+    policy = project.write("policies/p.yaml", text)
+    result = run(["keys", "rotate", "../../outside/x", "--policy", str(policy), "--yes",
+                  "--pkcs11", token.uri("traversal")], project.root, token.env())
+    one_line_error(result, "key name")
+    assert not (project.root.parent / "outside").exists()
+
+
+def test_keys_list_refuses_a_fifo_pub(project: Project) -> None:
+    """Hole 8: a FIFO named *.pub is refused (exit 2, one line), never opened for a blocking read."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    os.mkfifo(project.root / "keys" / "stuck.pub")
+    one_line_error(run(["keys", "list", "keys"], project.root), "stuck.pub", "not a regular file")
+
+
+def test_generate_on_token_without_pin_and_terminal_says_how(token: SoftHSM, tmp_path: Path) -> None:
+    """The PIN: environment, pin-source or a terminal prompt (docs/keys.md); with none, one line, exit 2."""
+    env = {k: v for k, v in token.env().items() if k != "MLSPEC_PKCS11_PIN"}
+    result = run(["keys", "generate", "nopin", "--pkcs11", token.uri("nopin"), "--dir", str(tmp_path)],
+                 tmp_path, env)
+    one_line_error(result, "no terminal")
+    assert not (tmp_path / "nopin.pub").exists()
+
+
+def test_generate_on_token_asks_the_secrets_handler_for_the_pin(token: SoftHSM, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """What the CLI passes (keys.ask_secret) is asked for the PIN when neither env nor URI has one."""
+    from mlspec_attest.signers import generate_on_token
+
+    for key, value in token.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MLSPEC_PKCS11_PIN", raising=False)
+    asked: list[str] = []
+
+    def handler(what: str) -> str:
+        asked.append(what)
+        return token.pin
+
+    assert generate_on_token(token.uri("asked"), "ed25519", handler) is not None
+    assert asked == ["PIN"]
