@@ -381,7 +381,8 @@ def remove_stale_temps(root: PathLike, rel: PathLike = "") -> None:
     """Unlink the temp files write_file left in ``root/rel`` (absent directory: nothing to do).
 
     Only names write_file itself makes (``.tmp-`` + 24 hex digits), only regular files
-    owned by us with a single link: a user's ``.tmp-swap``, a symlink, a directory or a
+    owned by us with a single link (or a second one to a file
+    write_new published here): a user's ``.tmp-swap``, a symlink, a directory or a
     hard link to somebody else's file is never removed. Symlinked dirs are refused.
     """
     try:
@@ -393,11 +394,16 @@ def remove_stale_temps(root: PathLike, rel: PathLike = "") -> None:
         raise
     try:
         with os.scandir(dir_fd) as it:
-            names = [e.name for e in it if is_own_temp_name(e.name)]
+            entries = list(it)
+        names = [e.name for e in entries if is_own_temp_name(e.name)]
+        # write_new publishes with link(2): a kill between the link and the temp's unlink leaves the
+        # temp as a second name of the published file, in this same directory. That name is ours too.
+        published = {e.inode() for e in entries if not is_own_temp_name(e.name) and e.is_file(follow_symlinks=False)}
         for name in names:
             try:
                 st = os.lstat(name, dir_fd=dir_fd)
-                if _stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == os.geteuid():
+                ours = st.st_nlink == 1 or (st.st_nlink == 2 and st.st_ino in published)
+                if _stat.S_ISREG(st.st_mode) and ours and st.st_uid == os.geteuid():
                     os.unlink(name, dir_fd=dir_fd)
             except FileNotFoundError:
                 pass

@@ -204,9 +204,9 @@ def _key_words(key: Any) -> str:
     return "".join(c for c in str(key).lower() if c.isalnum())
 
 
-def _plainly_no(value: Any) -> bool:
-    return value is False or value is None or (type(value) is int and value == 0) \
-        or (isinstance(value, str) and value.strip().lower() in ("false", "no", "0", ""))
+def _says_yes(value: Any) -> bool:
+    return value is True or (type(value) in (int, float) and value != 0) \
+        or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "y"))
 
 
 def deprecated_markers(metadata: Any, path: tuple[Any, ...] = ()) -> list[str]:
@@ -224,8 +224,10 @@ def deprecated_markers(metadata: Any, path: tuple[Any, ...] = ()) -> list[str]:
             for key, value in node.items():
                 here = (*where, key)
                 name = _key_words(key)
-                if name in ("isdeprecated", "deprecated") and not _plainly_no(value):
-                    found.append(json_pointer(here))  # true, 1, "yes", anything but a plain no (fail closed)
+                if name == "isdeprecated" and value is not False:
+                    found.append(json_pointer(here))  # a flag: anything but a plain false (fail closed)
+                elif name == "deprecated" and _says_yes(value):
+                    found.append(json_pointer(here))  # true, 1, "yes" (a list names deprecated columns, not data)
                 elif name.endswith(("status", "state")) and isinstance(value, str) \
                         and value.strip().lower() in _DEPRECATED_STATUS:
                     found.append(json_pointer(here))

@@ -304,7 +304,7 @@ DEPRECATED = [
 def test_current_data_is_not_taken_for_deprecated() -> None:
     from mlspec_attest.model.metadata import deprecated_markers
 
-    assert deprecated_markers({"deprecated": False, "isDeprecated": "no", "status": "active",
+    assert deprecated_markers({"deprecated": False, "isDeprecated": False, "status": "active",
                                "lifecycle": {"state": "production"}, "is_deprecated": 0}) == []
 
 
