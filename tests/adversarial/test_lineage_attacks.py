@@ -305,7 +305,7 @@ def test_current_data_is_not_taken_for_deprecated() -> None:
     from mlspec_attest.model.metadata import deprecated_markers
 
     assert deprecated_markers({"deprecated": False, "isDeprecated": False, "status": "active",
-                               "lifecycle": {"state": "production"}, "is_deprecated": 0}) == []
+                               "lifecycle": {"state": "production"}, "is_deprecated": False}) == []
 
 
 @pytest.mark.parametrize("metadata", DEPRECATED)
