@@ -281,14 +281,19 @@ REPORT_SUFFIXES = (".json", ".yaml", ".yml")
 
 def _criteria_stages(ctx: VerifyContext) -> dict[str, bool]:
     """Stage -> whether a blocking criterion reads it, from the authentic genesis objectives."""
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.objectives.criteria import Objectives
+
     chain = ctx.chain
     if not chain or chain[0].stage != "objectives" or not chain[0].authentic:
         return {}
-    criteria = chain[0].statement.metadata.get("criteria")
+    try:  # canonical stage names: a criterion on "testing" reads the test stage
+        objectives = Objectives.from_dict(chain[0].statement.metadata, source="objectives attestation")
+    except InputError:
+        return {}  # OBJECTIVES_INVALID
     out: dict[str, bool] = {}
-    for c in criteria if isinstance(criteria, list) else []:
-        if isinstance(c, dict) and isinstance(c.get("stage"), str):
-            out[c["stage"]] = out.get(c["stage"], False) or c.get("severity", "block") == "block"
+    for crit in objectives.criteria:
+        out[crit.stage] = out.get(crit.stage, False) or crit.severity == "block"
     return out
 
 
@@ -432,7 +437,8 @@ def check_training_data(ctx: VerifyContext) -> None:
                 report.add("TEST_DATA_REUSED", f"sequence {train.sequence} (train): material {m.get('name')} "
                            f"(role {role_of(m)}) is split's hold-back set; training must not see it",
                            sequence=train.sequence, stage="train")
-    wanted = {TRAIN_ROLE: train_sets, HOLDBACK_ROLE: holdback_sets}
+    wanted = {TRAIN_ROLE: train_sets, HOLDBACK_ROLE: holdback_sets,
+              FINGERPRINT_ROLE_PREFIX + "validation": by_role.get("eval-data", set()) | by_role.get("validation-data", set())}
     for s in split.statement.subjects:
         role = role_of(s)
         if not isinstance(role, str) or not role.startswith(FINGERPRINT_ROLE_PREFIX):

@@ -628,6 +628,18 @@ def test_h1_inline_metrics_are_unbound_by_default(project: Project) -> None:
     assert "METADATA_UNBOUND" in codes(report)
 
 
+def test_h1_a_criterion_naming_the_stage_by_alias_still_requires_binding(project: Project) -> None:
+    """``stage: testing`` reads the test stage: the binding rule must resolve the name as the criteria do."""
+    from conftest import OBJECTIVES_YAML
+
+    build_lifecycle(project, stages=BEFORE_PACKAGE[:-1],
+                    objectives_yaml=OBJECTIVES_YAML.replace("stage: test\n", "stage: testing\n"))
+    project.attestor().attest("test", materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
+                              metadata={"metrics": {"accuracy": 0.99}})
+    report = verify_bundle(project.bundle, project.policy())
+    assert "METADATA_UNBOUND" in codes(report)
+
+
 def test_h1_policy_may_waive_the_binding_and_then_every_verify_warns(project: Project) -> None:
     _inline_test(project)
     policy = project.policy()
@@ -654,6 +666,7 @@ def test_h1_metrics_binding_is_typed(project: Project) -> None:
     ("eval-is-train", {"SPLIT_SETS_NOT_DISTINCT"}),
     ("fingerprints-unnamed", {"LEAKAGE_EVIDENCE_UNBOUND"}),
     ("fingerprints-of-train-as-holdback", {"LEAKAGE_EVIDENCE_UNBOUND"}),
+    ("fingerprints-of-train-as-validation", {"LEAKAGE_EVIDENCE_UNBOUND"}),
 ])
 def test_h2_test_on_the_training_data_is_refused(demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  variant: str, expect: set[str]) -> None:
@@ -672,7 +685,7 @@ def test_h2_test_on_the_training_data_is_refused(demo_dir: Path, tmp_path: Path,
         elif variant == "fingerprints-unnamed":
             _role(split["subject"], "fingerprints-holdback")["annotations"].pop("mlspec.dev/fingerprints-of-sha256")
         else:
-            fp = _role(split["subject"], "fingerprints-holdback")
+            fp = _role(split["subject"], "fingerprints-" + variant.rsplit("-", 1)[-1])
             fp["annotations"]["mlspec.dev/fingerprints-of-sha256"] = tr["digest"]["sha256"]
 
     report = forge_demo(demo_dir, tmp_path / "d", monkeypatch, edit)
