@@ -643,7 +643,9 @@ def test_h1_a_criterion_naming_the_stage_by_alias_still_requires_binding(project
 def test_h1_policy_may_waive_the_binding_and_then_every_verify_warns(project: Project) -> None:
     _inline_test(project)
     policy = project.policy()
-    policy.write_text(policy.read_text() + "metrics_binding:\n  required: false\n")
+    text = policy.read_text()
+    assert "metrics_binding:\n  required: true" in text  # the shipped default states the requirement
+    policy.write_text(text.replace("metrics_binding:\n  required: true", "metrics_binding:\n  required: false"))
     report = verify_bundle(project.bundle, policy)
     assert "METADATA_UNBOUND" not in codes(report)
     warnings = {f.code for f in report.findings if f.severity == "warning"}
@@ -654,7 +656,8 @@ def test_h1_metrics_binding_is_typed(project: Project) -> None:
     from mlspec_attest.policy import Policy
 
     policy = project.policy()
-    policy.write_text(policy.read_text() + "metrics_binding:\n  required: 'no'\n")
+    policy.write_text(policy.read_text().replace("metrics_binding:\n  required: true",
+                                                 "metrics_binding:\n  required: 'no'"))
     with pytest.raises(InputError, match="metrics_binding.required"):
         Policy.from_file(policy)
 
