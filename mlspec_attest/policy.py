@@ -39,6 +39,7 @@ CHECK_VARIABLES = ("subject", "materials", "metadata", "run", "predicate")
 # Codes of the warnings a weakened policy adds to every verification (docs/verify-output.md).
 OBJECTIVES_OPTIONAL = "POLICY_OBJECTIVES_OPTIONAL"
 OBJECTIVES_SIGNER_SHARED = "POLICY_OBJECTIVES_SIGNER_SHARED"
+METRICS_BINDING_WAIVED = "POLICY_METRICS_BINDING_WAIVED"
 
 
 # --------------------------------------------------------------------------- typed readers
@@ -496,6 +497,7 @@ class Policy:
     head: HeadRule | None = None
     leakage_required: bool = True  # split must attest row fingerprints (verify/leakage.py)
     log_required: bool = True  # log: {required: ...}: sealed log attestations need the log itself at hand
+    metrics_binding_required: bool = True  # metrics_binding: criteria read metadata bound to an attested file
     objectives: ObjectivesPin | None = None
     weaknesses: tuple[tuple[str, str], ...] = ()  # (code, message): warnings every verification prints
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW  # how far ahead of now a stated time may lie (TIME_IN_FUTURE)
@@ -505,7 +507,7 @@ class Policy:
     # Top-level fields; each is parsed by one line of from_dict below. Add new ones to both.
     TOP_FIELDS = {"version", "name", "keys", "stages", "defaults", "expires", "max_age", "freshness",
                   "revoked", "order", "artifact_flow", "trust_config", "description", "head", "objectives", "log",
-                  "leakage", "clock_skew", "timestamp_authorities"}
+                  "leakage", "clock_skew", "timestamp_authorities", "metrics_binding"}
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Policy:
@@ -544,17 +546,23 @@ class Policy:
         freshness = parse_duration(data["freshness"], at("freshness")) if "freshness" in data else None
         log_required = _required_rule(data.get("log"), at("log"))
         leakage_required = _required_rule(data.get("leakage"), at("leakage"))
+        metrics_binding_required = _required_rule(data.get("metrics_binding"), at("metrics_binding"))
         # (time-related fields: parse here, one line each, and add them to TOP_FIELDS)
         clock_skew = parse_duration(data["clock_skew"], at("clock_skew")) if "clock_skew" in data else DEFAULT_CLOCK_SKEW
         authorities = _parse_authorities(data.get("timestamp_authorities"), base, at("timestamp_authorities"))
         weaknesses = _objectives_duties(stages, keys, pin, where)
+        if not metrics_binding_required:
+            weaknesses += ((METRICS_BINDING_WAIVED, f"the policy {where} does not require the metadata criteria read "
+                            "to be bound to an attested report file (metrics_binding: {required: false}): a stage's "
+                            "runner can sign metrics its report does not say"),)
         return cls(
             source=source, digest=digest, name=name, keys=keys, stages=stages, expires=expires, max_age=max_age,
             freshness=freshness, revoked=revoked, interleave=interleave, artifact_flow=flow,
             external_roles=external_roles, trust_config=trust_config,
             objectives_required="objectives" in stages and stages["objectives"].required,
             head=head, log_required=log_required, leakage_required=leakage_required, objectives=pin, weaknesses=weaknesses,
-            clock_skew=clock_skew, timestamp_authorities=authorities, raw=dict(data))
+            clock_skew=clock_skew, timestamp_authorities=authorities, raw=dict(data),
+            metrics_binding_required=metrics_binding_required)
 
     def allowed_keys(self, stage: str) -> list[PublicKey]:
         rule = self.stages.get(stage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,8 @@ def build_lifecycle(project: Project, *, accuracy: float = 0.9, stages: tuple[st
     w("work/val.csv", "x,y,group\n2,1,b\n")
     w("work/holdback.csv", "x,y,group\n3,0,a\n")
     w("out/model.bin", "model-bytes")
+    w("work/evaluation.json", '{"metrics": {"accuracy": 0.9}}')
+    w("work/test.json", json.dumps({"metrics": {"accuracy": accuracy}}))
     w("pkg/model.bin", "model-bytes")
     w("pkg/manifest.json", "{}")
     owner = project.attestor("owner")
@@ -112,10 +115,13 @@ def build_lifecycle(project: Project, *, accuracy: float = 0.9, stages: tuple[st
             metadata={"sets": {"train": {"rows": 1}, "validation": {"rows": 1}, "holdback": {"rows": 1}}})),
         ("train", pipe, dict(materials=["train-data=work/train.csv"], products=["model=out/model.bin"],
                              metadata={"framework": {"name": "sklearn"}, "hyperparameters": {"C": 1.0}})),
+        # evaluate and test bind their metrics to the attested report (the gate requires it: METADATA_UNBOUND)
         ("evaluate", pipe, dict(materials=["model=out/model.bin", "eval-data=work/val.csv"],
-                                metadata={"metrics": {"accuracy": 0.9}})),
+                                products=["evaluation-report=work/evaluation.json"],
+                                metadata_files=[project.root / "work/evaluation.json"])),
         ("test", pipe, dict(materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
-                            metadata={"metrics": {"accuracy": accuracy}})),
+                            products=["test-report=work/test.json"],
+                            metadata_files=[project.root / "work/test.json"])),
         ("package", pipe, dict(materials=["model=out/model.bin"], products=["package=pkg"],
                                metadata={"name": "demo-model", "contents": ["model.bin"]})),
         ("serve", pipe, dict(materials=["package=pkg"],

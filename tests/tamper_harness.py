@@ -43,6 +43,7 @@ keys:
   pipeline: ../keys/pipeline.pub
   auditor: ../keys/auditor.pub     # trusted (ECDSA P-256) but allowed to sign nothing here
 objectives: {project: tamper}
+metrics_binding: {required: false}  # the criterion reads inline analyze metadata; binding has its own tests
 stages:
   objectives: {signers: [owner]}
   ingest: {signers: [pipeline]}

@@ -70,6 +70,11 @@ class ArtifactRef:
         return cls(path=Path(text))
 
 
+def _file_sha256(path: Path) -> str:
+    """Streaming sha256 of a file (the data set a fingerprint file was computed from)."""
+    return digest_path(path).sha256
+
+
 def _descriptor_name(path: Path, base_dir: Path) -> str:
     """Project-relative POSIX name; paths escaping the project are refused."""
     try:
@@ -125,6 +130,8 @@ class StageRecorder:
     materials: list[ArtifactRef] = field(default_factory=list)
     products: list[ArtifactRef] = field(default_factory=list)
     metadata_parts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    metadata_files: list[Path] = field(default_factory=list)
+    fingerprints: list[tuple[str, Path]] = field(default_factory=list)  # (set name, CSV): split's leakage proof
     result: Attestation | None = None
     started_on: str = field(default_factory=utc_now)
 
@@ -133,6 +140,10 @@ class StageRecorder:
 
     def product(self, path: str | os.PathLike[str], role: str | None = None) -> None:
         self.products.append(ArtifactRef(Path(path), role))
+
+    def metadata_file(self, path: str | os.PathLike[str]) -> None:
+        """Metadata read from a file; when the file is also a product the gate can check the binding."""
+        self.metadata_files.append(Path(path))
 
     def metadata(self, values: dict[str, Any] | None = None, /, **fields: Any) -> None:
         self.metadata_parts.append((f"metadata #{len(self.metadata_parts) + 1}", {**(values or {}), **fields}))
@@ -143,7 +154,8 @@ class StageRecorder:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
             self.result = self.attestor.attest(
-                self.stage_name, metadata_parts=self.metadata_parts, materials=self.materials,
+                self.stage_name, metadata_files=self.metadata_files, metadata_parts=self.metadata_parts,
+                materials=self.materials, fingerprints=self.fingerprints,
                 products=self.products, started_on=self.started_on)
 
 
@@ -263,7 +275,9 @@ class Attestor:
             subject_rds.append(resource_descriptor(
                 f"mlspec:fingerprints/{set_name}", sha256_hex(fp_bytes),
                 annotations={ROLE_ANNOTATION: FINGERPRINT_ROLE_PREFIX + set_name,
-                             "mlspec.dev/fingerprints-of": _descriptor_name(Path(csv_path), self.base_dir)}))
+                             "mlspec.dev/fingerprints-of": _descriptor_name(Path(csv_path), self.base_dir),
+                             # the gate binds the proof to split's data subject by this digest (LEAKAGE_EVIDENCE_UNBOUND)
+                             "mlspec.dev/fingerprints-of-sha256": _file_sha256(csv_file)}))
         bound_sources, bound_blobs = _bind_metadata_sources(from_files, subject_rds, merged)
         if not subject_rds:
             # No products: the statement is about the stage's metadata itself.

@@ -639,9 +639,8 @@ class CreditPipeline:
             s.product(self.p(paths["train"]), role="train-data")
             s.product(self.p(paths["validation"]), role="eval-data")
             s.product(self.p(paths["holdback"]), role="holdback-data")
-            for name, role in (("train", "fingerprints-train"), ("validation", "fingerprints-validation"),
-                               ("holdback", "fingerprints-holdback")):
-                s.product(fingerprints[name], role=role)
+            # The attestor fingerprints each set itself and names the set's digest (the gate binds the proof to it).
+            s.fingerprints.extend((name, self.p(paths[name])) for name in ("train", "validation", "holdback"))
             s.metadata(method="stratified by label and group", seed=self.seed + 1, sets=sets,
                        leakage={"overlap": overlap_rows, "pairs": pairs,
                                 "method": "64-bit sha256 prefixes of each CSV row (mlspec_attest.leakage)"})
@@ -741,7 +740,8 @@ class CreditPipeline:
             s.material(self.p("models/model.pkl"), role="model")
             s.material(self.p("data/splits/validation.csv"), role="eval-data")
             s.product(out, role="evaluation-report")
-            s.metadata(metrics=metrics, slices=slices, confusion=confusion, threshold=0.5, holdback=False)
+            s.metadata_file(out)  # bound: the gate checks the signed metrics are the report's
+            s.metadata(holdback=False)
         self._record(s.result, "pipeline", "reports/evaluation.json", self._summary("validation", metrics, slices))
 
     def test(self) -> None:
@@ -754,7 +754,7 @@ class CreditPipeline:
             s.material(self.p("models/model.pkl"), role="model")
             s.material(self.p("data/splits/holdback.csv"), role="holdback-data")
             s.product(out, role="test-report")
-            s.metadata(metrics=metrics, slices=slices, confusion=confusion, threshold=0.5)
+            s.metadata_file(out)  # bound: the gate checks the signed metrics are the report's
         self._record(s.result, "pipeline", "reports/test.json", self._summary("hold-back", metrics, slices))
 
     # -- 10. package ------------------------------------------------------------------
@@ -917,7 +917,7 @@ class CreditPipeline:
             s.material(pkg, role="package")
             s.material(self.p("reports/statistics.json"), role="drift-baseline")
             s.product(out, role="monitor-report")
-            s.metadata(metadata)
+            s.metadata_file(out)  # bound: the gate checks the signed signals are the report's
         self._record(s.result, "pipeline", "reports/monitor.json",
                      f"{signals['requests']} requests, p50 {signals['latency_p50_ms']:.1f} ms, p99 "
                      f"{signals['latency_p99_ms']:.1f} ms, errors {signals['error_rate']}, PSI max "

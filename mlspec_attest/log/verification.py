@@ -42,7 +42,7 @@ from mlspec_attest.log.format import (
 )
 from mlspec_attest.log.merkle import HASH_SIZE, LeafFile, MerkleAccumulator, verify_consistency
 from mlspec_attest.log.records import line_problem
-from mlspec_attest.model.canonical import parse_json, sha256_hex
+from mlspec_attest.model.canonical import parse_canonical_fast, parse_json, sha256_hex
 from mlspec_attest.model.report import ERROR, INFO, WARNING, Finding
 
 _sha256 = hashlib.sha256
@@ -125,6 +125,8 @@ class _Scan:
     located: int = 0
     deep: bool = False
     invalid_lines: int = 0
+    model_id: str | None = None  # the package's declared model: every checked record must name it
+    model_mismatches: int = 0
 
     @property
     def records_path(self) -> Path:
@@ -157,13 +159,15 @@ def verify(
     heads: Sequence[SignedHead] | None = None,
     deep: bool = False,
     max_findings: int = 100,
+    model_id: str | None = None,
 ) -> LogReport:
     """Recompute every leaf and root from records.jsonl (streaming, flat memory), check the
     seals and their consistency proofs, check the records against every signed tree head in
     ``heads`` (None: no bundle given), and locate changes (modified / dropped / inserted /
-    swapped records) by aligning against leaves.bin where it reproduces the sealed roots."""
+    swapped records) by aligning against leaves.bin where it reproduces the sealed roots.
+    ``model_id``: the model the chain packaged; a checked record naming another is LOG_MODEL_MISMATCH."""
     directory = Path(directory)
-    scan = _Scan(directory, LogReport(str(directory)), heads, max_findings, deep=deep)
+    scan = _Scan(directory, LogReport(str(directory)), heads, max_findings, deep=deep, model_id=model_id)
     scan.report.signed_heads = None if heads is None else len(heads)
     _read_inputs(scan)
     if not safe.exists(RECORDS_FILE, root=directory):
@@ -175,6 +179,9 @@ def verify(
     _check_leaf_cache(scan)
     _scan_records(scan)
     _conclude(scan)
+    if scan.model_mismatches > scan.max_findings:
+        scan.report.add("LOG_MODEL_MISMATCH", ERROR, f"{scan.model_mismatches - scan.max_findings} more records"
+                        " name another model (not listed)")
     if scan.invalid_lines > scan.max_findings:
         scan.report.add("LOG_FINDINGS_TRUNCATED", INFO, f"{scan.invalid_lines - scan.max_findings} more invalid"
                         " lines not listed")
@@ -539,12 +546,30 @@ def _check_line(scan: _Scan, rec: _Rec, pipeline: str | None) -> None:
     """One line on its own: strict JSON, the writer's canonical form, schema, this log's pipeline."""
     problem = line_problem(rec.raw, pipeline)
     if problem is None:
+        if scan.model_id is not None:
+            _check_model(scan, rec)
         return
     scan.invalid_lines += 1
     if scan.invalid_lines <= scan.max_findings:
         s = scan.seal_for(rec.index)
         scan.report.add("LOG_RECORD_INVALID", ERROR, f"line {rec.line_no}: {problem}", line=rec.line_no,
                         index=rec.index, request_id=_request_id(rec.raw), seal=s.seal if s else None)
+
+
+def _check_model(scan: _Scan, rec: _Rec) -> None:
+    """A sound record must name the packaged model: a log of another model's answers is not this chain's."""
+    obj = parse_canonical_fast(rec.raw)
+    if obj is None:
+        obj = parse_json(rec.raw, source="line")  # line_problem accepted it: it parses
+    named = obj.get("modelId") if isinstance(obj, dict) else None
+    if named == scan.model_id:
+        return
+    scan.model_mismatches += 1
+    if scan.model_mismatches <= scan.max_findings:
+        s = scan.seal_for(rec.index)
+        scan.report.add("LOG_MODEL_MISMATCH", ERROR, f"line {rec.line_no}: modelId {str(named)[:80]!r} is not the"
+                        f" packaged model {scan.model_id!r}: the log records another model's answers",
+                        line=rec.line_no, index=rec.index, request_id=_request_id(rec.raw), seal=s.seal if s else None)
 
 
 def _request_id(raw: bytes) -> str | None:

@@ -21,6 +21,7 @@ from mlspec_attest.model.report import ERROR, INFO, WARNING, Report
 from mlspec_attest.policy import Policy
 from mlspec_attest.verify.chain import build_chain
 from mlspec_attest.verify.context import Entry, VerifyContext
+from mlspec_attest.verify.lineage import package_model_identifier
 from mlspec_attest.verify.signatures import EntryReader
 
 
@@ -123,7 +124,7 @@ def _check_unanchored_records(ctx: VerifyContext, log_dir: Path, result: LogRepo
 
 def _add_log_findings(ctx: VerifyContext, log_dir: Path, heads: list[SignedHead]) -> LogReport:
     """Run the log verification against the signed heads; its errors and warnings become gate findings."""
-    result = verify_log(log_dir, heads=heads)
+    result = verify_log(log_dir, heads=heads, model_id=package_model_identifier(ctx.chain))
     last = heads[-1].sequence if heads else None
     sequence_of_seal = {h.seal: h.sequence for h in heads if h.seal is not None}
     for f in result.findings:

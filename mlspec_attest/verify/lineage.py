@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mlspec_attest.digests import MANIFEST_ANNOTATION as _MANIFEST
@@ -273,3 +274,225 @@ def check_metadata_sources(ctx: VerifyContext) -> None:
             ctx.report.add("METADATA_CONTRADICTS_PRODUCT", f"{where}: signed metadata at {text}, the attested "
                            "product it was read from", sequence=e.sequence, stage=e.stage,
                            hint="attest the file's own values; change the file, not the metadata")
+
+
+REPORT_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def _criteria_stages(ctx: VerifyContext) -> dict[str, bool]:
+    """Stage -> whether a blocking criterion reads it, from the authentic genesis objectives."""
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.objectives.criteria import Objectives
+
+    chain = ctx.chain
+    if not chain or chain[0].stage != "objectives" or not chain[0].authentic:
+        return {}
+    try:  # canonical stage names: a criterion on "testing" reads the test stage
+        objectives = Objectives.from_dict(chain[0].statement.metadata, source="objectives attestation")
+    except InputError:
+        return {}  # OBJECTIVES_INVALID
+    out: dict[str, bool] = {}
+    for crit in objectives.criteria:
+        out[crit.stage] = out.get(crit.stage, False) or crit.severity == "block"
+    return out
+
+
+def check_metrics_binding(ctx: VerifyContext) -> None:
+    """The metadata a criterion reads must come from an attested report file kept in ``blobs/``.
+
+    Who could walk around it: a stage's runner holding the pipeline key, signing
+    ``metrics.accuracy: 0.99`` while the attested ``reports/test.json`` says 0.8654 and
+    simply leaving ``metadataSources`` out. So binding is required, not opt-in: every
+    stage a criterion reads must bind its metadata to a product (the values each
+    criterion reads must be in the bound files, check_metadata_sources proves they are
+    equal), and every JSON/YAML report it attests must be one of those bound files
+    (a second, honest report cannot sit beside a bound forgery). A policy can waive it
+    (``metrics_binding: {required: false}``); then every verification warns.
+    """
+    if not ctx.policy.metrics_binding_required:
+        return
+    from mlspec_attest._internal.loaders import read_bounded
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.log.format import is_sealed_log_metadata
+    from mlspec_attest.model.metadata import parse_yaml
+    from mlspec_attest.model.report import WARNING
+
+    read = _criteria_stages(ctx)
+    latest = {e.stage: e for e in ctx.chain if e.authentic}
+    blobs = ctx.bundle.root / "blobs"
+    for stage, blocking in sorted(read.items()):
+        e = latest.get(stage)
+        if e is None:
+            continue  # the criterion fails on missing metrics (OBJECTIVE_FAILED)
+        if stage == "log" and is_sealed_log_metadata(e.statement.metadata):
+            continue  # a sealed head is bound to the records themselves (verify/inference_log.py)
+        severity = "error" if blocking else WARNING
+        where = f"sequence {e.sequence} ({stage})"
+        sources = (e.statement.raw.get("predicate") or {}).get("metadataSources")
+        bound = {(s.get("name"), (s.get("digest") or {}).get("sha256"))
+                 for s in (sources if isinstance(sources, list) else []) if isinstance(s, dict)}
+        for s in e.statement.subjects:
+            name = str(s.get("name", ""))
+            if name.lower().endswith(REPORT_SUFFIXES) and (name, digest_of(s)) not in bound:
+                ctx.report.add("REPORT_UNBOUND", f"{where}: report {name} is attested but the signed metadata is "
+                               "not bound to it (metadataSources), so the criteria may read other values than it "
+                               "says", severity=severity, sequence=e.sequence, stage=stage,
+                               hint=f"attest it with --metadata {name} --product {name}")
+        if not bound:
+            ctx.report.add("METADATA_UNBOUND", f"{where}: a criterion reads this stage's metadata, but none of it is "
+                           "bound to an attested report file (no metadataSources); the runner could sign any "
+                           "metric", severity=severity, sequence=e.sequence, stage=stage,
+                           hint="attest the report with --metadata FILE --product FILE; or the policy can say "
+                                "metrics_binding: {required: false}")
+            continue
+        merged: dict[str, Any] = {}
+        for source_name, source_digest in sorted(bound, key=str):
+            try:
+                part = parse_yaml(read_bounded(blobs / str(source_digest), what="metadata source"),
+                                  source=str(source_name))
+            except (InputError, OSError, ValueError):
+                continue  # METADATA_SOURCE_INVALID (check_metadata_sources) says why
+            if isinstance(part, dict):
+                _deep_merge(merged, part)
+        _check_reads_bound(ctx, e, merged, severity)
+
+
+def _deep_merge(into: dict[str, Any], part: dict[str, Any]) -> None:
+    for k, v in part.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def _check_reads_bound(ctx: VerifyContext, e: Entry, bound: dict[str, Any], severity: str) -> None:
+    """Each criterion on the stage, evaluated over the bound files alone, must find every value it reads."""
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.objectives.cel import evaluate_expression
+    from mlspec_attest.objectives.criteria import Objectives, _bindings
+
+    try:
+        objectives = Objectives.from_dict(ctx.chain[0].statement.metadata, source="objectives attestation")
+    except InputError:
+        return  # OBJECTIVES_INVALID
+    for crit in objectives.criteria:
+        if crit.stage != e.stage:
+            continue
+        try:
+            outcome = evaluate_expression(crit.compile(), _bindings(bound))
+        except InputError:
+            continue
+        if outcome.missing:
+            ctx.report.add("METADATA_UNBOUND", f"sequence {e.sequence} ({e.stage}): criterion {crit.name} reads "
+                           f"{', '.join(outcome.missing)}, which no bound report file holds", severity=severity,
+                           sequence=e.sequence, stage=e.stage,
+                           hint="put the metric in the report file the stage binds (--metadata FILE --product FILE)")
+
+
+FINGERPRINTS_OF_SHA256 = "mlspec.dev/fingerprints-of-sha256"
+SPLIT_SET_ROLES = ("train-data", "eval-data", "validation-data", "holdback-data", "test-data")
+
+
+def check_training_data(ctx: VerifyContext) -> None:
+    """Split's sets are distinct files, train trained on split's train set, and the leakage proof is of those sets.
+
+    Who could walk around it: split's runner naming the training file as the hold-back
+    set too, train declaring no data (or its data under an external role such as
+    ``code``), and fingerprints of other files standing in as the leakage proof.
+    """
+    from mlspec_attest.leakage import FINGERPRINT_ROLE_PREFIX, HOLDBACK_ROLE, TRAIN_ROLE
+
+    report = ctx.report
+    split = next((e for e in reversed(ctx.chain) if e.stage == "split"), None)
+    train = next((e for e in reversed(ctx.chain) if e.stage == "train"), None)
+    if split is None:
+        return
+    sets: dict[str, str] = {}  # digest -> role
+    by_role: dict[str, set[str]] = {}
+    for s in split.statement.subjects:
+        role = role_of(s)
+        if role not in SPLIT_SET_ROLES:
+            continue
+        d = digest_of(s)
+        if d in sets:
+            report.add("SPLIT_SETS_NOT_DISTINCT", f"sequence {split.sequence} (split): {s.get('name')} ({role}) is "
+                       f"the same file (sha256 {str(d)[:12]}…) as the {sets[d]} subject; the sets must differ",
+                       sequence=split.sequence, stage="split", hint="split into separate train/validation/hold-back files")
+        sets[str(d)] = str(role)
+        by_role.setdefault(str(role), set()).add(str(d))
+    train_sets = by_role.get("train-data", set())
+    holdback_sets = by_role.get("holdback-data", set()) | by_role.get("test-data", set())
+    if train is not None and train.sequence > split.sequence:
+        declared = {digest_of(m) for m in train.statement.materials if role_of(m) == "train-data"}
+        if not declared:
+            report.add("TRAIN_DATA_NOT_DECLARED", f"sequence {train.sequence} (train): no material with role "
+                       "'train-data'; cannot prove the model was trained on split's training set",
+                       sequence=train.sequence, stage="train", hint="pass --material train-data=PATH")
+        elif not declared <= train_sets:
+            report.add("TRAIN_DATA_NOT_SPLIT", f"sequence {train.sequence} (train): its train-data material is not "
+                       f"the train-data subject of split (sequence {split.sequence})", sequence=train.sequence,
+                       stage="train")
+        for m in train.statement.materials:
+            if digest_of(m) in holdback_sets:
+                report.add("TEST_DATA_REUSED", f"sequence {train.sequence} (train): material {m.get('name')} "
+                           f"(role {role_of(m)}) is split's hold-back set; training must not see it",
+                           sequence=train.sequence, stage="train")
+    wanted = {TRAIN_ROLE: train_sets, HOLDBACK_ROLE: holdback_sets,
+              FINGERPRINT_ROLE_PREFIX + "validation": by_role.get("eval-data", set()) | by_role.get("validation-data", set())}
+    for s in split.statement.subjects:
+        role = role_of(s)
+        if not isinstance(role, str) or not role.startswith(FINGERPRINT_ROLE_PREFIX):
+            continue
+        of = (s.get("annotations") or {}).get(FINGERPRINTS_OF_SHA256)
+        allowed = wanted.get(role, set(sets))
+        if not isinstance(of, str) or of not in allowed:
+            report.add("LEAKAGE_EVIDENCE_UNBOUND", f"sequence {split.sequence} (split): fingerprints {s.get('name')} "
+                       f"do not name ({FINGERPRINTS_OF_SHA256}) the digest of split's "
+                       f"{role.removeprefix(FINGERPRINT_ROLE_PREFIX)} subject; the proof may be of other files",
+                       sequence=split.sequence, stage="split",
+                       hint="attest split with --fingerprints SET=PATH where PATH is also that set's --product")
+
+
+_MODEL_REF = re.compile(r"@sha256:([0-9a-f]{12,64})\Z")  # 48 bits at least: no short-prefix grinding
+
+
+def check_served_model(ctx: VerifyContext) -> None:
+    """Serve's rolled-out model and the log's model are the package's declared model, which is the trained one.
+
+    Who could walk around it: serve's runner rolling out another model and the log
+    naming it (``rollout.model: evil-model@…``) while the package says ``credit-model@…``.
+    """
+    report = ctx.report
+    ident: str | None = None
+    train, models = _trained_models(ctx.chain)
+    for e in ctx.chain:
+        md = e.statement.metadata
+        if e.stage == "package" and e.authentic:
+            ident = md.get("model_identifier") if isinstance(md.get("model_identifier"), str) else None
+            embeds = ident is not None and "@sha256:" in ident
+            m = _MODEL_REF.search(ident or "")
+            if embeds and models and not (m and any(d.startswith(m.group(1)) for d in models)):
+                report.add("PACKAGE_MODEL_ID_MISMATCH", f"sequence {e.sequence} (package): model_identifier "
+                           f"{ident} names a digest that is not the trained model's", sequence=e.sequence,
+                           stage="package")
+        elif e.stage in ("serve", "log"):
+            rollout = md.get("rollout")
+            named = rollout.get("model") if e.stage == "serve" and isinstance(rollout, dict) else md.get("model")
+            if named is None:
+                continue
+            code = "SERVE_MODEL_MISMATCH" if e.stage == "serve" else "LOG_MODEL_MISMATCH"
+            if ident is None:
+                report.add(code, f"sequence {e.sequence} ({e.stage}): names model {str(named)[:80]!r}, but no "
+                           "package before it declares a model_identifier", sequence=e.sequence, stage=e.stage)
+            elif named != ident:
+                report.add(code, f"sequence {e.sequence} ({e.stage}): names model {str(named)[:80]!r}, the package "
+                           f"declares {ident!r}: it serves another model", sequence=e.sequence, stage=e.stage)
+
+
+def package_model_identifier(chain: list[Entry]) -> str | None:
+    """The latest authentic package's declared model identifier (what log records must name)."""
+    for e in reversed(chain):
+        if e.stage == "package" and e.authentic:
+            ident = e.statement.metadata.get("model_identifier")
+            return ident if isinstance(ident, str) else None
+    return None

@@ -30,6 +30,7 @@ objectives: {project: crash}
 stages:
   objectives: {signers: [owner]}
   log: {signers: [pipeline], required: false, repeat: true}
+metrics_binding: {required: false}  # an unsealed log head read by a criterion: not what these tests are about
 """
 OBJECTIVES = {"project": "crash", "revision": 1, "outputs": {"task": "classification", "labels": [0, 1]}, "criteria": [
     {"name": "logged", "stage": "log", "expression": "metadata.tree_size >= 0", "severity": "block",

@@ -491,3 +491,253 @@ def test_package_declaring_no_trained_model_must_still_hold_one(project: Project
     report = verify_bundle(project.bundle, path)
     assert "MODEL_NOT_DECLARED" not in codes(report)
     assert "PACKAGE_MODEL_ABSENT" in codes(report)
+
+
+# -- gate review H1-H3: a runner with the pipeline key re-signs the demo chain ---------------------------
+# The reviewer's reproductions (/tmp/adv-gate/repro): copy the demo, edit the statements, re-sign every one
+# with the pipeline key (objectives with the owner key, untouched), re-seal the inference log and re-sign the
+# head. ``forge_demo`` does exactly that; the untouched forgery passes, so each refusal below is the rule's.
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mlspec_attest.demo.runner import run_demo
+
+    d = tmp_path_factory.mktemp("gate-review") / "demo"
+    run_demo(d, echo=lambda _: None)
+    return d
+
+
+def forge_demo(src: Path, dst: Path, monkeypatch: pytest.MonkeyPatch,
+               edit: Any = None, records: Any = None) -> Any:
+    """Re-sign the demo chain after ``edit(payloads)`` (and ``records(list)`` on the log); the gate's report."""
+    import base64
+
+    from click.testing import CliRunner
+
+    from mlspec_attest.cli.main import main
+    from mlspec_attest.model.canonical import canonicalize
+    from mlspec_attest.model.envelope import pae
+
+    shutil.copytree(src, dst, symlinks=True)
+    att = dst / "bundle" / "attestations"
+    files = sorted(att.iterdir())[:12]  # the log stage is re-sealed below
+    payloads = [json.loads(base64.b64decode(json.loads(f.read_text())["payload"])) for f in files]
+    if edit is not None:
+        edit(payloads)
+    for f in att.iterdir():
+        f.unlink()
+    bundle = Bundle(dst / "bundle")
+    genesis = previous = serve = None
+    for i, p in enumerate(payloads):
+        stage = p["predicateType"].split("/")[-2]
+        md = p["predicate"]["metadata"]
+        if i:
+            p["predicate"]["chain"].update(genesis=genesis, previous=previous)
+        if stage == "monitor" and md.get("serve_attestation") != serve:
+            md["serve_attestation"] = serve  # and its bound report says so too (a consistent forgery)
+            blob = json.dumps(md).encode()
+            bundle.store_file(f"blobs/{sha256_hex(blob)}", blob)
+            for s in [*p["subject"], *p["predicate"].get("metadataSources", [])]:
+                if s["name"] == "reports/monitor.json":
+                    s["digest"] = {"sha256": sha256_hex(blob)}
+        raw = canonicalize(p)
+        previous = sha256_hex(raw)
+        genesis = genesis or previous
+        serve = previous if stage == "serve" else serve
+        signer = load_signer(dst / "keys" / ("owner.key" if i == 0 else "pipeline.key"))
+        env = {"payloadType": IN_TOTO_PAYLOAD_TYPE, "payload": base64.b64encode(raw).decode(),
+               "signatures": [{"keyid": signer.keyid,
+                               "sig": base64.b64encode(signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, raw))).decode()}]}
+        (att / f"{i:04d}-{stage}.dsse.json").write_text(json.dumps(env, indent=2) + "\n")
+    log = dst / "logs" / "inference"
+    recs = [dict(json.loads(line), pipeline=serve) for line in (log / "records.jsonl").read_text().splitlines()]
+    if records is not None:
+        records(recs)
+    shutil.rmtree(log)
+    (dst / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    monkeypatch.chdir(dst)
+    for args in (["log", "append", "--pipeline", str(serve), "r.jsonl"],
+                 ["log", "seal", "--bundle", "bundle", "--key", "keys/pipeline.key"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    (dst / "r.jsonl").unlink()
+    return verify_bundle(dst / "bundle", dst / "policies" / "default.yaml", log_dir=log)
+
+
+def _by_stage(payloads: list[dict[str, Any]], stage: str) -> dict[str, Any]:
+    return next(p for p in payloads if p["predicateType"].split("/")[-2] == stage)
+
+
+def _role(items: list[dict[str, Any]], role: str) -> dict[str, Any]:
+    return next(s for s in items if (s.get("annotations") or {}).get(ROLE_ANNOTATION) == role)
+
+
+def test_untouched_forgery_of_the_demo_passes(demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forge helper itself is sound: a re-signed, re-sealed honest chain passes (so refusals are the rules')."""
+    report = forge_demo(demo_dir, tmp_path / "d", monkeypatch)
+    assert report.passed, [f.message for f in report.findings if f.severity == "error"]
+
+
+def _drop_sources(p: dict[str, Any]) -> None:
+    p["predicate"].pop("metadataSources", None)
+
+
+@pytest.mark.parametrize("variant, code", [
+    ("no-sources", "METADATA_UNBOUND"),  # the reviewer's case: metadataSources left out
+    ("no-sources", "REPORT_UNBOUND"),  # ... and reports/test.json sits there unbound
+    ("keep-sources", "METADATA_CONTRADICTS_PRODUCT"),  # binding kept: the file says otherwise
+    ("no-report", "METADATA_UNBOUND"),  # the report left out of the subjects too
+    ("other-report", "REPORT_UNBOUND"),  # a second, bound report with 0.99 beside the honest one
+    ("evaluate", "METADATA_UNBOUND"),  # the same on evaluate (read by the fairness criterion)
+])
+def test_h1_signed_metrics_contradicting_the_report_are_refused(demo_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch, variant: str,
+                                                                 code: str) -> None:
+    fake = json.dumps({"metrics": {"accuracy": 0.99, "auc": 0.99}}).encode()
+
+    def edit(ps: list[dict[str, Any]]) -> None:
+        p = _by_stage(ps, "evaluate" if variant == "evaluate" else "test")
+        p["predicate"]["metadata"]["metrics"].update(accuracy=0.99, auc=0.99)
+        if variant != "keep-sources":
+            _drop_sources(p)
+        if variant == "no-report":
+            p["subject"] = [rd("mlspec:test-metadata", "m")]
+        if variant == "other-report":
+            extra = rd("reports/metrics.json", fake, "test-report")
+            p["subject"].append(extra)
+            p["predicate"]["metadataSources"] = [{"name": extra["name"], "digest": extra["digest"]}]
+            Bundle(tmp_path / "d" / "bundle").store_file(f"blobs/{sha256_hex(fake)}", fake)
+
+    report = forge_demo(demo_dir, tmp_path / "d", monkeypatch, edit)
+    assert not report.passed
+    assert code in codes(report), sorted(codes(report))
+
+
+def test_h1_bound_file_must_hold_what_the_criterion_reads(project: Project) -> None:
+    """A bound report without the metric, the metric signed inline: the criterion reads an unbound value."""
+    build_lifecycle(project, stages=BEFORE_PACKAGE[:-1])
+    side = json.dumps({"threshold": 0.5}).encode()
+    product = rd("reports/test.json", side)
+    forge(project, "test", subjects=[product],
+          materials=[rd("out/model.bin", "model-bytes", "model"), rd("work/holdback.csv", "x,y,group\n3,0,a\n",
+                                                                     "holdback-data")],
+          metadata={"metrics": {"accuracy": 0.99}, "threshold": 0.5, "dataset": "work/holdback.csv",
+                    "holdback": True},
+          predicate={"metadataSources": [{"name": product["name"], "digest": product["digest"]}]}, blobs=(side,))
+    report = verify_bundle(project.bundle, project.policy())
+    assert "METADATA_UNBOUND" in codes(report)
+    assert "metrics.accuracy" in message(report, "METADATA_UNBOUND")
+
+
+def _inline_test(project: Project) -> None:
+    build_lifecycle(project, stages=BEFORE_PACKAGE[:-1])
+    project.attestor().attest("test", materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
+                              metadata={"metrics": {"accuracy": 0.99}})
+
+
+def test_h1_inline_metrics_are_unbound_by_default(project: Project) -> None:
+    _inline_test(project)
+    report = verify_bundle(project.bundle, project.policy())
+    assert "METADATA_UNBOUND" in codes(report)
+
+
+def test_h1_a_criterion_naming_the_stage_by_alias_still_requires_binding(project: Project) -> None:
+    """``stage: testing`` reads the test stage: the binding rule must resolve the name as the criteria do."""
+    from conftest import OBJECTIVES_YAML
+
+    build_lifecycle(project, stages=BEFORE_PACKAGE[:-1],
+                    objectives_yaml=OBJECTIVES_YAML.replace("stage: test\n", "stage: testing\n"))
+    project.attestor().attest("test", materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
+                              metadata={"metrics": {"accuracy": 0.99}})
+    report = verify_bundle(project.bundle, project.policy())
+    assert "METADATA_UNBOUND" in codes(report)
+
+
+def test_h1_policy_may_waive_the_binding_and_then_every_verify_warns(project: Project) -> None:
+    _inline_test(project)
+    policy = project.policy()
+    text = policy.read_text()
+    assert "metrics_binding:\n  required: true" in text  # the shipped default states the requirement
+    policy.write_text(text.replace("metrics_binding:\n  required: true", "metrics_binding:\n  required: false"))
+    report = verify_bundle(project.bundle, policy)
+    assert "METADATA_UNBOUND" not in codes(report)
+    warnings = {f.code for f in report.findings if f.severity == "warning"}
+    assert "POLICY_METRICS_BINDING_WAIVED" in warnings
+
+
+def test_h1_metrics_binding_is_typed(project: Project) -> None:
+    from mlspec_attest.policy import Policy
+
+    policy = project.policy()
+    policy.write_text(policy.read_text().replace("metrics_binding:\n  required: true",
+                                                 "metrics_binding:\n  required: 'no'"))
+    with pytest.raises(InputError, match="metrics_binding.required"):
+        Policy.from_file(policy)
+
+
+@pytest.mark.parametrize("variant, expect", [
+    ("reviewer", {"SPLIT_SETS_NOT_DISTINCT", "TRAIN_DATA_NOT_DECLARED", "LEAKAGE_EVIDENCE_UNBOUND"}),
+    ("as-code", {"SPLIT_SETS_NOT_DISTINCT", "TRAIN_DATA_NOT_DECLARED"}),  # train data under an external role
+    ("train-on-holdback", {"TRAIN_DATA_NOT_SPLIT", "TEST_DATA_REUSED"}),
+    ("eval-is-train", {"SPLIT_SETS_NOT_DISTINCT"}),
+    ("fingerprints-unnamed", {"LEAKAGE_EVIDENCE_UNBOUND"}),
+    ("fingerprints-of-train-as-holdback", {"LEAKAGE_EVIDENCE_UNBOUND"}),
+    ("fingerprints-of-train-as-validation", {"LEAKAGE_EVIDENCE_UNBOUND"}),
+])
+def test_h2_test_on_the_training_data_is_refused(demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 variant: str, expect: set[str]) -> None:
+    def edit(ps: list[dict[str, Any]]) -> None:
+        split, train, test = _by_stage(ps, "split"), _by_stage(ps, "train"), _by_stage(ps, "test")
+        tr, hb = _role(split["subject"], "train-data"), _role(split["subject"], "holdback-data")
+        if variant in ("reviewer", "as-code"):
+            hb["digest"] = dict(tr["digest"])
+            _role(test["predicate"]["materials"], "holdback-data")["digest"] = dict(tr["digest"])
+            train["predicate"]["materials"] = ([] if variant == "reviewer" else
+                                               [dict(tr, annotations={ROLE_ANNOTATION: "code"})])
+        elif variant == "train-on-holdback":
+            _role(train["predicate"]["materials"], "train-data")["digest"] = dict(hb["digest"])
+        elif variant == "eval-is-train":
+            _role(split["subject"], "eval-data")["digest"] = dict(tr["digest"])
+        elif variant == "fingerprints-unnamed":
+            _role(split["subject"], "fingerprints-holdback")["annotations"].pop("mlspec.dev/fingerprints-of-sha256")
+        else:
+            fp = _role(split["subject"], "fingerprints-" + variant.rsplit("-", 1)[-1])
+            fp["annotations"]["mlspec.dev/fingerprints-of-sha256"] = tr["digest"]["sha256"]
+
+    report = forge_demo(demo_dir, tmp_path / "d", monkeypatch, edit)
+    assert not report.passed
+    assert expect <= codes(report), sorted(codes(report))
+
+
+EVIL = "evil-model@sha256:deadbeefdeadbeef"
+
+
+@pytest.mark.parametrize("variant, expect", [
+    ("reviewer", {"SERVE_MODEL_MISMATCH", "LOG_MODEL_MISMATCH"}),
+    ("log-only", {"LOG_MODEL_MISMATCH"}),  # serve honest, the log records another model's answers
+    ("one-record", {"LOG_MODEL_MISMATCH"}),  # a single record among many
+    ("serve-only", {"SERVE_MODEL_MISMATCH"}),
+    ("package-renamed", {"PACKAGE_MODEL_ID_MISMATCH"}),  # package, serve and log all say evil
+])
+def test_h3_serving_or_logging_another_model_is_refused(demo_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch, variant: str,
+                                                        expect: set[str]) -> None:
+    def edit(ps: list[dict[str, Any]]) -> None:
+        if variant in ("reviewer", "serve-only", "package-renamed"):
+            serve = _by_stage(ps, "serve")
+            serve["predicate"]["metadata"]["rollout"]["model"] = EVIL
+            _drop_sources(serve)
+        if variant == "package-renamed":
+            _by_stage(ps, "package")["predicate"]["metadata"]["model_identifier"] = EVIL
+
+    def records(recs: list[dict[str, Any]]) -> None:
+        if variant == "serve-only":
+            return
+        for r in recs[-1:] if variant == "one-record" else recs:
+            r["modelId"] = EVIL
+
+    report = forge_demo(demo_dir, tmp_path / "d", monkeypatch, edit, records)
+    assert not report.passed
+    assert expect <= codes(report), sorted(codes(report))
+    if variant == "one-record":
+        assert sum(f.code == "LOG_MODEL_MISMATCH" for f in report.findings) == 1

@@ -120,6 +120,7 @@ stages:
   objectives: {signers: [owner]}
   log: {signers: [pipeline], required: false, repeat: true}
 head: {signers: [pipeline]}
+metrics_binding: {required: false}  # an unsealed log head read by a criterion; binding has its own tests
 """
 CHAIN_OBJECTIVES = {"project": "crash", "revision": 1, "outputs": {"task": "classification", "labels": [0, 1]}, "criteria": [
     {"name": "logged", "stage": "log", "expression": "metadata.tree_size >= 0", "severity": "block",

@@ -53,7 +53,7 @@ STAGE_ARGS = [
     ["evaluate", "--material", "model=out/model.bin", "--material", "eval-data=work/val.csv",
      "--set", "metrics.accuracy=0.91"],
     ["test", "--material", "model=out/model.bin", "--material", "holdback-data=work/holdback.csv",
-     "--set", "metrics.accuracy=0.88"],
+     "--product", "test-report=work/test.json", "--metadata", "work/test.json"],  # bound (METADATA_UNBOUND)
     ["packaging", "--material", "model=out/model.bin", "--product", "package=pkg", "--set", "name=demo"],
     ["serve", "--material", "package=pkg", "--set", "rollout.status=succeeded"],
     ["monitor", "--material", "pkg", "--set", "signals.latency_ms=3.5", "--set", "rollback_target.name=pkg",
@@ -69,6 +69,7 @@ def _files(project: Project) -> None:
     project.write("objectives.yaml", OBJECTIVES_YAML)
     for rel, text in {"raw/data.csv": "x\n1\n2\n3\n", "work/stats.json": "{}", "work/clean.csv": "x\n1\n2\n3\n",
                       "work/train.csv": "x\n1\n", "work/val.csv": "x\n2\n", "work/holdback.csv": "x\n3\n",
+                      "work/test.json": '{"metrics": {"accuracy": 0.88}}',
                       "out/model.bin": "m", "pkg/model.bin": "m"}.items():
         project.write(rel, text)
 

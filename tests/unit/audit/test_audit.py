@@ -27,7 +27,7 @@ from mlspec_attest.verify.vsa import VSA_PREDICATE_TYPE, build_vsa_statement, wr
 
 STANDALONE = REPO / "docs" / "verify_standalone.py"
 ARTIFACT_NAMES = {"raw/data.csv", "work/stats.json", "work/clean.csv", "work/train.csv", "work/val.csv",
-                  "work/holdback.csv", "out/model.bin", "pkg"}
+                  "work/holdback.csv", "out/model.bin", "pkg", "work/evaluation.json", "work/test.json"}
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_replay_all_artifacts_present_everything_matches(chain: Project) -> None
 
     out = invoke("replay", chain.bundle, "--artifacts", chain.root, "--policy", chain.policy())
     assert out.exit_code == 0, out.output
-    assert "Verdict: PASS" in out.output and "8 match, 0 differ, 0 absent" in out.output
+    assert "Verdict: PASS" in out.output and "10 match, 0 differ, 0 absent" in out.output
     assert "Timeline" in out.output and "Lineage" in out.output
 
 
@@ -91,7 +91,7 @@ def test_replay_absent_artifacts_are_absent_not_failed(chain: Project, tmp_path:
 
     out = invoke("replay", chain.bundle, "--artifacts", empty, "--policy", chain.policy())
     assert out.exit_code == 0
-    assert "0 differ, 8 absent" in out.output and "Verdict: PASS" in out.output
+    assert "0 differ, 10 absent" in out.output and "Verdict: PASS" in out.output
 
 
 def test_replay_finds_renamed_artifacts_by_digest(chain: Project, tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def test_report_renders_in_chromium(project: Project, tmp_path: Path, monkeypatc
     assert re.search(r'id="verdict"[^>]*data-verdict="pass"', dom.stdout)
     assert re.search(r'<span class="word">PASS</span>', dom.stdout)
     assert dom.stdout.count('class="node stage"') == 13
-    assert dom.stdout.count('class="node artifact match"') == 8
+    assert dom.stdout.count('class="node artifact match"') == 9  # evaluation.json and test.json: same bytes, one node
 
     shot = tmp_path / "report.png"  # half scale keeps the stdlib PNG decode fast
     shown = chromium(page.as_uri(), tmp_path, "--window-size=1100,3300", "--force-device-scale-factor=0.5",
