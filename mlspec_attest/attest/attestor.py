@@ -191,6 +191,31 @@ class Attestor:
         resolve(name)  # fail early on a typo
         return StageRecorder(self, name)
 
+    def _fingerprints(self, fingerprints: Iterable[tuple[str, str | os.PathLike[str]]]
+                      ) -> tuple[list[dict[str, Any]], list[bytes]]:
+        """Split's row fingerprints of each named set: the subjects, and the blobs the bundle keeps (leakage.py)."""
+        blobs: list[bytes] = []
+        descriptors: list[dict[str, Any]] = []
+        for set_name, csv_path in fingerprints:
+            from mlspec_attest.leakage import FINGERPRINT_ROLE_PREFIX, fingerprints_of_csv
+            from mlspec_attest.model.canonical import sha256_hex
+
+            if not set_name or not all(c.isalnum() or c in "-_" for c in set_name):
+                raise InputError(f"--fingerprints {set_name}={csv_path}: the set name must be letters, digits, - or _")
+            csv_file = Path(csv_path) if Path(csv_path).is_absolute() else self.base_dir / csv_path
+            try:
+                fp_bytes = fingerprints_of_csv(csv_file)
+            except OSError as exc:
+                raise InputError(f"{csv_path}: cannot read the data set to fingerprint: {exc.strerror or exc}") from None
+            blobs.append(fp_bytes)
+            descriptors.append(resource_descriptor(
+                f"mlspec:fingerprints/{set_name}", sha256_hex(fp_bytes),
+                annotations={ROLE_ANNOTATION: FINGERPRINT_ROLE_PREFIX + set_name,
+                             "mlspec.dev/fingerprints-of": _descriptor_name(Path(csv_path), self.base_dir),
+                             # the gate binds the proof to split's data subject by this digest (LEAKAGE_EVIDENCE_UNBOUND)
+                             "mlspec.dev/fingerprints-of-sha256": _file_sha256(csv_file)}))
+        return descriptors, blobs
+
     def attest(self, stage: str | Stage, *, metadata: dict[str, Any] | None = None,
                metadata_files: Iterable[str | os.PathLike[str]] = (),
                metadata_parts: Iterable[tuple[str, dict[str, Any]]] = (),
@@ -259,25 +284,8 @@ class Attestor:
         manifests: dict[str, bytes] = {}
         subject_rds = [describe(ref, self.base_dir, manifests if stage_obj.name in MANIFEST_STAGES else None)
                        for ref in product_refs]
-        fingerprint_blobs: list[bytes] = []
-        for set_name, csv_path in fingerprints:
-            from mlspec_attest.leakage import FINGERPRINT_ROLE_PREFIX, fingerprints_of_csv
-            from mlspec_attest.model.canonical import sha256_hex
-
-            if not set_name or not all(c.isalnum() or c in "-_" for c in set_name):
-                raise InputError(f"--fingerprints {set_name}={csv_path}: the set name must be letters, digits, - or _")
-            csv_file = Path(csv_path) if Path(csv_path).is_absolute() else self.base_dir / csv_path
-            try:
-                fp_bytes = fingerprints_of_csv(csv_file)
-            except OSError as exc:
-                raise InputError(f"{csv_path}: cannot read the data set to fingerprint: {exc.strerror or exc}") from None
-            fingerprint_blobs.append(fp_bytes)
-            subject_rds.append(resource_descriptor(
-                f"mlspec:fingerprints/{set_name}", sha256_hex(fp_bytes),
-                annotations={ROLE_ANNOTATION: FINGERPRINT_ROLE_PREFIX + set_name,
-                             "mlspec.dev/fingerprints-of": _descriptor_name(Path(csv_path), self.base_dir),
-                             # the gate binds the proof to split's data subject by this digest (LEAKAGE_EVIDENCE_UNBOUND)
-                             "mlspec.dev/fingerprints-of-sha256": _file_sha256(csv_file)}))
+        fingerprint_rds, fingerprint_blobs = self._fingerprints(fingerprints)
+        subject_rds.extend(fingerprint_rds)
         bound_sources, bound_blobs = _bind_metadata_sources(from_files, subject_rds, merged)
         if not subject_rds:
             # No products: the statement is about the stage's metadata itself.
@@ -286,18 +294,7 @@ class Attestor:
             subject_rds = [resource_descriptor(f"mlspec:{stage_obj.name}-metadata",
                                                sha256_hex(canonicalize(clean)))]
         _refuse_duplicate_names(subject_rds, "--product")
-        evidence_blobs, evidence_rds = [], []
-        for file in evidence:
-            from mlspec_attest._internal.loaders import read_bounded
-            from mlspec_attest.model.canonical import sha256_hex
-
-            content = read_bounded(file, what="evidence file")
-            digest = sha256_hex(content)
-            kind = _evidence_kind(content, os.fspath(file))
-            evidence_blobs.append(content)
-            evidence_rds.append(resource_descriptor(
-                f"evidence/{digest}.{kind}.json", digest,
-                annotations={"source": Path(file).name, "kind": kind}))
+        evidence_blobs, evidence_rds = _evidence_files(evidence)
 
         with self.bundle.locked():
             head = self.bundle.head()
@@ -345,6 +342,24 @@ class Attestor:
                 sign_head_locked(self.bundle, self.head)
         return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
                            payload_sha256=payload_digest(payload), statement=statement, redactions=redactions)
+
+
+def _evidence_files(evidence: Iterable[str | os.PathLike[str]]) -> tuple[list[bytes], list[dict[str, Any]]]:
+    """Each --evidence file, parsed as the DSSE envelope or Sigstore bundle it claims to be, and its descriptor."""
+    evidence_blobs: list[bytes] = []
+    evidence_rds: list[dict[str, Any]] = []
+    for file in evidence:
+        from mlspec_attest._internal.loaders import read_bounded
+        from mlspec_attest.model.canonical import sha256_hex
+
+        content = read_bounded(file, what="evidence file")
+        digest = sha256_hex(content)
+        kind = _evidence_kind(content, os.fspath(file))
+        evidence_blobs.append(content)
+        evidence_rds.append(resource_descriptor(
+            f"evidence/{digest}.{kind}.json", digest,
+            annotations={"source": Path(file).name, "kind": kind}))
+    return evidence_blobs, evidence_rds
 
 
 def _evidence_kind(content: bytes, source: str) -> str:
