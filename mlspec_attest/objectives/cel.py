@@ -117,19 +117,24 @@ def _no_coercion(symbol: str, a: Any, b: Any) -> CELEvalError | None:
     return None
 
 
+def _error_or_refusal(symbol: str, a: Any, b: Any) -> Any:
+    """What a wrapped operator returns before computing: an operand's CEL error, or the no-coercion refusal."""
+    if isinstance(a, CELEvalError):
+        return a
+    if isinstance(b, CELEvalError):
+        return b
+    return _no_coercion(symbol, a, b)
+
+
 def _heterogeneous(op_name: str, op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
     """Wrap a base comparison so int, uint and double compare by value (exactly), never bool or string."""
     base = base_functions[op_name]
     symbol = op_name.strip("_")
 
     def compare(a: Any, b: Any) -> Any:
-        if isinstance(a, CELEvalError):
-            return a
-        if isinstance(b, CELEvalError):
-            return b
-        refused = _no_coercion(symbol, a, b)
-        if refused is not None:
-            return refused
+        early = _error_or_refusal(symbol, a, b)
+        if early is not None:
+            return early
         if _is_number(a) and _is_number(b) and type(a) is not type(b):
             return celtypes.BoolType(op(_py_number(a), _py_number(b)))
         return base(a, b)
@@ -181,13 +186,9 @@ def _mixed_arithmetic(op_name: str, op: Callable[[float, float], float]) -> Call
     symbol = op_name.strip("_")
 
     def arithmetic(a: Any, b: Any) -> Any:
-        if isinstance(a, CELEvalError):
-            return a
-        if isinstance(b, CELEvalError):
-            return b
-        refused = _no_coercion(symbol, a, b)
-        if refused is not None:
-            return refused
+        early = _error_or_refusal(symbol, a, b)
+        if early is not None:
+            return early
         if _is_number(a) and _is_number(b) and type(a) is not type(b) and (
             isinstance(a, float) or isinstance(b, float)
         ):
