@@ -44,6 +44,10 @@ class BundleFile:
     data: bytes
 
 
+class SequenceTaken(Exception):
+    """Another writer claimed the sequence number first (object stores only): re-read the tip and retry."""
+
+
 @dataclass(frozen=True)
 class Head:
     sequence: int
@@ -71,10 +75,53 @@ def extract_payload(kind: str, data: bytes) -> bytes:
     return base64.b64decode(envelope["payload"], validate=True)
 
 
+def head_from_file(kind: str, data: bytes, where: str, number: int, label: str) -> Head:
+    """The chain tip an attestation file's signed link names (checked against its file number)."""
+    from mlspec_attest.model.canonical import parse_json, sha256_hex
+    from mlspec_attest.model.statement import ChainLink
+
+    try:
+        payload = extract_payload(kind, data)
+        link = ChainLink.from_dict(parse_json(payload, source=where)["predicate"]["chain"])
+    except (ValueError, KeyError, TypeError, InputError) as exc:
+        raise InputError(f"{where}: newest attestation is unreadable ({exc}); run 'mlspec verify {label}'") from None
+    if link.sequence != number:
+        raise InputError(f"{where}: file number {number} differs from signed sequence {link.sequence}; "
+                         f"run 'mlspec verify {label}'")
+    digest = sha256_hex(payload)
+    return Head(sequence=link.sequence, payload_sha256=digest, genesis=link.genesis or digest)
+
+
 class Bundle:
+    """A bundle in a local directory (the default); ``store.s3.S3Bundle`` is the same on object storage."""
+
+    is_remote = False
+
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         self.attestations_dir = self.root / ATTESTATIONS
+
+    @property
+    def label(self) -> str:
+        """How findings and messages name this bundle."""
+        return str(self.root)
+
+    def read(self, name: str, *, limit: int = MAX_INPUT_BYTES, what: str = "file") -> bytes:
+        """BUNDLE/NAME, read no-follow below the root, bounded (InputError '... {what} not found' if absent)."""
+        return safe.read_file(name, root=self.root, limit=limit, what=what)
+
+    def exists(self, name: str) -> bool:
+        return safe.exists(name, root=self.root)
+
+    def attempts(self) -> Iterator[int]:
+        """One attempt: under the lock no other writer can take the sequence number."""
+        yield 0
+
+    def write_head(self, data: bytes, sequence: int) -> Path | str:
+        """Replace head.dsse.json atomically; the caller holds the lock."""
+        from mlspec_attest.model.head import HEAD_FILE
+
+        return safe.write_file(self.root, HEAD_FILE, data, replace=True, what="chain head")
 
     def create(self) -> None:
         safe.make_dirs(self.root, ATTESTATIONS)

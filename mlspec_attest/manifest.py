@@ -11,7 +11,7 @@ then say which model file a package holds and which files of a shipped directory
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,14 +85,18 @@ def parse(data: bytes, where: str) -> dict[str, str]:
     return out
 
 
-def load(blobs: Path, manifest_sha256: str, where: str) -> dict[str, str]:
-    """Read ``blobs/<manifest_sha256>``, check it is those bytes, parse it (ValueError/OSError if not)."""
+def load(blobs: Path | Callable[[str, int], bytes], manifest_sha256: str, where: str) -> dict[str, str]:
+    """Read ``blobs/<manifest_sha256>``, check it is those bytes, parse it (ValueError/OSError if not).
+
+    ``blobs`` is the local folder, or a bounded reader (name, limit) for a bundle on object storage.
+    """
     from mlspec_attest._internal.loaders import read_bounded
 
     if not HEX64.fullmatch(manifest_sha256):
         raise ValueError(f"{where}: manifest digest {manifest_sha256!r} is not 64 hex digits")
     try:
-        data = read_bounded(blobs / manifest_sha256, limit=MAX_MANIFEST_BYTES, what="file manifest")
+        data = (blobs(manifest_sha256, MAX_MANIFEST_BYTES) if callable(blobs)
+                else read_bounded(blobs / manifest_sha256, limit=MAX_MANIFEST_BYTES, what="file manifest"))
     except InputError as exc:
         raise OSError(str(exc)) from None
     if sha256_hex(data) != manifest_sha256:

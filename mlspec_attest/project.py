@@ -25,7 +25,7 @@ _PROJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 class Project:
     root: Path
     policy: Path | None
-    bundle: Path | None
+    bundle: Path | str | None  # a directory, or s3://BUCKET/PREFIX (docs/storage.md)
     key: Path | str | None  # a path, or a key URI (pkcs11:..., awskms:...) kept as written
     objectives: Path | None
     log: Path | None = None  # the inference log the gate checks the signed log attestations against
@@ -62,10 +62,14 @@ class Project:
                 raise InputError(f"{path}: {name} must be a path")
             return path.parent / value
 
+        bundle_value = data.get("bundle")
+        from mlspec_attest.store.base import is_remote
+
         key = data.get("key")
         uri = isinstance(key, str) and re.match(r"[a-z][a-z0-9+.-]+:", key) is not None
         head_key, head_expires = _parse_head(data.get("head"), path)
-        return cls(root=path.parent, policy=rel("policy"), bundle=rel("bundle"),
+        return cls(root=path.parent, policy=rel("policy"),
+                   bundle=bundle_value if is_remote(bundle_value) else rel("bundle"),  # s3://... stays a URL
                    key=key if uri else rel("key"), objectives=rel("objectives"), log=rel("log"),
                    head_key=head_key, head_expires=head_expires)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from mlspec_attest._version import TOOL_NAME, __version__
 from mlspec_attest.attest.head import HeadSigning, sign_head_locked
-from mlspec_attest.bundle import Bundle, attestation_file_name
+from mlspec_attest.bundle import SequenceTaken, attestation_file_name
 from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_path
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import Signer
@@ -35,6 +35,7 @@ from mlspec_attest.model.statement import (
     payload_digest,
     resource_descriptor,
 )
+from mlspec_attest.store import open_bundle
 
 # Stages whose directory products keep their file manifest in bundle/blobs (the gate looks inside them).
 MANIFEST_STAGES = frozenset({"train", "package"})
@@ -166,7 +167,7 @@ class Attestor:
                  *, base_dir: str | os.PathLike[str] | None = None,
                  keyless: Callable[[bytes], bytes] | None = None, fail_on_secret: bool = False,
                  head: HeadSigning | None = None):
-        self.bundle = Bundle(bundle)
+        self.bundle = open_bundle(bundle)
         self.fail_on_secret = fail_on_secret  # the default for every attest(), stage() blocks included
         # With ``head``, every append re-signs head.dsse.json under the same lock (docs/security.md).
         self.head = head
@@ -297,49 +298,54 @@ class Attestor:
         evidence_blobs, evidence_rds = _evidence_files(evidence)
 
         with self.bundle.locked():
-            head = self.bundle.head()
-            if head is None:
-                link = ChainLink(genesis=None, sequence=0, previous=None)
-            else:
-                if stage_obj.name == "objectives":
-                    raise InputError(
-                        f"{self.bundle.root}: objectives can only be the first attestation (sequence 0); "
-                        "the chain already has one, and criteria cannot change after the pipeline started")
-                link = ChainLink(genesis=head.genesis, sequence=head.sequence + 1, previous=head.payload_sha256)
-            run = {
-                "startedOn": started_on,
-                "finishedOn": utc_now(),
-                "tool": {"name": TOOL_NAME, "version": __version__},
-                "invocationId": invocation_id or str(uuid.uuid4()),
-                "host": socket.gethostname(),
-            }
-            statement, payload = build_statement(stage_obj, chain=link, subjects=subject_rds,
-                                                 materials=material_rds, metadata=clean, run=run,
-                                                 redactions=redactions, evidence=evidence_rds,
-                                                 extra={METADATA_SOURCES_FIELD: bound_sources} if bound_sources
-                                                 else None)
-            data, kind = self._seal(payload)
-            for content, descriptor in zip(evidence_blobs, evidence_rds):
-                self.bundle.store_file(descriptor["name"], content)
-            for ref, descriptor in zip(product_refs, subject_rds):
-                if is_fingerprint_role(ref.role):
-                    # Small, and the verifier needs the bytes to prove the sets are disjoint.
-                    from mlspec_attest._internal.files import read_file
+            for _attempt in self.bundle.attempts():  # one under the local lock; bounded retries on S3
+                head = self.bundle.head()
+                if head is None:
+                    link = ChainLink(genesis=None, sequence=0, previous=None)
+                else:
+                    if stage_obj.name == "objectives":
+                        raise InputError(
+                            f"{self.bundle.label}: objectives can only be the first attestation (sequence 0); "
+                            "the chain already has one, and criteria cannot change after the pipeline started")
+                    link = ChainLink(genesis=head.genesis, sequence=head.sequence + 1, previous=head.payload_sha256)
+                run = {
+                    "startedOn": started_on,
+                    "finishedOn": utc_now(),
+                    "tool": {"name": TOOL_NAME, "version": __version__},
+                    "invocationId": invocation_id or str(uuid.uuid4()),
+                    "host": socket.gethostname(),
+                }
+                statement, payload = build_statement(stage_obj, chain=link, subjects=subject_rds,
+                                                     materials=material_rds, metadata=clean, run=run,
+                                                     redactions=redactions, evidence=evidence_rds,
+                                                     extra={METADATA_SOURCES_FIELD: bound_sources} if bound_sources
+                                                     else None)
+                data, kind = self._seal(payload)
+                for content, descriptor in zip(evidence_blobs, evidence_rds):
+                    self.bundle.store_file(descriptor["name"], content)
+                for ref, descriptor in zip(product_refs, subject_rds):
+                    if is_fingerprint_role(ref.role):
+                        # Small, and the verifier needs the bytes to prove the sets are disjoint.
+                        from mlspec_attest._internal.files import read_file
+                        from mlspec_attest.model.canonical import sha256_hex
+
+                        path = ref.path if ref.path.is_absolute() else self.base_dir / ref.path
+                        blob = read_file(path, what="row fingerprints")
+                        if sha256_hex(blob) != descriptor["digest"]["sha256"]:
+                            raise InputError(f"{path}: changed while it was being attested; run the stage again")
+                        self.bundle.store_file(f"blobs/{descriptor['digest']['sha256']}", blob)
+                for blob in [*manifests.values(), *fingerprint_blobs, *bound_blobs]:
                     from mlspec_attest.model.canonical import sha256_hex
 
-                    path = ref.path if ref.path.is_absolute() else self.base_dir / ref.path
-                    blob = read_file(path, what="row fingerprints")
-                    if sha256_hex(blob) != descriptor["digest"]["sha256"]:
-                        raise InputError(f"{path}: changed while it was being attested; run the stage again")
-                    self.bundle.store_file(f"blobs/{descriptor['digest']['sha256']}", blob)
-            for blob in [*manifests.values(), *fingerprint_blobs, *bound_blobs]:
-                from mlspec_attest.model.canonical import sha256_hex
-
-                self.bundle.store_file(f"blobs/{sha256_hex(blob)}", blob)
-            path = self.bundle.write_new(attestation_file_name(link.sequence, stage_obj.name, kind), data)
-            if self.head is not None:
-                # A crash between the two writes leaves a head one behind (HEAD_BEHIND), never a wrong one.
-                sign_head_locked(self.bundle, self.head)
+                    self.bundle.store_file(f"blobs/{sha256_hex(blob)}", blob)
+                try:
+                    path = self.bundle.write_new(attestation_file_name(link.sequence, stage_obj.name, kind), data)
+                except SequenceTaken:
+                    continue  # another writer took this sequence: re-read the tip, re-link, re-sign
+                if self.head is not None:
+                    # A crash between the two writes leaves a head one behind (HEAD_BEHIND), never a wrong one.
+                    sign_head_locked(self.bundle, self.head)
+                break
         return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
                            payload_sha256=payload_digest(payload), statement=statement, redactions=redactions)
 

@@ -25,6 +25,7 @@ from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import sha256_hex
 from mlspec_attest.model.report import ERROR, Finding, Report
 from mlspec_attest.render.terminal import terminal_safe
+from mlspec_attest.store import open_bundle
 from mlspec_attest.verify.chain import build_chain
 from mlspec_attest.verify.context import Entry
 from mlspec_attest.verify.signatures import EntryReader
@@ -198,7 +199,8 @@ def _is_rd(value: Any) -> bool:
 
 
 # -- reading attestations (the gate's reader and chain builder) -------------------------------
-def _replay_entry(bf: BundleFile, entry: Entry | None, findings: list[Finding], checked: bool) -> ReplayEntry:
+def _replay_entry(bf: BundleFile, entry: Entry | None, findings: list[Finding], checked: bool,
+                  bundle: Bundle | None = None) -> ReplayEntry:
     """The auditor's view of one file: what the gate's reader made of it, and its findings."""
     out = ReplayEntry(file=bf.path.name, file_sha256=sha256_hex(bf.data), kind=bf.kind, findings=findings)
     if entry is None:
@@ -208,7 +210,7 @@ def _replay_entry(bf: BundleFile, entry: Entry | None, findings: list[Finding], 
     out.canonical = not any(f.code == "ENVELOPE_NOT_CANONICAL" for f in findings)
     out.genesis, out.previous, out.time = st.chain.genesis, st.chain.previous, entry.time
     out.subjects, out.materials, out.signers = list(st.subjects), list(st.materials), list(entry.signers)
-    findings.extend(_metadata_source_findings(bf, entry))
+    findings.extend(_metadata_source_findings(bf, entry, bundle))
     if not checked:
         out.signature_status = SIG_UNCHECKED_NO_POLICY
     elif entry.authentic:
@@ -219,17 +221,17 @@ def _replay_entry(bf: BundleFile, entry: Entry | None, findings: list[Finding], 
     return out
 
 
-def _metadata_source_findings(bf: BundleFile, entry: Entry) -> list[Finding]:
+def _metadata_source_findings(bf: BundleFile, entry: Entry, bundle: Bundle | None = None) -> list[Finding]:
     """Metadata read from a product file must still say what the file (kept in blobs/) says, as the gate checks."""
-    from mlspec_attest._internal.loaders import read_bounded
     from mlspec_attest.model.metadata import bound_source_problems
+    from mlspec_attest.verify.context import read_blob
 
     sources = entry.statement.raw.get("predicate", {}).get("metadataSources")
     if sources is None:
         return []
-    blobs = bf.path.parent.parent / "blobs"
+    source = bundle or Bundle(bf.path.parent.parent)
     invalid, differ = bound_source_problems(entry.statement.metadata, entry.statement.subjects, sources,
-                                            lambda digest: read_bounded(blobs / digest, what="metadata source"))
+                                            lambda digest: read_blob(source, digest, "metadata source"))
     where = f"sequence {entry.sequence} ({entry.stage})"
     return ([Finding("METADATA_SOURCE_INVALID", ERROR, f"{where}: {reason}", stage=entry.stage,
                      sequence=entry.sequence, file=bf.path.name) for reason in invalid]
@@ -243,7 +245,8 @@ SIGNATURE_CODES = frozenset({"SIGNATURE_INVALID", "SIGNATURE_TAMPERED", "KEY_REV
 """The reader's codes that mean "this file's signatures do not satisfy the policy"."""
 
 
-def _read_bundle(files: list[BundleFile], policy: Any) -> tuple[list[ReplayEntry], list[Finding]]:
+def _read_bundle(files: list[BundleFile], policy: Any, bundle: Bundle | None = None
+                 ) -> tuple[list[ReplayEntry], list[Finding]]:
     """Every file through the gate's reader (one findings list per file), then the gate's chain rules."""
     reader = EntryReader(policy)
     entries: list[Entry] = []
@@ -264,12 +267,13 @@ def _read_bundle(files: list[BundleFile], policy: Any) -> tuple[list[ReplayEntry
 
         revoked = Report(bundle="", policy=None, policy_sha256=None)
         check_revocations(VerifyContext(policy=policy, now=datetime.now(timezone.utc),
-                                        bundle=Bundle(files[0].path.parent.parent), report=revoked, chain=entries))
+                                        bundle=bundle or Bundle(files[0].path.parent.parent), report=revoked, chain=entries))
         by_file = {bf.path.name: scratch for bf, _e, scratch in read}
         for finding in revoked.findings:
             if finding.file in by_file:
                 by_file[finding.file].findings.append(finding)
-    replayed = [_replay_entry(bf, entry, scratch.findings, policy is not None) for bf, entry, scratch in read]
+    replayed = [_replay_entry(bf, entry, scratch.findings, policy is not None, bundle)
+                for bf, entry, scratch in read]
     chain_report = Report(bundle="", policy=None, policy_sha256=None)
     build_chain(entries, chain_report)
     return replayed, chain_report.findings
@@ -458,9 +462,9 @@ def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str]
     policy_obj = None
     if policy is not None:
         policy_obj = policy if isinstance(policy, Policy) else Policy.from_file(policy)
-    b = Bundle(bundle)
+    b = open_bundle(bundle)
     files = b.files()  # InputError when the bundle does not exist
-    entries, chain_findings = _read_bundle(files, policy_obj)
+    entries, chain_findings = _read_bundle(files, policy_obj, b)
     timeline = sorted((e for e in entries if e.readable), key=lambda e: (e.sequence, e.file))
     artifacts = _collect_artifacts(timeline)
     root = None

@@ -24,7 +24,7 @@ def _project_defaults() -> Any:
 
 @attest.command("stage")
 @click.argument("stage")
-@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory (default: mlspec.yaml's).")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory or s3://BUCKET/PREFIX (default: mlspec.yaml's).")
 @click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
               help="Private key to sign with; repeat for several signatures (default: mlspec.yaml's).")
 @click.option("--metadata", "metadata_files", multiple=True, type=click.Path(dir_okay=False),
@@ -109,7 +109,8 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     from mlspec_attest.cli._project import project_head_signing
 
     head = None if no_head else project_head_signing(project, dict(zip(key_paths, signers)))
-    att = Attestor(bundle_dir, signers, keyless=keyless, head=head).attest(
+    attestor = Attestor(bundle_dir, signers, keyless=keyless, head=head)
+    att = attestor.attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
         allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files,
         fingerprints=fingerprints)
@@ -117,8 +118,14 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)
     click.echo(f"appended sequence {att.sequence} ({att.stage}) -> {att.path}  payload sha256 {att.payload_sha256}")
+    lost = getattr(attestor.bundle, "retries", 0)  # object stores only: claims other writers won first
+    if lost:
+        click.echo(f"lost {lost} claim(s) to concurrent writers; re-read the chain tip, re-linked and retried")
     if head is not None:
-        click.echo(f"re-signed the chain head (valid {head.valid_for}) -> {Path(bundle_dir) / 'head.dsse.json'}")
+        from mlspec_attest.store import is_remote
+
+        where = f"{bundle_dir.rstrip('/')}/head.dsse.json" if is_remote(bundle_dir) else Path(bundle_dir) / "head.dsse.json"
+        click.echo(f"re-signed the chain head (valid {head.valid_for}) -> {where}")
     if oms:
         from mlspec_attest.attest.oms import write_atomically
 
@@ -163,7 +170,7 @@ def attest_cosign(attestation: str, key_path: str) -> None:
 
 
 @attest.command("head")
-@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory (default: mlspec.yaml's).")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory or s3://BUCKET/PREFIX (default: mlspec.yaml's).")
 @click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
               help="Key the policy names under head.signers; repeat for a threshold (default: mlspec.yaml's head.key).")
 @click.option("--expires", help="How long the head stays valid, e.g. 24h, 7d (default: mlspec.yaml's head.expires, "

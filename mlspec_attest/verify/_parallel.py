@@ -137,6 +137,8 @@ def parse_bundle(reader: EntryReader, bundle: Any, report: Any, *, workers: int 
     InputError (the first in file order) as ``bundle.files()`` would.
     """
     global _STATE, _ENTRY_FIELDS
+    if getattr(bundle, "is_remote", False):  # an object store: read through the bundle, one object at a time
+        return [e for e in (reader.read(bf, report) for bf in bundle.files()) if e is not None]
     listing = list_bundle(bundle)
     workers = workers_for("MLSPEC_VERIFY_WORKERS", workers)
     ctx = fork_context() if len(listing) >= PARALLEL_MIN and workers > 1 else None

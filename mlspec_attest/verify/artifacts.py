@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from mlspec_attest.digests import MANIFEST_ANNOTATION, ArtifactDigest, digest_path
-from mlspec_attest.verify.context import VerifyContext, digest_of
+from mlspec_attest.verify.context import VerifyContext, blob_source, digest_of
 from mlspec_attest.verify.lineage import package_subjects
 
 
@@ -25,7 +25,7 @@ def _file_diff(ctx: VerifyContext, subjects: list[dict[str, Any]], digest: Artif
         return ""
     s = dirs[0]
     try:
-        signed = load(ctx.bundle.root / "blobs", str(s["annotations"][MANIFEST_ANNOTATION]), str(s.get("name")))
+        signed = load(blob_source(ctx.bundle), str(s["annotations"][MANIFEST_ANNOTATION]), str(s.get("name")))
     except (OSError, ValueError):
         return " (its signed file manifest is not in the bundle, so the differing files cannot be named)"
     return f" ({s.get('name')}: {diff(signed, digest.files).describe()})"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +60,22 @@ class VerifyContext:
     chain: list[Entry] = field(default_factory=list)
     artifacts: Sequence[str | os.PathLike[str]] = ()
     log_dir: str | Path | None = None  # the inference log the chain's log attestations seal, when at hand
+
+
+def blob_source(bundle: Bundle) -> Path | Callable[[str, int], bytes]:
+    """Where ``manifest.load`` reads blobs: BUNDLE/blobs locally, a bounded read through the store on S3."""
+    if not bundle.is_remote:
+        return bundle.root / "blobs"
+    return lambda digest, limit: bundle.read(f"blobs/{digest}", limit=limit, what="blob")
+
+
+def read_blob(bundle: Bundle, digest: str, what: str) -> bytes:
+    """BUNDLE/blobs/DIGEST, bounded (InputError/OSError when missing or refused)."""
+    from mlspec_attest._internal.loaders import read_bounded
+
+    if bundle.is_remote:
+        return bundle.read(f"blobs/{digest}", what=what)
+    return read_bounded(bundle.root / "blobs" / digest, what=what)
 
 
 def role_of(rd: dict[str, Any]) -> str | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlspec_attest._internal.files import read_file
+from mlspec_attest._internal.files import MAX_FILE_BYTES
+from mlspec_attest.bundle import Bundle
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import sha256_hex
 from mlspec_attest.policy import EvidenceRule, Policy
@@ -18,8 +19,8 @@ def check_evidence(ctx: VerifyContext) -> None:
         rule = policy.stages.get(e.stage)
         present: list[tuple[Path, bytes]] = []  # the bytes digest-checked here are the bytes verified below
         for rd in e.statement.evidence:
-            path = bundle.root / rd["name"]
-            data, problem = _read_evidence(bundle.root, rd["name"])
+            path = Path(rd["name"]) if bundle.is_remote else bundle.root / rd["name"]
+            data, problem = _read_evidence(bundle, rd["name"])
             if problem is not None:
                 report.add("EVIDENCE_INVALID", f"sequence {e.sequence} ({e.stage}): evidence {rd['name']}: {problem}",
                            sequence=e.sequence, stage=e.stage)
@@ -42,17 +43,18 @@ def check_evidence(ctx: VerifyContext) -> None:
                            hint=f"attach it with 'mlspec attest stage {e.stage} --evidence FILE'")
 
 
-def _read_evidence(root: Path, name: str) -> tuple[bytes | None, str | None]:
+def _read_evidence(bundle: Bundle | Path, name: str) -> tuple[bytes | None, str | None]:
     """(bytes, None), (None, None) when absent, or (None, why it is refused).
 
     Read no-follow below the bundle root, non-blocking, regular files only, bounded:
     a symlink, FIFO, device or huge file planted under evidence/ is a finding.
     """
+    bundle = Bundle(bundle) if isinstance(bundle, Path) else bundle
     parts = Path(name).parts
     if len(parts) < 2 or parts[0] != "evidence" or ".." in parts:
         return None, "points outside evidence/"
     try:
-        return read_file(name, root=root, what="evidence file"), None
+        return bundle.read(name, limit=MAX_FILE_BYTES, what="evidence file"), None
     except InputError as exc:
         if str(exc).endswith(("evidence file not found", "directory not found")):
             return None, None

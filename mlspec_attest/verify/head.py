@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from mlspec_attest._internal.files import read_file
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import parse_json
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
@@ -20,6 +18,8 @@ def check_policy_outside_bundle(ctx: VerifyContext) -> None:
     The policy file, every key file it names and every other trust file (Sigstore
     trust_config, timestamp authority certificates) must lie outside the bundle.
     """
+    if ctx.bundle.is_remote:
+        return  # trust files are local paths: none can lie inside a bucket
     root = ctx.bundle.root.resolve()
     if ctx.policy.source.resolve().is_relative_to(root):
         ctx.report.add("POLICY_IN_BUNDLE", f"the policy {ctx.policy.source} lies inside the bundle it is to judge; "
@@ -50,14 +50,13 @@ def check_head(ctx: VerifyContext) -> None:
     rule = policy.head
     if rule is None:
         return
-    path = bundle.root / HEAD_FILE
-    if not os.path.lexists(path):
+    if not bundle.exists(HEAD_FILE):
         if rule.required:
             report.add("HEAD_MISSING", f"the policy requires a signed chain head and the bundle has no {HEAD_FILE}",
                        hint="sign one with 'mlspec attest head --bundle B --key K' after the last append")
         return
     try:
-        data = read_file(HEAD_FILE, root=bundle.root, limit=MAX_HEAD_BYTES, what="chain head")
+        data = bundle.read(HEAD_FILE, limit=MAX_HEAD_BYTES, what="chain head")
         doc = parse_json(data, source=HEAD_FILE)
         envelope = Envelope.from_dict(doc)
         if len(doc["signatures"]) != len(envelope.signatures):

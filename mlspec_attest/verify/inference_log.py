@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mlspec_attest.bundle import Bundle
 from mlspec_attest.log.format import SignedHead, is_sealed_log_metadata
 from mlspec_attest.log.verification import LogReport
 from mlspec_attest.log.verification import verify as verify_log
 from mlspec_attest.model.report import ERROR, INFO, WARNING, Report
 from mlspec_attest.policy import Policy
+from mlspec_attest.store import open_bundle
 from mlspec_attest.verify.chain import build_chain
 from mlspec_attest.verify.context import Entry, VerifyContext
 from mlspec_attest.verify.lineage import package_model_identifier
@@ -58,7 +58,7 @@ def read_signed_heads(bundle: str | Path, policy: Policy) -> tuple[list[SignedHe
     Returns the heads and the reader's findings (for ``mlspec log verify --bundle``)."""
     report = Report(bundle=str(bundle), policy=str(policy.source), policy_sha256=policy.digest)
     reader = EntryReader(policy)
-    entries = [e for bf in Bundle(bundle).files() if (e := reader.read(bf, report)) is not None]
+    entries = [e for bf in open_bundle(bundle).files() if (e := reader.read(bf, report)) is not None]
     chain = build_chain(entries, report)
     for e in unauthentic_log_attestations(chain):
         report.add("LOG_ATTESTATION_UNTRUSTED", f"sequence {e.sequence}: log attestation {e.file.path.name} is not"

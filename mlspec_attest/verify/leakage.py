@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from mlspec_attest._internal.files import read_file
+from mlspec_attest._internal.files import MAX_FILE_BYTES
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import sha256_hex
 from mlspec_attest.verify.context import VerifyContext, digest_of, role_of
@@ -34,7 +34,7 @@ def check_leakage(ctx: VerifyContext) -> None:
         try:
             # No-follow below the bundle, non-blocking, regular files only, bounded: a FIFO,
             # device, symlink or huge sparse file planted at blobs/ is a finding, not a hang.
-            data = read_file(f"blobs/{digest_of(s)}", root=bundle.root, what="fingerprint blob")
+            data = bundle.read(f"blobs/{digest_of(s)}", limit=MAX_FILE_BYTES, what="fingerprint blob")
             if sha256_hex(data) != digest_of(s):
                 raise ValueError("differs from the digest split signed")
             values = parse_fingerprints(data, s.get("name", role))

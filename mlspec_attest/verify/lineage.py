@@ -6,7 +6,16 @@ import re
 from typing import Any
 
 from mlspec_attest.digests import MANIFEST_ANNOTATION as _MANIFEST
-from mlspec_attest.verify.context import HOLDBACK_ROLES, MODEL_ROLES, Entry, VerifyContext, digest_of, role_of
+from mlspec_attest.verify.context import (
+    HOLDBACK_ROLES,
+    MODEL_ROLES,
+    Entry,
+    VerifyContext,
+    blob_source,
+    digest_of,
+    read_blob,
+    role_of,
+)
 
 
 def check_artifact_flow(ctx: VerifyContext) -> None:
@@ -154,7 +163,7 @@ def check_package_contents(ctx: VerifyContext) -> None:
     """
     from mlspec_attest.manifest import load
 
-    chain, report, blobs = ctx.chain, ctx.report, ctx.bundle.root / "blobs"
+    chain, report, blobs = ctx.chain, ctx.report, blob_source(ctx.bundle)
     train, models = _trained_models(chain)
     for e in chain:
         if e.stage != "package" or train is None:
@@ -255,10 +264,8 @@ def check_metadata_sources(ctx: VerifyContext) -> None:
     the hashed report says 0.47. The attestor records the binding (``metadataSources``)
     and keeps the file in ``blobs/``; here every bound key must equal the file's, exactly.
     """
-    from mlspec_attest._internal.loaders import read_bounded
     from mlspec_attest.model.metadata import bound_source_problems
 
-    blobs = ctx.bundle.root / "blobs"
     for e in ctx.chain:
         sources = (e.statement.raw.get("predicate") or {}).get("metadataSources")
         if sources is None:
@@ -266,7 +273,7 @@ def check_metadata_sources(ctx: VerifyContext) -> None:
         where = f"sequence {e.sequence} ({e.stage})"
         invalid, differ = bound_source_problems(
             e.statement.metadata, e.statement.subjects, sources,
-            lambda digest: read_bounded(blobs / digest, what="metadata source"))
+            lambda digest: read_blob(ctx.bundle, digest, "metadata source"))
         for reason in invalid:
             ctx.report.add("METADATA_SOURCE_INVALID", f"{where}: {reason}", sequence=e.sequence, stage=e.stage,
                            hint="the bundle must keep blobs/<sha256> of every bound metadata file")
@@ -311,7 +318,6 @@ def check_metrics_binding(ctx: VerifyContext) -> None:
     """
     if not ctx.policy.metrics_binding_required:
         return
-    from mlspec_attest._internal.loaders import read_bounded
     from mlspec_attest.errors import InputError
     from mlspec_attest.log.format import is_sealed_log_metadata
     from mlspec_attest.model.metadata import parse_yaml
@@ -319,7 +325,6 @@ def check_metrics_binding(ctx: VerifyContext) -> None:
 
     read = _criteria_stages(ctx)
     latest = {e.stage: e for e in ctx.chain if e.authentic}
-    blobs = ctx.bundle.root / "blobs"
     for stage, blocking in sorted(read.items()):
         e = latest.get(stage)
         if e is None:
@@ -348,7 +353,7 @@ def check_metrics_binding(ctx: VerifyContext) -> None:
         merged: dict[str, Any] = {}
         for source_name, source_digest in sorted(bound, key=str):
             try:
-                part = parse_yaml(read_bounded(blobs / str(source_digest), what="metadata source"),
+                part = parse_yaml(read_blob(ctx.bundle, str(source_digest), "metadata source"),
                                   source=str(source_name))
             except (InputError, OSError, ValueError):
                 continue  # METADATA_SOURCE_INVALID (check_metadata_sources) says why

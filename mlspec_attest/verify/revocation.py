@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mlspec_attest._internal import files as safe
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import parse_json
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope, pae
@@ -69,17 +68,16 @@ def _timestamp_proof(ctx: VerifyContext, entry: Entry, keyid: str, signatures: l
     for sig in signatures:
         if key is None or not key.verify(sig, message):
             continue
-        path = ctx.bundle.root / token_name(sig)
         try:
-            if not safe.exists(token_name(sig), root=ctx.bundle.root):
+            if not ctx.bundle.exists(token_name(sig)):
                 continue
             # no-follow, bounded, non-blocking: a planted symlink or FIFO is refused, never followed
-            token = safe.read_file(token_name(sig), root=ctx.bundle.root, limit=MAX_TOKEN_BYTES, what="timestamp token")
+            token = ctx.bundle.read(token_name(sig), limit=MAX_TOKEN_BYTES, what="timestamp token")
             gen_time, tsa = verified_time(token, sig, ctx.policy.timestamp_authorities)
         except (InputError, ValueError) as exc:
-            ctx.report.add("TIMESTAMP_INVALID", f"{path.relative_to(ctx.bundle.root)}: the time-stamp token for "
+            ctx.report.add("TIMESTAMP_INVALID", f"{token_name(sig)}: the time-stamp token for "
                            f"sequence {entry.sequence} ({entry.stage}) is not trusted: {exc}",
-                           stage=entry.stage, sequence=entry.sequence, file=str(path.relative_to(ctx.bundle.root)))
+                           stage=entry.stage, sequence=entry.sequence, file=str(token_name(sig)))
             continue
         if gen_time < after:
             return True
@@ -94,9 +92,9 @@ def _trusted_head(ctx: VerifyContext) -> ChainHead | None:
     revoked = {r.keyid for r in ctx.policy.revoked}
     keys = [ctx.policy.keys[n] for n in rule.signers if ctx.policy.keys[n].keyid not in revoked]
     try:
-        if not safe.exists(HEAD_FILE, root=ctx.bundle.root):
+        if not ctx.bundle.exists(HEAD_FILE):
             return None
-        data = safe.read_file(HEAD_FILE, root=ctx.bundle.root, limit=MAX_HEAD_BYTES, what="chain head")
+        data = ctx.bundle.read(HEAD_FILE, limit=MAX_HEAD_BYTES, what="chain head")
         envelope = Envelope.from_dict(parse_json(data, source=HEAD_FILE))
         verified, lies = envelope.check_signatures(keys)
         if lies or len(verified) < rule.threshold or envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:

@@ -18,6 +18,7 @@ from mlspec_attest.bundle import Bundle
 from mlspec_attest.model.formats import format_utc
 from mlspec_attest.model.report import Report, StageLine
 from mlspec_attest.policy import Policy
+from mlspec_attest.store import open_bundle
 from mlspec_attest.verify import (
     artifacts,
     chain,
@@ -87,7 +88,7 @@ class Verifier:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._verify(Bundle(bundle_dir), os.fspath(bundle_dir), list(artifacts), log_dir)
+            return self._verify(open_bundle(bundle_dir), os.fspath(bundle_dir), list(artifacts), log_dir)
         finally:
             if gc_was_enabled:
                 gc.enable()

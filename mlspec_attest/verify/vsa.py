@@ -33,13 +33,14 @@ from urllib.parse import quote
 
 from mlspec_attest._internal import files as safe
 from mlspec_attest._version import __version__
-from mlspec_attest.bundle import ATTESTATIONS, Bundle
+from mlspec_attest.bundle import ATTESTATIONS
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import Signer
 from mlspec_attest.model.canonical import canonicalize, sha256_hex
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.model.head import MAX_HEAD_BYTES
 from mlspec_attest.model.report import Report
+from mlspec_attest.store import open_bundle
 
 VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -138,14 +139,14 @@ def check_resource_uri(value: str) -> str:
 
 def _input_attestations(report: Report) -> list[dict[str, Any]]:
     """Every attestation file the verifier read, with the sha256 of its bytes as stored."""
-    bundle = Bundle(report.bundle)
+    bundle = open_bundle(report.bundle)
     out = []
     for bf in bundle.files():
         out.append({"uri": f"{ATTESTATIONS}/{bf.path.name}", "digest": {"sha256": sha256_hex(bf.data)}})
     head = "head.dsse.json"  # the signed chain head, when the bundle has one
-    if safe.exists(head, root=bundle.root):
+    if bundle.exists(head):
         # bounded, no-follow, non-blocking even when the policy has no head rule
-        data = safe.read_file(head, root=bundle.root, limit=MAX_HEAD_BYTES, what="chain head")
+        data = bundle.read(head, limit=MAX_HEAD_BYTES, what="chain head")
         out.append({"uri": head, "digest": {"sha256": sha256_hex(data)}})
     return out
 
