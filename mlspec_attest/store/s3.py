@@ -73,7 +73,8 @@ def parse_location(location: str) -> tuple[str, str]:
 
 def endpoint_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> tuple[str | None, bool]:
     """AWS_ENDPOINT_URL (or None for AWS itself) and whether plain http is allowed (loopback only)."""
-    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    # Every name obstore itself would take the endpoint from, so none bypasses the loopback rule.
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or environ.get("AWS_ENDPOINT")
     if not endpoint:
         return None, False
     parts = urlsplit(endpoint)
@@ -264,9 +265,8 @@ class S3Bundle(_bundle.Bundle):
         """Nothing to make: a prefix exists once an object is under it."""
 
     def _attestation_listing(self) -> list[tuple[str, int]]:
-        listing = [(n, size) for n, size in self.store.list(_bundle.ATTESTATIONS)
-                   if not n.startswith(_bundle.TEMP_PREFIX)]
-        return listing
+        """Every object under attestations/: a bucket has no temp files, so no name is skipped."""
+        return self.store.list(_bundle.ATTESTATIONS)
 
     def require_exists(self) -> None:
         if not self._attestation_listing():
@@ -295,11 +295,16 @@ class S3Bundle(_bundle.Bundle):
                 raise InputError(f"{where}: its objects add up to more than {_bundle.MAX_BUNDLE_BYTES} bytes (the "
                                  "bundle limit, see docs/security.md); refusing to read it")
         found = []
+        read = 0
         for name, _size in listing:
             match = _bundle._NAME.fullmatch(name)
             assert match is not None
             data = self.store.read(f"{_bundle.ATTESTATIONS}/{name}", limit=_bundle.MAX_INPUT_BYTES,
                                    what="attestation")
+            read += len(data)  # objects swapped for bigger ones after the listing still hit the total
+            if read > _bundle.MAX_BUNDLE_BYTES:
+                raise InputError(f"{where}: its objects add up to more than {_bundle.MAX_BUNDLE_BYTES} bytes as "
+                                 "read (they grew after the listing); refusing to read further")
             found.append(_bundle.BundleFile(path=Path(_bundle.ATTESTATIONS) / name, number=int(match.group(1)),
                                             kind=match.group(3), data=data))
         return found

@@ -57,6 +57,12 @@ def test_plain_http_to_loopback_is_allowed(endpoint: str) -> None:
     assert endpoint_from_env({"AWS_ENDPOINT_URL": endpoint}) == (endpoint, True)
 
 
+def test_the_loopback_rule_holds_for_every_endpoint_variable_obstore_reads() -> None:
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"):
+        with pytest.raises(InputError, match="only for a loopback endpoint"):
+            endpoint_from_env({name: "http://192.0.2.1:9000"})
+
+
 def test_https_anywhere_and_no_endpoint_at_all() -> None:
     assert endpoint_from_env({"AWS_ENDPOINT_URL": "https://s3.example.com"}) == ("https://s3.example.com", False)
     assert endpoint_from_env({}) == (None, False)
@@ -156,7 +162,7 @@ def test_deleting_the_newest_objects_is_a_rollback(s3_chain: tuple[str, SeaweedS
 
 
 @pytest.mark.parametrize("name", ["attestations/0099-train.dsse.json.bak", "attestations/sub/0001-ingest.dsse.json",
-                                  "attestations/.hidden", "attestations/0001-ingest.dsse.json%2F..%2F..%2Fx"])
+                                  "attestations/.hidden", "attestations/.tmp-0123abcd", "attestations/0001-ingest.dsse.json%2F..%2F..%2Fx"])
 def test_a_key_that_is_not_a_bundle_file_name_is_refused_not_fetched(
         s3_chain: tuple[str, SeaweedS3, Project], name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     url, server, project = s3_chain
