@@ -31,9 +31,12 @@ def init(directory: str, no_passphrase: bool, project: str | None) -> None:
 @click.option("--fail-objective", is_flag=True, help="Train a deliberately weak model; the gate must refuse it.")
 @click.option("--pipeline-key", metavar="URI",
               help="Sign the pipeline's stages with this token key (pkcs11:...; PIN from MLSPEC_PKCS11_PIN).")
-def demo(directory: str, fail_objective: bool, pipeline_key: str | None) -> None:
+@click.option("--bundle", "bundle", metavar="s3://BUCKET/PREFIX",
+              help="Append the chain to an (empty) S3 prefix instead of DIRECTORY/bundle (docs/storage.md).")
+def demo(directory: str, fail_objective: bool, pipeline_key: str | None, bundle: str | None) -> None:
     """Run a real 13-stage ML pipeline, attest every stage, then verify it."""
     from mlspec_attest.demo.runner import run_demo
 
-    sys.exit(run_demo(Path(directory), fail_objective=fail_objective, echo=click.echo, pipeline_key=pipeline_key))
+    sys.exit(run_demo(Path(directory), fail_objective=fail_objective, echo=click.echo, pipeline_key=pipeline_key,
+                      bundle=bundle))
 

@@ -404,9 +404,13 @@ class CreditPipeline:
 
     def __init__(self, root: Path, owner: Signer, pipeline: Signer, *, weak: bool = False,
                  rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, echo: Echo | None = None,
-                 bundle: Path | None = None):
+                 bundle: Path | str | None = None):
         self.root = Path(root)
-        self.bundle = Path(bundle) if bundle is not None else self.root / "bundle"
+        from mlspec_attest.store.base import is_remote
+
+        # an s3:// bundle stays a URL (the Attestor and the gate open it through mlspec_attest.store)
+        self.bundle: Path = (bundle if is_remote(bundle)  # type: ignore[assignment]
+                             else Path(bundle) if bundle is not None else self.root / "bundle")
         # Every append re-signs the chain head with the pipeline key (mlspec.yaml's head:), as the CLI does.
         head = HeadSigning((pipeline,), DEFAULT_HEAD_VALIDITY)
         self.owner = Attestor(self.bundle, owner, base_dir=self.root, head=head)
@@ -961,6 +965,6 @@ class CreditPipeline:
 
 
 def run_pipeline(root: Path, owner: Signer, pipeline: Signer, *, weak: bool = False, rows: int = DEFAULT_ROWS,
-                 seed: int = DEFAULT_SEED, echo: Echo | None = None) -> PipelineResult:
-    """Run all 13 stages in ``root`` (an ``mlspec init`` project), appending to ``root/bundle``."""
-    return CreditPipeline(root, owner, pipeline, weak=weak, rows=rows, seed=seed, echo=echo).run()
+                 seed: int = DEFAULT_SEED, echo: Echo | None = None, bundle: str | None = None) -> PipelineResult:
+    """Run all 13 stages in ``root`` (an ``mlspec init`` project), appending to ``root/bundle`` (or ``bundle``)."""
+    return CreditPipeline(root, owner, pipeline, weak=weak, rows=rows, seed=seed, echo=echo, bundle=bundle).run()

@@ -10,6 +10,7 @@ be explored and re-run by hand.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,15 +50,24 @@ def prepare_directory(directory: Path) -> bool:
 
 
 def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str], Any] = print,
-             pipeline_key: str | None = None) -> int:
+             pipeline_key: str | None = None, bundle: str | None = None) -> int:
     """Build a project in ``directory``, run the pipeline, verify it; 0 if the gate passed, else 1.
 
     ``pipeline_key``: a key URI (``pkcs11:...``) to sign the pipeline's stages with a key
     that never leaves its token; its public half becomes keys/pipeline.pub.
+    ``bundle``: ``s3://BUCKET/PREFIX`` to append the chain there instead of DIR/bundle (docs/storage.md).
     """
     from mlspec_attest.keys import PASSPHRASE_ENV
 
     _require_demo_dependencies()
+    if bundle is not None:  # before anything is made: a bad URL or endpoint is exit 2 with nothing written
+        from mlspec_attest.store import is_remote, open_bundle
+
+        if not is_remote(bundle):
+            raise InputError(f"--bundle {bundle}: the demo's own bundle is DIRECTORY/bundle; --bundle takes an "
+                             "s3://BUCKET/PREFIX URL")
+        if open_bundle(bundle).head() is not None:  # reaches the store: unreachable or refused is exit 2 here
+            raise InputError(f"{bundle}: already holds a chain; the demo appends only to an empty prefix")
     token_signer = None
     if pipeline_key:  # open the token first: a wrong PIN or URI must leave nothing half-made
         from mlspec_attest.keys import load_signer as _load
@@ -94,7 +104,11 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
 
     echo("")
     echo(f"  seq  {'stage':<10} {'attested':<34} what the stage computed")
-    result = run_pipeline(directory, owner, signer, weak=fail_objective, echo=echo)
+    result = run_pipeline(directory, owner, signer, weak=fail_objective, echo=echo, bundle=bundle)
+    if bundle is not None:  # the project's commands find the chain where it went
+        project_file = directory / "mlspec.yaml"
+        project_file.write_text(re.sub(r"(?m)^bundle: .*$", f"bundle: {bundle}", project_file.read_text("utf-8"),
+                                       count=1), encoding="utf-8")
     pipeline_seconds = time.perf_counter() - started
 
     from mlspec_attest.project import PROJECT_FILE, Project
@@ -122,7 +136,8 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
             echo(f"  [{f.code}] {f.message}")
         echo(f"({pipeline_seconds:.1f}s pipeline, {total:.1f}s total)")
     echo("")
-    echo(_next_steps(directory, result.package, report.passed))
+    echo(_next_steps(directory, result.package, report.passed) if bundle is None
+         else _next_steps_remote(bundle, directory, result.package))
     return 0 if report.passed else 1
 
 
@@ -142,6 +157,15 @@ def _use_token_key(directory: Path, uri: str, signer: Any, echo: Callable[[str],
     echo(f"pipeline key: on the token {redact_uri(uri)} (keyid {signer.keyid[:16]}…); "
          "keys/pipeline.pub is its exported public key")
     return signer
+
+
+def _next_steps_remote(bundle: str, directory: Path, package: Path) -> str:
+    """The commands that read the chain back from the bucket (same AWS_* environment, cwd = the project)."""
+    pkg = package.relative_to(directory).as_posix()
+    return "\n".join([f"The chain is in {bundle}; read it back from there (cd {directory}):",
+                      f"  mlspec verify {bundle} --artifact {pkg}",
+                      f"  mlspec replay {bundle}",
+                      f"  mlspec attest stage monitor --material package={pkg} --metadata reports/monitor.json"])
 
 
 def _next_steps(directory: Path, package: Path, passed: bool) -> str:

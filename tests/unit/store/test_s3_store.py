@@ -227,3 +227,21 @@ def test_a_bundle_synced_from_disk_without_claims_is_appended_to_in_order(
     assert [bf.number for bf in bundle.files()] == [0, 1, 2, 3]
     codes = {f.code for f in verify_bundle(url, project.policy()).findings if f.severity == "error"}
     assert not codes & {"CHAIN_BROKEN", "CHAIN_FORK", "SEQUENCE_GAP", "HEAD_MISMATCH", "HEAD_BEHIND"}, codes
+
+
+def test_the_demo_runs_its_chain_into_the_bucket_and_the_gate_passes_from_there(
+        s3_env: SeaweedS3, tmp_path: Path) -> None:
+    """docs/storage.md's walk-through: 'mlspec demo DIR --bundle s3://...' then 'mlspec verify s3://...' from the bucket."""
+    pytest.importorskip("sklearn", reason="the demo extra (scikit-learn) is not installed")
+    url = f"s3://{s3_env.new_bucket()}/credit-demo"
+    env = s3_env.env() | {"MLSPEC_KEY_PASSPHRASE": "demo-passphrase"}
+    run = _cli(["demo", str(tmp_path / "demo"), "--bundle", url], env, tmp_path)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert "Deploy gate: PASSED. 13 attestations verified" in run.stdout
+    assert not (tmp_path / "demo" / "bundle" / "attestations").exists() or not any(
+        (tmp_path / "demo" / "bundle" / "attestations").iterdir())  # the chain went to the bucket, not the disk
+    assert f"bundle: {url}" in (tmp_path / "demo" / "mlspec.yaml").read_text()
+    gate = _cli(["verify", url, "--artifact", "package/credit-model"], env, tmp_path / "demo")
+    assert gate.returncode == 0, gate.stdout[-2000:] + gate.stderr
+    again = _cli(["demo", str(tmp_path / "demo-2"), "--bundle", url], env, tmp_path)
+    assert again.returncode == 2 and "already holds a chain" in again.stderr
