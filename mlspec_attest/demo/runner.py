@@ -165,7 +165,8 @@ def _next_steps_remote(bundle: str, directory: Path, package: Path) -> str:
     return "\n".join([f"The chain is in {bundle}; read it back from there (cd {directory}):",
                       f"  mlspec verify {bundle} --artifact {pkg}",
                       f"  mlspec replay {bundle}",
-                      f"  mlspec attest stage monitor --material package={pkg} --metadata reports/monitor.json"])
+                      f"  mlspec attest stage monitor --material package={pkg} --metadata reports/monitor.json "
+                      "--product reports/monitor.json"])
 
 
 def _next_steps(directory: Path, package: Path, passed: bool) -> str:

@@ -238,9 +238,17 @@ def test_the_demo_runs_its_chain_into_the_bucket_and_the_gate_passes_from_there(
     run = _cli(["demo", str(tmp_path / "demo"), "--bundle", url], env, tmp_path)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     assert "Deploy gate: PASSED. 13 attestations verified" in run.stdout
+    printed = "mlspec attest stage monitor --material package=package/credit-model --metadata reports/monitor.json"
+    assert printed in run.stdout  # the next step the demo prints is the one run below
     assert not (tmp_path / "demo" / "bundle" / "attestations").exists() or not any(
         (tmp_path / "demo" / "bundle" / "attestations").iterdir())  # the chain went to the bucket, not the disk
     assert f"bundle: {url}" in (tmp_path / "demo" / "mlspec.yaml").read_text()
+    gate = _cli(["verify", url, "--artifact", "package/credit-model"], env, tmp_path / "demo")
+    assert gate.returncode == 0, gate.stdout[-2000:] + gate.stderr
+    # The project's next step, as printed: a 14th attestation, appended to the bucket from mlspec.yaml's bundle:.
+    more = _cli(["attest", "stage", "monitor", "--material", "package=package/credit-model",
+                 "--metadata", "reports/monitor.json", "--product", "reports/monitor.json"], env, tmp_path / "demo")
+    assert more.returncode == 0 and "appended sequence 13 (monitor)" in more.stdout, more.stdout + more.stderr
     gate = _cli(["verify", url, "--artifact", "package/credit-model"], env, tmp_path / "demo")
     assert gate.returncode == 0, gate.stdout[-2000:] + gate.stderr
     again = _cli(["demo", str(tmp_path / "demo-2"), "--bundle", url], env, tmp_path)
