@@ -220,7 +220,7 @@ class S3Store:
 
     def _lie(self, name: str, what: str) -> str:
         return (f"{self.where(name)}: the store {what}: it does not honour conditional writes, so concurrent "
-                "writers could fork the chain; nothing more was written. Use a store that does (AWS S3, MinIO, "
+                "writers could fork the chain; this append was not published. Use a store that does (AWS S3, MinIO, "
                 "SeaweedFS, Cloudflare R2) or a local bundle")
 
     def replace(self, name: str, data: bytes, *, version: str | None) -> None:
@@ -247,6 +247,7 @@ class S3Bundle(_bundle.Bundle):
     def __init__(self, location: str, *, store: S3Store | None = None) -> None:
         self.store = store or S3Store(location)
         self.retries = 0  # claims this bundle object lost (re-read, re-linked, retried)
+        self.head_retries = 0  # head replacements that lost an If-Match race (re-read, retried)
 
     @property
     def root(self) -> Path:  # type: ignore[override]
@@ -420,7 +421,7 @@ class S3Bundle(_bundle.Bundle):
                 self.store.replace(HEAD_FILE, data, version=current[1] if current else None)
                 return self.store.where(HEAD_FILE)
             except StoreConflict:
-                self.retries += 1
+                self.head_retries += 1
                 time.sleep(random.uniform(0, 0.05))
         raise InputError(f"{self.store.where(HEAD_FILE)}: gave up re-signing the chain head after "
                          f"{MAX_HEAD_ATTEMPTS} attempts (other writers kept replacing it); run 'mlspec attest head'")
