@@ -16,10 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlspec_attest._internal import files as safe
 from mlspec_attest._internal.loaders import MAX_INPUT_BYTES
 from mlspec_attest.errors import InputError
+
+if TYPE_CHECKING:
+    from mlspec_attest.store.base import BundleStore
 
 ATTESTATIONS = "attestations"
 EVIDENCE = "evidence"
@@ -98,8 +102,11 @@ class Bundle:
     is_remote = False
 
     def __init__(self, root: str | os.PathLike[str]):
+        from mlspec_attest.store.base import LocalStore
+
         self.root = Path(root)
         self.attestations_dir = self.root / ATTESTATIONS
+        self.store: BundleStore = LocalStore(self.root)  # the seam (store/base.py); the flock below serialises appends
 
     @property
     def label(self) -> str:
@@ -108,10 +115,10 @@ class Bundle:
 
     def read(self, name: str, *, limit: int = MAX_INPUT_BYTES, what: str = "file") -> bytes:
         """BUNDLE/NAME, read no-follow below the root, bounded (InputError '... {what} not found' if absent)."""
-        return safe.read_file(name, root=self.root, limit=limit, what=what)
+        return self.store.read(name, limit=limit, what=what)
 
     def exists(self, name: str) -> bool:
-        return safe.exists(name, root=self.root)
+        return self.store.exists(name)
 
     def attempts(self) -> Iterator[int]:
         """One attempt: under the lock no other writer can take the sequence number."""

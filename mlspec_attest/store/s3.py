@@ -243,6 +243,7 @@ class S3Bundle(_bundle.Bundle):
     """A bundle in a bucket: the same layout as a directory, appended with claims instead of a lock."""
 
     is_remote = True
+    store: S3Store
 
     def __init__(self, location: str, *, store: S3Store | None = None) -> None:
         self.store = store or S3Store(location)
