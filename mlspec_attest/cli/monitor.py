@@ -24,8 +24,13 @@ def serve(bundle: str, policy: str | None, host: str, port: int, refresh: float)
     """Serve /ok (liveness), /varz (verified chain state) and /metrics (Prometheus)."""
     from mlspec_attest.bundle import Bundle
     from mlspec_attest.cli._project import announce_trust, load_policy
+    from mlspec_attest.errors import InputError
     from mlspec_attest.monitor import MonitorService
+    from mlspec_attest.store.base import is_remote
 
+    if is_remote(bundle):
+        raise InputError(f"{bundle}: 'monitor serve' watches a local bundle directory; sync the bucket to one "
+                         "(aws s3 sync) or run 'mlspec verify' on the URL on a schedule (docs/storage.md)")
     Bundle(bundle).require_exists()
     policy_obj, origin = load_policy(policy, bundle)
     service = MonitorService(Path(bundle), policy_obj, refresh)

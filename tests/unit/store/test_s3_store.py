@@ -253,3 +253,10 @@ def test_the_demo_runs_its_chain_into_the_bucket_and_the_gate_passes_from_there(
     assert gate.returncode == 0, gate.stdout[-2000:] + gate.stderr
     again = _cli(["demo", str(tmp_path / "demo-2"), "--bundle", url], env, tmp_path)
     assert again.returncode == 2 and "already holds a chain" in again.stderr
+
+
+def test_commands_that_need_a_local_bundle_say_so_for_an_s3_url(tmp_path: Path, project: Project) -> None:
+    """monitor serve watches a directory: an s3:// URL is one clear line, exit 2, not 'not found'."""
+    result = _cli(["monitor", "serve", "s3://some-bucket/p", "--policy", str(project.policy())],
+                  {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, tmp_path)
+    assert result.returncode == 2 and "watches a local bundle directory" in result.stderr, result.stderr
