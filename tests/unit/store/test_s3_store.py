@@ -79,7 +79,7 @@ def test_mlspec_yaml_bundle_may_be_an_s3_url(tmp_path: Path) -> None:
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     child = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | env | {"PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "mlspec_attest.cli.main", *args], cwd=cwd, env=child,
-                          text=True, capture_output=True, timeout=60)
+                          text=True, capture_output=True, timeout=180)
 
 
 def test_an_unreachable_store_is_one_line_exit_2_and_never_shows_the_credentials(tmp_path: Path,
