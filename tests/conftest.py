@@ -185,3 +185,7 @@ def hostile_report() -> Report:
     return report
 
 
+
+
+# -- a real S3 server (SeaweedFS), one per session, for the object-storage tests -------------------
+from seaweed import s3_env, s3_server  # noqa: E402, F401 - fixtures (tests/seaweed.py)

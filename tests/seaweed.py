@@ -26,7 +26,7 @@ import pytest
 ACCESS_KEY = "mlspec-test-access"
 SECRET_KEY = "mlspec-test-secret-0123456789"
 REGION = "us-east-1"
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0
 
 
 def weed_binary() -> str | None:

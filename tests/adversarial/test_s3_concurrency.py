@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import seaweed
 from conftest import Project, build_lifecycle
 from seaweed import SeaweedS3
 
@@ -30,8 +29,6 @@ from mlspec_attest.store import open_bundle
 from mlspec_attest.store.s3 import CLAIMS, PAUSE_AFTER_CLAIM_ENV, StoreLiedError
 from mlspec_attest.verify import verify_bundle
 
-s3_server = seaweed.s3_server  # the fixtures, by name
-s3_env = seaweed.s3_env
 REPO = Path(__file__).resolve().parents[2]
 WRITERS = 16
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import obstore
 import pytest
-import seaweed
 from conftest import Project, build_lifecycle
 from seaweed import SeaweedS3
 
@@ -25,8 +24,6 @@ from mlspec_attest.store import open_bundle
 from mlspec_attest.store.s3 import S3Bundle, S3Store, endpoint_from_env, parse_location
 from mlspec_attest.verify import verify_bundle
 
-s3_server = seaweed.s3_server  # the fixtures, by name
-s3_env = seaweed.s3_env
 REPO = Path(__file__).resolve().parents[3]
 
 

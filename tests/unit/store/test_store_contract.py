@@ -12,16 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import seaweed
 from seaweed import SeaweedS3
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.store import BundleStore, StoreConflict, open_bundle
 from mlspec_attest.store.base import LocalStore
 from mlspec_attest.store.s3 import S3Store
-
-s3_server = seaweed.s3_server  # the fixtures, by name
-s3_env = seaweed.s3_env
 
 
 @pytest.fixture(params=["local", "s3"])
