@@ -116,6 +116,9 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     for pointer in att.redactions:
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)
+    for pointer in att.run_redactions:
+        click.echo(f"warning: redacted a secret-looking value in the recorded command line or CI variables at "
+                   f"run{pointer}; pass secrets through the environment or a file, not argv", err=True)
     click.echo(f"appended sequence {att.sequence} ({att.stage}) -> {att.path}  payload sha256 {att.payload_sha256}")
     if head is not None:
         click.echo(f"re-signed the chain head (valid {head.valid_for}) -> {Path(bundle_dir) / 'head.dsse.json'}")
