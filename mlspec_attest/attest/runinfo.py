@@ -100,8 +100,9 @@ def capture(base_dir: Path, argv: Sequence[str] | None = None, environ: Mapping[
 def git_state(base_dir: Path) -> dict[str, Any] | None:
     """``{commit, dirty, untracked}`` of the work tree holding ``base_dir``; None without git or a work tree.
 
-    ``dirty``: tracked files differ from the commit (staged or not); ``untracked``: files
-    git neither tracks nor ignores exist. ``core.fsmonitor`` is switched off so describing a
+    ``dirty``: ``git status --porcelain`` lists anything - a tracked change (staged or not)
+    or a file git neither tracks nor ignores (an untracked ``train2.py`` may be what ran);
+    ``untracked``: the latter alone. ``core.fsmonitor`` is switched off so describing a
     repository never runs a program its config names.
     """
     git = shutil.which("git")
@@ -130,12 +131,11 @@ def git_state(base_dir: Path) -> dict[str, Any] | None:
         code = entry[:2]
         if len(entry) < 4:
             continue
+        dirty = True  # git status --porcelain lists nothing ignored: any line is a difference from the commit
         if code == "??":
             untracked = True
-        elif code != "!!":
-            dirty = True
-            if "R" in code or "C" in code:
-                next(entries, None)
+        elif "R" in code or "C" in code:
+            next(entries, None)
     return {"commit": commit.strip(), "dirty": dirty, "untracked": untracked}
 
 

@@ -97,10 +97,14 @@ def test_git_commit_dirty_and_untracked_are_recorded(project: Project) -> None:
     commit = commit_all(project.root)
     clean = run_block(attest_ingest(project))["git"]
     assert clean == {"commit": commit, "dirty": False, "untracked": False}
-    project.write("notes.txt", "scratch")  # untracked, not ignored
-    assert run_block(attest_ingest(project))["git"] == {"commit": commit, "dirty": False, "untracked": True}
+    project.write("notes.log", "scratch")
+    (project.root / ".git" / "info" / "exclude").write_text("*.log\n")  # ignored files do not count
+    assert run_block(attest_ingest(project))["git"] == {"commit": commit, "dirty": False, "untracked": False}
+    project.write("train2.py", "print('what really ran')\n")  # untracked, not ignored: not the commit either
+    assert run_block(attest_ingest(project))["git"] == {"commit": commit, "dirty": True, "untracked": True}
+    (project.root / "train2.py").unlink()
     project.write("train.py", "print('v2')\n")  # the code that ran is not the commit's
-    assert run_block(attest_ingest(project))["git"]["dirty"] is True
+    assert run_block(attest_ingest(project))["git"] == {"commit": commit, "dirty": True, "untracked": False}
     git(project.root, "add", "train.py")  # staged but not committed is still not the commit
     assert run_block(attest_ingest(project))["git"]["dirty"] is True
 
