@@ -89,9 +89,14 @@ def error_object(exc: BaseException, message: str, exit_code: int) -> dict[str, 
 
 def _json_error(exc: BaseException, message: str, exit_code: int) -> None:
     """Under --format json, the error as one JSON object on stdout (best effort: stdout may be what failed)."""
-    if not _json_output:
-        return
+    if not _json_output or getattr(exc, "_mlspec_json_shown", False):
+        return  # a nested group re-raises what the innermost one already printed
     import json
+
+    try:
+        exc._mlspec_json_shown = True  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
 
     try:
         click.echo(json.dumps(error_object(exc, message, exit_code), indent=2, sort_keys=True))
@@ -100,9 +105,8 @@ def _json_error(exc: BaseException, message: str, exit_code: int) -> None:
         pass
 
 
-def _args_ask_for_json(ctx: click.Context) -> bool:
+def _args_ask_for_json(args: list[str]) -> bool:
     """``--format json`` among the arguments not yet parsed (an option error comes before its callback)."""
-    args = [*getattr(ctx, "_protected_args", []), *ctx.args]
     return any(a == "--format=json" or (a == "--format" and b == "json") for a, b in zip(args, [*args[1:], ""]))
 
 
@@ -129,6 +133,8 @@ class ErrorHandlingGroup(click.Group):
         _verdict = None
         if ctx.parent is None:
             _json_output = False
+        unparsed = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        pending = [*unparsed, *ctx.args]  # click clears them before the subcommand parses its options
         if sys.stdout is None:  # started with stdout closed (`>&-`): nowhere to put a result
             click.echo("error: standard output is closed; give the command somewhere to write "
                        "(e.g. >/dev/null)", err=True)
@@ -145,7 +151,7 @@ class ErrorHandlingGroup(click.Group):
             click.echo(f"error: {terminal_safe(exc)}", err=True)  # messages quote file names from bundles
             sys.exit(exc.exit_code)
         except click.ClickException as exc:  # a bad option or argument: click prints the usage, exits 2
-            _json_output = _json_output or _args_ask_for_json(ctx)
+            _json_output = _json_output or _args_ask_for_json(pending)
             _json_error(exc, exc.format_message(), exc.exit_code)
             raise
         except RecursionError as exc:
