@@ -73,13 +73,15 @@ def error_object(exc: BaseException, message: str, exit_code: int) -> dict[str, 
     (``PATH: what``); ``hint`` the error's own, else the message's last ``; `` clause
     (our messages end with what to do).
     """
+    import re
+
     file = getattr(exc, "file", None)
     hint = getattr(exc, "hint", None)
     if file is None:
         head, sep, _ = message.partition(": ")
         if sep and head and not any(c.isspace() for c in head) and not head.startswith("-") and (
                 "/" in head or "." in head or os.path.exists(head)):
-            file = head
+            file = re.sub(r"(?::[0-9]+){1,2}$", "", head)  # data.yaml:3:5 -> data.yaml (the line is in the message)
     if hint is None and "; " in message:
         hint = message.rsplit("; ", 1)[1]
     return {"error": {"code": _error_code(exc), "message": message,

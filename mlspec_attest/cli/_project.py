@@ -10,6 +10,7 @@ says on stderr which policy file and which keys it used.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ def project_from_cwd() -> Any:
     return Project.find()
 
 
+_KEY_URI = re.compile(r"[a-z][a-z0-9+.-]+:")  # the test Project.load applies to key: values
+
+
 def in_project(value: str | os.PathLike[str]) -> str:
     """A relative path given on the command line, resolved against the project root (docs/ci.md, "Paths").
 
@@ -36,8 +40,8 @@ def in_project(value: str | os.PathLike[str]) -> str:
     do; outside a project, and for absolute paths, the value is unchanged.
     """
     text = os.fspath(value)
-    if not text or text == "-" or os.path.isabs(text):
-        return text
+    if not text or text == "-" or os.path.isabs(text) or _KEY_URI.match(text):
+        return text  # stdin, an absolute path, or a key URI (pkcs11:..., awskms:...) as mlspec.yaml keeps them
     project = project_from_cwd()
     if project is None or project.root.resolve() == Path.cwd().resolve():
         return text  # at the root (or with no project) the working directory is the root

@@ -127,6 +127,7 @@ BAD_INPUT = [
     (("log", "seal", "--log", "nolog"), "nolog"),
     (("log", "verify", "--proof", "missing-proof.json"), "missing-proof.json"),
     (("log", "append", "bad.jsonl"), "bad.jsonl"),
+    (("attest", "stage", "monitor", "--metadata", "bad.yaml"), "bad.yaml"),  # PATH:LINE:COL: names the file
     (("verify", "bundle", "--policy", "nope.yaml"), "nope.yaml"),
     (("log", "render", "--bogus"), None),  # a usage error, before the command's options are parsed
     (("keys", "list", "--format", "yaml"), None),  # even a bad --format value asked for... text: no JSON
@@ -138,6 +139,7 @@ def test_an_exit_2_error_under_json_is_one_error_object_on_stdout(demo: Path, ar
                                                                    file: str | None) -> None:
     (demo / "bad-objectives.yaml").write_text((demo / "objectives.yaml").read_text().replace(">= 0.82", ">= "))
     (demo / "bad.jsonl").write_text('{"host": 1}\n')
+    (demo / "bad.yaml").write_text("a: 1\n  b: [\n")
     before = sorted(p.name for p in (demo / "bundle" / "attestations").iterdir())
     asks_json = "--format" not in args
     result = mlspec(*args, *(("--format", "json") if asks_json else ()))
@@ -257,3 +259,12 @@ def test_outside_a_project_relative_paths_stay_relative_to_the_working_directory
     (tmp_path / "a" / "b").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "a" / "b")
     assert in_project("x/y.csv") == "x/y.csv" and in_project("/abs/p") == "/abs/p" and in_project("-") == "-"
+
+
+def test_key_uris_are_never_taken_for_paths_inside_the_project(demo: Path) -> None:
+    """From a subdirectory, ``--key pkcs11:...`` must reach the token, not ``<root>/pkcs11:...``."""
+    from mlspec_attest.cli._project import in_project
+
+    uri = "pkcs11:token=mlspec;object=pipeline?module-path=/usr/lib/softhsm/libsofthsm2.so"
+    assert in_project(uri) == uri
+    assert in_project("keys/pipeline.key") == str(demo.resolve() / "keys" / "pipeline.key")

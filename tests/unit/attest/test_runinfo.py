@@ -238,3 +238,26 @@ def test_policy_requiring_a_clean_commit_refuses_a_train_with_no_git_record(proj
     report = verify_bundle(project.bundle, clean_commit_policy(project))
     failed = [f for f in report.findings if f.code == "CHECK_FAILED"]
     assert not report.passed and failed and failed[0].stage == "train"
+
+
+@pytest.mark.parametrize("argv, secret", [
+    (["mlspec", "attest", "stage", "ingest", "--set", "connection.password=hunter2xyz"], "hunter2xyz"),
+    (["mlspec", "attest", "stage", "ingest", "--set", "db={password: hunter2xyz}"], "hunter2xyz"),
+    (["mlspec", "attest", "stage", "ingest", "--set", "api_token=abc123def456"], "abc123def456"),
+    (["mlspec", "attest", "stage", "train", "--sigstore", "--identity-token",
+      "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl"], "eyJzdWIiOiJ4In0"),
+    (["python", "train.py", "--db-url", "postgresql://u:hunter2xyz@db/x"], "hunter2xyz"),
+    (["python", "train.py", "--set", "hf_token", "hf_abcdefghijklmnopqrstuvwxyz1234"], "hf_abcdefghij"),
+    (["python", "train.py", "-e", "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"], "wJalrXUtnFEMI"),
+    (["docker", "login", "-u", "bot", "-p", "s3cr3tPa55w0rd", "registry.example"], "s3cr3tPa55w0rd"),
+    (["curl", "-H", "Authorization: Bearer abcdef0123456789abcdef", "https://x"], "abcdef0123456789"),
+], ids=lambda v: v[3] if isinstance(v, list) else "")
+def test_argv_shapes_that_carry_a_secret_are_redacted(tmp_path: Path, argv: list[str], secret: str) -> None:
+    fields, pointers = runinfo.capture(tmp_path, argv, {})
+    assert secret not in json.dumps(fields) and pointers
+
+
+def test_plain_arguments_are_kept_as_they_are(tmp_path: Path) -> None:
+    argv = ["python", "train.py", "--key", "keys/pipeline.key", "--material", "data/x.csv", "--lr", "0.1"]
+    fields, pointers = runinfo.capture(tmp_path, argv, {})
+    assert fields["command"] == argv and pointers == []
