@@ -59,6 +59,9 @@ MAX_ENV_VALUE = 2048  # a longer "job id" is not one: left out rather than signe
 MAX_LOCKFILES = 32
 MAX_LISTED_DISTRIBUTIONS = 1000  # above this only the count and the digest are recorded
 GIT_TIMEOUT = 20.0
+_GIT_REDIRECTS = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+                            "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES",
+                            "GIT_DISCOVERY_ACROSS_FILESYSTEM"})
 _IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _GIT_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -109,7 +112,10 @@ def git_state(base_dir: Path) -> dict[str, Any] | None:
     if git is None:
         return None
     base = [git, "-c", "core.fsmonitor=false", "-C", str(base_dir)]
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}  # never take index.lock while describing
+    # The project's own tree: variables that point git at another repository or index are dropped,
+    # and index.lock is never taken while describing.
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_REDIRECTS}
+    env.update(GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
 
     def run(*args: str) -> str | None:
         try:
@@ -136,6 +142,13 @@ def git_state(base_dir: Path) -> dict[str, Any] | None:
             untracked = True
         elif "R" in code or "C" in code:
             next(entries, None)
+    if not dirty:
+        # Files marked assume-unchanged or skip-worktree are hidden from status even when edited:
+        # a tree holding any is not known to be the commit's.
+        listed = run("ls-files", "-v", "-z")
+        if listed is None:
+            return None
+        dirty = any(entry[:1].islower() or entry[:1] == "S" for entry in listed.split("\0") if entry)
     return {"commit": commit.strip(), "dirty": dirty, "untracked": untracked}
 
 

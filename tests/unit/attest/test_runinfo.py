@@ -110,6 +110,36 @@ def test_git_commit_dirty_and_untracked_are_recorded(project: Project) -> None:
 
 
 @needs_git
+@pytest.mark.parametrize("flag", ["--assume-unchanged", "--skip-worktree"])
+def test_an_edit_hidden_from_git_status_still_counts_as_dirty(project: Project, flag: str) -> None:
+    """update-index --assume-unchanged / --skip-worktree hide an edited file from git status."""
+    project.write("train.py", "print('v1')\n")
+    commit_all(project.root)
+    git(project.root, "update-index", flag, "train.py")
+    project.write("train.py", "print('what really ran')\n")
+    assert "train.py" not in git(project.root, "status", "--porcelain")  # hidden from status...
+    assert run_block(attest_ingest(project))["git"]["dirty"] is True  # ...not from the record
+
+
+@needs_git
+def test_git_variables_cannot_point_the_record_at_another_repository(project: Project, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    project.write("train.py", "print('v1')\n")
+    commit_all(project.root)
+    project.write("train.py", "print('v2')\n")  # the project's tree is dirty
+    other = tmp_path / "clean"
+    other.mkdir()
+    (other / "f").write_text("x")
+    git(other, "init", "-q")
+    git(other, "add", "-A")
+    git(other, "commit", "-q", "-m", "clean")
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(other))
+    recorded = run_block(attest_ingest(project))["git"]
+    assert recorded["dirty"] is True and recorded["commit"] != git(other, "rev-parse", "HEAD").strip()
+
+
+@needs_git
 def test_a_renamed_file_counts_as_dirty(project: Project) -> None:
     project.write("train.py", "print('v1')\n")
     commit_all(project.root)
