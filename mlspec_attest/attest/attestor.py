@@ -120,6 +120,7 @@ class Attestation:
     payload_sha256: str
     statement: dict[str, Any]
     redactions: list[str]
+    run_redactions: list[str] = field(default_factory=list)  # pointers into predicate.run
 
 
 @dataclass
@@ -166,8 +167,10 @@ class Attestor:
     def __init__(self, bundle: str | os.PathLike[str], signers: Signer | Sequence[Signer] = (),
                  *, base_dir: str | os.PathLike[str] | None = None,
                  keyless: Callable[[bytes], bytes] | None = None, fail_on_secret: bool = False,
-                 head: HeadSigning | None = None):
+                 head: HeadSigning | None = None, capture_run: bool = True):
         self.bundle = open_bundle(bundle)
+        # What ran (command, git, Python, distributions, lockfiles, CI job): attest/runinfo.py.
+        self.capture_run = capture_run
         self.fail_on_secret = fail_on_secret  # the default for every attest(), stage() blocks included
         # With ``head``, every append re-signs head.dsse.json under the same lock (docs/security.md).
         self.head = head
@@ -187,6 +190,14 @@ class Attestor:
         for signer in self.signers:
             envelope.sign(signer)
         return envelope.to_json(), "dsse"
+
+    def _captured_run(self) -> tuple[dict[str, Any], list[str]]:
+        """The automatically captured part of ``run`` (redacted) and its redaction pointers."""
+        if not self.capture_run:
+            return {}, []
+        from mlspec_attest.attest.runinfo import capture
+
+        return capture(self.base_dir)
 
     def stage(self, name: str) -> StageRecorder:
         resolve(name)  # fail early on a typo
@@ -296,6 +307,7 @@ class Attestor:
                                                sha256_hex(canonicalize(clean)))]
         _refuse_duplicate_names(subject_rds, "--product")
         evidence_blobs, evidence_rds = _evidence_files(evidence)
+        captured, run_redactions = self._captured_run()
 
         with self.bundle.locked():
             for _attempt in self.bundle.attempts():  # one under the local lock; bounded retries on S3
@@ -314,7 +326,10 @@ class Attestor:
                     "tool": {"name": TOOL_NAME, "version": __version__},
                     "invocationId": invocation_id or str(uuid.uuid4()),
                     "host": socket.gethostname(),
+                    **captured,
                 }
+                if run_redactions:
+                    run["redactions"] = run_redactions  # pointers into run (the command line, the CI variables)
                 statement, payload = build_statement(stage_obj, chain=link, subjects=subject_rds,
                                                      materials=material_rds, metadata=clean, run=run,
                                                      redactions=redactions, evidence=evidence_rds,
@@ -347,7 +362,8 @@ class Attestor:
                     sign_head_locked(self.bundle, self.head)
                 break
         return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
-                           payload_sha256=payload_digest(payload), statement=statement, redactions=redactions)
+                           payload_sha256=payload_digest(payload), statement=statement, redactions=redactions,
+                           run_redactions=run_redactions)
 
 
 def _evidence_files(evidence: Iterable[str | os.PathLike[str]]) -> tuple[list[bytes], list[dict[str, Any]]]:

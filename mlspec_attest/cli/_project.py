@@ -9,6 +9,9 @@ says on stderr which policy file and which keys it used.
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,6 +27,42 @@ def project_from_cwd() -> Any:
     from mlspec_attest.project import Project
 
     return Project.find()
+
+
+_KEY_URI = re.compile(r"[a-z][a-z0-9+.-]+:")  # the test Project.load applies to key: values
+
+
+def in_project(value: str | os.PathLike[str]) -> str:
+    """A relative path given on the command line, resolved against the project root (docs/ci.md, "Paths").
+
+    Inside a project (an mlspec.yaml at or above the working directory) every relative
+    path option means the same file from any subdirectory, as the paths in mlspec.yaml
+    do; outside a project, and for absolute paths, the value is unchanged.
+    """
+    text = os.fspath(value)
+    if not text or text == "-" or os.path.isabs(text) or _KEY_URI.match(text):
+        return text  # stdin, an absolute path, or a key URI (pkcs11:..., awskms:...) as mlspec.yaml keeps them
+    project = project_from_cwd()
+    if project is None or project.root.resolve() == Path.cwd().resolve():
+        return text  # at the root (or with no project) the working directory is the root
+    return str(project.root.resolve() / text)
+
+
+def in_project_spec(spec: str) -> str:
+    """``[ROLE=]PATH`` (``--material``, ``--product``, ``--fingerprints``) with PATH resolved as :func:`in_project`."""
+    role, sep, rest = spec.partition("=")
+    if sep and role and rest and all(c.isalnum() or c in "-_" for c in role):
+        return f"{role}={in_project(rest)}"
+    return in_project(spec)
+
+
+class ProjectPath(click.Path):
+    """``click.Path`` whose relative values resolve against the project root (see :func:`in_project`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (str, os.PathLike)):
+            value = in_project(value)
+        return super().convert(value, param, ctx)
 
 
 def resolve_policy(policy: str | None, bundle: str | None = None, *, required: bool = True) -> tuple[str, str] | None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.cli._errors import ErrorHandlingGroup, echo_json, json_format_option
+from mlspec_attest.cli._project import ProjectPath
 from mlspec_attest.errors import InputError
 
 
@@ -24,10 +25,10 @@ def _project_defaults() -> Any:
 
 @attest.command("stage")
 @click.argument("stage")
-@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory or s3://BUCKET/PREFIX (default: mlspec.yaml's).")
-@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--bundle", "bundle_dir", type=ProjectPath(file_okay=False), help="Bundle directory or s3://BUCKET/PREFIX (default: mlspec.yaml's).")
+@click.option("--key", "key_paths", multiple=True, type=ProjectPath(dir_okay=False),
               help="Private key to sign with; repeat for several signatures (default: mlspec.yaml's).")
-@click.option("--metadata", "metadata_files", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--metadata", "metadata_files", multiple=True, type=ProjectPath(dir_okay=False),
               help="YAML/JSON file of the stage's metadata; repeat to merge several.")
 @click.option("--material", "materials", multiple=True, metavar="[ROLE=]PATH",
               help="An input the stage consumed (file or directory), e.g. model=out/model.onnx.")
@@ -41,7 +42,7 @@ def _project_defaults() -> Any:
 @click.option("--sigstore", "use_sigstore", is_flag=True, help="Sign keylessly with Sigstore instead of a key.")
 @click.option("--identity-token", envvar="SIGSTORE_ID_TOKEN", help="OIDC token for --sigstore (else ambient).")
 @click.option("--staging", is_flag=True, help="Use Sigstore's staging instance with --sigstore.")
-@click.option("--evidence", "evidence_files", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--evidence", "evidence_files", multiple=True, type=ProjectPath(dir_okay=False),
               help="Attach an external attestation (Sigstore bundle or DSSE envelope).")
 @click.option("--fingerprints", "fingerprint_specs", multiple=True, metavar="SET=CSV",
               help="split: attest row fingerprints of a set (e.g. train=data/train.csv, holdback=...); "
@@ -51,11 +52,12 @@ def _project_defaults() -> Any:
                    "(DIR/model.sig, FILE.sig) with the first --key, for 'model_signing verify key'.")
 @click.option("--no-head", "no_head", is_flag=True,
               help="Do not re-sign the chain head after this append (default: re-sign it when mlspec.yaml has head:).")
+@json_format_option
 def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
                  evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...], oms_signature: bool,
-                 no_head: bool) -> None:
+                 no_head: bool, fmt: str) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -73,13 +75,16 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
           --metadata split.yaml
     """
     from mlspec_attest.attest.attestor import Attestor
+    from mlspec_attest.cli._project import in_project, in_project_spec
 
     fingerprints = []
     for spec in fingerprint_specs:
         set_name, sep, csv_path = spec.partition("=")
         if not sep or not set_name or not csv_path:
             raise InputError(f"--fingerprints {spec!r}: expected SET=CSV, e.g. --fingerprints holdback=data/holdback.csv")
-        fingerprints.append((set_name, csv_path))
+        fingerprints.append((set_name, in_project(csv_path)))
+    materials = tuple(in_project_spec(m) for m in materials)
+    products = tuple(in_project_spec(p) for p in products)
     if fingerprints and stage.strip().lower() not in ("split", "splitting"):
         raise InputError("--fingerprints belongs to the split stage (it proves its sets share no rows)")
     project = _project_defaults()
@@ -109,7 +114,9 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     from mlspec_attest.cli._project import project_head_signing
 
     head = None if no_head else project_head_signing(project, dict(zip(key_paths, signers)))
-    attestor = Attestor(bundle_dir, signers, keyless=keyless, head=head)
+    # Names are recorded relative to the project root from any subdirectory (the working directory without one).
+    base_dir = project.root if project is not None else None
+    attestor = Attestor(bundle_dir, signers, keyless=keyless, head=head, base_dir=base_dir)
     att = attestor.attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
         allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files,
@@ -117,21 +124,32 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     for pointer in att.redactions:
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)
-    click.echo(f"appended sequence {att.sequence} ({att.stage}) -> {att.path}  payload sha256 {att.payload_sha256}")
+    for pointer in att.run_redactions:
+        click.echo(f"warning: redacted a secret-looking value in the recorded command line or CI variables at "
+                   f"run{pointer}; pass secrets through the environment or a file, not argv", err=True)
+    from mlspec_attest.store import is_remote
+
     lost = getattr(attestor.bundle, "retries", 0)  # object stores only: claims other writers won first
     if lost:
-        click.echo(f"lost {lost} claim(s) to concurrent writers; re-read the chain tip, re-linked and retried")
-    if head is not None:
-        from mlspec_attest.store import is_remote
-
-        where = f"{bundle_dir.rstrip('/')}/head.dsse.json" if is_remote(bundle_dir) else Path(bundle_dir) / "head.dsse.json"
-        click.echo(f"re-signed the chain head (valid {head.valid_for}) -> {where}")
+        click.echo(f"lost {lost} claim(s) to concurrent writers; re-read the chain tip, re-linked and retried", err=True)
+    head_at = f"{bundle_dir.rstrip('/')}/head.dsse.json" if is_remote(bundle_dir) else str(Path(bundle_dir) / "head.dsse.json")
     if oms:
         from mlspec_attest.attest.oms import write_atomically
 
         for out, data in oms:  # after the append: a refused stage leaves no signature behind
             write_atomically(out, data)
-            click.echo(f"wrote OpenSSF model signature {out}")
+    if fmt == "json":
+        echo_json({"sequence": att.sequence, "stage": att.stage, "file": str(att.path),
+                   "payload_sha256": att.payload_sha256, "redactions": att.redactions,
+                   "run_redactions": att.run_redactions,
+                   "head": head_at if head is not None else None, "lost_claims": lost,
+                   "oms_signatures": [str(out) for out, _ in oms]})
+        return
+    click.echo(f"appended sequence {att.sequence} ({att.stage}) -> {att.path}  payload sha256 {att.payload_sha256}")
+    if head is not None:
+        click.echo(f"re-signed the chain head (valid {head.valid_for}) -> {head_at}")
+    for out, _ in oms:
+        click.echo(f"wrote OpenSSF model signature {out}")
 
 
 def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -> list[tuple[Path, bytes]]:
@@ -155,8 +173,8 @@ def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -
 
 
 @attest.command("cosign")
-@click.argument("attestation", type=click.Path(dir_okay=False, exists=True))
-@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False), help="Private key to add a signature with.")
+@click.argument("attestation", type=ProjectPath(dir_okay=False, exists=True))
+@click.option("--key", "key_path", required=True, type=ProjectPath(dir_okay=False), help="Private key to add a signature with.")
 def attest_cosign(attestation: str, key_path: str) -> None:
     """Add a signature to an existing attestation (for policy thresholds).
 
@@ -170,8 +188,8 @@ def attest_cosign(attestation: str, key_path: str) -> None:
 
 
 @attest.command("head")
-@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), help="Bundle directory or s3://BUCKET/PREFIX (default: mlspec.yaml's).")
-@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--bundle", "bundle_dir", type=ProjectPath(file_okay=False), help="Bundle directory or s3://BUCKET/PREFIX (default: mlspec.yaml's).")
+@click.option("--key", "key_paths", multiple=True, type=ProjectPath(dir_okay=False),
               help="Key the policy names under head.signers; repeat for a threshold (default: mlspec.yaml's head.key).")
 @click.option("--expires", help="How long the head stays valid, e.g. 24h, 7d (default: mlspec.yaml's head.expires, "
               "else 24h).")
@@ -205,7 +223,7 @@ def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str
 
 
 @attest.command("timestamp")
-@click.argument("attestation", type=click.Path(dir_okay=False, exists=True))
+@click.argument("attestation", type=ProjectPath(dir_okay=False, exists=True))
 @click.option("--tsa", "tsa_url", required=True, help="RFC 3161 time-stamping authority URL (HTTP POST).")
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds to wait for the TSA.")
 def attest_timestamp(attestation: str, tsa_url: str, timeout: float) -> None:

@@ -12,20 +12,21 @@ from pathlib import Path
 
 import click
 
-from mlspec_attest.cli._errors import record_verdict
-from mlspec_attest.cli._project import announce_trust, load_policy
+from mlspec_attest.cli._errors import record_verdict, remember_format
+from mlspec_attest.cli._project import ProjectPath, announce_trust, load_policy
 from mlspec_attest.errors import InputError
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(file_okay=False))
-@click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False),
+@click.argument("bundle", type=ProjectPath(file_okay=False))
+@click.option("--artifacts", "artifacts_dir", type=ProjectPath(file_okay=False),
               help="Directory holding the artifacts that still exist (looked up by name, then by digest).")
-@click.option("--policy", type=click.Path(dir_okay=False),
+@click.option("--policy", type=ProjectPath(dir_okay=False),
               help="Trust policy for signatures (default: the working directory's mlspec.yaml; without one signatures are unchecked).")
-@click.option("--log", "log_dir", type=click.Path(file_okay=False),
+@click.option("--log", "log_dir", type=ProjectPath(file_okay=False),
               help="The inference log the bundle's log attestations seal (default: the working directory's mlspec.yaml log:).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              is_eager=True, callback=remember_format,
               help="json: the replay-output/v1 schema documented in docs/audit.md.")
 def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: str | None, fmt: str) -> None:
     """Re-derive BUNDLE from its files: payload bytes, chain links, signatures, artifacts, lineage.
@@ -55,13 +56,13 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: 
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(file_okay=False))
-@click.option("--html", "html_out", required=True, type=click.Path(dir_okay=False),
+@click.argument("bundle", type=ProjectPath(file_okay=False))
+@click.option("--html", "html_out", required=True, type=ProjectPath(dir_okay=False),
               help="Write one self-contained HTML file here (no network, prints to PDF).")
-@click.option("--policy", type=click.Path(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
-@click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False),
+@click.option("--policy", type=ProjectPath(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
+@click.option("--artifacts", "artifacts_dir", type=ProjectPath(file_okay=False),
               help="Also re-hash the artifacts found here and show match / differs / absent.")
-@click.option("--log", "log_dir", type=click.Path(file_okay=False),
+@click.option("--log", "log_dir", type=ProjectPath(file_okay=False),
               help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
 def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | None, log_dir: str | None) -> None:
     """Write an archivable HTML audit report of BUNDLE: verdict, objectives, stages, lineage, findings.
@@ -100,7 +101,7 @@ def standalone_script_bytes() -> bytes:
 
 
 @click.command("standalone-script")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", "out_path", type=ProjectPath(dir_okay=False, path_type=Path),
               help="Write the script here (refused if the file exists); default: print it.")
 def standalone_script(out_path: Path | None) -> None:
     """Print (or write) verify_standalone.py: re-checks a bundle with only cryptography and rfc8785.

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict
+from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict, remember_format
+from mlspec_attest.cli._project import ProjectPath
 from mlspec_attest.errors import InputError
 
 
@@ -24,8 +25,8 @@ def evidence() -> None:
 
 
 @evidence.command("verify")
-@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--artifact", type=click.Path(path_type=Path),
+@click.argument("bundle", type=ProjectPath(dir_okay=False, path_type=Path))
+@click.option("--artifact", type=ProjectPath(path_type=Path),
               help="File or model directory the bundle must cover (signed message, a Statement subject, "
                    "or an OpenSSF model signature's files, names included).")
 @click.option("--digest", metavar="sha256:HEX", help="Digest the bundle must cover, instead of --artifact.")
@@ -34,10 +35,11 @@ def evidence() -> None:
 @click.option("--issuer", metavar="URL", help="OIDC issuer that must have vouched for the identity.")
 @click.option("--workflow-repository", metavar="OWNER/REPO", help="Also require this GitHub workflow repository claim.")
 @click.option("--workflow-ref", metavar="REF", help="Also require this GitHub workflow ref claim (e.g. refs/heads/main).")
-@click.option("--key", type=click.Path(dir_okay=False, path_type=Path), help="Public key (PEM/DER) for key-signed bundles.")
-@click.option("--trust-config", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--key", type=ProjectPath(dir_okay=False, path_type=Path), help="Public key (PEM/DER) for key-signed bundles.")
+@click.option("--trust-config", type=ProjectPath(dir_okay=False, path_type=Path),
               help="Sigstore trusted_root.json or ClientTrustConfig JSON (required for keyless bundles).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              is_eager=True, callback=remember_format)
 def verify_cmd(
     bundle: Path,
     artifact: Path | None,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from mlspec_attest.cli._errors import remember_format
+from mlspec_attest.cli._project import ProjectPath
 from mlspec_attest.errors import InputError
 
 
@@ -41,8 +43,9 @@ def _relative_ignores(root: str, ignores: tuple[str, ...]) -> list[str]:
 
 
 @click.command("hash")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=ProjectPath())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              is_eager=True, callback=remember_format,
               help="text: 'SHA256  PATH' lines like sha256sum; json: digests with size and manifest digest.")
 @click.option("--files", "list_files", is_flag=True, help="For directories, also print every file's digest.")
 @click.option("--ignore", "ignores", multiple=True, metavar="PATH",

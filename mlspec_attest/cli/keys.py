@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.cli._errors import ErrorHandlingGroup, echo_json, json_format_option
+from mlspec_attest.cli._project import ProjectPath
 from mlspec_attest.errors import InputError
 
 
@@ -20,7 +21,7 @@ def keys() -> None:
 @click.argument("name")
 @click.option("--type", "key_type", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519",
               show_default=True, help="Signature algorithm.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default="keys", show_default=True,
+@click.option("--dir", "directory", type=ProjectPath(file_okay=False), default="keys", show_default=True,
               help="Where NAME.key and NAME.pub are written.")
 @click.option("--no-passphrase", is_flag=True,
               help="Write the private key unencrypted (only for throwaway keys).")
@@ -55,21 +56,28 @@ def keys_generate(name: str, key_type: str, directory: str, no_passphrase: bool,
 
 
 @keys.command("list")
-@click.argument("directory", type=click.Path(file_okay=False), default="keys")
-def keys_list(directory: str) -> None:
-    """Show the keyid and type of every public key in DIRECTORY."""
+@click.argument("directory", type=ProjectPath(file_okay=False), default="keys")
+@json_format_option
+def keys_list(directory: str, fmt: str) -> None:
+    """Show the keyid and type of every public key in DIRECTORY (default: the project's keys/)."""
     from mlspec_attest.keys import PublicKey
 
     d = Path(directory)
     if not d.is_dir():
-        raise InputError(f"{d}: directory not found")
-    pubs = sorted(d.glob("*.pub"))
-    if not pubs:
-        click.echo(f"no *.pub files in {d}")
-    for p in pubs:
+        raise InputError(f"{d}: directory not found; pass the directory holding the *.pub files")
+    listed = []
+    for p in sorted(d.glob("*.pub")):
         key = PublicKey.from_file(p)
-        private = p.with_suffix(".key")
-        click.echo(f"{p.stem:<20} {key.key_type:<11} {key.keyid}{'  (private key present)' if private.exists() else ''}")
+        listed.append((p, key, p.with_suffix(".key").exists()))
+    if fmt == "json":
+        echo_json({"directory": str(d), "keys": [
+            {"name": p.stem, "file": str(p), "type": key.key_type, "keyid": key.keyid, "private_key_present": private}
+            for p, key, private in listed]})
+        return
+    if not listed:
+        click.echo(f"no *.pub files in {d}")
+    for p, key, private in listed:
+        click.echo(f"{p.stem:<20} {key.key_type:<11} {key.keyid}{'  (private key present)' if private else ''}")
 
 
 
@@ -99,7 +107,7 @@ def _write_public(path: Path, public: object) -> None:
 
 @keys.command("export-public")
 @click.argument("uri")
-@click.option("--out", "out", type=click.Path(dir_okay=False), help="Write the PEM here (default: stdout).")
+@click.option("--out", "out", type=ProjectPath(dir_okay=False), help="Write the PEM here (default: stdout).")
 def keys_export_public(uri: str, out: str | None) -> None:
     """Write the public key of a token key (pkcs11:...) or a private key file, for the policy.
 
@@ -128,9 +136,9 @@ def keys_export_public(uri: str, out: str | None) -> None:
 
 @keys.command("rotate")
 @click.argument("name")
-@click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False, exists=False),
+@click.option("--policy", "policy_path", required=True, type=ProjectPath(dir_okay=False, exists=False),
               help="The policy whose key NAME is replaced.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False),
+@click.option("--dir", "directory", type=ProjectPath(file_okay=False),
               help="Where the new key is written (default: beside the old .pub, or keys/).")
 @click.option("--type", "key_type", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519",
               show_default=True, help="Algorithm of the new key.")

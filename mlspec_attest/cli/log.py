@@ -13,7 +13,8 @@ from typing import Any, TextIO
 
 import click
 
-from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict
+from mlspec_attest.cli._errors import ErrorHandlingGroup, echo_json, json_format_option, record_verdict, remember_format
+from mlspec_attest.cli._project import ProjectPath
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 DEFAULT_LOG = "inference-log"
@@ -21,12 +22,12 @@ DEFAULT_LOG = "inference-log"
 
 
 def _default_log(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
-    from mlspec_attest.cli._project import resolve_log
+    from mlspec_attest.cli._project import in_project, resolve_log
 
-    return value or resolve_log(None, None) or DEFAULT_LOG
+    return value or resolve_log(None, None) or in_project(DEFAULT_LOG)
 
 
-_log_option = click.option("--log", "log_dir", callback=_default_log, type=click.Path(file_okay=False),
+_log_option = click.option("--log", "log_dir", callback=_default_log, type=ProjectPath(file_okay=False),
                            help=f"log directory (default: mlspec.yaml's log:, else {DEFAULT_LOG})")
 
 
@@ -57,15 +58,22 @@ def make_seal_fn(bundle: str | None, keys: tuple[str, ...], unsigned: bool):
         if bundle or keys:
             raise InputError("--unsigned cannot be combined with --bundle/--key")
         return None
-    if not bundle or not keys:
-        raise InputError("sealing needs --bundle DIR and --key KEY (or --unsigned for an unattested seal)")
     from mlspec_attest.attest.attestor import Attestor
     from mlspec_attest.cli._project import project_from_cwd, project_head_signing
     from mlspec_attest.keys import load_signer
 
+    project = project_from_cwd()  # like attest stage: mlspec.yaml's bundle and key are the defaults
+    if not bundle and project is not None and project.bundle is not None:
+        bundle = str(project.bundle)
+    if not keys and project is not None and project.key is not None:
+        keys = (str(project.key),)
+    if not bundle or not keys:
+        raise InputError("sealing needs --bundle DIR and --key KEY (or an mlspec.yaml naming bundle: and key:, "
+                         "or --unsigned for an unattested seal)")
     signers = [load_signer(k) for k in keys]
     # Inside a project with head:, the seal re-signs the chain head like any other append.
-    attestor = Attestor(bundle, signers, head=project_head_signing(project_from_cwd(), dict(zip(keys, signers))))
+    attestor = Attestor(bundle, signers, head=project_head_signing(project, dict(zip(keys, signers))),
+                        base_dir=project.root if project is not None else None)
 
     def seal_fn(metadata: dict[str, Any], products: list[Path]) -> str:
         return attestor.attest("log", metadata=metadata, products=products).payload_sha256
@@ -74,15 +82,16 @@ def make_seal_fn(bundle: str | None, keys: tuple[str, ...], unsigned: bool):
 
 
 @log.command("append")
-@click.argument("source", default="-", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("source", default="-", type=ProjectPath(dir_okay=False, allow_dash=True))
 @_log_option
 @click.option("--pipeline", help="sha256 of the serve attestation payload (needed to create a log)")
 @click.option("--seal", "seal_after", is_flag=True, help="seal once the records are appended")
-@click.option("--bundle", type=click.Path(file_okay=False), help="bundle that receives the log attestation")
-@click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False), help="signing key (repeatable)")
+@click.option("--bundle", type=ProjectPath(file_okay=False), help="bundle that receives the log attestation")
+@click.option("--key", "keys", multiple=True, type=ProjectPath(dir_okay=False), help="signing key (repeatable)")
 @click.option("--unsigned", is_flag=True, help="seal without an attestation (testing only)")
+@json_format_option
 def append(source: str, log_dir: str, pipeline: str | None, seal_after: bool, bundle: str | None,
-           keys: tuple[str, ...], unsigned: bool) -> None:
+           keys: tuple[str, ...], unsigned: bool, fmt: str) -> None:
     """Append JSON Lines records from SOURCE (a file, or - for stdin)."""
     from mlspec_attest.log.inference import InferenceLog
 
@@ -107,15 +116,21 @@ def append(source: str, log_dir: str, pipeline: str | None, seal_after: bool, bu
             if stream is None:
                 fh.close()
         seal = lg.seal() if seal_after else None
+    if fmt == "json":
+        echo_json({"log": log_dir, "appended": n, "seal": seal.to_dict() if seal else None})
+        return
     click.echo(f"appended {n} record(s) to {log_dir}" + (f"; sealed at {seal.tree_size}" if seal else ""))
 
 
 @log.command("seal")
 @_log_option
-@click.option("--bundle", type=click.Path(file_okay=False), help="bundle that receives the log attestation")
-@click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False), help="signing key (repeatable)")
+@click.option("--bundle", type=ProjectPath(file_okay=False),
+              help="bundle that receives the log attestation (default: mlspec.yaml's bundle:)")
+@click.option("--key", "keys", multiple=True, type=ProjectPath(dir_okay=False),
+              help="signing key, repeatable (default: mlspec.yaml's key:)")
 @click.option("--unsigned", is_flag=True, help="record the tree head without an attestation (testing only)")
-def seal(log_dir: str, bundle: str | None, keys: tuple[str, ...], unsigned: bool) -> None:
+@json_format_option
+def seal(log_dir: str, bundle: str | None, keys: tuple[str, ...], unsigned: bool, fmt: str) -> None:
     """Sign the current tree head as a 'log' attestation and record the seal."""
     from mlspec_attest._internal.files import exists
     from mlspec_attest.log.inference import HEADER_FILE, InferenceLog
@@ -125,6 +140,9 @@ def seal(log_dir: str, bundle: str | None, keys: tuple[str, ...], unsigned: bool
     seal_fn = make_seal_fn(bundle, keys, unsigned)
     with InferenceLog(log_dir, seal_fn=seal_fn, seal_on_close=False) as lg:
         s = lg.seal()
+    if fmt == "json":
+        echo_json({"log": log_dir, "seal": s.to_dict() if s is not None else None})
+        return
     if s is None:
         click.echo("nothing to seal: no records since the last seal")
     else:
@@ -136,8 +154,9 @@ def seal(log_dir: str, bundle: str | None, keys: tuple[str, ...], unsigned: bool
 @click.argument("record_id", required=False)
 @_log_option
 @click.option("--index", type=int, help="prove the record at this 0-based leaf index instead")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="write the proof here (default stdout)")
-def prove(record_id: str | None, log_dir: str, index: int | None, output: str | None) -> None:
+@click.option("--output", "-o", type=ProjectPath(dir_okay=False), help="write the proof here (default stdout)")
+@json_format_option
+def prove(record_id: str | None, log_dir: str, index: int | None, output: str | None, fmt: str) -> None:
     """Inclusion proof for the record whose requestId is RECORD_ID."""
     from mlspec_attest.log.inference import prove as make_proof
 
@@ -150,21 +169,24 @@ def prove(record_id: str | None, log_dir: str, index: int | None, output: str | 
 
         out = Path(output)
         write_file(out.parent, out.name, text.encode("utf-8"), replace=True, what="proof")
-    else:
+    if fmt == "json":  # the proof itself, or where it was written
+        echo_json({"log": log_dir, "output": output, "proof": None if output else proof})
+    elif not output:
         click.echo(text, nl=False)
 
 
 @log.command("verify")
 @_log_option
-@click.option("--proof", "proofs", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--proof", "proofs", multiple=True, type=ProjectPath(dir_okay=False),
               help="also check this proof file (repeatable); alone, checks only proofs")
-@click.option("--bundle", type=click.Path(file_okay=False),
+@click.option("--bundle", type=ProjectPath(file_okay=False),
               help="check the records against the bundle's signed log attestations (default: mlspec.yaml's bundle:)")
-@click.option("--policy", type=click.Path(dir_okay=False),
+@click.option("--policy", type=ProjectPath(dir_okay=False),
               help="trust policy for the log attestations' signatures (default: the working directory's mlspec.yaml)")
 @click.option("--deep", is_flag=True, help="also check the unsealed lines on their own (sealed lines always are)")
 @click.option("--strict", is_flag=True, help="fail when records are not covered by a signed seal, or no bundle")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              is_eager=True, callback=remember_format)
 def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: str | None, deep: bool, strict: bool,
            fmt: str) -> None:
     """Recompute leaves and roots, check them against the signed log attestations and proofs; locate changes.
@@ -209,7 +231,7 @@ def verify(log_dir: str, proofs: tuple[str, ...], bundle: str | None, policy: st
         ok = ok and not found
     if proof_results:
         result["proofs"] = proof_results
-    result["verdict"] = "verified" if ok else "failed"
+    result["verdict"] = "pass" if ok else "fail"  # the one vocabulary (cli/_errors.py VERDICTS)
     record_verdict(EXIT_OK if ok else EXIT_FAILED)  # stands even if stdout fails
     if fmt == "json":
         click.echo(json.dumps(result, indent=2, sort_keys=True))
@@ -235,7 +257,7 @@ def _print_log_result(result: dict[str, Any], log_dir: str, check_log: bool, ok:
         anchored = (f"checked against {result['signed_heads']} signed log attestation(s)" if result["signed_heads"]
                     else "NOT checked against a bundle's signed log attestations (pass --bundle)")
         pipeline = f" of pipeline {p(result['pipeline'])}" if result.get("pipeline") else ""
-        click.echo(f"{'VERIFIED' if ok else 'FAILED'}: {p(log_dir)}{pipeline}: {result['records']} records,"
+        click.echo(f"{'PASS' if ok else 'FAIL'}: {p(log_dir)}{pipeline}: {result['records']} records,"
                    f" {result['sealed']} sealed in {result['seals']} seals"
                    f" ({result['seals_verified']} roots reproduced), {result['unsealed']} unsealed; {anchored}")
     for f in result.get("findings", []):
@@ -251,10 +273,17 @@ def _print_log_result(result: dict[str, Any], log_dir: str, check_log: bool, ok:
 @log.command("render")
 @_log_option
 @click.option("--ncsa", "ncsa", is_flag=True, help="classic NCSA Common Log Format lines")
-def render(log_dir: str, ncsa: bool) -> None:
-    """Print the records: JSON Lines (default) or --ncsa Common Log Format."""
+@json_format_option
+def render(log_dir: str, ncsa: bool, fmt: str) -> None:
+    """Print the records: JSON Lines (default), --ncsa Common Log Format, or one JSON object (--format json)."""
     from mlspec_attest.log.inference import InferenceRecord, iter_records
     from mlspec_attest.render.terminal import terminal_safe
+
+    if fmt == "json":
+        if ncsa:
+            raise InputError("--ncsa and --format json are two output formats; choose one")
+        echo_json({"log": log_dir, "records": [obj for _, obj in iter_records(log_dir)]})
+        return
 
     for _, obj in iter_records(log_dir):  # records are someone else's text: no raw ESC or bidi to the terminal
         if ncsa:

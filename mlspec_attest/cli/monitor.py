@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup
+from mlspec_attest.cli._project import ProjectPath
 
 
 @click.group(cls=ErrorHandlingGroup)
@@ -15,8 +16,8 @@ def monitor() -> None:
 
 
 @monitor.command("serve")
-@click.argument("bundle", type=click.Path(file_okay=False))
-@click.option("--policy", type=click.Path(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
+@click.argument("bundle", type=ProjectPath(file_okay=False))
+@click.option("--policy", type=ProjectPath(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback unless you mean it).")
 @click.option("--port", default=9464, show_default=True, type=int)
 @click.option("--refresh", default=10.0, show_default=True, type=float, help="Seconds between re-verifications.")

@@ -7,6 +7,7 @@ import os
 import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict
+from mlspec_attest.cli._project import ProjectPath
 
 
 @click.group("policy", cls=ErrorHandlingGroup)
@@ -15,7 +16,7 @@ def policy() -> None:
 
 
 @policy.command("check")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=ProjectPath(dir_okay=False))
 def policy_check(file: str) -> None:
     """Validate FILE; print who may sign which stage, the thresholds and what is required.
 

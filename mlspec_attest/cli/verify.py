@@ -5,24 +5,25 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from mlspec_attest.cli._errors import record_verdict
-from mlspec_attest.cli._project import announce_trust, load_policy, resolve_log
+from mlspec_attest.cli._errors import echo_json, json_format_option, record_verdict
+from mlspec_attest.cli._project import ProjectPath, announce_trust, load_policy, resolve_log
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(file_okay=False))
-@click.option("--policy", type=click.Path(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
-@click.option("--artifact", "artifacts", multiple=True, type=click.Path(),
+@click.argument("bundle", type=ProjectPath(file_okay=False))
+@click.option("--policy", type=ProjectPath(dir_okay=False), help="Trust policy (default: mlspec.yaml's).")
+@click.option("--artifact", "artifacts", multiple=True, type=ProjectPath(),
               help="The file or directory being deployed; must be the packaged subject.")
-@click.option("--log", "log_dir", type=click.Path(file_okay=False),
+@click.option("--log", "log_dir", type=ProjectPath(file_okay=False),
               help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--vsa", "vsa_out", type=click.Path(dir_okay=False), help="Write a signed SLSA Verification Summary here.")
-@click.option("--vsa-key", type=click.Path(dir_okay=False), help="Key that signs the --vsa summary.")
+@json_format_option
+@click.option("--vsa", "vsa_out", type=ProjectPath(dir_okay=False), help="Write a signed SLSA Verification Summary here.")
+@click.option("--vsa-key", type=ProjectPath(dir_okay=False), help="Key that signs the --vsa summary.")
 @click.option("--resource-uri", metavar="URI",
               help="The VSA's resourceUri (what slsa-verifier's --resource-uri must repeat), e.g. an OCI "
                    "reference; default: mlspec:package/<package name>, the same on every host.")
@@ -63,11 +64,15 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
 
 # -- inspect ---------------------------------------------------------------------------
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+@click.argument("file", type=ProjectPath(dir_okay=False))
+@click.option("--key", "key_paths", multiple=True, type=ProjectPath(dir_okay=False),
               help="Public key(s) to check the signatures against.")
-def inspect(file: str, key_paths: tuple[str, ...]) -> None:
-    """Decode a DSSE envelope: print its statement, keyids and signature checks."""
+@json_format_option
+def inspect(file: str, key_paths: tuple[str, ...], fmt: str) -> None:
+    """Decode a DSSE envelope: print its statement, keyids and signature checks.
+
+    Exit 1 when --key is given and no signature verifies with any of them.
+    """
     from mlspec_attest._internal.loaders import read_bounded
     from mlspec_attest.keys import PublicKey
     from mlspec_attest.model.canonical import parse_json
@@ -81,8 +86,14 @@ def inspect(file: str, key_paths: tuple[str, ...]) -> None:
         raise InputError(f"{file}: not a DSSE envelope: {exc}") from None
     try:
         statement = parse_json(envelope.payload, source=f"{file} payload")
-        click.echo(terminal_safe(json.dumps(statement, indent=2, ensure_ascii=False), keep_newlines=True))
     except InputError:
+        statement = None
+    if fmt == "json":
+        _inspect_json(file, envelope, statement, key_paths)
+        return
+    if statement is not None:
+        click.echo(terminal_safe(json.dumps(statement, indent=2, ensure_ascii=False), keep_newlines=True))
+    else:
         click.echo(f"(payload is not JSON: {len(envelope.payload)} bytes)")
     click.echo(f"payloadType: {terminal_safe(envelope.payload_type)}")
     from mlspec_attest.model.canonical import sha256_hex
@@ -99,6 +110,25 @@ def inspect(file: str, key_paths: tuple[str, ...]) -> None:
             click.echo(f"  {verdict} for {key.source} (keyid {key.keyid})")
     if keys_ and not envelope.verified_keyids(keys_):
         sys.exit(EXIT_FAILED)
+
+
+def _inspect_json(file: str, envelope: Any, statement: Any, key_paths: tuple[str, ...]) -> None:
+    """``inspect --format json``: the decoded envelope and, per signature, which given key verifies it."""
+    from mlspec_attest.keys import PublicKey
+    from mlspec_attest.model.canonical import sha256_hex
+    from mlspec_attest.model.envelope import pae
+
+    keys_ = [PublicKey.from_file(k) for k in key_paths]
+    message = pae(envelope.payload_type, envelope.payload)
+    signatures = [{"keyid": sig.keyid or None,
+                   "checks": [{"key": str(key.source), "keyid": key.keyid, "valid": key.verify(sig.sig, message)}
+                              for key in keys_]}
+                  for sig in envelope.signatures]
+    ok = not keys_ or bool(envelope.verified_keyids(keys_))
+    exit_code = record_verdict(EXIT_OK if ok else EXIT_FAILED)
+    echo_json({"file": file, "payloadType": envelope.payload_type, "payload_sha256": sha256_hex(envelope.payload),
+               "statement": statement, "signatures_checked": bool(keys_), "signatures": signatures}, exit_code)
+    sys.exit(exit_code)
 
 
 # -- objectives ---------------------------------------------------------------------------

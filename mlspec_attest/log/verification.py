@@ -81,7 +81,7 @@ class LogReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "verdict": "verified" if self.ok else "failed",
+            "verdict": "pass" if self.ok else "fail",  # the one verdict vocabulary (docs/ci.md)
             "directory": self.directory,
             "pipeline": self.pipeline,
             "records": self.records,

@@ -27,14 +27,19 @@ def check_objectives(ctx: VerifyContext) -> None:
         return
     _check_pin(ctx, objectives)
     latest = {e.stage: e.statement.metadata for e in chain if e.authentic}
+    judged = {e.stage: e for e in chain if e.authentic}  # the attestation each criterion read
     for r in evaluate(objectives, latest):
         report.objectives.append(ObjectiveLine(
             name=r.name, stage=r.stage, expression=r.expression, severity=r.severity, passed=r.passed,
             values=dict(r.values), message=r.message, description=getattr(r, "description", "")))
         if not r.passed:
+            read = judged.get(r.stage)
             report.add("OBJECTIVE_FAILED" if r.severity == "block" else "OBJECTIVE_WARNING",
                        f"criterion {r.name} ({r.stage}: {r.expression}) failed: {r.message}",
-                       severity="error" if r.severity == "block" else WARNING, stage=r.stage)
+                       severity="error" if r.severity == "block" else WARNING, stage=r.stage,
+                       sequence=read.sequence if read is not None else None,
+                       file=read.file.path.name if read is not None and read.file is not None else None,
+                       hint=_objective_hint(r.stage, read is not None))
     for crit in objectives.criteria:
         try:
             why = vacuity(crit.compile())
@@ -45,6 +50,15 @@ def check_objectives(ctx: VerifyContext) -> None:
             report.add("OBJECTIVE_VACUOUS", f"criterion {crit.name} ({crit.stage}: {crit.expression}) {why}",
                        sequence=0, stage="objectives",
                        hint="write a criterion that compares an attested metric; 'mlspec objectives check' refuses these")
+
+
+def _objective_hint(stage: str, attested: bool) -> str:
+    """What to do about a failed criterion: attest the stage it reads, or meet the objective."""
+    if not attested:
+        return (f"the chain holds no authentic {stage} attestation for this criterion to read; "
+                f"attest the {stage} stage (signed by a key the policy allows)")
+    return (f"the {stage} attestation named here does not meet the objective codified at sequence 0; "
+            f"improve the model and attest {stage} again (the objectives cannot change once the chain started)")
 
 
 def _check_pin(ctx: VerifyContext, objectives: Objectives) -> None:

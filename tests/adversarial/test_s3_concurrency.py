@@ -112,7 +112,7 @@ def test_sixteen_writers_in_separate_processes_give_one_linear_chain(
     go.touch()
     outputs = [w.communicate(timeout=120) for w in writers]
     assert [w.returncode for w in writers] == [0] * WRITERS, [err for _, err in outputs if err]
-    retries = sum(int(m.group(1)) for out, _ in outputs for m in re.finditer(r"lost (\d+) claim", out))
+    retries = sum(int(m.group(1)) for out, err in outputs for m in re.finditer(r"lost (\d+) claim", out + err))
     chain = _chain(url)
     _assert_linear(chain, base + WRITERS)
     sequences = sorted(int(re.search(r"appended sequence (\d+)", out).group(1)) for out, _ in outputs)  # type: ignore[union-attr]

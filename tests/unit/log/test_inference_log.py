@@ -298,7 +298,7 @@ def test_cli_append_seal_prove_verify_render(tmp_path: Path) -> None:
     res = runner.invoke(log, ["prove", "req-0003", "--log", d, "-o", str(tmp_path / "p.json")])
     assert res.exit_code == 0, res.output
     res = runner.invoke(log, ["verify", "--log", d])
-    assert res.exit_code == 0 and "VERIFIED" in res.output and "LOG_UNSEALED" in res.output
+    assert res.exit_code == 0 and "PASS" in res.output and "LOG_UNSEALED" in res.output
     assert "NOT checked against a bundle" in res.output
     res = runner.invoke(log, ["verify", "--log", d, "--proof", str(tmp_path / "p.json")])
     assert res.exit_code == 1 and "LOG_PROOF_UNANCHORED" in res.output  # no bundle: no signed root to accept
@@ -309,7 +309,7 @@ def test_cli_append_seal_prove_verify_render(tmp_path: Path) -> None:
     ls[2] = ls[2].replace(b"req-0002", b"req-0O02")
     write_lines(Path(d), ls)
     res = runner.invoke(log, ["verify", "--log", d, "--format", "json"])
-    assert res.exit_code == 1 and json.loads(res.output)["verdict"] == "failed"
+    assert res.exit_code == 1 and json.loads(res.output)["verdict"] == "fail"
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"host": 1}\n')
     res = runner.invoke(log, ["append", str(bad), "--log", d])

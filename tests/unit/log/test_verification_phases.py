@@ -176,7 +176,7 @@ def test_phase_check_lines_names_a_non_canonical_line(log: tuple[Path, Signer]) 
 def test_report_json_uses_the_gate_finding_shape(log: tuple[Path, Signer]) -> None:
     directory, signer = log
     data = v.verify(directory, heads=signer.heads).to_dict()
-    assert data["verdict"] == "verified" and data["signed_heads"] == 3
+    assert data["verdict"] == "pass" and data["signed_heads"] == 3
     assert v.verify(directory).to_dict()["signed_heads"] is None
     assert all(isinstance(f, Finding) for f in v.verify(directory).findings)
 
