@@ -113,6 +113,8 @@ class ReplayResult:
     artifacts: list[ArtifactCheck]
     lineage: dict[str, Any]
     verify_report: Any = None  # report_model.Report when a policy was given
+    # Where a branched chain came from (BUNDLE/branch.json, unsigned provenance) and whether it fits this chain.
+    branch: dict[str, Any] | None = None
 
     @property
     def chain_ok(self) -> bool:
@@ -168,6 +170,7 @@ class ReplayResult:
             "artifact_counts": self.counts(),
             "lineage": self.lineage,
             "verify": self.verify_report.to_dict() if self.verify_report is not None else None,
+            "branch": self.branch,
         }
 
 
@@ -481,7 +484,27 @@ def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str]
                         policy=str(policy_obj.source) if policy_obj else None,
                         policy_sha256=policy_obj.digest if policy_obj else None, entries=entries,
                         findings=chain_findings, artifacts=artifacts, lineage=lineage,
-                        verify_report=report)
+                        verify_report=report, branch=_branch_provenance(bundle, timeline))
+
+
+def _branch_provenance(bundle: str | os.PathLike[str], timeline: list[ReplayEntry]) -> dict[str, Any] | None:
+    """The bundle's branch note (``mlspec run branch``), checked against the chain it sits beside.
+
+    The note is unsigned: it tells an auditor where to look (the source chain), and
+    ``matches`` says whether its genesis and branch point are this chain's. The gate
+    never reads it; the signed chain is what was judged.
+    """
+    from mlspec_attest.branch import read_branch_note
+
+    try:
+        note = read_branch_note(bundle)
+    except InputError as exc:
+        return {"error": str(exc), "matches": False}
+    if note is None:
+        return None
+    by_seq = {e.sequence: e.payload_sha256 for e in timeline}
+    matches = by_seq.get(0) == note.genesis and by_seq.get(note.from_sequence) == note.prefix_payload_sha256
+    return {**note.to_dict(), "matches": matches}
 
 
 # -- text ----------------------------------------------------------------------------------------
@@ -504,6 +527,17 @@ def render_replay_text(result: ReplayResult) -> str:
     for e in result.entries:
         if not e.readable:
             lines.append(f"  ✗ {e.file}: {'; '.join(e.problems)}")
+    if result.branch is not None:
+        lines += ["", "Branch (BUNDLE/branch.json: unsigned provenance, not judged by the gate)"]
+        b = result.branch
+        if "error" in b:
+            lines.append(f"  ✗ {b['error']}")
+        else:
+            lines.append(f"  {'✓' if b['matches'] else '✗'} branched at sequence {b['fromSequence']} from "
+                         f"{b['source']} (which then ended at sequence {b['sourceSequence']}, payload sha256 "
+                         f"{b['sourcePayloadSha256'][:16]}) on {b['branchedAt']}"
+                         + ("" if b["matches"] else "; the note does not match this chain's genesis and "
+                            "branch point"))
     if result.findings:
         lines += ["", "Chain"]
         lines += [f"  {'✗' if f.severity == ERROR else '!'} [{f.code}] {f.message}" for f in result.findings]

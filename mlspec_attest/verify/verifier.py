@@ -87,13 +87,18 @@ class Verifier:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._verify(Bundle(bundle_dir), os.fspath(bundle_dir), list(artifacts), log_dir)
+            return self._verify(Bundle(bundle_dir), os.fspath(bundle_dir), list(artifacts), log_dir).report
         finally:
             if gc_was_enabled:
                 gc.enable()
 
+    def verify_context(self, bundle_dir: str | os.PathLike[str]) -> VerifyContext:
+        """Like ``verify``, but the whole context: the report and the chain exactly as the gate built it
+        (with its authenticity marks), for callers that act on the verified entries (run branch, releases)."""
+        return self._verify(Bundle(bundle_dir), os.fspath(bundle_dir), [], None)
+
     def _verify(self, bundle: Bundle, label: str, artifact_paths: list[str | os.PathLike[str]],
-                log_dir: str | os.PathLike[str] | None = None) -> Report:
+                log_dir: str | os.PathLike[str] | None = None) -> VerifyContext:
         report = Report(bundle=label, policy=str(self.policy.source), policy_sha256=self.policy.digest,
                         verified_at=format_utc(self.now))
         entries = parse_bundle(self.reader, bundle, report)  # per-file checks, on every core for long chains
@@ -109,7 +114,7 @@ class Verifier:
                                            materials=e.statement.materials, payload_sha256=e.payload_sha256,
                                            ok=e.authentic and e.sequence not in failed,
                                            metadata=e.statement.metadata))
-        return report
+        return ctx
 
 
 def verify_bundle(bundle_dir: str | os.PathLike[str], policy: Policy | str | os.PathLike[str],
