@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +60,13 @@ class VerifyContext:
     chain: list[Entry] = field(default_factory=list)
     artifacts: Sequence[str | os.PathLike[str]] = ()
     log_dir: str | Path | None = None  # the inference log the chain's log attestations seal, when at hand
+    releases: Path | None = None  # the release history (one bundle per release), when given
+    release_line: frozenset[str] = frozenset()  # geneses of the successors being verified (cycle guard)
+    predecessor: Any = None  # verify.releases.Release once the declared predecessor verified
+    predecessor_declared: bool = False
+    # Verifies another bundle with the same policy, clock and history (set by the Verifier): how the
+    # release check verifies a predecessor without importing the verifier that runs it.
+    verify_other: Callable[[Path, frozenset[str]], VerifyContext] | None = None
 
 
 def role_of(rd: dict[str, Any]) -> str | None:

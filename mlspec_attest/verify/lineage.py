@@ -71,8 +71,12 @@ def check_artifact_flow(ctx: VerifyContext) -> None:
 
 
 def check_rollback_target(ctx: VerifyContext) -> None:
-    """A monitor's rollback target must be a package this chain attested earlier."""
+    """A monitor's rollback target must be a package this chain attested earlier, or a release on
+    the chain's verified predecessor line (verify/releases.py)."""
+    from mlspec_attest.verify.releases import line_packages
+
     chain, report = ctx.chain, ctx.report
+    released = line_packages(ctx)
     packaged: set[str] = set()
     for e in chain:
         if e.stage == "package" and e.authentic:
@@ -80,11 +84,12 @@ def check_rollback_target(ctx: VerifyContext) -> None:
         target = e.statement.metadata.get("rollback_target") if e.stage == "monitor" else None
         if isinstance(target, dict):
             digest = (target.get("digest") or {}).get("sha256")
-            if digest not in packaged:
+            if digest not in packaged and digest not in released:
                 report.add("ROLLBACK_TARGET_UNKNOWN", f"sequence {e.sequence} (monitor): rollback target "
-                           f"{target.get('name')} is not a package attested earlier in this chain",
-                           sequence=e.sequence, stage="monitor",
-                           hint="name the digest of an earlier package stage's subject")
+                           f"{target.get('name')} is not a package attested earlier in this chain nor a release "
+                           "on its verified predecessor line", sequence=e.sequence, stage="monitor",
+                           hint="name the digest of an earlier package stage's subject, or of a release the "
+                                "package succeeds (--succeeds, verified with --releases DIR)")
 
 
 # Stages whose metadata describes data a model is trained or judged on (attest.attestor.DATA_STAGES).
