@@ -19,13 +19,13 @@ def objectives_check(file: str) -> None:
     from mlspec_attest._internal.loaders import load_mapping
     from mlspec_attest.model.canonical import canonicalize, sha256_hex
     from mlspec_attest.objectives.cel import compile_expression, vacuity_notes
-    from mlspec_attest.objectives.criteria import VARIABLES, check_file
+    from mlspec_attest.objectives.criteria import ALL_VARIABLES, check_file
 
     obj = check_file(file)
     record_verdict(0)  # every criterion compiled: the verdict stands even if stdout fails
     for c in obj.criteria:
         click.echo(f"ok  {c.name:<24} {c.stage}: {c.expression}  [{c.severity}]")
-        for note in vacuity_notes(compile_expression(c.expression, VARIABLES)):
+        for note in vacuity_notes(compile_expression(c.expression, ALL_VARIABLES)):
             click.echo(f"warning: {file}: criterion {c.name}: {note}", err=True)
     click.echo(f"{len(obj.criteria)} criteria compiled")
     # What the policy pins: objectives.project, min_revision, and optionally this exact digest.

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, Project, build_lifecycle
+from conftest import OBJECTIVES_YAML, REPO, Project, build_lifecycle
 
 from mlspec_attest.digests import digest_path
 from mlspec_attest.keys import PublicKey, generate, load_signer
@@ -29,11 +29,13 @@ def codes(report: Any) -> set[str]:
 
 
 def make_release(project: Project, bundle: Path, *, pkg_text: str, succeeds: Path | None = None,
-                 succeeds_value: Any = None, rollback_to: str | None = None, root: Path | None = None) -> str:
+                 succeeds_value: Any = None, rollback_to: str | None = None, root: Path | None = None,
+                 accuracy: float = 0.9, objectives_yaml: str | None = None) -> str:
     """One run into ``bundle``: objectives..test, a package of ``pkg_text`` (succeeding a release),
     and with ``rollback_to`` a serve and a monitor naming that package digest. Returns the package digest."""
     p = Project(root=root or project.root, bundle=bundle)
-    build_lifecycle(p, stages=THROUGH_TEST)
+    build_lifecycle(p, stages=THROUGH_TEST, accuracy=accuracy,
+                    **({"objectives_yaml": objectives_yaml} if objectives_yaml else {}))
     p.write("pkg/manifest.json", pkg_text)
     metadata: dict[str, Any] = {"name": "demo-model", "contents": ["model.bin"]}
     if succeeds is not None:
@@ -246,3 +248,97 @@ def test_cli_succeeds_and_releases(project: Project, history: Path) -> None:
     missing = _cli("verify", str(v2), "--policy", str(project.policy()), "--releases", str(project.root / "nope"),
                    cwd=project.root)
     assert missing.returncode == 2 and "release history directory not found" in missing.stderr
+
+
+# -- champion/challenger: criteria that read the previous release ------------------------------
+CHAMPION = OBJECTIVES_YAML + """\
+  - name: no-worse-than-champion
+    stage: test
+    expression: metrics.accuracy >= previous.test.metrics.accuracy - 0.01
+    severity: block
+    description: the challenger may lose at most a point of hold-back accuracy to the release it succeeds
+"""
+FIRST_PASS = CHAMPION + "    first_release: pass\n"
+
+
+def _objective(report: Any, name: str) -> Any:
+    return next(o for o in report.objectives if o.name == name)
+
+
+def test_challenger_is_judged_against_the_verified_champion(project: Project, history: Path) -> None:
+    """previous.test.metrics.accuracy is v1's signed, verified test metric (0.9)."""
+    v2 = project.root / "candidate" / "v2"
+    make_release(project, v2, pkg_text='{"v": 2}', succeeds=history / "v1", accuracy=0.895, objectives_yaml=CHAMPION)
+    report = _verify(project, v2, history)
+    assert report.passed, [f.message for f in report.findings]
+    assert _objective(report, "no-worse-than-champion").values["previous.test.metrics.accuracy"] == 0.9
+    v3 = project.root / "candidate" / "v3"
+    make_release(project, v3, pkg_text='{"v": 3}', succeeds=history / "v1", accuracy=0.85, objectives_yaml=CHAMPION)
+    worse = _verify(project, v3, history)
+    assert "OBJECTIVE_FAILED" in codes(worse) and not _objective(worse, "no-worse-than-champion").passed
+
+
+def test_leaving_the_predecessor_out_does_not_skip_the_comparison(project: Project, history: Path) -> None:
+    """A runner whose challenger is worse drops --succeeds to pass as a first release: the history
+    holds a release of the project, so that is PREDECESSOR_UNDECLARED, and the criterion fails."""
+    v2 = project.root / "candidate" / "v2"
+    make_release(project, v2, pkg_text='{"v": 2}', accuracy=0.85, objectives_yaml=FIRST_PASS)
+    report = _verify(project, v2, history)
+    assert {"PREDECESSOR_UNDECLARED", "OBJECTIVE_FAILED"} <= codes(report)
+    no_history = _verify(project, v2, None)  # nor without a history: a first release is not established
+    assert "OBJECTIVE_FAILED" in codes(no_history)
+    assert "--releases" in _objective(no_history, "no-worse-than-champion").message
+
+
+def test_a_first_release_passes_only_when_the_objectives_say_so(project: Project) -> None:
+    empty = project.root / "releases"
+    empty.mkdir()
+    v1 = project.root / "candidate" / "v1"
+    make_release(project, v1, pkg_text='{"v": 1}', objectives_yaml=FIRST_PASS)
+    assert _verify(project, v1, empty).passed
+    strict = project.root / "candidate" / "strict"
+    make_release(project, strict, pkg_text='{"v": 1}', objectives_yaml=CHAMPION)
+    assert "OBJECTIVE_FAILED" in codes(_verify(project, strict, empty))
+
+
+def test_a_predecessor_metric_signed_without_its_report_is_unbound(project: Project) -> None:
+    """v1's test runner signed metrics.accuracy 0.1 with no report behind it (v1's own criteria never
+    read test, so v1 passes its gate): a challenger compared with that number is refused."""
+    history = project.root / "releases"
+    p = Project(root=project.root, bundle=history / "v1")
+    evaluate_only = OBJECTIVES_YAML.replace("stage: test", "stage: evaluate")
+    build_lifecycle(p, stages=THROUGH_TEST[:-1], objectives_yaml=evaluate_only)
+    p.attestor("pipeline").attest("test", materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
+                                  metadata={"metrics": {"accuracy": 0.1}})
+    p.write("pkg/manifest.json", '{"v": 1}')
+    p.attestor("pipeline").attest("package", materials=["model=out/model.bin"], products=["package=pkg"],
+                                  metadata={"name": "demo-model", "contents": ["model.bin"]})
+    assert _verify(project, history / "v1", None).passed
+    v2 = project.root / "candidate" / "v2"
+    make_release(project, v2, pkg_text='{"v": 2}', succeeds=history / "v1", accuracy=0.5, objectives_yaml=CHAMPION)
+    report = _verify(project, v2, history)
+    assert "METADATA_UNBOUND" in codes(report)
+    assert "previous" in next(f.message for f in report.findings if f.code == "METADATA_UNBOUND")
+
+
+def test_a_cross_stage_read_must_be_bound_too(project: Project) -> None:
+    """A test criterion reads evaluate.metrics.accuracy; evaluate's runner signs it with no report."""
+    cross = OBJECTIVES_YAML + """\
+  - name: test-close-to-evaluate
+    stage: test
+    expression: metrics.accuracy >= evaluate.metrics.accuracy - 0.05
+    severity: block
+    description: hold-back accuracy within 5 points of validation
+"""
+    build_lifecycle(project, objectives_yaml=cross)
+    assert verify_bundle(project.bundle, project.policy()).passed  # evaluate is bound in build_lifecycle
+    other = Project(root=project.root, bundle=project.root / "forged")
+    build_lifecycle(other, stages=THROUGH_TEST[:7], objectives_yaml=cross)
+    other.attestor("pipeline").attest("evaluate", materials=["model=out/model.bin", "eval-data=work/val.csv"],
+                                      metadata={"metrics": {"accuracy": 0.5}})
+    other.attestor("pipeline").attest("test", materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
+                                      products=["test-report=work/test.json"],
+                                      metadata_files=[project.root / "work/test.json"])
+    report = verify_bundle(other.bundle, project.policy())
+    unbound = [f for f in report.findings if f.code == "METADATA_UNBOUND"]
+    assert unbound and unbound[0].stage == "evaluate"
