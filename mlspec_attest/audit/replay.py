@@ -449,12 +449,14 @@ def _trace(targets: list[str], nodes: dict[str, dict[str, Any]], edges: list[dic
 
 # -- entry point -----------------------------------------------------------------------------
 def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str] | None = None,
-           policy: Any = None, *, log_dir: str | os.PathLike[str] | None = None) -> ReplayResult:
+           policy: Any = None, *, log_dir: str | os.PathLike[str] | None = None,
+           releases: str | os.PathLike[str] | None = None) -> ReplayResult:
     """Re-derive the chain, signatures, artifact matches and lineage of a bundle from files.
 
     ``policy`` is a Policy or a path to one; without it signatures are reported
     as unchecked and the verdict is "incomplete", never "pass". ``log_dir`` is the
-    inference log the bundle's log attestations seal; the gate checks it.
+    inference log the bundle's log attestations seal; the gate checks it. ``releases``
+    is the release history the package's declared predecessor is verified in.
     """
     from mlspec_attest.policy import Policy
 
@@ -479,7 +481,7 @@ def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str]
     if policy_obj is not None:
         from mlspec_attest.verify import Verifier
 
-        report = Verifier(policy_obj).verify(bundle, log_dir=log_dir)
+        report = Verifier(policy_obj, releases=releases).verify(bundle, log_dir=log_dir)
     return ReplayResult(bundle=os.fspath(bundle), artifacts_dir=os.fspath(root) if root else None,
                         policy=str(policy_obj.source) if policy_obj else None,
                         policy_sha256=policy_obj.digest if policy_obj else None, entries=entries,

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from mlspec_attest.cli._errors import record_verdict
-from mlspec_attest.cli._project import announce_trust, load_policy, resolve_log
+from mlspec_attest.cli._project import announce_trust, load_policy, resolve_log, resolve_releases
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 
@@ -23,7 +23,8 @@ from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--releases", "releases_dir", type=click.Path(file_okay=False),
               help="Release history (one bundle per release): where the package's declared predecessor "
-                   "(succeeds) is found and verified; rollback targets and previous.* criteria read it.")
+                   "(succeeds) is found and verified; rollback targets and previous.* criteria read it "
+                   "(default: mlspec.yaml's releases:).")
 @click.option("--vsa", "vsa_out", type=click.Path(dir_okay=False), help="Write a signed SLSA Verification Summary here.")
 @click.option("--vsa-key", type=click.Path(dir_okay=False), help="Key that signs the --vsa summary.")
 @click.option("--resource-uri", metavar="URI",
@@ -48,7 +49,7 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
         check_resource_uri(resource_uri)  # before verifying: a typo is exit 2, not a written VSA
     policy_obj, origin = load_policy(policy, bundle)
     report = verify_bundle(bundle, policy_obj, artifacts, log_dir=resolve_log(log_dir, bundle),
-                           releases=releases_dir)
+                           releases=resolve_releases(releases_dir))
     if vsa_out:
         from mlspec_attest.keys import load_signer
         from mlspec_attest.verify.vsa import write_vsa

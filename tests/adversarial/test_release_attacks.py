@@ -342,3 +342,18 @@ def test_a_cross_stage_read_must_be_bound_too(project: Project) -> None:
     report = verify_bundle(other.bundle, project.policy())
     unbound = [f for f in report.findings if f.code == "METADATA_UNBOUND"]
     assert unbound and unbound[0].stage == "evaluate"
+
+
+def test_project_file_names_the_release_history(project: Project, history: Path) -> None:
+    """mlspec.yaml releases: is the operator's default for verify and replay (found from the working
+    directory, never from beside the bundle)."""
+    v2 = project.root / "candidate" / "v2"
+    make_release(project, v2, pkg_text='{"v": 2}', succeeds=history / "v1")
+    (project.root / "mlspec.yaml").write_text("version: 1\npolicy: policies/default.yaml\nreleases: releases\n")
+    ok = _cli("verify", "candidate/v2", cwd=project.root)
+    assert ok.returncode == 0, ok.stdout
+    replayed = _cli("replay", "candidate/v2", cwd=project.root)
+    assert replayed.returncode == 0, replayed.stdout
+    (v2 / "mlspec.yaml").write_text("version: 1\npolicy: ../../policies/default.yaml\nreleases: ../../nowhere\n")
+    elsewhere = _cli("verify", str(v2), "--policy", str(project.policy()), cwd=project.root.parent)
+    assert elsewhere.returncode == 1 and "PREDECESSOR_UNKNOWN" in elsewhere.stdout
