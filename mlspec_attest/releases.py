@@ -148,3 +148,16 @@ def project_of(bundle_dir: Path) -> str | None:
             project = st.metadata.get("project")
             return project if isinstance(project, str) else None
     return None
+
+
+def payload_digests(bundle_dir: Path) -> set[str]:
+    """The payload digests of a bundle's attestations (unverified): is this history entry the chain itself?"""
+    from mlspec_attest.model.canonical import sha256_hex
+
+    out: set[str] = set()
+    for bf in Bundle(bundle_dir).files():
+        try:
+            out.add(sha256_hex(extract_payload(bf.kind, bf.data)))
+        except ValueError:
+            continue
+    return out

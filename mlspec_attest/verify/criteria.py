@@ -75,11 +75,14 @@ def _previous_release(ctx: VerifyContext, objectives: Objectives) -> Any:
     if ctx.releases is None:
         return PreviousRelease(reason="the package declares no predecessor (succeeds) and no release history "
                                       "was given (--releases DIR) to show this is a first release")
-    from mlspec_attest.releases import project_of, release_dirs
+    from mlspec_attest.releases import payload_digests, project_of, release_dirs
 
-    own = ctx.chain[0].payload_sha256
+    # Every release of this project in the history counts, branches of this run included (they
+    # share its genesis); only a copy of this very release (holding its package attestation) does not.
+    packages = [e.payload_sha256 for e in ctx.chain if e.stage == "package" and e.authentic]
+    own = packages[-1] if packages else None
     earlier = [d for d in release_dirs(ctx.releases)
-               if project_of(d) == objectives.project and _genesis_of(d) not in (own, None)]
+               if project_of(d) == objectives.project and (own is None or own not in payload_digests(d))]
     if earlier:
         names = ", ".join(d.name for d in earlier[:3])
         ctx.report.add("PREDECESSOR_UNDECLARED", f"criteria {', '.join(c.name for c in readers)} compare with the "
@@ -90,16 +93,6 @@ def _previous_release(ctx: VerifyContext, objectives: Objectives) -> Any:
                                       "(PREDECESSOR_UNDECLARED)")
     return PreviousRelease(first_release=True, reason="this is a first release: the release history holds no "
                                                       f"earlier release of project {objectives.project!r}")
-
-
-def _genesis_of(bundle_dir: Any) -> str | None:
-    from mlspec_attest.bundle import Bundle
-
-    try:
-        head = Bundle(bundle_dir).head()
-    except InputError:
-        return None
-    return head.genesis if head is not None else None
 
 
 def _check_pin(ctx: VerifyContext, objectives: Objectives) -> None:

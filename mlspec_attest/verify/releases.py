@@ -17,7 +17,8 @@ Who could walk around it, and the finding that refuses it:
 * a forged or re-signed predecessor chain in the history: PREDECESSOR_UNVERIFIED;
 * a bundle with the right package digest but another chain: PREDECESSOR_MISMATCH;
 * a predecessor declared but absent (or no history given): PREDECESSOR_UNKNOWN;
-* predecessors that lead back to a release already on the line: PREDECESSOR_CYCLE;
+* predecessors that lead back to a release already on the line (releases are named by their
+  package attestation's payload digest; a re-run branched from a release shares its genesis): PREDECESSOR_CYCLE;
 * a predecessor signed by a key revoked since: KEY_REVOKED there, PREDECESSOR_UNVERIFIED here.
 """
 
@@ -83,16 +84,22 @@ def check_predecessor(ctx: VerifyContext) -> None:
     assert package is not None
     seq, where = package.sequence, f"sequence {package.sequence} (package)"
     ctx.predecessor_declared = True
-    own = chain[0].payload_sha256 if chain and chain[0].sequence == 0 else ""
+    # A release is named by its package attestation's payload digest, not its genesis: a re-run
+    # branched from a release (mlspec run branch) shares that release's genesis and may succeed it.
+    own = package.payload_sha256
     try:
         declared = Predecessor.from_dict(raw, where=f"metadata.{SUCCEEDS}")
     except ValueError as exc:
         report.add("PREDECESSOR_INVALID", f"{where}: {exc}", sequence=seq, stage="package",
                    hint="write it with 'mlspec attest stage package --succeeds PREVIOUS_BUNDLE'")
         return
-    if own in ctx.release_line or declared.genesis == own or declared.genesis in ctx.release_line:
+    pinned_here = any(e.sequence == declared.sequence and e.payload_sha256 == declared.payload_sha256 for e in chain)
+    if own in ctx.release_line or pinned_here:
+        # pinned_here: the pin (which covers the predecessor's package) lies in this very chain, so the
+        # "predecessor" is this release itself, or a package stage of this same run.
         report.add("PREDECESSOR_CYCLE", f"{where}: the predecessor line leads back to a release already on it "
-                   f"(chain {declared.genesis[:16]}…)", sequence=seq, stage="package")
+                   f"(attestation {declared.payload_sha256[:16]}… at sequence {declared.sequence})",
+                   sequence=seq, stage="package")
         return
     if len(ctx.release_line) >= MAX_LINE:
         report.add("PREDECESSOR_UNVERIFIED", f"{where}: the predecessor line is longer than {MAX_LINE} releases; "
@@ -118,6 +125,11 @@ def check_predecessor(ctx: VerifyContext) -> None:
             ctx.predecessor = release
             return
         problems.append(why)
+    cycles = [p for p in problems if p.startswith("cycle:")]
+    if cycles:
+        report.add("PREDECESSOR_CYCLE", f"{where}: {cycles[0].removeprefix('cycle: ')}", sequence=seq,
+                   stage="package")
+        return
     if problems and any(not p.startswith("mismatch:") for p in problems):
         report.add("PREDECESSOR_UNVERIFIED", f"{where}: the predecessor {name} does not verify under this policy: "
                    + "; ".join(p for p in problems if not p.startswith("mismatch:")), sequence=seq,
@@ -152,6 +164,9 @@ def _verify_candidate(ctx: VerifyContext, bundle_dir: Path, declared: Predecesso
     if genesis != declared.genesis or at is None or at.payload_sha256 != declared.payload_sha256:
         return None, (f"mismatch: {bundle_dir.name} has no attestation {declared.payload_sha256[:16]}… at sequence "
                       f"{declared.sequence} of chain {declared.genesis[:16]}…")
+    theirs = latest_package(chain)
+    if theirs is not None and theirs.payload_sha256 in ctx.release_line | {own}:
+        return None, f"cycle: {bundle_dir.name} is a release already on the line (a successor of itself)"
     blocking = [f for f in sub.report.findings if f.severity == ERROR and f.code not in TOLERATED]
     if blocking:
         shown = ", ".join(sorted({f.code for f in blocking})[:4])

@@ -144,9 +144,11 @@ def test_a_predecessor_cycle_is_refused(project: Project, history: Path) -> None
             "chain": {"genesis": head.genesis, "sequence": head.sequence, "payloadSha256": head.payload_sha256}}})
     assert "PREDECESSOR_CYCLE" in codes(_verify(project, v2, history))
     # the guard on the line itself: v3 succeeds v1, verified as if v1 were already a successor on the line
+    # (a release is named by its package attestation's payload digest)
     v3 = project.root / "candidate" / "v3"
     make_release(project, v3, pkg_text='{"v": 3}', succeeds=history / "v1")
-    line = frozenset({describe_release(history / "v1").genesis})
+    v1_chain = Verifier(Policy.from_file(project.policy())).verify_context(history / "v1").chain
+    line = frozenset({next(e.payload_sha256 for e in v1_chain if e.stage == "package")})
     ctx = Verifier(Policy.from_file(project.policy()), releases=history, release_line=line).verify_context(v3)
     assert "PREDECESSOR_CYCLE" in codes(ctx.report)
 
@@ -357,3 +359,32 @@ def test_project_file_names_the_release_history(project: Project, history: Path)
     (v2 / "mlspec.yaml").write_text("version: 1\npolicy: ../../policies/default.yaml\nreleases: ../../nowhere\n")
     elsewhere = _cli("verify", str(v2), "--policy", str(project.policy()), cwd=project.root.parent)
     assert elsewhere.returncode == 1 and "PREDECESSOR_UNKNOWN" in elsewhere.stdout
+
+
+def test_a_rerun_branched_from_a_release_succeeds_it(project: Project) -> None:
+    """The workflow end to end: v1 ships as a first release; packaging is fixed on a branch of v1
+    (same genesis: the same objectives, signed once); the re-packaged run succeeds v1. Leaving
+    succeeds out on the branch does not make it a first release (the branch shares v1's genesis,
+    but is not v1)."""
+    from mlspec_attest.branch import branch_bundle
+
+    history = project.root / "releases"
+    history.mkdir()
+    make_release(project, history / "v1", pkg_text='{"v": 1}', objectives_yaml=FIRST_PASS)
+    assert _verify(project, history / "v1", history).passed  # alone in the history: a first release
+    policy = Policy.from_file(project.policy())
+    p = Project(root=project.root, bundle=project.root / "v2")
+    for name, succeeds in (("v2", history / "v1"), ("v2-undeclared", None)):
+        p = Project(root=project.root, bundle=project.root / name)
+        branch_bundle(history / "v1", 8, p.bundle, policy)
+        p.write("pkg/manifest.json", '{"v": 2, "fixed": true}')
+        metadata: dict[str, Any] = {"name": "demo-model", "contents": ["model.bin"]}
+        if succeeds is not None:
+            metadata["succeeds"] = describe_release(succeeds).to_dict()
+        p.attestor("pipeline").attest("package", materials=["model=out/model.bin"], products=["package=pkg"],
+                                      metadata=metadata)
+    report = _verify(project, project.root / "v2", history)
+    assert report.passed, [f.message for f in report.findings]
+    assert _objective(report, "no-worse-than-champion").values["previous.test.metrics.accuracy"] == 0.9
+    undeclared = _verify(project, project.root / "v2-undeclared", history)
+    assert {"PREDECESSOR_UNDECLARED", "OBJECTIVE_FAILED"} <= codes(undeclared)
