@@ -730,7 +730,9 @@ errors:
 # Success criteria: CEL expressions that must be true.
 #   stage:     the stage whose attested metadata the expression reads
 #   variables: metrics.<name>, slices.<attribute>.<slice>.<metric>,
-#              signals.<name> (monitor), metadata (the stage's whole metadata)
+#              signals.<name> (monitor), metadata (the stage's whole metadata),
+#              another stage by name (evaluate.metrics.r2), previous.<stage>... (the
+#              verified release this one succeeds; docs/workflows.md)
 #   helpers:   max_gap(slices.<attribute>, "metric") or slices.<attribute>.max_gap("metric"),
 #              min(slices.<attribute>, "metric"), max(...), abs(x)
 #   severity:  block (fails the deploy gate) or warn (reported only); default block
