@@ -52,6 +52,12 @@ _BEYOND_PREFIX = frozenset({
     "PREDECESSOR_UNKNOWN", "PREDECESSOR_UNVERIFIED", "PREDECESSOR_MISMATCH", "PREDECESSOR_CYCLE",
     "PREDECESSOR_UNDECLARED",
 })
+# Findings about inputs the branch is not given (the release history, the inference log, artifacts):
+# whatever sequence they name, the new chain is judged with them by the gate.
+_EXTERNAL = frozenset({
+    "PREDECESSOR_UNKNOWN", "PREDECESSOR_UNVERIFIED", "PREDECESSOR_MISMATCH", "PREDECESSOR_CYCLE",
+    "PREDECESSOR_UNDECLARED", "ROLLBACK_TARGET_UNKNOWN", "LOG_MISSING",
+})
 # Head findings that say the source was truncated, forked or its head forged: never branch from it,
 # whatever sequence they name.
 _HEAD_REFUSALS = frozenset({"HEAD_INVALID", "HEAD_SIGNATURE_INVALID", "HEAD_MISMATCH", "CHAIN_ROLLBACK"})
@@ -124,7 +130,8 @@ def prefix_findings(report: Report, sequence: int) -> list[Finding]:
     """The error findings that make attestations 0..``sequence`` of the verified chain untrustworthy.
 
     Fail closed: every error at or before ``sequence``, every error that names no sequence
-    unless it is about what comes later (``_BEYOND_PREFIX``), and any head refusal.
+    unless it is about what comes later (``_BEYOND_PREFIX``), and any head refusal. Findings
+    about inputs a branch is not given (``_EXTERNAL``: the release history) are left to the gate.
     """
     found = []
     for f in report.findings:
@@ -132,6 +139,8 @@ def prefix_findings(report: Report, sequence: int) -> list[Finding]:
             continue
         if f.code in _HEAD_REFUSALS:
             found.append(f)
+        elif f.code in _EXTERNAL:
+            continue
         elif f.sequence is not None and f.sequence <= sequence:
             found.append(f)
         elif f.sequence is None and f.code not in _BEYOND_PREFIX:

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mlspec_attest.bundle import Bundle
+from mlspec_attest.errors import InputError
 from mlspec_attest.model.formats import format_utc
 from mlspec_attest.model.report import Report, StageLine
 from mlspec_attest.policy import Policy
@@ -82,6 +83,9 @@ class Verifier:
         self.now = now or datetime.now(timezone.utc)
         self.reader = EntryReader(policy)
         self.releases = Path(releases) if releases is not None else None  # the release history directory
+        if self.releases is not None and not self.releases.is_dir():
+            raise InputError(f"{releases}: release history directory not found (--releases DIR: one bundle per "
+                             "release)")
         self.release_line = release_line
 
     def verify(self, bundle_dir: str | os.PathLike[str], artifacts: Iterable[str | os.PathLike[str]] = (), *,

@@ -388,3 +388,24 @@ def test_a_rerun_branched_from_a_release_succeeds_it(project: Project) -> None:
     assert _objective(report, "no-worse-than-champion").values["previous.test.metrics.accuracy"] == 0.9
     undeclared = _verify(project, project.root / "v2-undeclared", history)
     assert {"PREDECESSOR_UNDECLARED", "OBJECTIVE_FAILED"} <= codes(undeclared)
+
+
+def test_a_mistyped_history_is_exit_2_even_without_a_predecessor(project: Project, history: Path) -> None:
+    """A typo in --releases must not silently turn the release checks off."""
+    from mlspec_attest.errors import InputError
+
+    with pytest.raises(InputError, match="release history directory not found"):
+        _verify(project, history / "v1", project.root / "relases")
+
+
+def test_a_successor_can_be_branched_after_its_package(project: Project, history: Path) -> None:
+    """Re-running serve/monitor of v2: branching after its package does not need the history (the
+    new chain's gate judges the predecessor again, with --releases)."""
+    from mlspec_attest.branch import branch_bundle
+
+    v2 = project.root / "candidate" / "v2"
+    make_release(project, v2, pkg_text='{"v": 2}', succeeds=history / "v1")
+    branch_bundle(v2, 9, project.root / "v2-rerun", Policy.from_file(project.policy()),
+                  head_signers=(load_signer(project.key("pipeline")),))
+    assert _verify(project, project.root / "v2-rerun", history).passed
+    assert "PREDECESSOR_UNKNOWN" in codes(_verify(project, project.root / "v2-rerun", None))
