@@ -409,3 +409,19 @@ def test_a_successor_can_be_branched_after_its_package(project: Project, history
                   head_signers=(load_signer(project.key("pipeline")),))
     assert _verify(project, project.root / "v2-rerun", history).passed
     assert "PREDECESSOR_UNKNOWN" in codes(_verify(project, project.root / "v2-rerun", None))
+
+
+def test_a_past_release_whose_head_expired_is_still_a_predecessor(project: Project, history: Path) -> None:
+    """Three days later v1's head (valid 24h) has expired; it is no longer re-signed, being past.
+    The successor's signed pin, not v1's head, is what refuses an older or forked copy of v1."""
+    from datetime import datetime, timedelta, timezone
+
+    from mlspec_attest.attest.head import sign_head
+
+    v2 = project.root / "candidate" / "v2"
+    make_release(project, v2, pkg_text='{"v": 2}', succeeds=history / "v1")
+    later = datetime.now(timezone.utc) + timedelta(days=3)
+    sign_head(v2, [load_signer(project.key("pipeline"))], timedelta(hours=24), now=later)
+    assert "HEAD_EXPIRED" in codes(verify_bundle(history / "v1", project.policy(), now=later))
+    report = verify_bundle(v2, project.policy(), now=later, releases=history)
+    assert report.passed, [f.message for f in report.findings]
