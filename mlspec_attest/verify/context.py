@@ -61,7 +61,7 @@ class VerifyContext:
     artifacts: Sequence[str | os.PathLike[str]] = ()
     log_dir: str | Path | None = None  # the inference log the chain's log attestations seal, when at hand
     releases: Path | None = None  # the release history (one bundle per release), when given
-    release_line: frozenset[str] = frozenset()  # geneses of the successors being verified (cycle guard)
+    release_line: frozenset[str] = frozenset()  # package payload digests of the successors being verified (cycle guard)
     predecessor: Any = None  # verify.releases.Release once the declared predecessor verified
     predecessor_declared: bool = False
     # Verifies another bundle with the same policy, clock and history (set by the Verifier): how the
