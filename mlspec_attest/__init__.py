@@ -52,6 +52,10 @@ _PUBLIC: dict[str, str] = {
     "InferenceRecord": "mlspec_attest.log.inference",
     # audit
     "replay": "mlspec_attest.audit.replay",
+    # re-runs and releases (docs/workflows.md)
+    "branch_bundle": "mlspec_attest.branch",
+    "describe_release": "mlspec_attest.releases",
+    "Predecessor": "mlspec_attest.releases",
     "Project": "mlspec_attest.project",
     "init_project": "mlspec_attest.project",
     # errors
@@ -81,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mlspec_attest.attest.cosign import cosign
     from mlspec_attest.attest.head import sign_head
     from mlspec_attest.audit.replay import replay
+    from mlspec_attest.branch import branch_bundle
     from mlspec_attest.bundle import Bundle
     from mlspec_attest.digests import ArtifactDigest, digest_path
     from mlspec_attest.errors import InputError, MlspecError, VerificationError
@@ -95,4 +100,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mlspec_attest.objectives.criteria import Objectives
     from mlspec_attest.policy import Policy
     from mlspec_attest.project import Project, init_project
+    from mlspec_attest.releases import Predecessor, describe_release
     from mlspec_attest.verify.verifier import Verifier, verify_bundle

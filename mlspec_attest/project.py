@@ -31,6 +31,7 @@ class Project:
     log: Path | None = None  # the inference log the gate checks the signed log attestations against
     head_key: Path | str | None = None  # re-signs head.dsse.json after every append (None: off); a URI for tokens
     head_expires: timedelta = timedelta(hours=24)
+    releases: Path | None = None  # the release history (one bundle per release) verify checks predecessors in
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project | None:
@@ -49,7 +50,7 @@ class Project:
     @classmethod
     def load(cls, path: Path) -> Project:
         data = load_mapping(path, "project file")
-        allowed = {"policy", "bundle", "key", "objectives", "version", "log", "head"}
+        allowed = {"policy", "bundle", "key", "objectives", "version", "log", "head", "releases"}
         unknown = set(data) - allowed
         if unknown:
             raise InputError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -71,7 +72,7 @@ class Project:
         return cls(root=path.parent, policy=rel("policy"),
                    bundle=bundle_value if is_remote(bundle_value) else rel("bundle"),  # s3://... stays a URL
                    key=key if uri else rel("key"), objectives=rel("objectives"), log=rel("log"),
-                   head_key=head_key, head_expires=head_expires)
+                   head_key=head_key, head_expires=head_expires, releases=rel("releases"))
 
 
 def _parse_head(spec: Any, path: Path) -> tuple[Path | str | None, timedelta]:

@@ -114,6 +114,8 @@ class ReplayResult:
     artifacts: list[ArtifactCheck]
     lineage: dict[str, Any]
     verify_report: Any = None  # report_model.Report when a policy was given
+    # Where a branched chain came from (BUNDLE/branch.json, unsigned provenance) and whether it fits this chain.
+    branch: dict[str, Any] | None = None
 
     @property
     def chain_ok(self) -> bool:
@@ -169,6 +171,7 @@ class ReplayResult:
             "artifact_counts": self.counts(),
             "lineage": self.lineage,
             "verify": self.verify_report.to_dict() if self.verify_report is not None else None,
+            "branch": self.branch,
         }
 
 
@@ -450,12 +453,14 @@ def _trace(targets: list[str], nodes: dict[str, dict[str, Any]], edges: list[dic
 
 # -- entry point -----------------------------------------------------------------------------
 def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str] | None = None,
-           policy: Any = None, *, log_dir: str | os.PathLike[str] | None = None) -> ReplayResult:
+           policy: Any = None, *, log_dir: str | os.PathLike[str] | None = None,
+           releases: str | os.PathLike[str] | None = None) -> ReplayResult:
     """Re-derive the chain, signatures, artifact matches and lineage of a bundle from files.
 
     ``policy`` is a Policy or a path to one; without it signatures are reported
     as unchecked and the verdict is "incomplete", never "pass". ``log_dir`` is the
-    inference log the bundle's log attestations seal; the gate checks it.
+    inference log the bundle's log attestations seal; the gate checks it. ``releases``
+    is the release history the package's declared predecessor is verified in.
     """
     from mlspec_attest.policy import Policy
 
@@ -480,12 +485,32 @@ def replay(bundle: str | os.PathLike[str], artifacts_dir: str | os.PathLike[str]
     if policy_obj is not None:
         from mlspec_attest.verify import Verifier
 
-        report = Verifier(policy_obj).verify(bundle, log_dir=log_dir)
+        report = Verifier(policy_obj, releases=releases).verify(bundle, log_dir=log_dir)
     return ReplayResult(bundle=os.fspath(bundle), artifacts_dir=os.fspath(root) if root else None,
                         policy=str(policy_obj.source) if policy_obj else None,
                         policy_sha256=policy_obj.digest if policy_obj else None, entries=entries,
                         findings=chain_findings, artifacts=artifacts, lineage=lineage,
-                        verify_report=report)
+                        verify_report=report, branch=_branch_provenance(bundle, timeline))
+
+
+def _branch_provenance(bundle: str | os.PathLike[str], timeline: list[ReplayEntry]) -> dict[str, Any] | None:
+    """The bundle's branch note (``mlspec run branch``), checked against the chain it sits beside.
+
+    The note is unsigned: it tells an auditor where to look (the source chain), and
+    ``matches`` says whether its genesis and branch point are this chain's. The gate
+    never reads it; the signed chain is what was judged.
+    """
+    from mlspec_attest.branch import read_branch_note
+
+    try:
+        note = read_branch_note(bundle)
+    except InputError as exc:
+        return {"error": str(exc), "matches": False}
+    if note is None:
+        return None
+    by_seq = {e.sequence: e.payload_sha256 for e in timeline}
+    matches = by_seq.get(0) == note.genesis and by_seq.get(note.from_sequence) == note.prefix_payload_sha256
+    return {**note.to_dict(), "matches": matches}
 
 
 # -- text ----------------------------------------------------------------------------------------
@@ -508,6 +533,17 @@ def render_replay_text(result: ReplayResult) -> str:
     for e in result.entries:
         if not e.readable:
             lines.append(f"  ✗ {e.file}: {'; '.join(e.problems)}")
+    if result.branch is not None:
+        lines += ["", "Branch (BUNDLE/branch.json: unsigned provenance, not judged by the gate)"]
+        b = result.branch
+        if "error" in b:
+            lines.append(f"  ✗ {b['error']}")
+        else:
+            lines.append(f"  {'✓' if b['matches'] else '✗'} branched at sequence {b['fromSequence']} from "
+                         f"{b['source']} (which then ended at sequence {b['sourceSequence']}, payload sha256 "
+                         f"{b['sourcePayloadSha256'][:16]}) on {b['branchedAt']}"
+                         + ("" if b["matches"] else "; the note does not match this chain's genesis and "
+                            "branch point"))
     if result.findings:
         lines += ["", "Chain"]
         lines += [f"  {'✗' if f.severity == ERROR else '!'} [{f.code}] {f.message}" for f in result.findings]

@@ -94,6 +94,15 @@ def resolve_log(log: str | None, bundle: str | None = None) -> str | None:
     return str(project.log) if project is not None and project.log is not None else None
 
 
+def resolve_releases(releases: str | None) -> str | None:
+    """--releases, else the working directory's mlspec.yaml ``releases:``, else None (found like the log:
+    the release history the gate trusts is the operator's choice, never one shipped beside the bundle)."""
+    if releases:
+        return releases
+    project = project_from_cwd()
+    return str(project.releases) if project is not None and project.releases is not None else None
+
+
 def resolve_bundle(bundle: str | None) -> str | None:
     """--bundle, else the working directory's mlspec.yaml ``bundle:``, else None."""
     if bundle:

@@ -50,6 +50,9 @@ def _project_defaults() -> Any:
 @click.option("--oms-signature", is_flag=True,
               help="package only: also write an OpenSSF model-signing signature of each product "
                    "(DIR/model.sig, FILE.sig) with the first --key, for 'model_signing verify key'.")
+@click.option("--succeeds", "succeeds", type=click.Path(file_okay=False), metavar="BUNDLE",
+              help="package only: the release this one succeeds (its bundle); signs its package digest and "
+                   "chain head as metadata.succeeds, which the gate verifies with --releases DIR.")
 @click.option("--no-head", "no_head", is_flag=True,
               help="Do not re-sign the chain head after this append (default: re-sign it when mlspec.yaml has head:).")
 @json_format_option
@@ -57,7 +60,7 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
                  evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...], oms_signature: bool,
-                 no_head: bool, fmt: str) -> None:
+                 no_head: bool, fmt: str, succeeds: str | None = None) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -87,6 +90,7 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     products = tuple(in_project_spec(p) for p in products)
     if fingerprints and stage.strip().lower() not in ("split", "splitting"):
         raise InputError("--fingerprints belongs to the split stage (it proves its sets share no rows)")
+    parts = _succeeds_part(stage, succeeds)
     project = _project_defaults()
     if bundle_dir is None:
         if project is None or project.bundle is None:
@@ -120,7 +124,7 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     att = attestor.attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
         allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files,
-        fingerprints=fingerprints)
+        fingerprints=fingerprints, metadata_parts=parts)
     for pointer in att.redactions:
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)
@@ -150,6 +154,18 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
         click.echo(f"re-signed the chain head (valid {head.valid_for}) -> {head_at}")
     for out, _ in oms:
         click.echo(f"wrote OpenSSF model signature {out}")
+
+
+def _succeeds_part(stage: str, succeeds: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """``--succeeds BUNDLE`` as a metadata part: the predecessor's package digest and chain head."""
+    if succeeds is None:
+        return []
+    from mlspec_attest.model.stages import resolve
+    from mlspec_attest.releases import SUCCEEDS, describe_release
+
+    if resolve(stage).name != "package":
+        raise InputError("--succeeds names the release a package succeeds; use it with the package stage")
+    return [("--succeeds", {SUCCEEDS: describe_release(succeeds).to_dict()})]
 
 
 def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -> list[tuple[Path, bytes]]:

@@ -28,7 +28,10 @@ from mlspec_attest.errors import InputError
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               is_eager=True, callback=remember_format,
               help="json: the replay-output/v1 schema documented in docs/audit.md.")
-def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: str | None, fmt: str) -> None:
+@click.option("--releases", "releases_dir", type=click.Path(file_okay=False),
+              help="Release history the package's declared predecessor is verified in (default: mlspec.yaml's releases:).")
+def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: str | None, fmt: str,
+           releases_dir: str | None = None) -> None:
     """Re-derive BUNDLE from its files: payload bytes, chain links, signatures, artifacts, lineage.
 
     \b
@@ -39,10 +42,11 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: 
     """
     from mlspec_attest.audit.replay import render_replay_text
     from mlspec_attest.audit.replay import replay as run_replay
-    from mlspec_attest.cli._project import resolve_log
+    from mlspec_attest.cli._project import resolve_log, resolve_releases
 
     policy_obj, origin = load_policy(policy, bundle, required=False)
-    result = run_replay(bundle, artifacts_dir, policy_obj, log_dir=resolve_log(log_dir, bundle))
+    result = run_replay(bundle, artifacts_dir, policy_obj, log_dir=resolve_log(log_dir, bundle),
+                        releases=resolve_releases(releases_dir))
     record_verdict(result.exit_code)  # stands even if stdout fails
     if fmt == "json":
         from mlspec_attest.render.terminal import terminal_safe
@@ -64,17 +68,21 @@ def replay(bundle: str, artifacts_dir: str | None, policy: str | None, log_dir: 
               help="Also re-hash the artifacts found here and show match / differs / absent.")
 @click.option("--log", "log_dir", type=ProjectPath(file_okay=False),
               help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
-def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | None, log_dir: str | None) -> None:
+@click.option("--releases", "releases_dir", type=click.Path(file_okay=False),
+              help="Release history the package's declared predecessor is verified in (default: mlspec.yaml's releases:).")
+def report(bundle: str, html_out: str, policy: str | None, artifacts_dir: str | None, log_dir: str | None,
+           releases_dir: str | None = None) -> None:
     """Write an archivable HTML audit report of BUNDLE: verdict, objectives, stages, lineage, findings.
 
     Exit status follows the verdict shown in the report (0 pass, 1 fail).
     """
     from mlspec_attest.audit.replay import replay as run_replay
-    from mlspec_attest.cli._project import resolve_log
+    from mlspec_attest.cli._project import resolve_log, resolve_releases
     from mlspec_attest.render.html import render_html
 
     policy_obj, origin = load_policy(policy, bundle, required=True)
-    result = run_replay(bundle, artifacts_dir, policy_obj, log_dir=resolve_log(log_dir, bundle))
+    result = run_replay(bundle, artifacts_dir, policy_obj, log_dir=resolve_log(log_dir, bundle),
+                        releases=resolve_releases(releases_dir))
     assert result.verify_report is not None
     page = render_html(result.verify_report, result)
     out = Path(html_out)

@@ -33,6 +33,7 @@ class MlspecGroup(ErrorHandlingGroup):
         "objectives": ("mlspec_attest.cli.objectives", "objectives"),
         "init": ("mlspec_attest.cli.project", "init"),
         "demo": ("mlspec_attest.cli.project", "demo"),
+        "run": ("mlspec_attest.cli.run", "run"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

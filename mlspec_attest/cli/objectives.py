@@ -21,13 +21,13 @@ def objectives_check(file: str, fmt: str) -> None:
     from mlspec_attest._internal.loaders import load_mapping
     from mlspec_attest.model.canonical import canonicalize, sha256_hex
     from mlspec_attest.objectives.cel import compile_expression, vacuity_notes
-    from mlspec_attest.objectives.criteria import VARIABLES, check_file
+    from mlspec_attest.objectives.criteria import ALL_VARIABLES, check_file
 
     obj = check_file(file)
     record_verdict(0)  # every criterion compiled: the verdict stands even if stdout fails
     # What the policy pins: objectives.project, min_revision, and optionally this exact digest.
     digest = sha256_hex(canonicalize(load_mapping(file, what="objectives file")))
-    notes = {c.name: vacuity_notes(compile_expression(c.expression, VARIABLES)) for c in obj.criteria}
+    notes = {c.name: vacuity_notes(compile_expression(c.expression, ALL_VARIABLES)) for c in obj.criteria}
     for c in obj.criteria:
         for note in notes[c.name]:
             click.echo(f"warning: {file}: criterion {c.name}: {note}", err=True)

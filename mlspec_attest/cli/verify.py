@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from mlspec_attest.cli._errors import echo_json, json_format_option, record_verdict
-from mlspec_attest.cli._project import ProjectPath, announce_trust, load_policy, resolve_log
+from mlspec_attest.cli._project import ProjectPath, announce_trust, load_policy, resolve_log, resolve_releases
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 
@@ -22,13 +22,17 @@ from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 @click.option("--log", "log_dir", type=ProjectPath(file_okay=False),
               help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
 @json_format_option
+@click.option("--releases", "releases_dir", type=ProjectPath(file_okay=False),
+              help="Release history (one bundle per release): where the package's declared predecessor "
+                   "(succeeds) is found and verified; rollback targets and previous.* criteria read it "
+                   "(default: mlspec.yaml's releases:).")
 @click.option("--vsa", "vsa_out", type=ProjectPath(dir_okay=False), help="Write a signed SLSA Verification Summary here.")
 @click.option("--vsa-key", type=ProjectPath(dir_okay=False), help="Key that signs the --vsa summary.")
 @click.option("--resource-uri", metavar="URI",
               help="The VSA's resourceUri (what slsa-verifier's --resource-uri must repeat), e.g. an OCI "
                    "reference; default: mlspec:package/<package name>, the same on every host.")
 def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir: str | None, fmt: str,
-           vsa_out: str | None, vsa_key: str | None, resource_uri: str | None) -> None:
+           vsa_out: str | None, vsa_key: str | None, resource_uri: str | None, releases_dir: str | None = None) -> None:
     """Check BUNDLE against the policy and the codified objectives: the deploy gate.
 
     Exit 0: every check passed, deploy. Exit 1: the gate failed (findings say why).
@@ -45,7 +49,8 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
 
         check_resource_uri(resource_uri)  # before verifying: a typo is exit 2, not a written VSA
     policy_obj, origin = load_policy(policy, bundle)
-    report = verify_bundle(bundle, policy_obj, artifacts, log_dir=resolve_log(log_dir, bundle))
+    report = verify_bundle(bundle, policy_obj, artifacts, log_dir=resolve_log(log_dir, bundle),
+                           releases=resolve_releases(releases_dir))
     if vsa_out:
         from mlspec_attest.keys import load_signer
         from mlspec_attest.verify.vsa import write_vsa

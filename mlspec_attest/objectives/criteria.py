@@ -38,6 +38,12 @@ from mlspec_attest.objectives.cel import (
 FORMAT_VERSION = 1
 SEVERITIES = ("block", "warn")
 VARIABLES = ("metrics", "slices", "signals", "metadata")
+# Besides its own stage, a criterion may read any stage of the same chain by name
+# (``evaluate.metrics.r2``) and the verified predecessor release (``previous.test.metrics.r2``).
+STAGE_VARIABLES = tuple(s.name for s in stages.STAGES)
+PREVIOUS = "previous"
+ALL_VARIABLES = VARIABLES + STAGE_VARIABLES + (PREVIOUS,)
+FIRST_RELEASE = ("fail", "pass")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 _MAX_LISTED = 8  # how many available keys / values a message lists before "..."
 
@@ -47,6 +53,11 @@ __all__ = [
     "OBJECTIVES_TEMPLATE",
     "SEVERITIES",
     "VARIABLES",
+    "ALL_VARIABLES",
+    "PREVIOUS",
+    "STAGE_VARIABLES",
+    "reads_previous",
+    "stages_read",
     "Criterion",
     "CriterionResult",
     "ErrorCase",
@@ -235,8 +246,11 @@ class Criterion:
     severity: str = "block"
     description: str = ""
     where: str = field(default="criteria[?]", compare=False, repr=False)  # for error messages
+    # What a criterion that reads previous.* does when the gate established there is no earlier
+    # release (a history was given and holds none of this project): "fail" (default) or "pass".
+    first_release: str = "fail"
 
-    _FIELDS = ("name", "stage", "expression", "severity", "description")
+    _FIELDS = ("name", "stage", "expression", "severity", "description", "first_release")
 
     @classmethod
     def from_dict(cls, data: Any, source: str, where: str) -> Criterion:
@@ -270,7 +284,15 @@ class Criterion:
             )
         description = _string(data.get("description"), source, f"criterion {name!r} ({where}.description)")
         assert description is not None
-        return cls(name, stage.name, expression, severity, description, where)
+        first_release = data.get("first_release", "fail")
+        if first_release not in FIRST_RELEASE:
+            raise _fail(source, f"criterion {name!r} ({where}.first_release)",
+                        f"first_release must be 'fail' or 'pass', found {first_release!r}")
+        if "first_release" in data and not re.search(rf"\b{PREVIOUS}\b", expression):
+            raise _fail(source, f"criterion {name!r} ({where}.first_release)",
+                        "first_release says what a criterion that reads previous.* does for a first release; "
+                        "this one does not read previous")
+        return cls(name, stage.name, expression, severity, description, where, first_release)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -279,12 +301,13 @@ class Criterion:
             "expression": self.expression,
             "severity": self.severity,
             "description": self.description,
+            **({"first_release": self.first_release} if self.first_release != "fail" else {}),
         }
 
     def compile(self, source: str = "objectives") -> lark.Tree:
         """Parse and name-check the expression; raise InputError with the column on failure."""
         try:
-            return compile_expression(self.expression, VARIABLES)
+            return compile_expression(self.expression, ALL_VARIABLES)
         except ExpressionError as exc:
             raise InputError(self.compile_error_text(exc, source)) from None
 
@@ -377,7 +400,7 @@ class Objectives:
         problems: list[str] = []
         for crit in self.criteria:
             try:
-                compiled[crit.name] = compile_expression(crit.expression, VARIABLES)
+                compiled[crit.name] = compile_expression(crit.expression, ALL_VARIABLES)
             except ExpressionError as exc:
                 problems.append(crit.compile_error_text(exc, self.source))
                 continue
@@ -403,8 +426,8 @@ def vacuity(ast: lark.Tree) -> str:
     ``!has(metrics.x) || ...``) passes whenever the pipeline leaves the metric out.
     Either lets the objectives look strict while gating nothing.
     """
-    names = {str(node.children[0]) for node in ast.iter_subtrees() if node.data in ("ident", "dot_ident")}
-    if not names & set(VARIABLES):
+    names = _names(ast)
+    if not names & set(ALL_VARIABLES):
         return "reads no metric, slice, signal or metadata: it is a constant and checks nothing"
     empty = evaluate_expression(ast, _bindings({}))
     # Missing reads are ignored here on purpose: CEL's || absorbed them and the value is still true.
@@ -519,17 +542,63 @@ class CriterionResult:
         }
 
 
-def _bindings(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The CEL variables for one stage's metadata; absent sections bind as empty maps."""
+def _bindings(metadata: Mapping[str, Any], others: Mapping[str, Mapping[str, Any] | None] | None = None,
+              previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The CEL variables: the bound stage's metadata, every stage of the chain by name (a stage not in
+    the chain binds as an empty map, so reading it is a missing value, never an error) and ``previous``
+    (the predecessor release's stages; empty without a verified predecessor)."""
+    chain = others or {}
     return {
         "metrics": metadata.get("metrics", {}),
         "slices": metadata.get("slices", {}),
         "signals": metadata.get("signals", {}),
         "metadata": metadata,
+        **{name: chain.get(name) or {} for name in STAGE_VARIABLES},
+        PREVIOUS: previous or {},
     }
 
 
-def _missing_message(path: str, parent: str, available: list[str], stage: str) -> str:
+def _names(ast: lark.Tree) -> set[str]:
+    return {str(node.children[0]) for node in ast.iter_subtrees() if node.data in ("ident", "dot_ident")}
+
+
+def reads_previous(ast: lark.Tree) -> bool:
+    """True when the compiled expression reads ``previous`` (the predecessor release)."""
+    return PREVIOUS in _names(ast)
+
+
+def stages_read(crit: Criterion) -> set[str]:
+    """The stages of the chain a criterion reads: its own and those it names (not ``previous``)."""
+    try:
+        names = _names(crit.compile())
+    except InputError:
+        return {crit.stage}
+    return {crit.stage} | (names & set(STAGE_VARIABLES))
+
+
+@dataclass(frozen=True)
+class PreviousRelease:
+    """What ``previous`` reads, or why it reads nothing (the gate fills this in; verify/criteria.py)."""
+
+    metadata: Mapping[str, Mapping[str, Any]] | None = None  # stage -> latest metadata of the verified predecessor
+    first_release: bool = False  # established: no earlier release of this project exists
+    reason: str = "no predecessor release was declared or verified"
+
+
+def _missing_message(path: str, parent: str, available: list[str], stage: str,
+                     chain: Mapping[str, Any] | None = None, previous: PreviousRelease | None = None) -> str:
+    root, _, rest = path.partition(".")
+    if root == PREVIOUS:
+        if previous is None or previous.metadata is None:
+            return f"{path!r} cannot be read: {(previous or PreviousRelease()).reason}"
+        named = rest.partition(".")[0]
+        if named and named not in previous.metadata:
+            return f"{path!r}: stage {named!r} is not in the predecessor release's chain"
+        stage = f"previous release's {named}" if named else "previous release"
+    elif root in STAGE_VARIABLES:
+        if chain is not None and not chain.get(root):
+            return f"{path!r}: stage {root!r} is not in the chain (no authentic attestation of it)"
+        stage = root
     if not available:
         had = f"it attested nothing under {parent}"
     else:
@@ -549,7 +618,9 @@ def _values_text(values: Mapping[str, Any]) -> str:
     return _listing(items) if items else "no metric values"
 
 
-def _evaluate_one(crit: Criterion, metadata: Mapping[str, Any] | None, source: str) -> CriterionResult:
+def _evaluate_one(crit: Criterion, metadata: Mapping[str, Any] | None, source: str,
+                  chain: Mapping[str, Mapping[str, Any] | None] | None = None,
+                  previous: PreviousRelease | None = None) -> CriterionResult:
     def result(passed: bool, values: dict[str, Any], message: str) -> CriterionResult:
         return CriterionResult(
             crit.name, crit.stage, crit.expression, crit.severity, passed, values, message, crit.description,
@@ -563,15 +634,24 @@ def _evaluate_one(crit: Criterion, metadata: Mapping[str, Any] | None, source: s
     if not isinstance(metadata, Mapping):
         return result(False, {}, f"the latest {crit.stage!r} attestation's metadata is not a mapping")
     try:
-        ast = compile_expression(crit.expression, VARIABLES)
+        ast = compile_expression(crit.expression, ALL_VARIABLES)
     except ExpressionError as exc:
         return result(False, {}, f"expression does not compile: {exc.position()}: {exc.reason}")
-    outcome = evaluate_expression(ast, _bindings(metadata))
+    if reads_previous(ast) and (previous is None or previous.metadata is None):
+        if previous is not None and previous.first_release and crit.first_release == "pass":
+            return result(True, {}, "first release: there is no earlier release to compare with "
+                                    "(first_release: pass)")
+        why = (previous or PreviousRelease()).reason
+        if previous is not None and previous.first_release:
+            why += "; say first_release: pass on the criterion to let a first release through"
+        return result(False, {}, f"it reads previous.*, but {why}")
+    prev = previous.metadata if previous is not None else None
+    outcome = evaluate_expression(ast, _bindings(metadata, chain, prev))
     values = outcome.reads
     if outcome.missing:
         # Checked first: a missing metric fails even where || / && absorbed the error.
         texts = [
-            _missing_message(path, parent, avail, crit.stage)
+            _missing_message(path, parent, avail, crit.stage, chain, previous)
             for path, (parent, avail) in outcome.missing.items()
         ]
         return result(False, values, "; ".join(texts))
@@ -589,18 +669,22 @@ def _evaluate_one(crit: Criterion, metadata: Mapping[str, Any] | None, source: s
 
 
 def evaluate(
-    objectives: Objectives, metadata_by_stage: Mapping[str, Mapping[str, Any] | None]
+    objectives: Objectives, metadata_by_stage: Mapping[str, Mapping[str, Any] | None],
+    previous: PreviousRelease | None = None,
 ) -> list[CriterionResult]:
     """Evaluate every criterion against the metadata of the latest attestation of its stage.
 
     ``metadata_by_stage`` maps a stage name (canonical or alias) to the ``metadata``
     of that stage's latest attestation in the chain; a stage that is absent (or
     maps to None) never ran, and each criterion bound to it fails with that reason.
+    A criterion may read the other stages by name; ``previous`` is what ``previous.*``
+    reads (None: no predecessor, so a criterion that reads it fails).
     """
     by_stage: dict[str, Mapping[str, Any] | None] = {}
     for name, metadata in metadata_by_stage.items():
         by_stage[stages.resolve(name).name] = metadata
-    return [_evaluate_one(crit, by_stage.get(crit.stage), objectives.source) for crit in objectives.criteria]
+    return [_evaluate_one(crit, by_stage.get(crit.stage), objectives.source, by_stage, previous)
+            for crit in objectives.criteria]
 
 
 def gate_passed(results: Sequence[CriterionResult]) -> bool:
@@ -646,7 +730,9 @@ errors:
 # Success criteria: CEL expressions that must be true.
 #   stage:     the stage whose attested metadata the expression reads
 #   variables: metrics.<name>, slices.<attribute>.<slice>.<metric>,
-#              signals.<name> (monitor), metadata (the stage's whole metadata)
+#              signals.<name> (monitor), metadata (the stage's whole metadata),
+#              another stage by name (evaluate.metrics.r2), previous.<stage>... (the
+#              verified release this one succeeds; docs/workflows.md)
 #   helpers:   max_gap(slices.<attribute>, "metric") or slices.<attribute>.max_gap("metric"),
 #              min(slices.<attribute>, "metric"), max(...), abs(x)
 #   severity:  block (fails the deploy gate) or warn (reported only); default block

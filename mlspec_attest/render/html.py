@@ -220,6 +220,15 @@ def render_html(report: Report, replay: Any = None, *, title: str = "mlspec audi
                      f"signatures: {'sound' if replay.chain_ok else 'BROKEN'} · artifacts: {c['match']} match, "
                      f"{c['differs']} differ, {c['absent']} absent, {c['not-checked']} not checked")
     parts.append("</span></section>")
+    branch = getattr(replay, "branch", None) if replay is not None else None
+    if branch is not None:  # mlspec run branch: where this run came from (unsigned provenance)
+        text = branch.get("error") or (
+            f"branched at sequence {branch['fromSequence']} from {branch['source']} (which then ended at sequence "
+            f"{branch['sourceSequence']}) on {branch['branchedAt']}"
+            + ("" if branch["matches"] else "; the note does not match this chain's genesis and branch point"))
+        parts.append(f'<p class="meta" id="branch">{_mark(bool(branch.get("matches")))} {e(text)} '
+                     '<span class="muted">(branch.json: unsigned provenance; the gate judges the signed chain)'
+                     '</span></p>')
 
     # Objectives.
     parts.append('<section id="objectives"><h2>Objectives (codified before training)</h2>')

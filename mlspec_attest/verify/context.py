@@ -60,6 +60,13 @@ class VerifyContext:
     chain: list[Entry] = field(default_factory=list)
     artifacts: Sequence[str | os.PathLike[str]] = ()
     log_dir: str | Path | None = None  # the inference log the chain's log attestations seal, when at hand
+    releases: Path | None = None  # the release history (one bundle per release), when given
+    release_line: frozenset[str] = frozenset()  # package payload digests of the successors being verified (cycle guard)
+    predecessor: Any = None  # verify.releases.Release once the declared predecessor verified
+    predecessor_declared: bool = False
+    # Verifies another bundle with the same policy, clock and history (set by the Verifier): how the
+    # release check verifies a predecessor without importing the verifier that runs it.
+    verify_other: Callable[[Path, frozenset[str]], VerifyContext] | None = None
 
 
 def blob_source(bundle: Bundle) -> Path | Callable[[str, int], bytes]:

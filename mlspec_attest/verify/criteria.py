@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import canonicalize, sha256_hex
@@ -28,7 +28,7 @@ def check_objectives(ctx: VerifyContext) -> None:
     _check_pin(ctx, objectives)
     latest = {e.stage: e.statement.metadata for e in chain if e.authentic}
     judged = {e.stage: e for e in chain if e.authentic}  # the attestation each criterion read
-    for r in evaluate(objectives, latest):
+    for r in evaluate(objectives, latest, _previous_release(ctx, objectives)):
         report.objectives.append(ObjectiveLine(
             name=r.name, stage=r.stage, expression=r.expression, severity=r.severity, passed=r.passed,
             values=dict(r.values), message=r.message, description=getattr(r, "description", "")))
@@ -59,6 +59,54 @@ def _objective_hint(stage: str, attested: bool) -> str:
                 f"attest the {stage} stage (signed by a key the policy allows)")
     return (f"the {stage} attestation named here does not meet the objective codified at sequence 0; "
             f"improve the model and attest {stage} again (the objectives cannot change once the chain started)")
+
+
+def _previous_release(ctx: VerifyContext, objectives: Objectives) -> Any:
+    """What ``previous.*`` reads: the verified predecessor's stages, or why there is none.
+
+    Fail closed: without a verified predecessor a criterion that reads ``previous`` fails,
+    unless the gate *established* a first release (a release history was given and holds
+    no other release of this project) and the criterion says ``first_release: pass``. A
+    runner cannot skip the comparison by leaving ``succeeds`` out: with a history that
+    holds a release of the project, that is PREDECESSOR_UNDECLARED.
+    """
+    from mlspec_attest.objectives.criteria import PreviousRelease, reads_previous
+
+    if ctx.predecessor is not None:
+        return PreviousRelease(metadata=ctx.predecessor.metadata_by_stage())
+    readers = []
+    for crit in objectives.criteria:
+        try:
+            if reads_previous(crit.compile()):
+                readers.append(crit)
+        except InputError:
+            continue
+    if not readers:
+        return PreviousRelease()
+    if ctx.predecessor_declared:
+        return PreviousRelease(reason="the declared predecessor release did not verify (see the PREDECESSOR_ "
+                                      "finding)")
+    if ctx.releases is None:
+        return PreviousRelease(reason="the package declares no predecessor (succeeds) and no release history "
+                                      "was given (--releases DIR) to show this is a first release")
+    from mlspec_attest.releases import payload_digests, project_of, release_dirs
+
+    # Every release of this project in the history counts, branches of this run included (they
+    # share its genesis); only a copy of this very release (holding its package attestation) does not.
+    packages = [e.payload_sha256 for e in ctx.chain if e.stage == "package" and e.authentic]
+    own = packages[-1] if packages else None
+    earlier = [d for d in release_dirs(ctx.releases)
+               if project_of(d) == objectives.project and (own is None or own not in payload_digests(d))]
+    if earlier:
+        names = ", ".join(d.name for d in earlier[:3])
+        ctx.report.add("PREDECESSOR_UNDECLARED", f"criteria {', '.join(c.name for c in readers)} compare with the "
+                       f"previous release, but the package declares none while the release history holds "
+                       f"releases of project {objectives.project!r} ({names})", stage="package",
+                       hint="attest the package with --succeeds PREVIOUS_BUNDLE")
+        return PreviousRelease(reason="the package declares no predecessor although earlier releases exist "
+                                      "(PREDECESSOR_UNDECLARED)")
+    return PreviousRelease(first_release=True, reason="this is a first release: the release history holds no "
+                                                      f"earlier release of project {objectives.project!r}")
 
 
 def _check_pin(ctx: VerifyContext, objectives: Objectives) -> None:

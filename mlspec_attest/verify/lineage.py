@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mlspec_attest.digests import MANIFEST_ANNOTATION as _MANIFEST
@@ -80,8 +82,12 @@ def check_artifact_flow(ctx: VerifyContext) -> None:
 
 
 def check_rollback_target(ctx: VerifyContext) -> None:
-    """A monitor's rollback target must be a package this chain attested earlier."""
+    """A monitor's rollback target must be a package this chain attested earlier, or a release on
+    the chain's verified predecessor line (verify/releases.py)."""
+    from mlspec_attest.verify.releases import line_packages
+
     chain, report = ctx.chain, ctx.report
+    released = line_packages(ctx)
     packaged: set[str] = set()
     for e in chain:
         if e.stage == "package" and e.authentic:
@@ -89,11 +95,12 @@ def check_rollback_target(ctx: VerifyContext) -> None:
         target = e.statement.metadata.get("rollback_target") if e.stage == "monitor" else None
         if isinstance(target, dict):
             digest = (target.get("digest") or {}).get("sha256")
-            if digest not in packaged:
+            if digest not in packaged and digest not in released:
                 report.add("ROLLBACK_TARGET_UNKNOWN", f"sequence {e.sequence} (monitor): rollback target "
-                           f"{target.get('name')} is not a package attested earlier in this chain",
-                           sequence=e.sequence, stage="monitor",
-                           hint="name the digest of an earlier package stage's subject")
+                           f"{target.get('name')} is not a package attested earlier in this chain nor a release "
+                           "on its verified predecessor line", sequence=e.sequence, stage="monitor",
+                           hint="name the digest of an earlier package stage's subject, or of a release the "
+                                "package succeeds (--succeeds, verified with --releases DIR)")
 
 
 # Stages whose metadata describes data a model is trained or judged on (attest.attestor.DATA_STAGES).
@@ -298,9 +305,12 @@ def _criteria_stages(ctx: VerifyContext) -> dict[str, bool]:
         objectives = Objectives.from_dict(chain[0].statement.metadata, source="objectives attestation")
     except InputError:
         return {}  # OBJECTIVES_INVALID
+    from mlspec_attest.objectives.criteria import stages_read
+
     out: dict[str, bool] = {}
     for crit in objectives.criteria:
-        out[crit.stage] = out.get(crit.stage, False) or crit.severity == "block"
+        for stage in stages_read(crit):  # its own stage and those it names (evaluate.metrics.r2)
+            out[stage] = out.get(stage, False) or crit.severity == "block"
     return out
 
 
@@ -318,9 +328,7 @@ def check_metrics_binding(ctx: VerifyContext) -> None:
     """
     if not ctx.policy.metrics_binding_required:
         return
-    from mlspec_attest.errors import InputError
     from mlspec_attest.log.format import is_sealed_log_metadata
-    from mlspec_attest.model.metadata import parse_yaml
     from mlspec_attest.model.report import WARNING
 
     read = _criteria_stages(ctx)
@@ -350,16 +358,86 @@ def check_metrics_binding(ctx: VerifyContext) -> None:
                            hint="attest the report with --metadata FILE --product FILE; or the policy can say "
                                 "metrics_binding: {required: false}")
             continue
-        merged: dict[str, Any] = {}
-        for source_name, source_digest in sorted(bound, key=str):
-            try:
-                part = parse_yaml(read_blob(ctx.bundle, str(source_digest), "metadata source"),
-                                  source=str(source_name))
-            except (InputError, OSError, ValueError):
-                continue  # METADATA_SOURCE_INVALID (check_metadata_sources) says why
-            if isinstance(part, dict):
-                _deep_merge(merged, part)
-        _check_reads_bound(ctx, e, merged, severity)
+        _check_reads_bound(ctx, e, _bound_files(bound, lambda d: read_blob(ctx.bundle, d, "metadata source")), severity)
+    _check_previous_bound(ctx)
+
+
+def _bound_set(e: Entry) -> set[tuple[Any, Any]]:
+    sources = (e.statement.raw.get("predicate") or {}).get("metadataSources")
+    return {(s.get("name"), (s.get("digest") or {}).get("sha256"))
+            for s in (sources if isinstance(sources, list) else []) if isinstance(s, dict)}
+
+
+def _bound_files(bound: set[tuple[Any, Any]], read: Callable[[str], bytes]) -> dict[str, Any]:
+    """The stage's bound report files (``read`` fetches a blob by digest), merged: what its criteria may read."""
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.model.metadata import parse_yaml
+
+    merged: dict[str, Any] = {}
+    for source_name, source_digest in sorted(bound, key=str):
+        try:
+            part = parse_yaml(read(str(source_digest)),
+                              source=str(source_name))
+        except (InputError, OSError, ValueError):
+            continue  # METADATA_SOURCE_INVALID (check_metadata_sources) says why
+        if isinstance(part, dict):
+            _deep_merge(merged, part)
+    return merged
+
+
+def _local_blobs(bundle_dir: Path) -> Callable[[str], bytes]:
+    """Blob reader for a release in the (local) release history."""
+    from mlspec_attest._internal.loaders import read_bounded
+
+    return lambda digest: read_bounded(bundle_dir / "blobs" / digest, what="metadata source")
+
+
+def _check_previous_bound(ctx: VerifyContext) -> None:
+    """What a criterion reads under ``previous.<stage>`` must be bound to a report in the predecessor's
+    bundle: the predecessor's own gate checked only what *its* criteria read, and its runner could have
+    signed any other metric (``--set metrics.r2=0.1``, to make a weak challenger look good)."""
+    predecessor = ctx.predecessor
+    if predecessor is None or not ctx.chain or not ctx.chain[0].authentic:
+        return
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.model.report import WARNING
+    from mlspec_attest.objectives.cel import evaluate_expression
+    from mlspec_attest.objectives.criteria import Objectives, _bindings, reads_previous
+
+    try:
+        objectives = Objectives.from_dict(ctx.chain[0].statement.metadata, source="objectives attestation")
+    except InputError:
+        return
+    latest = {e.stage: e.statement.metadata for e in ctx.chain if e.authentic}
+    theirs = {e.stage: e for e in predecessor.chain if e.authentic}
+    signed = predecessor.metadata_by_stage()
+    for crit in objectives.criteria:
+        try:
+            ast = crit.compile()
+        except InputError:
+            continue
+        if not reads_previous(ast):
+            continue
+        own = latest.get(crit.stage) or {}
+        outcome = evaluate_expression(ast, _bindings(own, latest, signed))
+        named = sorted({p.split(".")[1] for p in list(outcome.reads) + list(outcome.missing)
+                        if p.startswith("previous.") and p.count(".") >= 1})
+        severity = "error" if crit.severity == "block" else WARNING
+        for stage in named:
+            e = theirs.get(stage)
+            if e is None:
+                continue  # the criterion fails on the missing stage (OBJECTIVE_FAILED)
+            bound = _bound_set(e)
+            where = f"the previous release's sequence {e.sequence} ({stage}, {predecessor.bundle.name})"
+            files = _bound_files(bound, _local_blobs(predecessor.bundle)) if bound else {}
+            check = evaluate_expression(ast, _bindings(own, latest, {**signed, stage: files}))
+            missing = [p for p in check.missing if p.startswith(f"previous.{stage}.") or p == f"previous.{stage}"]
+            if missing or not bound:
+                ctx.report.add("METADATA_UNBOUND", f"criterion {crit.name} reads {', '.join(missing) or stage} of "
+                               f"{where}, which no report file bound there holds; its runner could have signed "
+                               "any value", severity=severity, stage=crit.stage,
+                               hint="the predecessor must attest that stage's report with --metadata FILE "
+                                    "--product FILE")
 
 
 def _deep_merge(into: dict[str, Any], part: dict[str, Any]) -> None:
@@ -380,16 +458,24 @@ def _check_reads_bound(ctx: VerifyContext, e: Entry, bound: dict[str, Any], seve
         objectives = Objectives.from_dict(ctx.chain[0].statement.metadata, source="objectives attestation")
     except InputError:
         return  # OBJECTIVES_INVALID
+    from mlspec_attest.objectives.criteria import VARIABLES, stages_read
+
+    latest = {x.stage: x.statement.metadata for x in ctx.chain if x.authentic}
+    previous = ctx.predecessor.metadata_by_stage() if ctx.predecessor is not None else None
     for crit in objectives.criteria:
-        if crit.stage != e.stage:
+        if e.stage not in stages_read(crit):
             continue
+        # This stage's values come from its bound files only; every other stage from what it signed.
+        own = bound if crit.stage == e.stage else (latest.get(crit.stage) or {})
         try:
-            outcome = evaluate_expression(crit.compile(), _bindings(bound))
+            outcome = evaluate_expression(crit.compile(), _bindings(own, {**latest, e.stage: bound}, previous))
         except InputError:
             continue
-        if outcome.missing:
+        roots = {e.stage} | (set(VARIABLES) if crit.stage == e.stage else set())
+        missing = [p for p in outcome.missing if p.split(".", 1)[0] in roots]
+        if missing:
             ctx.report.add("METADATA_UNBOUND", f"sequence {e.sequence} ({e.stage}): criterion {crit.name} reads "
-                           f"{', '.join(outcome.missing)}, which no bound report file holds", severity=severity,
+                           f"{', '.join(missing)}, which no bound report file holds", severity=severity,
                            sequence=e.sequence, stage=e.stage,
                            hint="put the metric in the report file the stage binds (--metadata FILE --product FILE)")
 

@@ -13,8 +13,10 @@ import gc
 import os
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
+from pathlib import Path
 
 from mlspec_attest.bundle import Bundle
+from mlspec_attest.errors import InputError
 from mlspec_attest.model.formats import format_utc
 from mlspec_attest.model.report import Report, StageLine
 from mlspec_attest.policy import Policy
@@ -29,6 +31,7 @@ from mlspec_attest.verify import (
     inference_log,
     leakage,
     lineage,
+    releases,
     revocation,
 )
 from mlspec_attest.verify._parallel import parse_bundle
@@ -49,6 +52,7 @@ CHECKS: tuple[Check, ...] = (
     clock.check_time,
     head.check_policy_outside_bundle,
     head.check_head,
+    releases.check_predecessor,  # before rollback targets and criteria: they read the verified line
     _artifact_flow,
     artifacts.check_artifacts,
     evidence.check_evidence,
@@ -74,10 +78,16 @@ CHECKS: tuple[Check, ...] = (
 class Verifier:
     """Verifies bundles under one policy; ``now`` is injectable for reproducible audits."""
 
-    def __init__(self, policy: Policy, *, now: datetime | None = None) -> None:
+    def __init__(self, policy: Policy, *, now: datetime | None = None,
+                 releases: str | os.PathLike[str] | None = None, release_line: frozenset[str] = frozenset()) -> None:
         self.policy = policy
         self.now = now or datetime.now(timezone.utc)
         self.reader = EntryReader(policy)
+        self.releases = Path(releases) if releases is not None else None  # the release history directory
+        if self.releases is not None and not self.releases.is_dir():
+            raise InputError(f"{releases}: release history directory not found (--releases DIR: one bundle per "
+                             "release)")
+        self.release_line = release_line
 
     def verify(self, bundle_dir: str | os.PathLike[str], artifacts: Iterable[str | os.PathLike[str]] = (), *,
                log_dir: str | os.PathLike[str] | None = None) -> Report:
@@ -88,19 +98,31 @@ class Verifier:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._verify(open_bundle(bundle_dir), os.fspath(bundle_dir), list(artifacts), log_dir)
+            return self._verify(open_bundle(bundle_dir), os.fspath(bundle_dir), list(artifacts), log_dir).report
         finally:
             if gc_was_enabled:
                 gc.enable()
 
+    def verify_context(self, bundle_dir: str | os.PathLike[str]) -> VerifyContext:
+        """Like ``verify``, but the whole context: the report and the chain exactly as the gate built it
+        (with its authenticity marks), for callers that act on the verified entries (run branch, releases)."""
+        return self._verify(open_bundle(bundle_dir), os.fspath(bundle_dir), [], None)
+
+    def _verify_other(self, bundle_dir: Path, release_line: frozenset[str]) -> VerifyContext:
+        """Another bundle (a predecessor release) under the same policy, clock and release history."""
+        return Verifier(self.policy, now=self.now, releases=self.releases,
+                        release_line=release_line).verify_context(bundle_dir)
+
     def _verify(self, bundle: Bundle, label: str, artifact_paths: list[str | os.PathLike[str]],
-                log_dir: str | os.PathLike[str] | None = None) -> Report:
+                log_dir: str | os.PathLike[str] | None = None) -> VerifyContext:
         report = Report(bundle=label, policy=str(self.policy.source), policy_sha256=self.policy.digest,
                         verified_at=format_utc(self.now))
         entries = parse_bundle(self.reader, bundle, report)  # per-file checks, on every core for long chains
         ctx = VerifyContext(policy=self.policy, now=self.now, bundle=bundle, report=report,
                             chain=chain.build_chain(entries, report), artifacts=artifact_paths,
-                            log_dir=os.fspath(log_dir) if log_dir is not None else None)
+                            log_dir=os.fspath(log_dir) if log_dir is not None else None,
+                            releases=self.releases, release_line=self.release_line,
+                            verify_other=self._verify_other)
         for check in CHECKS:
             check(ctx)
         failed = {f.sequence for f in report.findings if f.severity == "error"}
@@ -110,12 +132,14 @@ class Verifier:
                                            materials=e.statement.materials, payload_sha256=e.payload_sha256,
                                            ok=e.authentic and e.sequence not in failed,
                                            metadata=e.statement.metadata))
-        return report
+        return ctx
 
 
 def verify_bundle(bundle_dir: str | os.PathLike[str], policy: Policy | str | os.PathLike[str],
                   artifacts: Iterable[str | os.PathLike[str]] = (), *, now: datetime | None = None,
-                  log_dir: str | os.PathLike[str] | None = None) -> Report:
-    """Verify a bundle; the one call a deploy gate needs (``log_dir``: the inference log it seals)."""
+                  log_dir: str | os.PathLike[str] | None = None,
+                  releases: str | os.PathLike[str] | None = None) -> Report:
+    """Verify a bundle; the one call a deploy gate needs (``log_dir``: the inference log it seals;
+    ``releases``: the release history its declared predecessor is found in)."""
     policy_obj = policy if isinstance(policy, Policy) else Policy.from_file(policy)
-    return Verifier(policy_obj, now=now).verify(bundle_dir, artifacts, log_dir=log_dir)
+    return Verifier(policy_obj, now=now, releases=releases).verify(bundle_dir, artifacts, log_dir=log_dir)

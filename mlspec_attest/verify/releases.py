@@ -1,0 +1,188 @@
+"""The release line: the predecessor a package declares (``succeeds``), found and verified.
+
+Which policy judges the predecessor: the *current* one, the policy this gate runs
+with. Why that is the safe choice: trust decisions made since (a revoked key, a
+rotated signer, a stricter rule) must apply to every release the gate relies on
+(for rollback or as the champion), and a policy recorded by the old release would
+be chosen by whoever wrote that release. The price: a release that no longer meets
+today's policy is not a valid predecessor (PREDECESSOR_UNVERIFIED), fail closed.
+Tolerated are only the findings a past release has by being past: its head is no
+longer re-signed (HEAD_EXPIRED, HEAD_BEHIND when monitors appended after the pin),
+its newest attestation is old (CHAIN_STALE) and its inference log is not at hand
+(LOG_MISSING). The declared pin (genesis, sequence, payload digest), signed in the
+successor's package statement, is what refuses an older or forked copy of it.
+
+Who could walk around it, and the finding that refuses it:
+
+* a forged or re-signed predecessor chain in the history: PREDECESSOR_UNVERIFIED;
+* a bundle with the right package digest but another chain: PREDECESSOR_MISMATCH;
+* a predecessor declared but absent (or no history given): PREDECESSOR_UNKNOWN;
+* predecessors that lead back to a release already on the line (releases are named by their
+  package attestation's payload digest; a re-run branched from a release shares its genesis): PREDECESSOR_CYCLE;
+* a predecessor signed by a key revoked since: KEY_REVOKED there, PREDECESSOR_UNVERIFIED here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlspec_attest.bundle import Bundle
+from mlspec_attest.errors import InputError
+from mlspec_attest.model.report import ERROR
+from mlspec_attest.releases import MAX_LINE, SUCCEEDS, Predecessor, package_subjects, packages_of, release_dirs
+from mlspec_attest.verify.context import Entry, VerifyContext, digest_of
+
+TOLERATED = frozenset({"HEAD_EXPIRED", "HEAD_BEHIND", "CHAIN_STALE", "LOG_MISSING"})
+
+
+@dataclass
+class Release:
+    """A verified earlier release: where it is, its chain, and the releases before it."""
+
+    bundle: Path
+    genesis: str
+    package_sha256: str
+    chain: list[Entry]
+    predecessor: Release | None = None
+    packages: set[str] = field(default_factory=set)  # every package digest its chain attested
+
+    @property
+    def line(self) -> list[Release]:
+        """This release and its verified predecessors, nearest first."""
+        out: list[Release] = []
+        at: Release | None = self
+        while at is not None:
+            out.append(at)
+            at = at.predecessor
+        return out
+
+    def metadata_by_stage(self) -> dict[str, dict[str, Any]]:
+        """The latest authentic metadata of each stage: what ``previous.<stage>`` reads."""
+        return {e.stage: e.statement.metadata for e in self.chain if e.authentic}
+
+
+def latest_package(chain: list[Entry]) -> Entry | None:
+    packages = [e for e in chain if e.stage == "package" and e.authentic]
+    return packages[-1] if packages else None
+
+
+def declared_predecessor(chain: list[Entry]) -> Any:
+    """The latest authentic package's ``succeeds`` value (None when it declares none)."""
+    package = latest_package(chain)
+    return None if package is None else package.statement.metadata.get(SUCCEEDS)
+
+
+def check_predecessor(ctx: VerifyContext) -> None:
+    """Find the declared predecessor in the release history and verify it (see the module docstring)."""
+    chain, report = ctx.chain, ctx.report
+    raw = declared_predecessor(chain)
+    if raw is None:
+        return
+    package = latest_package(chain)
+    assert package is not None
+    seq, where = package.sequence, f"sequence {package.sequence} (package)"
+    ctx.predecessor_declared = True
+    # A release is named by its package attestation's payload digest, not its genesis: a re-run
+    # branched from a release (mlspec run branch) shares that release's genesis and may succeed it.
+    own = package.payload_sha256
+    try:
+        declared = Predecessor.from_dict(raw, where=f"metadata.{SUCCEEDS}")
+    except ValueError as exc:
+        report.add("PREDECESSOR_INVALID", f"{where}: {exc}", sequence=seq, stage="package",
+                   hint="write it with 'mlspec attest stage package --succeeds PREVIOUS_BUNDLE'")
+        return
+    pinned_here = any(e.sequence == declared.sequence and e.payload_sha256 == declared.payload_sha256 for e in chain)
+    if own in ctx.release_line or pinned_here:
+        # pinned_here: the pin (which covers the predecessor's package) lies in this very chain, so the
+        # "predecessor" is this release itself, or a package stage of this same run.
+        report.add("PREDECESSOR_CYCLE", f"{where}: the predecessor line leads back to a release already on it "
+                   f"(attestation {declared.payload_sha256[:16]}… at sequence {declared.sequence})",
+                   sequence=seq, stage="package")
+        return
+    if len(ctx.release_line) >= MAX_LINE:
+        report.add("PREDECESSOR_UNVERIFIED", f"{where}: the predecessor line is longer than {MAX_LINE} releases; "
+                   "not followed further", sequence=seq, stage="package")
+        return
+    name = f"{declared.package_name} (sha256 {declared.package_sha256[:12]}…)"
+    if ctx.releases is None:
+        report.add("PREDECESSOR_UNKNOWN", f"{where}: succeeds release {name}, but no release history was given "
+                   "to find it in", sequence=seq, stage="package",
+                   hint="pass --releases DIR (one bundle per release) to 'mlspec verify'")
+        return
+    candidates = [d for d in release_dirs(ctx.releases) if declared.package_sha256 in packages_of(d)]
+    if not candidates:
+        report.add("PREDECESSOR_UNKNOWN", f"{where}: succeeds release {name}, which no bundle in the release "
+                   f"history {ctx.releases} packaged", sequence=seq, stage="package",
+                   hint="put the predecessor's bundle in the release history, or correct succeeds")
+        return
+    pinned = [d for d in candidates if _genesis(d) == declared.genesis]
+    problems: list[str] = []
+    for bundle_dir in pinned:
+        release, why = _verify_candidate(ctx, bundle_dir, declared, own)
+        if release is not None:
+            ctx.predecessor = release
+            return
+        problems.append(why)
+    cycles = [p for p in problems if p.startswith("cycle:")]
+    if cycles:
+        report.add("PREDECESSOR_CYCLE", f"{where}: {cycles[0].removeprefix('cycle: ')}", sequence=seq,
+                   stage="package")
+        return
+    if problems and any(not p.startswith("mismatch:") for p in problems):
+        report.add("PREDECESSOR_UNVERIFIED", f"{where}: the predecessor {name} does not verify under this policy: "
+                   + "; ".join(p for p in problems if not p.startswith("mismatch:")), sequence=seq,
+                   stage="package", hint="verify the predecessor's bundle on its own: mlspec verify BUNDLE")
+        return
+    detail = "; ".join(p.removeprefix("mismatch: ") for p in problems) or \
+        f"their chains start from another genesis than the declared {declared.genesis[:16]}…"
+    report.add("PREDECESSOR_MISMATCH", f"{where}: the release history holds package {name} "
+               f"({', '.join(d.name for d in candidates)}) but not the chain the successor pinned: {detail}",
+               sequence=seq, stage="package",
+               hint="a release with the same package but another chain cannot stand in for the one declared")
+
+
+def _genesis(bundle_dir: Path) -> str | None:
+    """The (unverified) genesis of a bundle in the history, to pick which ones to verify."""
+    try:
+        head = Bundle(bundle_dir).head()
+    except InputError:
+        return None
+    return head.genesis if head is not None else None
+
+
+def _verify_candidate(ctx: VerifyContext, bundle_dir: Path, declared: Predecessor,
+                      own: str) -> tuple[Release | None, str]:
+    """Verify one bundle as the declared predecessor: (the release, '') or (None, why not)."""
+    if ctx.verify_other is None:  # a context built outside the Verifier: cannot verify, so not verified
+        return None, f"{bundle_dir.name}: no verifier to check it with"
+    sub = ctx.verify_other(bundle_dir, ctx.release_line | {own})
+    chain = sub.chain
+    genesis = chain[0].payload_sha256 if chain and chain[0].sequence == 0 else None
+    at = next((e for e in chain if e.sequence == declared.sequence), None)
+    if genesis != declared.genesis or at is None or at.payload_sha256 != declared.payload_sha256:
+        return None, (f"mismatch: {bundle_dir.name} has no attestation {declared.payload_sha256[:16]}… at sequence "
+                      f"{declared.sequence} of chain {declared.genesis[:16]}…")
+    theirs = latest_package(chain)
+    if theirs is not None and theirs.payload_sha256 in ctx.release_line | {own}:
+        return None, f"cycle: {bundle_dir.name} is a release already on the line (a successor of itself)"
+    blocking = [f for f in sub.report.findings if f.severity == ERROR and f.code not in TOLERATED]
+    if blocking:
+        shown = ", ".join(sorted({f.code for f in blocking})[:4])
+        return None, f"{bundle_dir.name}: {len(blocking)} error(s) ({shown}; first: {blocking[0].message})"
+    packaged = [e for e in chain if e.stage == "package" and e.authentic and e.sequence <= declared.sequence
+                and declared.package_sha256 in {digest_of(s) for s in package_subjects(e.statement.subjects)}]
+    if not packaged:
+        return None, (f"mismatch: in {bundle_dir.name} no authentic package at or before sequence "
+                      f"{declared.sequence} attests sha256 {declared.package_sha256[:12]}…")
+    packages = {digest_of(s) for e in chain if e.stage == "package" and e.authentic
+                for s in package_subjects(e.statement.subjects)}
+    return Release(bundle=bundle_dir, genesis=genesis, package_sha256=declared.package_sha256, chain=chain,
+                   predecessor=sub.predecessor, packages=packages), ""
+
+
+def line_packages(ctx: VerifyContext) -> set[str]:
+    """Package digests of every release on the verified predecessor line (empty without one)."""
+    predecessor = ctx.predecessor
+    return set() if predecessor is None else {d for r in predecessor.line for d in r.packages}
