@@ -258,6 +258,8 @@ def render(log_dir: str, ncsa: bool) -> None:
 
     for _, obj in iter_records(log_dir):  # records are someone else's text: no raw ESC or bidi to the terminal
         if ncsa:
+            if obj.get("type") == "ground_truth":
+                continue  # a delayed label, not a request: Common Log Format has no line for it
             click.echo(terminal_safe(InferenceRecord.from_dict(obj).to_ncsa()))
         else:  # JSON stays valid and equal: bidi/C1 become \uNNNN escapes of the same characters
             click.echo(terminal_safe(json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))))
