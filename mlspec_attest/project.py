@@ -31,6 +31,8 @@ class Project:
     log: Path | None = None  # the inference log the gate checks the signed log attestations against
     head_key: Path | str | None = None  # re-signs head.dsse.json after every append (None: off); a URI for tokens
     head_expires: timedelta = timedelta(hours=24)
+    # key file -> the file holding its passphrase (mlspec.yaml ``passphrase_files:``; --passphrase-file wins)
+    passphrase_files: tuple[tuple[Path, Path], ...] = ()
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project | None:
@@ -49,7 +51,7 @@ class Project:
     @classmethod
     def load(cls, path: Path) -> Project:
         data = load_mapping(path, "project file")
-        allowed = {"policy", "bundle", "key", "objectives", "version", "log", "head"}
+        allowed = {"policy", "bundle", "key", "objectives", "version", "log", "head", "passphrase_files"}
         unknown = set(data) - allowed
         if unknown:
             raise InputError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -67,7 +69,19 @@ class Project:
         head_key, head_expires = _parse_head(data.get("head"), path)
         return cls(root=path.parent, policy=rel("policy"), bundle=rel("bundle"),
                    key=key if uri else rel("key"), objectives=rel("objectives"), log=rel("log"),
-                   head_key=head_key, head_expires=head_expires)
+                   head_key=head_key, head_expires=head_expires,
+                   passphrase_files=_parse_passphrase_files(data.get("passphrase_files"), path))
+
+
+def _parse_passphrase_files(spec: Any, path: Path) -> tuple[tuple[Path, Path], ...]:
+    """``passphrase_files: {keys/a.key: ~/.config/mlspec/a.pass}``: one passphrase per key, not one for all."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, dict) or not all(isinstance(k, str) and isinstance(v, str) and k and v
+                                             for k, v in spec.items()):
+        raise InputError(f"{path}: passphrase_files must map key files to passphrase files, like "
+                         "{keys/pipeline.key: ~/.config/mlspec/pipeline.pass}")
+    return tuple((path.parent / k, path.parent / Path(v).expanduser()) for k, v in spec.items())
 
 
 def _parse_head(spec: Any, path: Path) -> tuple[Path | str | None, timedelta]:

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup, record_verdict
+from mlspec_attest.cli._passphrase import passphrase_file_option
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 DEFAULT_LOG = "inference-log"
@@ -81,6 +82,7 @@ def make_seal_fn(bundle: str | None, keys: tuple[str, ...], unsigned: bool):
 @click.option("--bundle", type=click.Path(file_okay=False), help="bundle that receives the log attestation")
 @click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False), help="signing key (repeatable)")
 @click.option("--unsigned", is_flag=True, help="seal without an attestation (testing only)")
+@passphrase_file_option
 def append(source: str, log_dir: str, pipeline: str | None, seal_after: bool, bundle: str | None,
            keys: tuple[str, ...], unsigned: bool) -> None:
     """Append JSON Lines records from SOURCE (a file, or - for stdin)."""
@@ -115,6 +117,7 @@ def append(source: str, log_dir: str, pipeline: str | None, seal_after: bool, bu
 @click.option("--bundle", type=click.Path(file_okay=False), help="bundle that receives the log attestation")
 @click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False), help="signing key (repeatable)")
 @click.option("--unsigned", is_flag=True, help="record the tree head without an attestation (testing only)")
+@passphrase_file_option
 def seal(log_dir: str, bundle: str | None, keys: tuple[str, ...], unsigned: bool) -> None:
     """Sign the current tree head as a 'log' attestation and record the seal."""
     from mlspec_attest._internal.files import exists
