@@ -78,6 +78,9 @@ def test_every_flat_seed_name_maps(seed: str, canonical: str) -> None:
     ({"modelId": "other/1"}, "given twice"),
     ({"prediction": {"label": "churn"}}, "given twice"),
     ({"requestLatency": 13}, "given twice"),  # two seed spellings of latency, two values
+    ({"requestId": "req-other"}, "given twice"),  # the group's requestId and a flat one
+    ({"applicationId": "billing"}, "given twice"),
+    ({"bytes": 1}, "given twice"),  # resultInfo.resultSizeInBytes is 321
     ({"modelInfo": {"models": ["churn/3", "other/1"]}}, "one record per model"),
     ({"modelInfo": {"models": []}}, "one model id"),
     ({"inputs": {"featureNames": ["a", "a"], "featureValues": ["1", "2"]}}, "repeated"),
@@ -198,3 +201,27 @@ def test_ground_truth_is_not_an_inference_for_clf_or_the_model_check(tmp_path: P
         InferenceRecord.from_dict(truth("req-0000"))
     out = CliRunner().invoke(cli, ["log", "render", "--log", str(tmp_path), "--ncsa"])
     assert out.exit_code == 0 and len(out.output.splitlines()) == 1, out.output
+
+
+def test_cli_appends_seed_records_and_labels_and_refuses_a_second_label(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from mlspec_attest.cli.main import main as cli
+
+    log_dir = tmp_path / "log"
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in (seed_record(1), seed_record(2), truth("req-1"))) + "\n")
+    runner = CliRunner()
+    out = runner.invoke(cli, ["log", "append", str(src), "--log", str(log_dir), "--pipeline", PIPE, "--seal",
+                              "--unsigned"])
+    assert out.exit_code == 0, out.output
+    assert verify(log_dir).ok
+    src.write_text(json.dumps(truth("req-1", "stay")) + "\n")
+    assert runner.invoke(cli, ["log", "append", str(src), "--log", str(log_dir), "--seal", "--unsigned"]).exit_code == 0
+    res = runner.invoke(cli, ["log", "verify", "--log", str(log_dir)])
+    assert res.exit_code == 1 and "LOG_GROUND_TRUTH_DUPLICATE" in res.output, res.output
+    src.write_text(json.dumps(seed_record(3, latency=1)) + "\n")
+    bad = runner.invoke(cli, ["log", "append", str(src), "--log", str(log_dir)])
+    assert bad.exit_code == 2 and "given twice" in bad.output
