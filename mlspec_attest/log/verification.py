@@ -573,13 +573,17 @@ def _ground_truth_targets(scan: _Scan) -> set[str] | None:
 
     A cheap pre-pass (a byte search per 1 MiB, lines parsed only where the marker is), so that the
     record pass remembers only the requests that get a label: memory follows the labels, not the log."""
-    marker, tail, found = GROUND_TRUTH_MARKER, b"", False
+    marker, tail, found, since_newline = GROUND_TRUTH_MARKER, b"", False, 0
     with open_log_file(scan.directory, RECORDS_FILE) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             if marker in tail + chunk[: len(marker)] or marker in chunk:
                 found = True
                 break
             tail = chunk[-len(marker):]
+            last_nl = chunk.rfind(b"\n")
+            since_newline = since_newline + len(chunk) if last_nl < 0 else len(chunk) - last_nl - 1
+            if since_newline > safe.MAX_LINE_BYTES:
+                return None  # the readers' bound (a sparse 8 GiB file): the record pass refuses this line
     if not found:
         return None
     targets: set[str] = set()

@@ -225,3 +225,21 @@ def test_cli_appends_seed_records_and_labels_and_refuses_a_second_label(tmp_path
     src.write_text(json.dumps(seed_record(3, latency=1)) + "\n")
     bad = runner.invoke(cli, ["log", "append", str(src), "--log", str(log_dir)])
     assert bad.exit_code == 2 and "given twice" in bad.output
+
+
+@pytest.mark.parametrize("with_label", [False, True])
+def test_ground_truth_pre_scan_keeps_the_readers_line_bound(tmp_path: Path, with_label: bool) -> None:
+    """A 1 TiB sparse tail (one endless line of zeros) is refused after the 16 MiB line bound, label or not:
+    the pre-scan that looks for labels must not read it to its end (hang guard: a child process, 120 s)."""
+    import subprocess
+    import sys
+
+    records = [rec(0)] + ([truth("req-0000")] if with_label else [])
+    write(tmp_path / "log", records)
+    with open(tmp_path / "log" / "records.jsonl", "r+b") as fh:
+        fh.truncate(1 << 40)
+    code = ("import sys; from mlspec_attest.log.inference import verify\n"
+            "try:\n    verify(sys.argv[1])\nexcept Exception as exc:\n    print(type(exc).__name__, exc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "log")], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[3])
+    assert "InputError" in proc.stdout and "longer than" in proc.stdout, proc.stdout + proc.stderr
