@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from mlspec_attest.errors import InputError
 
 PASSPHRASE_ENV = "MLSPEC_KEY_PASSPHRASE"
+"""One passphrase for every key (the fallback); MLSPEC_KEY_PASSPHRASE_<NAME> is one key's."""
 KEY_TYPES = ("ed25519", "ecdsa-p256")
 _URI_SCHEME = re.compile(r"[a-z][a-z0-9+.-]+:")  # cheap pre-check; signers.is_key_uri decides
 # Exactly one SPKI block and nothing but whitespace around it: a search for the first block let a
@@ -267,6 +268,56 @@ def passphrase_from_env_or_tty(prompt: str, confirm: bool = False) -> bytes | No
     return None
 
 
+def passphrase_env_name(key_path: str | os.PathLike[str]) -> str:
+    """``MLSPEC_KEY_PASSPHRASE_<NAME>``: NAME is the key file's stem, upper-cased, non-alphanumerics as ``_``."""
+    stem = Path(key_path).name.removesuffix(".key")
+    return f"{PASSPHRASE_ENV}_{re.sub(r'[^A-Z0-9]', '_', stem.upper())}"
+
+
+_passphrase_files: dict[Path, tuple[Path, str]] = {}
+
+
+def set_passphrase_files(files: dict[Path, tuple[Path, str]]) -> None:
+    """Which passphrase file unlocks which key (resolved key path -> (file, where it was named)).
+
+    Set once per command by the CLI (``--passphrase-file``, mlspec.yaml ``passphrase_files:``);
+    replaces what was set before, so one invocation never inherits another's files."""
+    _passphrase_files.clear()
+    _passphrase_files.update({Path(k).resolve(): v for k, v in files.items()})
+
+
+def read_passphrase_file(path: str | os.PathLike[str], named_by: str = "passphrase file") -> bytes:
+    """A passphrase from a file only its owner can read (as ssh refuses a readable private key).
+
+    One trailing newline is dropped (``echo secret > f``); an empty passphrase is refused."""
+    from mlspec_attest._internal.secret_files import read_owner_only
+
+    return read_owner_only(path, f"passphrase file ({named_by})")
+
+
+def key_passphrase(key_path: str | os.PathLike[str]) -> tuple[bytes | None, str]:
+    """(passphrase, where it came from) for one key; the first source that has one wins:
+
+    1. a passphrase file named for this key (``--passphrase-file KEY=FILE``, else mlspec.yaml);
+    2. ``MLSPEC_KEY_PASSPHRASE_<NAME>`` (this key's variable);
+    3. ``MLSPEC_KEY_PASSPHRASE`` (every key's);
+    4. a terminal prompt.  Never argv: a passphrase there is visible to every local user."""
+    p = Path(key_path)
+    named = _passphrase_files.get(p.resolve())
+    if named is not None:
+        return read_passphrase_file(named[0], named[1]), f"passphrase file {named[0]}"
+    own = passphrase_env_name(p)
+    for env in (own, PASSPHRASE_ENV):
+        value = os.environ.get(env)
+        if value is not None:
+            return value.encode("utf-8"), env
+    if sys.stdin.isatty():
+        import click
+
+        return click.prompt(f"Passphrase for {p}", hide_input=True, err=True).encode("utf-8"), "the terminal"
+    return None, ""
+
+
 def ask_secret(name: str) -> str:
     """A securesystemslib secrets handler: ask on a terminal, never echo; refuse without one."""
     if not sys.stdin.isatty():
@@ -342,17 +393,19 @@ def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -
         raise InputError(f"{p}: is a public key; sign with the private key (NAME.key beside it)")
     _refuse_shared_private_file(p, st)
     encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
+    source = "the caller"
     if encrypted and passphrase is None:
-        passphrase = passphrase_from_env_or_tty(f"Passphrase for {p}")
+        passphrase, source = key_passphrase(p)
         if passphrase is None:
-            raise InputError(f"{p}: key is encrypted; set {PASSPHRASE_ENV} or run on a terminal to be asked")
+            raise InputError(f"{p}: key is encrypted; set {passphrase_env_name(p)} (this key) or {PASSPHRASE_ENV}"
+                             " (every key), pass --passphrase-file KEY=FILE, or run on a terminal to be asked")
     try:
         key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
     except TypeError as exc:
         raise InputError(f"{p}: {exc}") from None
     except ValueError:
         if encrypted:
-            raise InputError(f"{p}: wrong passphrase (or corrupted key file)") from None
+            raise InputError(f"{p}: wrong passphrase from {source} (or corrupted key file)") from None
         raise InputError(f"{p}: not a PEM private key") from None
     except UnsupportedAlgorithm as exc:
         raise InputError(f"{p}: unsupported key: {exc}") from None

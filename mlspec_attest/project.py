@@ -32,6 +32,8 @@ class Project:
     head_key: Path | str | None = None  # re-signs head.dsse.json after every append (None: off); a URI for tokens
     head_expires: timedelta = timedelta(hours=24)
     releases: Path | None = None  # the release history (one bundle per release) verify checks predecessors in
+    # key file -> the file holding its passphrase (mlspec.yaml ``passphrase_files:``; --passphrase-file wins)
+    passphrase_files: tuple[tuple[Path, Path], ...] = ()
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project | None:
@@ -50,7 +52,7 @@ class Project:
     @classmethod
     def load(cls, path: Path) -> Project:
         data = load_mapping(path, "project file")
-        allowed = {"policy", "bundle", "key", "objectives", "version", "log", "head", "releases"}
+        allowed = {"policy", "bundle", "key", "objectives", "version", "log", "head", "releases", "passphrase_files"}
         unknown = set(data) - allowed
         if unknown:
             raise InputError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -72,7 +74,19 @@ class Project:
         return cls(root=path.parent, policy=rel("policy"),
                    bundle=bundle_value if is_remote(bundle_value) else rel("bundle"),  # s3://... stays a URL
                    key=key if uri else rel("key"), objectives=rel("objectives"), log=rel("log"),
-                   head_key=head_key, head_expires=head_expires, releases=rel("releases"))
+                   head_key=head_key, head_expires=head_expires, releases=rel("releases"),
+                   passphrase_files=_parse_passphrase_files(data.get("passphrase_files"), path))
+
+
+def _parse_passphrase_files(spec: Any, path: Path) -> tuple[tuple[Path, Path], ...]:
+    """``passphrase_files: {keys/a.key: ~/.config/mlspec/a.pass}``: one passphrase per key, not one for all."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, dict) or not all(isinstance(k, str) and isinstance(v, str) and k and v
+                                             for k, v in spec.items()):
+        raise InputError(f"{path}: passphrase_files must map key files to passphrase files, like "
+                         "{keys/pipeline.key: ~/.config/mlspec/pipeline.pass}")
+    return tuple((path.parent / k, path.parent / Path(v).expanduser()) for k, v in spec.items())
 
 
 def _parse_head(spec: Any, path: Path) -> tuple[Path | str | None, timedelta]:

@@ -7,8 +7,8 @@ reaches securesystemslib's own AWS, GCP, Azure, Vault and HSM signers. This
 module knows nothing of mlspec's ``keys.Signer``; ``keys.load_signer`` wraps
 what it returns, so the rest of the package signs exactly as with a PEM file.
 
-PINs come from the URI's ``pin-source`` (a file), its ``pin-value``, or
-``MLSPEC_PKCS11_PIN``; they are never printed: every message names the URI
+PINs come from the URI's ``pin-source`` (a file only its owner can read), its ``pin-value``,
+``MLSPEC_PKCS11_PIN_<TOKEN>`` or ``MLSPEC_PKCS11_PIN``; they are never printed: every message names the URI
 through :func:`redact_uri`.
 """
 
@@ -57,6 +57,14 @@ def _sslib_schemes() -> set[str]:
 def redact_uri(uri: str) -> str:
     """The URI with any ``pin-value`` blanked: safe for messages and logs."""
     return _SECRET_QUERY.sub(r"\1***", uri)
+
+
+def pin_env_name(token_label: str | None) -> str | None:
+    """``MLSPEC_PKCS11_PIN_<TOKEN>`` (label upper-cased, non-alphanumerics as ``_``): one token's PIN, as
+    ``MLSPEC_KEY_PASSPHRASE_<NAME>`` is one key's; ``MLSPEC_PKCS11_PIN`` stays every token's fallback."""
+    if not token_label:
+        return None
+    return f"{PIN_ENV}_{re.sub(r'[^A-Z0-9]', '_', str(token_label).upper())}"
 
 
 def strip_pin(uri: str) -> str:
@@ -154,19 +162,20 @@ class Pkcs11Token:
     def _pin(self, secrets_handler: SecretsHandler | None) -> str:
         source = self.parsed.get_query_attribute("pin-source")
         if source is not None:
-            from mlspec_attest._internal.files import read_file
+            from mlspec_attest._internal.secret_files import read_owner_only
 
             path = source.removeprefix("file:")
-            try:  # bounded, non-blocking: a FIFO or /dev/zero as pin-source is refused, never waited on
-                return read_file(path, limit=4096, what="pin-source").decode("utf-8").rstrip("\r\n")
+            try:  # no-follow, non-blocking, owner-only (the passphrase-file rule): never waited on, never shared
+                return read_owner_only(path, "pin-source").decode("utf-8")
             except (InputError, UnicodeDecodeError) as exc:
-                raise InputError(f"{self.shown}: cannot read pin-source: {exc}") from None
+                raise InputError(f"{self.shown}: cannot use pin-source: {exc}") from None
         value = self.parsed.get_query_attribute("pin-value")
         if value is not None:
             return str(value)
-        env = os.environ.get(PIN_ENV)
-        if env is not None:
-            return env
+        for env_name in (pin_env_name(self.parsed.get_path_attribute("token")), PIN_ENV):
+            env = os.environ.get(env_name) if env_name else None
+            if env is not None:
+                return env
         if secrets_handler is not None:
             return secrets_handler("PIN")
         raise InputError(f"{self.shown}: the token needs a PIN: set {PIN_ENV}, add pin-source=FILE to the URI, "

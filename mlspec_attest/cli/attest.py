@@ -9,6 +9,7 @@ import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup, echo_json, json_format_option
 from mlspec_attest.cli._project import ProjectPath
+from mlspec_attest.cli._passphrase import passphrase_file_option
 from mlspec_attest.errors import InputError
 
 
@@ -50,9 +51,10 @@ def _project_defaults() -> Any:
 @click.option("--oms-signature", is_flag=True,
               help="package only: also write an OpenSSF model-signing signature of each product "
                    "(DIR/model.sig, FILE.sig) with the first --key, for 'model_signing verify key'.")
-@click.option("--succeeds", "succeeds", type=click.Path(file_okay=False), metavar="BUNDLE",
+@click.option("--succeeds", "succeeds", type=ProjectPath(file_okay=False), metavar="BUNDLE",
               help="package only: the release this one succeeds (its bundle); signs its package digest and "
                    "chain head as metadata.succeeds, which the gate verifies with --releases DIR.")
+@passphrase_file_option
 @click.option("--no-head", "no_head", is_flag=True,
               help="Do not re-sign the chain head after this append (default: re-sign it when mlspec.yaml has head:).")
 @json_format_option
@@ -190,6 +192,7 @@ def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -
 
 @attest.command("cosign")
 @click.argument("attestation", type=ProjectPath(dir_okay=False, exists=True))
+@passphrase_file_option
 @click.option("--key", "key_path", required=True, type=ProjectPath(dir_okay=False), help="Private key to add a signature with.")
 def attest_cosign(attestation: str, key_path: str) -> None:
     """Add a signature to an existing attestation (for policy thresholds).
@@ -207,6 +210,7 @@ def attest_cosign(attestation: str, key_path: str) -> None:
 @click.option("--bundle", "bundle_dir", type=ProjectPath(file_okay=False), help="Bundle directory or s3://BUCKET/PREFIX (default: mlspec.yaml's).")
 @click.option("--key", "key_paths", multiple=True, type=ProjectPath(dir_okay=False),
               help="Key the policy names under head.signers; repeat for a threshold (default: mlspec.yaml's head.key).")
+@passphrase_file_option
 @click.option("--expires", help="How long the head stays valid, e.g. 24h, 7d (default: mlspec.yaml's head.expires, "
               "else 24h).")
 def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str | None) -> None:
@@ -258,3 +262,32 @@ def attest_timestamp(attestation: str, tsa_url: str, timeout: float) -> None:
         raise InputError(f"{attestation}: not inside a bundle's attestations/ folder")
     for written in fetch_token(path, tsa_url, timeout=timeout):
         click.echo(f"stored time-stamp token -> {written}")
+
+
+@attest.command("merge")
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(file_okay=False))
+@click.argument("other_dir", metavar="OTHER_COPY", type=click.Path(file_okay=False))
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False),
+              help="Policy whose keys may co-sign (default: mlspec.yaml's); other signatures are refused.")
+def attest_merge(bundle_dir: str, other_dir: str, policy_path: str | None) -> None:
+    """Add the co-signatures of OTHER_COPY (another copy of BUNDLE) to BUNDLE.
+
+    \b
+    Only signatures are added, each verified against a key of the policy; any other
+    difference (another payload or payloadType, a statement only OTHER_COPY has, a
+    signature by an unknown or revoked key) refuses the whole merge and writes nothing.
+    Nothing is ever removed. The chain head stays valid: it binds payloads, not signatures.
+    """
+    from mlspec_attest.attest.merge import merge_cosignatures
+    from mlspec_attest.cli._project import load_policy
+
+    policy, _ = load_policy(policy_path, bundle_dir)
+    merged = merge_cosignatures(bundle_dir, other_dir, policy.keys.values(), (r.keyid for r in policy.revoked))
+    added = 0
+    for entry in merged:
+        for keyid in entry.added:
+            click.echo(f"added signature by {policy.key_name(keyid)} ({keyid[:16]}…) to {entry.name}")
+        added += len(entry.added)
+        for keyid in entry.already:
+            click.echo(f"skipped {entry.name}: {policy.key_name(keyid)} has signed it already here", err=True)
+    click.echo(f"merged {added} signature(s) from {other_dir} into {bundle_dir}")

@@ -15,6 +15,7 @@ import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup, echo_json, json_format_option, record_verdict, remember_format
 from mlspec_attest.cli._project import ProjectPath
+from mlspec_attest.cli._passphrase import passphrase_file_option
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 DEFAULT_LOG = "inference-log"
@@ -90,6 +91,7 @@ def make_seal_fn(bundle: str | None, keys: tuple[str, ...], unsigned: bool):
 @click.option("--key", "keys", multiple=True, type=ProjectPath(dir_okay=False), help="signing key (repeatable)")
 @click.option("--unsigned", is_flag=True, help="seal without an attestation (testing only)")
 @json_format_option
+@passphrase_file_option
 def append(source: str, log_dir: str, pipeline: str | None, seal_after: bool, bundle: str | None,
            keys: tuple[str, ...], unsigned: bool, fmt: str) -> None:
     """Append JSON Lines records from SOURCE (a file, or - for stdin)."""
@@ -130,6 +132,7 @@ def append(source: str, log_dir: str, pipeline: str | None, seal_after: bool, bu
               help="signing key, repeatable (default: mlspec.yaml's key:)")
 @click.option("--unsigned", is_flag=True, help="record the tree head without an attestation (testing only)")
 @json_format_option
+@passphrase_file_option
 def seal(log_dir: str, bundle: str | None, keys: tuple[str, ...], unsigned: bool, fmt: str) -> None:
     """Sign the current tree head as a 'log' attestation and record the seal."""
     from mlspec_attest._internal.files import exists
@@ -287,6 +290,8 @@ def render(log_dir: str, ncsa: bool, fmt: str) -> None:
 
     for _, obj in iter_records(log_dir):  # records are someone else's text: no raw ESC or bidi to the terminal
         if ncsa:
+            if obj.get("type") == "ground_truth":
+                continue  # a delayed label, not a request: Common Log Format has no line for it
             click.echo(terminal_safe(InferenceRecord.from_dict(obj).to_ncsa()))
         else:  # JSON stays valid and equal: bidi/C1 become \uNNNN escapes of the same characters
             click.echo(terminal_safe(json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))))

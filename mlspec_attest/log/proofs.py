@@ -26,6 +26,7 @@ from mlspec_attest.log.format import (
     read_seals,
 )
 from mlspec_attest.log.merkle import LeafFile, inclusion_proof, verify_inclusion
+from mlspec_attest.log.records import is_ground_truth
 from mlspec_attest.model.canonical import canonicalize, parse_json
 from mlspec_attest.model.report import ERROR, Finding
 
@@ -41,7 +42,7 @@ def _find(directory: Path, request_id: str) -> list[tuple[int, bytes]]:
                     obj = parse_json(line, source="line")  # depth-bounded
                 except InputError:
                     continue
-                if isinstance(obj, dict) and obj.get("requestId") == request_id:
+                if isinstance(obj, dict) and obj.get("requestId") == request_id and not is_ground_truth(obj):
                     hits.append((i, line[:-1]))
     return hits
 

@@ -60,8 +60,44 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("feedback", "feedback"),
     ("pipeline", "pipeline"),
 )
-_ALLOWED_KEYS = frozenset(k for k, _ in _FIELDS)
+_BASE_KEYS = frozenset(k for k, _ in _FIELDS)
+# Canonical fields from the seed that most records leave out: absent stays absent (they are not
+# written as null), so the lines of logs written before they existed keep their exact bytes.
+_OPTIONAL: tuple[tuple[str, str], ...] = (
+    ("applicationEndpoint", "application_endpoint"),
+    ("inferenceServiceId", "inference_service_id"),
+    ("predictionMimeType", "prediction_mime_type"),
+    ("feedbackActions", "feedback_actions"),
+)
+_OPTIONAL_KEYS = frozenset(k for k, _ in _OPTIONAL)
+_ALLOWED_KEYS = _BASE_KEYS | _OPTIONAL_KEYS
 _REQUIRED_STR = ("host", "request", "applicationId", "requestId", "modelId")
+
+SEED_NAMES: dict[str, str] = {
+    "requestLatencyMs": "latency",  # monitoring_proto/inferenceRequest.yml
+    "requestLatency": "latency",  # logging_proto/inferenceLog.yml (milliseconds, as the other proto says)
+    "inferenceLatency": "latency",  # monitoring_proto/README.md
+    "resultCode": "status",
+    "resultSizeInBytes": "bytes",
+    "predictionData": "prediction",
+    "predictionExplanation": "explanation",
+    "predictionFeedback": "feedback",
+}
+"""The seed's flat names and the canonical field each one is written as (docs/logging.md).
+The structured ones are ``inputs`` {featureNames, featureValues} -> ``inputFeatures``,
+``modelInfo`` {models: [one]} -> ``modelId`` and the groups below, flattened."""
+SEED_GROUPS: dict[str, frozenset[str]] = {
+    "applicationInfo": frozenset(("applicationId", "applicationEndpoint")),
+    "requestInfo": frozenset(("requestId", "requestTimestamp", "requestLatencyMs", "requestLatency")),
+    "resultInfo": frozenset(("resultCode", "resultSizeInBytes")),
+}
+GROUND_TRUTH = "ground_truth"
+"""``type`` of a ground-truth record: the delayed label of an earlier request, a new sealed line."""
+GROUND_TRUTH_MARKER = b'"type":"ground_truth"'
+"""In the RFC 8785 line of every ground-truth record (and of no inference record: they have no ``type``)."""
+_GT_KEYS = frozenset(("type", "requestId", "label", "time", "pipeline"))
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+                         r"(?:\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(?:[A-Za-z0-9!#$&^_.+-]+|\"[^\"\\\\]*\"))*\Z").match
 
 
 # --------------------------------------------------------------------------- records
@@ -219,6 +255,140 @@ def _timestamp(v: Any, src: Mapping[str, Any], key: str) -> str:
 _fromiso = datetime.fromisoformat
 
 
+def _same(a: Any, b: Any) -> bool:
+    """The same JSON value (by its RFC 8785 bytes: 1 and 1.0 agree, 1 and true do not)."""
+    try:
+        return canonicalize(a) == canonicalize(b)
+    except InputError:
+        return False
+
+
+def _put(out: dict[str, Any], key: str, value: Any, given_as: str, src: Mapping[str, Any]) -> None:
+    """Set a canonical field, refusing a second spelling of it with another value: two readers
+    (one knowing the seed's name, one the canonical) would otherwise see different records."""
+    if key in out and not _same(out[key], value):
+        raise InputError(f"{_where(src)}: field {key!r} is given twice (as {given_as!r} and under another name,"
+                         " e.g. the seed's) with different values; give it once")
+    out.setdefault(key, value)
+
+
+def _features_from_seed(v: Any, src: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's ``inputs`` {featureNames, featureValues} as the ``inputFeatures`` object."""
+    if not isinstance(v, Mapping) or set(v) != {"featureNames", "featureValues"}:
+        raise _bad(src, "inputs", "an object of exactly featureNames and featureValues (the seed's inputs)")
+    names, values = v["featureNames"], v["featureValues"]
+    if not isinstance(names, list) or not all(type(n) is str and n for n in names):
+        raise _bad(src, "inputs.featureNames", "a list of non-empty strings")
+    if not isinstance(values, list) or len(values) != len(names):
+        raise _bad(src, "inputs.featureValues", f"a list of {len(names)} values, one per featureNames entry")
+    if len(set(names)) != len(names):
+        raise _bad(src, "inputs.featureNames", "a list without repeated names")
+    return dict(zip(names, values))
+
+
+def _model_from_seed(v: Any, src: Mapping[str, Any]) -> str:
+    """The seed's ``modelInfo`` {models: [name]} as ``modelId``: one model per record."""
+    models = v.get("models") if isinstance(v, Mapping) and set(v) == {"models"} else None
+    if not isinstance(models, list) or len(models) != 1 or type(models[0]) is not str:
+        raise _bad(src, "modelInfo", "{models: [one model id]}: an ensemble logs one record per model (the seed's"
+                   " note), so that the gate can check each against the packaged model")
+    return models[0]
+
+
+_INFERENCE_ONLY = frozenset(("host", "request", "status", "modelId", "inputFeatures", "inputFeaturesDigest",
+                             "prediction", "predictionDigest", "modelInfo", "inputs", "predictionData"))
+
+
+def _seed_to_canonical(src: Mapping[str, Any]) -> dict[str, Any]:
+    """A record using the seed's names (flat, grouped or structured) with the canonical names.
+
+    Unknown fields are refused; a field given under two names must have one value."""
+    flat: list[tuple[str, Any]] = []
+    for key, value in src.items():
+        group = SEED_GROUPS.get(key) if isinstance(key, str) else None
+        if group is None:
+            flat.append((key, value))
+            continue
+        if not isinstance(value, Mapping) or not group.issuperset(value):
+            raise _bad(src, key, f"an object of {', '.join(sorted(group))} (the seed's {key})")
+        flat.extend(value.items())
+    if any(k == "groundTruthLabel" for k, _ in flat):
+        if _INFERENCE_ONLY.intersection(k for k, _ in flat):
+            raise InputError(f"{_where(src)}: groundTruthLabel arrives after the prediction: log it as its own"
+                             " later record {type: ground_truth, requestId, label, time} (docs/logging.md)")
+        out: dict[str, Any] = {"type": GROUND_TRUTH}
+        for key, value in flat:
+            _put(out, "label" if key == "groundTruthLabel" else key, value, key, src)
+        return out
+    out = {}
+    unknown = []
+    for key, value in flat:
+        if key in _ALLOWED_KEYS or key in ("type", "label"):
+            _put(out, key, value, key, src)
+        elif key in SEED_NAMES:
+            _put(out, SEED_NAMES[key], value, key, src)
+        elif key == "inputs":
+            _put(out, "inputFeatures", _features_from_seed(value, src), key, src)
+        elif key == "modelInfo":
+            _put(out, "modelId", _model_from_seed(value, src), key, src)
+        else:
+            unknown.append(str(key))
+    if unknown:
+        raise InputError(f"{_where(src)}: unknown field(s) {', '.join(sorted(unknown))}")
+    return out
+
+
+def _check_optional(out: dict[str, Any]) -> None:
+    """The seed's optional canonical fields, present only when given."""
+    for key in ("applicationEndpoint", "inferenceServiceId"):
+        v = out.get(key)
+        if key in out and (type(v) is not str or not v):
+            raise _bad(out, key, "a non-empty string")
+    if "predictionMimeType" in out:
+        v = out["predictionMimeType"]
+        if type(v) is not str or not _MEDIA_TYPE(v):
+            raise _bad(out, "predictionMimeType", "a media type such as application/json (RFC 6838)")
+    if "feedbackActions" in out:
+        v = out["feedbackActions"]
+        if not isinstance(v, list) or not all(type(x) is str for x in v):
+            raise _bad(out, "feedbackActions", "a list of strings (what the user did after the prediction)")
+        out["feedbackActions"] = list(v)
+
+
+def _normalize_ground_truth(src: dict[str, Any], pipeline: str | None) -> tuple[dict[str, Any], bool]:
+    """A ground-truth record: the label, known later, of the request ``requestId`` logged earlier.
+    That the request exists, comes first and gets one label is a property of the log (verification)."""
+    if src.get("type") != GROUND_TRUTH:
+        raise _bad(src, "type", f"{GROUND_TRUTH!r} (the only record type besides inferences, which have none)")
+    unknown = sorted(str(k) for k in src if k not in _GT_KEYS)
+    if unknown:
+        raise InputError(f"{_where(src)}: ground-truth record has unknown field(s) {', '.join(unknown)};"
+                         " it holds type, requestId, label, time (and the log's pipeline)")
+    out = dict(src)
+    v = out.get("requestId")
+    if type(v) is not str or not v:
+        raise _bad(out, "requestId", "a non-empty string: the request this label belongs to")
+    _timestamp(out.get("time"), out, "time")
+    if out.get("label") is None:
+        raise _bad(out, "label", "the ground-truth label (any JSON value but null)")
+    out["label"], fast = _any(out["label"], out, "label")
+    v = out.get("pipeline")
+    if v is None:
+        if pipeline is not None:
+            out["pipeline"] = pipeline
+        else:
+            out.pop("pipeline", None)
+    elif pipeline is not None and v != pipeline:
+        raise InputError(f"{_where(out)}: pipeline {v!r:.80} is not this log's pipeline {pipeline}")
+    elif type(v) is not str or not _HEX64(v):
+        raise _bad(out, "pipeline", "the lowercase hex SHA-256 of the serve attestation payload")
+    return out, fast
+
+
+def is_ground_truth(record: Mapping[str, Any]) -> bool:
+    return record.get("type") == GROUND_TRUTH
+
+
 def normalize_record(src: Mapping[str, Any], pipeline: str | None = None) -> tuple[dict[str, Any], bool]:
     """Check one record against the schema; returns (json object, fast) where
     ``fast`` says json.dumps(sort_keys, compact, ensure_ascii=False) of the object
@@ -228,9 +398,11 @@ def normalize_record(src: Mapping[str, Any], pipeline: str | None = None) -> tup
     if type(src) is not dict:
         if not isinstance(src, Mapping):
             raise InputError(f"a record must be a JSON object, got {type(src).__name__}")
-    if not _ALLOWED_KEYS.issuperset(src):
-        unknown = sorted(str(k) for k in src if k not in _ALLOWED_KEYS)
-        raise InputError(f"{_where(src)}: unknown field(s) {', '.join(unknown)}")
+    if not _BASE_KEYS.issuperset(src):  # the seed's names, optional fields, a ground truth: off the hot path
+        src = _seed_to_canonical(src)
+        if "type" in src or "label" in src:
+            return _normalize_ground_truth(src, pipeline)
+        _check_optional(src)
     out = {**_NULL_DEFAULTS, **src}
     get = out.get
     fast = True
@@ -357,34 +529,39 @@ def encode_record(record: InferenceRecord | Mapping[str, Any], pipeline: str | N
 
 
 def line_problem(body: bytes, pipeline: str | None) -> str | None:
+    """What is wrong with one records.jsonl line, or None (see :func:`check_line`)."""
+    return check_line(body, pipeline)[0]
+
+
+def check_line(body: bytes, pipeline: str | None) -> tuple[str | None, dict[str, Any] | None]:
     """What is wrong with one records.jsonl line (without its newline), or None.
 
     A line is sound only when it is byte for byte what the writer would write for it:
     strict JSON (no duplicate keys, depth-bounded), a valid record of ``pipeline``, in
     the RFC 8785 form of its normalised record (so no missing nullable field, no absent
     pipeline the log would fill in). The writer checks its unsealed tail with this before
-    it signs, and the verifier every sealed line."""
+    it signs, and the verifier every sealed line. Returns (problem, the parsed record when sound)."""
     obj = parse_canonical_fast(body)  # proves body is RFC 8785 of obj, or None: the strict path decides
     try:
         canonical = obj is not None
         if obj is None:
             obj = parse_json(body, source="line")
             if canonicalize(obj) != body:
-                return "is not in RFC 8785 canonical form"
+                return "is not in RFC 8785 canonical form", None
         if not isinstance(obj, dict):
-            return "is not a JSON object"
+            return "is not a JSON object", None
         norm, fast = normalize_record(obj, pipeline)
         if "pipeline" not in obj:
-            return "has no pipeline field"
+            return "has no pipeline field", None
         # The fast parse yields no integral floats, and normalising only converts those and adds keys,
         # so an unchanged dict means body is already the writer's bytes; otherwise encode and compare.
         if canonical and len(norm) == len(obj) and norm == obj:
-            return None
+            return None, obj
         if encode_json(norm, fast) != body:
-            return "is not in the form the log writer writes (the RFC 8785 form of the normalised record)"
+            return "is not in the form the log writer writes (the RFC 8785 form of the normalised record)", None
     except InputError as exc:
-        return str(exc).removeprefix("line: ")
-    return None
+        return str(exc).removeprefix("line: "), None
+    return None, obj
 
 
 def digest_value(value: Any) -> str:
@@ -452,12 +629,18 @@ class InferenceRecord:
     explanation: dict[str, float] | None = None
     feedback: float | None = None
     pipeline: str | None = None
+    application_endpoint: str | None = None
+    inference_service_id: str | None = None
+    prediction_mime_type: str | None = None
+    feedback_actions: list[str] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InferenceRecord:
-        """Validate a JSON record (same rules as the log) and build the dataclass."""
+        """Validate a JSON record (same rules as the log; the seed's names too) and build the dataclass."""
         obj, _ = normalize_record(data)
-        return cls(**{attr: obj.get(key) for key, attr in _FIELDS})  # type: ignore[arg-type]  # normalize_record checked every type
+        if is_ground_truth(obj):
+            raise InputError(f"{_where(obj)}: a ground-truth record, not an inference")
+        return cls(**{attr: obj.get(key) for key, attr in _FIELDS + _OPTIONAL})  # type: ignore[arg-type]  # normalize_record checked every type
 
     def to_dict(self) -> dict[str, Any]:
         """JSON object with the wire names; exactly one of each value/digest pair."""
@@ -474,6 +657,10 @@ class InferenceRecord:
                 if value is not None:
                     out[key] = value
             else:
+                out[key] = value
+        for key, attr in _OPTIONAL:  # absent stays absent (not null): older lines keep their bytes
+            value = getattr(self, attr)
+            if value is not None:
                 out[key] = value
         return out
 

@@ -41,8 +41,8 @@ from mlspec_attest.log.format import (
     read_seals,
 )
 from mlspec_attest.log.merkle import HASH_SIZE, LeafFile, MerkleAccumulator, verify_consistency
-from mlspec_attest.log.records import line_problem
-from mlspec_attest.model.canonical import parse_canonical_fast, parse_json, sha256_hex
+from mlspec_attest.log.records import GROUND_TRUTH_MARKER, check_line, is_ground_truth
+from mlspec_attest.model.canonical import parse_json, sha256_hex
 from mlspec_attest.model.report import ERROR, INFO, WARNING, Finding
 
 _sha256 = hashlib.sha256
@@ -127,6 +127,14 @@ class _Scan:
     invalid_lines: int = 0
     model_id: str | None = None  # the package's declared model: every checked record must name it
     model_mismatches: int = 0
+    # Ground truth (a later record labelling an earlier request): the request ids some ground-truth line
+    # names (None: the log has none, nothing is tracked), the inference lines seen so far per such id,
+    # the ids labelled so far, and the labels met before any request of their id (decided at the end).
+    gt_targets: set[str] | None = None
+    gt_requests: dict[str, int] = field(default_factory=dict)
+    gt_labelled: dict[str, int] = field(default_factory=dict)
+    gt_early: list[tuple[_Rec, str]] = field(default_factory=list)
+    gt_findings: int = 0
 
     @property
     def records_path(self) -> Path:
@@ -177,8 +185,10 @@ def verify(
     _check_seal_chain(scan)
     _check_signed(scan)
     _check_leaf_cache(scan)
+    scan.gt_targets = _ground_truth_targets(scan)
     _scan_records(scan)
     _conclude(scan)
+    _conclude_ground_truth(scan)
     if scan.model_mismatches > scan.max_findings:
         scan.report.add("LOG_MODEL_MISMATCH", ERROR, f"{scan.model_mismatches - scan.max_findings} more records"
                         " name another model (not listed)")
@@ -544,10 +554,12 @@ def _conclude(scan: _Scan) -> None:
 
 def _check_line(scan: _Scan, rec: _Rec, pipeline: str | None) -> None:
     """One line on its own: strict JSON, the writer's canonical form, schema, this log's pipeline."""
-    problem = line_problem(rec.raw, pipeline)
-    if problem is None:
-        if scan.model_id is not None:
-            _check_model(scan, rec)
+    problem, obj = check_line(rec.raw, pipeline)
+    if problem is None and obj is not None:
+        if scan.gt_targets is not None:
+            _track_ground_truth(scan, rec, obj)
+        if scan.model_id is not None and not is_ground_truth(obj):
+            _check_model(scan, rec, obj)
         return
     scan.invalid_lines += 1
     if scan.invalid_lines <= scan.max_findings:
@@ -556,12 +568,85 @@ def _check_line(scan: _Scan, rec: _Rec, pipeline: str | None) -> None:
                         index=rec.index, request_id=_request_id(rec.raw), seal=s.seal if s else None)
 
 
-def _check_model(scan: _Scan, rec: _Rec) -> None:
+def _ground_truth_targets(scan: _Scan) -> set[str] | None:
+    """The request ids that ground-truth lines name, or None when records.jsonl holds none.
+
+    A cheap pre-pass (a byte search per 1 MiB, lines parsed only where the marker is), so that the
+    record pass remembers only the requests that get a label: memory follows the labels, not the log."""
+    marker, tail, found, since_newline = GROUND_TRUTH_MARKER, b"", False, 0
+    with open_log_file(scan.directory, RECORDS_FILE) as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            if marker in tail + chunk[: len(marker)] or marker in chunk:
+                found = True
+                break
+            tail = chunk[-len(marker):]
+            last_nl = chunk.rfind(b"\n")
+            since_newline = since_newline + len(chunk) if last_nl < 0 else len(chunk) - last_nl - 1
+            if since_newline > safe.MAX_LINE_BYTES:
+                return None  # the readers' bound (a sparse 8 GiB file): the record pass refuses this line
+    if not found:
+        return None
+    targets: set[str] = set()
+    with open_log_file(scan.directory, RECORDS_FILE) as fh:
+        for line in safe.read_lines(fh, str(scan.records_path)):
+            if marker in line:
+                try:
+                    obj = parse_json(line, source="line")
+                except InputError:
+                    continue  # the record pass reports it
+                rid = obj.get("requestId") if isinstance(obj, dict) else None
+                if isinstance(rid, str):
+                    targets.add(rid)
+    return targets
+
+
+def _gt_finding(scan: _Scan, code: str, rec: _Rec, rid: str, message: str) -> None:
+    scan.gt_findings += 1
+    if scan.gt_findings <= scan.max_findings:
+        s = scan.seal_for(rec.index)
+        scan.report.add(code, ERROR, f"line {rec.line_no}: {message}", line=rec.line_no, index=rec.index,
+                        request_id=rid, seal=s.seal if s else None)
+
+
+def _track_ground_truth(scan: _Scan, rec: _Rec, obj: dict[str, Any]) -> None:
+    """A label must follow its one request and be the only label for it: a label for a request never
+    served, a second (different or equal) label, or one written before the request are refused."""
+    rid = obj.get("requestId")
+    assert scan.gt_targets is not None and isinstance(rid, str)  # a sound record has one
+    if not is_ground_truth(obj):
+        if rid in scan.gt_targets:
+            scan.gt_requests[rid] = scan.gt_requests.get(rid, 0) + 1
+            if scan.gt_requests[rid] == 2:
+                _gt_finding(scan, "LOG_GROUND_TRUTH_AMBIGUOUS", rec, rid, f"request {rid!r:.80} is logged more than"
+                            " once and a ground-truth record labels it: which prediction the label judges is"
+                            " ambiguous")
+        return
+    first = scan.gt_labelled.get(rid)
+    if first is not None:
+        _gt_finding(scan, "LOG_GROUND_TRUTH_DUPLICATE", rec, rid, f"a second ground-truth record for request"
+                    f" {rid!r:.80} (the first is line {first}): a label is given once, never replaced")
+        return
+    scan.gt_labelled[rid] = rec.line_no
+    if rid not in scan.gt_requests:
+        scan.gt_early.append((rec, rid))
+
+
+def _conclude_ground_truth(scan: _Scan) -> None:
+    for rec, rid in scan.gt_early:
+        if rid in scan.gt_requests:
+            _gt_finding(scan, "LOG_GROUND_TRUTH_BEFORE_REQUEST", rec, rid, f"the ground truth for request"
+                        f" {rid!r:.80} comes before the request in the log: a label must follow its prediction")
+        else:
+            _gt_finding(scan, "LOG_GROUND_TRUTH_UNKNOWN_REQUEST", rec, rid, f"ground truth for request"
+                        f" {rid!r:.80}, which no checked record of this log served")
+    if scan.gt_findings > scan.max_findings:
+        scan.report.add("LOG_FINDINGS_TRUNCATED", INFO, f"{scan.gt_findings - scan.max_findings} more ground-truth"
+                        " findings not listed")
+
+
+def _check_model(scan: _Scan, rec: _Rec, obj: dict[str, Any]) -> None:
     """A sound record must name the packaged model: a log of another model's answers is not this chain's."""
-    obj = parse_canonical_fast(rec.raw)
-    if obj is None:
-        obj = parse_json(rec.raw, source="line")  # line_problem accepted it: it parses
-    named = obj.get("modelId") if isinstance(obj, dict) else None
+    named = obj.get("modelId")
     if named == scan.model_id:
         return
     scan.model_mismatches += 1

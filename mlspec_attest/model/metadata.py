@@ -93,6 +93,10 @@ def _describe(error: Any) -> tuple[str, str]:
         message = f"{_short(error.instance)} is not of type {error.validator_value!r}"
     elif error.validator == "const":
         message = f"{_short(error.instance)} is not allowed here; it must be {json.dumps(error.validator_value)}"
+    elif error.validator == "not" and isinstance(error.instance, dict):  # a forbidden shape: name what matched
+        value = error.validator_value
+        names = [n for s in value.get("anyOf", ()) for n in s.get("required", ()) if n in error.instance]
+        message = f"holds {', '.join(map(repr, names[:3])) or 'a forbidden shape'}: {value.get('description', '')}"
     elif error.validator == "enum":
         message = f"{_short(error.instance)} is not one of {', '.join(map(str, error.validator_value))}"
     else:

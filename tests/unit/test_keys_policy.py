@@ -114,7 +114,8 @@ def test_wrong_passphrase_in_cli_is_one_line(project: Project, monkeypatch: pyte
     result = CliRunner().invoke(main, ["attest", "stage", "objectives", "--bundle", "bundle",
                                        "--key", "keys/locked.key", "--set", "x=1"])
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == ["error: keys/locked.key: wrong passphrase (or corrupted key file)"]
+    assert result.stderr.strip().splitlines() == [
+        "error: keys/locked.key: wrong passphrase from MLSPEC_KEY_PASSPHRASE (or corrupted key file)"]
     assert not (project.bundle / "attestations").exists() or not any((project.bundle / "attestations").iterdir())
 
 

@@ -155,8 +155,32 @@ def test_pin_source_file_is_read_without_its_newline(softhsm: SoftHSM, tmp_path:
     monkeypatch.delenv("MLSPEC_PKCS11_PIN", raising=False)
     pin_file = tmp_path / "pin"
     pin_file.write_text(softhsm.pin + "\n")
+    pin_file.chmod(0o600)
     uri = f"pkcs11:token={softhsm.label};object=p256?module-path={softhsm.module}&pin-source={pin_file}"
     assert load_signer(uri).sign(b"x")
+
+
+def test_pin_source_others_can_read_is_refused(softhsm: SoftHSM, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The passphrase-file rule for PINs too: a PIN file group or others can read may be someone else's."""
+    monkeypatch.setenv("MLSPEC_PKCS11_PIN", softhsm.pin)  # a usable fallback must not rescue a shared file
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(softhsm.pin)
+    pin_file.chmod(0o644)
+    uri = f"pkcs11:token={softhsm.label};object=p256?module-path={softhsm.module}&pin-source={pin_file}"
+    with pytest.raises(InputError, match="readable by group or others") as exc:
+        load_signer(uri)
+    assert softhsm.pin not in str(exc.value)
+
+
+def test_pin_per_token_variable_outranks_the_shared_one(softhsm: SoftHSM, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlspec_attest.signers import pin_env_name
+
+    monkeypatch.setenv("MLSPEC_PKCS11_PIN", "999999")  # wrong: used only when the token has no own variable
+    monkeypatch.setenv(pin_env_name(softhsm.label), softhsm.pin)
+    monkeypatch.setenv("MLSPEC_PKCS11_MODULE", softhsm.module)
+    assert load_signer(softhsm.uri("p256").split("?")[0]).sign(b"x")
+    assert pin_env_name("ci-token.1") == "MLSPEC_PKCS11_PIN_CI_TOKEN_1"
 
 
 def test_missing_module_is_one_line(softhsm: SoftHSM, pin_env: SoftHSM) -> None:
