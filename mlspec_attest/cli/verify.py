@@ -21,12 +21,15 @@ from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 @click.option("--log", "log_dir", type=click.Path(file_okay=False),
               help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--phase", type=click.Choice(["deploy", "full"]), default="full", show_default=True,
+              help="deploy: before serving, require the stages up to package (later ones are judged only if "
+                   "present); full: everything the policy requires (docs/objectives.md).")
 @click.option("--vsa", "vsa_out", type=click.Path(dir_okay=False), help="Write a signed SLSA Verification Summary here.")
 @click.option("--vsa-key", type=click.Path(dir_okay=False), help="Key that signs the --vsa summary.")
 @click.option("--resource-uri", metavar="URI",
               help="The VSA's resourceUri (what slsa-verifier's --resource-uri must repeat), e.g. an OCI "
                    "reference; default: mlspec:package/<package name>, the same on every host.")
-def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir: str | None, fmt: str,
+def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir: str | None, fmt: str, phase: str,
            vsa_out: str | None, vsa_key: str | None, resource_uri: str | None) -> None:
     """Check BUNDLE against the policy and the codified objectives: the deploy gate.
 
@@ -44,7 +47,7 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
 
         check_resource_uri(resource_uri)  # before verifying: a typo is exit 2, not a written VSA
     policy_obj, origin = load_policy(policy, bundle)
-    report = verify_bundle(bundle, policy_obj, artifacts, log_dir=resolve_log(log_dir, bundle))
+    report = verify_bundle(bundle, policy_obj, artifacts, log_dir=resolve_log(log_dir, bundle), phase=phase)
     if vsa_out:
         from mlspec_attest.keys import load_signer
         from mlspec_attest.verify.vsa import write_vsa

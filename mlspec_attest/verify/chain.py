@@ -57,8 +57,12 @@ def build_chain(entries: list[Entry], report: Report) -> list[Entry]:
 
 
 def check_stage_order(ctx: VerifyContext) -> None:
-    """Lifecycle order, repeats, required stages and the objectives as genesis."""
+    """Lifecycle order, repeats, required stages (those the phase requires) and the objectives as genesis."""
     policy, chain, report = ctx.policy, ctx.chain, ctx.report
+    if ctx.phase.name not in policy.phases:
+        report.add("PHASE_NOT_ALLOWED", f"the policy {policy.source} does not allow verifying under phase "
+                   f"{ctx.phase.name!r} (phases: {', '.join(policy.phases)})",
+                   hint=f"verify with --phase {policy.phases[-1]}, or have the policy owner add the phase")
     seen: dict[str, int] = {}
     last_order = 0
     for e in chain:
@@ -78,7 +82,7 @@ def check_stage_order(ctx: VerifyContext) -> None:
             report.add("STAGE_REPEATED", f"sequence {e.sequence}: stage {e.stage} appears more than once "
                        "and the policy does not allow it to repeat", sequence=e.sequence, stage=e.stage)
     for name, rule in policy.stages.items():
-        if rule.required and name not in seen:
+        if rule.required and name not in seen and ctx.phase.requires(name):
             report.add("STAGE_MISSING", f"required stage {name} is missing from the chain", stage=name,
                        hint=f"run 'mlspec attest stage {name} ...' in the pipeline")
     if policy.objectives_required and chain and chain[0].stage != "objectives":

@@ -13,7 +13,7 @@ from mlspec_attest.bundle import Bundle, BundleFile
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.formats import parse_rfc3339
 from mlspec_attest.model.report import Report
-from mlspec_attest.model.stages import resolve
+from mlspec_attest.model.stages import DEFAULT_PHASE, Phase, resolve
 from mlspec_attest.model.statement import ROLE_ANNOTATION, StageStatement
 from mlspec_attest.policy import Policy
 
@@ -60,6 +60,7 @@ class VerifyContext:
     chain: list[Entry] = field(default_factory=list)
     artifacts: Sequence[str | os.PathLike[str]] = ()
     log_dir: str | Path | None = None  # the inference log the chain's log attestations seal, when at hand
+    phase: Phase = DEFAULT_PHASE  # which stages must exist; present ones are judged whatever the phase
 
 
 def role_of(rd: dict[str, Any]) -> str | None:

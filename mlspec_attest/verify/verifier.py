@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from mlspec_attest.bundle import Bundle
 from mlspec_attest.model.formats import format_utc
 from mlspec_attest.model.report import Report, StageLine
+from mlspec_attest.model.stages import DEFAULT_PHASE, Phase, resolve_phase
 from mlspec_attest.policy import Policy
 from mlspec_attest.verify import (
     artifacts,
@@ -71,11 +72,16 @@ CHECKS: tuple[Check, ...] = (
 
 
 class Verifier:
-    """Verifies bundles under one policy; ``now`` is injectable for reproducible audits."""
+    """Verifies bundles under one policy; ``now`` is injectable for reproducible audits.
 
-    def __init__(self, policy: Policy, *, now: datetime | None = None) -> None:
+    ``phase`` (model/stages.py): ``full`` (default) requires everything the policy does;
+    ``deploy`` requires the stages up to package only. Present attestations are judged in full.
+    """
+
+    def __init__(self, policy: Policy, *, now: datetime | None = None, phase: str | Phase = DEFAULT_PHASE) -> None:
         self.policy = policy
         self.now = now or datetime.now(timezone.utc)
+        self.phase = resolve_phase(phase)
         self.reader = EntryReader(policy)
 
     def verify(self, bundle_dir: str | os.PathLike[str], artifacts: Iterable[str | os.PathLike[str]] = (), *,
@@ -95,11 +101,11 @@ class Verifier:
     def _verify(self, bundle: Bundle, label: str, artifact_paths: list[str | os.PathLike[str]],
                 log_dir: str | os.PathLike[str] | None = None) -> Report:
         report = Report(bundle=label, policy=str(self.policy.source), policy_sha256=self.policy.digest,
-                        verified_at=format_utc(self.now))
+                        verified_at=format_utc(self.now), phase=self.phase.name)
         entries = parse_bundle(self.reader, bundle, report)  # per-file checks, on every core for long chains
         ctx = VerifyContext(policy=self.policy, now=self.now, bundle=bundle, report=report,
                             chain=chain.build_chain(entries, report), artifacts=artifact_paths,
-                            log_dir=os.fspath(log_dir) if log_dir is not None else None)
+                            log_dir=os.fspath(log_dir) if log_dir is not None else None, phase=self.phase)
         for check in CHECKS:
             check(ctx)
         failed = {f.sequence for f in report.findings if f.severity == "error"}
@@ -114,7 +120,7 @@ class Verifier:
 
 def verify_bundle(bundle_dir: str | os.PathLike[str], policy: Policy | str | os.PathLike[str],
                   artifacts: Iterable[str | os.PathLike[str]] = (), *, now: datetime | None = None,
-                  log_dir: str | os.PathLike[str] | None = None) -> Report:
+                  log_dir: str | os.PathLike[str] | None = None, phase: str | Phase = DEFAULT_PHASE) -> Report:
     """Verify a bundle; the one call a deploy gate needs (``log_dir``: the inference log it seals)."""
     policy_obj = policy if isinstance(policy, Policy) else Policy.from_file(policy)
-    return Verifier(policy_obj, now=now).verify(bundle_dir, artifacts, log_dir=log_dir)
+    return Verifier(policy_obj, now=now, phase=phase).verify(bundle_dir, artifacts, log_dir=log_dir)
