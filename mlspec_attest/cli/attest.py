@@ -51,11 +51,16 @@ def _project_defaults() -> Any:
                    "(DIR/model.sig, FILE.sig) with the first --key, for 'model_signing verify key'.")
 @click.option("--no-head", "no_head", is_flag=True,
               help="Do not re-sign the chain head after this append (default: re-sign it when mlspec.yaml has head:).")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False),
+              help="Trust policy whose gate rules the append must meet (default: mlspec.yaml's policy:).")
+@click.option("--force", is_flag=True,
+              help="Append even when the gate's rules refuse it (stage order, signer, revocation, clock); "
+                   "says so on stderr, and the gate will still refuse the chain.")
 def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
                  evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...], oms_signature: bool,
-                 no_head: bool) -> None:
+                 no_head: bool, policy_path: str | None, force: bool) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -109,10 +114,17 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     from mlspec_attest.cli._project import project_head_signing
 
     head = None if no_head else project_head_signing(project, dict(zip(key_paths, signers)))
-    att = Attestor(bundle_dir, signers, keyless=keyless, head=head).attest(
+    gate = _append_gate(policy_path)
+    att = Attestor(bundle_dir, signers, keyless=keyless, head=head, policy=gate, force=force).attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
         allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files,
         fingerprints=fingerprints)
+    if gate is None:  # said after the append, so an error stays one line
+        click.echo("warning: no policy (no --policy, and no mlspec.yaml policy: found from the working directory): "
+                   "this append was not checked against the gate's rules", err=True)
+    for finding in att.forced:
+        click.echo(f"WARNING: --force: appended sequence {att.sequence} ({att.stage}) although the gate will refuse "
+                   f"it: [{finding.code}] {finding.message}", err=True)
     for pointer in att.redactions:
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)
@@ -125,6 +137,18 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
         for out, data in oms:  # after the append: a refused stage leaves no signature behind
             write_atomically(out, data)
             click.echo(f"wrote OpenSSF model signature {out}")
+
+
+def _append_gate(policy_path: str | None) -> Any:
+    """The gate's rules for this append: --policy, else mlspec.yaml's policy: (a named file must load), else None."""
+    from mlspec_attest.cli._project import resolve_policy
+
+    found = resolve_policy(policy_path, required=False)
+    if found is None:
+        return None
+    from mlspec_attest.verify.preflight import AppendGate
+
+    return AppendGate.from_file(found[0])
 
 
 def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -> list[tuple[Path, bytes]]:

@@ -103,8 +103,9 @@ class Verifier:
         report = Report(bundle=label, policy=str(self.policy.source), policy_sha256=self.policy.digest,
                         verified_at=format_utc(self.now), phase=self.phase.name)
         entries = parse_bundle(self.reader, bundle, report)  # per-file checks, on every core for long chains
-        ctx = VerifyContext(policy=self.policy, now=self.now, bundle=bundle, report=report,
-                            chain=chain.build_chain(entries, report), artifacts=artifact_paths,
+        ordered = chain.build_chain(entries, report, skew=self.policy.clock_skew)
+        ctx = VerifyContext(policy=self.policy, now=self.now, bundle=bundle, report=report, chain=ordered,
+                            artifacts=artifact_paths,
                             log_dir=os.fspath(log_dir) if log_dir is not None else None, phase=self.phase)
         for check in CHECKS:
             check(ctx)
