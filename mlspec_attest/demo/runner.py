@@ -91,10 +91,13 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
         signer = load_signer(directory / "keys" / "pipeline.key", passphrase)
 
     from mlspec_attest.demo.credit import run_pipeline  # lazy: numpy and scikit-learn
+    from mlspec_attest.verify.preflight import AppendGate
 
     echo("")
     echo(f"  seq  {'stage':<10} {'attested':<34} what the stage computed")
-    result = run_pipeline(directory, owner, signer, weak=fail_objective, echo=echo)
+    # As 'mlspec attest' does inside a project: every append first meets the gate's rules (mlspec.yaml's policy).
+    gate = AppendGate.from_file(directory / "policies" / "default.yaml")
+    result = run_pipeline(directory, owner, signer, weak=fail_objective, echo=echo, policy=gate)
     pipeline_seconds = time.perf_counter() - started
 
     from mlspec_attest.project import PROJECT_FILE, Project
