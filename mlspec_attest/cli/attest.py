@@ -174,7 +174,10 @@ def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -
 @attest.command("cosign")
 @click.argument("attestation", type=click.Path(dir_okay=False, exists=True))
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False), help="Private key to add a signature with.")
-def attest_cosign(attestation: str, key_path: str) -> None:
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False),
+              help="Trust policy the signature must meet (default: mlspec.yaml's policy:).")
+@click.option("--force", is_flag=True, help="Add the signature even when the gate's rules refuse it (a revoked key).")
+def attest_cosign(attestation: str, key_path: str, policy_path: str | None, force: bool) -> None:
     """Add a signature to an existing attestation (for policy thresholds).
 
     The chain hashes the payload, not the envelope, so co-signing never breaks it.
@@ -182,8 +185,16 @@ def attest_cosign(attestation: str, key_path: str) -> None:
     from mlspec_attest.attest.cosign import cosign
     from mlspec_attest.keys import load_signer
 
-    keyid = cosign(Path(attestation), load_signer(key_path))
+    gate = _append_gate(policy_path)
+    overridden: list[Any] = []
+    keyid = cosign(Path(attestation), load_signer(key_path), policy=gate, force=force, overridden=overridden)
     click.echo(f"added signature by {keyid[:16]}… to {attestation}")
+    if gate is None:
+        click.echo("warning: no policy (no --policy, and no mlspec.yaml policy: found from the working directory): "
+                   "this signature was not checked against the gate's rules", err=True)
+    for finding in overridden:
+        click.echo(f"WARNING: --force: added the signature although the gate will refuse it: [{finding.code}] "
+                   f"{finding.message}", err=True)
 
 
 @attest.command("head")

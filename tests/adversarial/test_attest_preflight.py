@@ -356,3 +356,41 @@ def test_a_long_chain_is_judged_from_the_deciding_files_only(tmp_path: Path, mon
     assert len(reads) <= 15 and "0000-objectives.dsse.json" in reads and any(name.startswith("0399-") for name in reads)
     # a repeatable stage after its predecessors is still accepted
     att.attest("log", metadata={"tree_size": 0, "root_hash": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"})
+
+
+# -- co-signing ------------------------------------------------------------------------------------------
+def _two_signer_policy(project: Project, *, revoke_second: bool) -> Path:
+    data = yaml.safe_load(project.policy().read_text())
+    data["keys"]["second"] = "../keys/intruder.pub"
+    data["stages"]["serve"] = {"required": False, "signers": ["pipeline", "second"], "threshold": 2}
+    if revoke_second:
+        data["revoked"] = [{"keyid": keyid(project, "intruder"), "reason": "left the team"}]
+    return project.write("policies/two.yaml", yaml.safe_dump(data))
+
+
+def test_cosigning_with_a_revoked_key_is_refused_and_writes_nothing(packaged: Project) -> None:
+    from mlspec_attest.attest.cosign import cosign
+
+    policy = _two_signer_policy(packaged, revoke_second=True)
+    att = gated(packaged, policy=policy).attest(  # the pipeline key is fine: one signature now, the rest co-signed
+        "serve", materials=["package=pkg"], metadata={"rollout": {"strategy": "canary", "status": "succeeded"}})
+    assert att.forced == ()
+    before = snapshot(packaged.bundle)
+    with pytest.raises(AppendRefused, match=r"\[KEY_REVOKED\].*left the team"):
+        cosign(att.path, load_signer(packaged.key("intruder")), policy=AppendGate.from_file(policy))
+    assert snapshot(packaged.bundle) == before
+    overridden: list = []
+    cosign(att.path, load_signer(packaged.key("intruder")), policy=AppendGate.from_file(policy), force=True,
+           overridden=overridden)
+    assert [f.code for f in overridden] == ["KEY_REVOKED"]
+    assert "KEY_REVOKED" in {f.code for f in verify_bundle(packaged.bundle, policy).findings}
+
+
+def test_cosigning_with_an_allowed_key_meets_the_threshold(packaged: Project) -> None:
+    from mlspec_attest.attest.cosign import cosign
+
+    policy = _two_signer_policy(packaged, revoke_second=False)
+    att = gated(packaged, policy=policy).attest(
+        "serve", materials=["package=pkg"], metadata={"rollout": {"strategy": "canary", "status": "succeeded"}})
+    cosign(att.path, load_signer(packaged.key("intruder")), policy=AppendGate.from_file(policy))
+    assert "THRESHOLD_NOT_MET" not in {f.code for f in verify_bundle(packaged.bundle, policy).findings}
