@@ -204,3 +204,15 @@ def test_shipped_bundle_cannot_choose_the_phase(before_serve: Project) -> None:
     (before_serve.root / "release" / "mlspec.yaml").write_text("phase: deploy\n")
     report = verify_bundle(before_serve.root / "release" / "bundle", strict_serve_policy(before_serve))
     assert report.phase == "full" and "STAGE_MISSING" in errors(report)
+
+
+def test_deploy_refuses_a_monitor_reading_without_the_serve_it_watches(before_serve: Project) -> None:
+    """A later stage that is present brings its own links: a monitor naming no real serve is refused."""
+    from conftest import digest_path
+
+    before_serve.attestor("pipeline").attest("monitor", materials=["pkg"], metadata={
+        "signals": {"latency_p99_ms": 12.0}, "serve_attestation": "0" * 64,
+        "rollback_target": {"name": "pkg", "digest": {"sha256": digest_path(before_serve.root / "pkg").sha256}}})
+    report = verify_bundle(before_serve.bundle, before_serve.policy(), phase="deploy")
+    assert "MONITOR_SERVE_UNKNOWN" in errors(report), errors(report)
+    assert not any(f.code == "OBJECTIVE_DEFERRED" and f.stage == "monitor" for f in report.findings)
