@@ -44,6 +44,7 @@ _PUBLIC: dict[str, str] = {
     "Policy": "mlspec_attest.policy",
     "Verifier": "mlspec_attest.verify.verifier",
     "verify_bundle": "mlspec_attest.verify.verifier",
+    "AppendGate": "mlspec_attest.verify.preflight",
     "Report": "mlspec_attest.model.report",
     "Finding": "mlspec_attest.model.report",
     "Objectives": "mlspec_attest.objectives.criteria",
@@ -62,6 +63,7 @@ _PUBLIC: dict[str, str] = {
     "MlspecError": "mlspec_attest.errors",
     "InputError": "mlspec_attest.errors",
     "VerificationError": "mlspec_attest.errors",
+    "AppendRefused": "mlspec_attest.errors",
 }
 
 __all__ = ["TOOL_NAME", "__version__", *sorted(_PUBLIC)]
@@ -88,7 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mlspec_attest.branch import branch_bundle
     from mlspec_attest.bundle import Bundle
     from mlspec_attest.digests import ArtifactDigest, digest_path
-    from mlspec_attest.errors import InputError, MlspecError, VerificationError
+    from mlspec_attest.errors import AppendRefused, InputError, MlspecError, VerificationError
     from mlspec_attest.keys import PublicKey, Signer, generate, load_signer
     from mlspec_attest.log.inference import InferenceLog, InferenceRecord
     from mlspec_attest.model.canonical import canonicalize
@@ -101,4 +103,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mlspec_attest.policy import Policy
     from mlspec_attest.project import Project, init_project
     from mlspec_attest.releases import Predecessor, describe_release
+    from mlspec_attest.verify.preflight import AppendGate
     from mlspec_attest.verify.verifier import Verifier, verify_bundle

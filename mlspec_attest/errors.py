@@ -55,3 +55,11 @@ class EvidenceVerificationError(VerificationError):
 
 class ProofError(VerificationError, ValueError):
     """A Merkle proof was asked for, or claims, sizes or indexes that do not exist."""
+
+
+class AppendRefused(VerificationError):
+    """``mlspec attest`` refused an append the gate would refuse (``findings``); nothing was written: exit 1."""
+
+    def __init__(self, message: str, findings: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.findings = findings

@@ -26,7 +26,7 @@ from mlspec_attest._internal.loaders import load_mapping, read_bounded
 from mlspec_attest.errors import InputError
 from mlspec_attest.evidence.identity import IdentityRule
 from mlspec_attest.keys import PublicKey
-from mlspec_attest.model.stages import STAGES, resolve
+from mlspec_attest.model.stages import PHASES, STAGES, resolve, resolve_phase
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _KEYID = re.compile(r"[0-9a-f]{64}")
@@ -502,12 +502,14 @@ class Policy:
     weaknesses: tuple[tuple[str, str], ...] = ()  # (code, message): warnings every verification prints
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW  # how far ahead of now a stated time may lie (TIME_IN_FUTURE)
     timestamp_authorities: tuple[TimestampAuthority, ...] = ()  # RFC 3161 TSAs trusted as time (revocation.py)
+    phases: tuple[str, ...] = tuple(p.name for p in PHASES)  # the phases a gate may verify under (PHASE_NOT_ALLOWED)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # Top-level fields; each is parsed by one line of from_dict below. Add new ones to both.
     TOP_FIELDS = {"version", "name", "keys", "stages", "defaults", "expires", "max_age", "freshness",
                   "revoked", "order", "artifact_flow", "trust_config", "description", "head", "objectives", "log",
-                  "leakage", "clock_skew", "timestamp_authorities", "metrics_binding"}
+                  "leakage", "clock_skew", "timestamp_authorities", "metrics_binding",
+                  "phases"}
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Policy:
@@ -550,6 +552,7 @@ class Policy:
         # (time-related fields: parse here, one line each, and add them to TOP_FIELDS)
         clock_skew = parse_duration(data["clock_skew"], at("clock_skew")) if "clock_skew" in data else DEFAULT_CLOCK_SKEW
         authorities = _parse_authorities(data.get("timestamp_authorities"), base, at("timestamp_authorities"))
+        phases = _parse_phases(data["phases"], at("phases")) if "phases" in data else cls.phases
         weaknesses = _objectives_duties(stages, keys, pin, where)
         if not metrics_binding_required:
             weaknesses += ((METRICS_BINDING_WAIVED, f"the policy {where} does not require the metadata criteria read "
@@ -562,7 +565,7 @@ class Policy:
             objectives_required="objectives" in stages and stages["objectives"].required,
             head=head, log_required=log_required, leakage_required=leakage_required, objectives=pin, weaknesses=weaknesses,
             clock_skew=clock_skew, timestamp_authorities=authorities, raw=dict(data),
-            metrics_binding_required=metrics_binding_required)
+            metrics_binding_required=metrics_binding_required, phases=phases)
 
     def allowed_keys(self, stage: str) -> list[PublicKey]:
         rule = self.stages.get(stage)
@@ -615,6 +618,15 @@ def _parse_stages(raw: Any, where: str, **kwargs: Any) -> dict[str, StageRule]:
             raise InputError(f"{swhere}: stage {stage.name} listed twice (aliases count)")
         stages[stage.name] = StageRule.from_dict(stage.name, spec, swhere, **kwargs)
     return stages
+
+
+def _parse_phases(raw: Any, where: str) -> tuple[str, ...]:
+    """``phases: [full]``: the phases a gate may verify under (a CI may not judge a served model as pre-deploy)."""
+    names = _str_list(raw, where)
+    try:
+        return tuple(dict.fromkeys(resolve_phase(n).name for n in names))
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def _parse_revoked(raw: Any, where: str) -> tuple[Revocation, ...]:

@@ -17,16 +17,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mlspec_attest._version import TOOL_NAME, __version__
 from mlspec_attest.attest.head import HeadSigning, sign_head_locked
-from mlspec_attest.bundle import SequenceTaken, attestation_file_name
+from mlspec_attest.bundle import Bundle, SequenceTaken, attestation_file_name
 from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_path
-from mlspec_attest.errors import InputError
+from mlspec_attest.errors import AppendRefused, InputError
 from mlspec_attest.keys import Signer
 from mlspec_attest.leakage import is_fingerprint_role
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
+from mlspec_attest.model.report import Finding
 from mlspec_attest.model.stages import Stage, resolve
 from mlspec_attest.model.statement import (
     ROLE_ANNOTATION,
@@ -45,6 +46,9 @@ DATA_STAGES = frozenset({"ingest", "analyze", "transform", "validate", "split", 
 METADATA_SOURCES_FIELD = "metadataSources"
 # Stages whose metadata names the data set they ran on, and the material roles that are one.
 DATASET_ROLES = {"evaluate": {"eval-data", "validation-data", "data"}, "test": {"holdback-data", "test-data", "data"}}
+
+
+GENESIS = ChainLink(genesis=None, sequence=0, previous=None)
 
 
 def utc_now() -> str:
@@ -112,7 +116,7 @@ def describe(ref: ArtifactRef, base_dir: Path, manifests: dict[str, bytes] | Non
 
 @dataclass(frozen=True)
 class Attestation:
-    """What one append produced."""
+    """What one append produced; ``forced``: the gate's objections ``force`` overrode (the gate will refuse it)."""
 
     sequence: int
     stage: str
@@ -121,6 +125,18 @@ class Attestation:
     statement: dict[str, Any]
     redactions: list[str]
     run_redactions: list[str] = field(default_factory=list)  # pointers into predicate.run
+    forced: tuple[Finding, ...] = ()
+
+
+class AppendPolicy(Protocol):
+    """The gate's rules for one append (verify/preflight.py ``AppendGate``), handed in: attest/ never imports the gate."""
+
+    @property
+    def source(self) -> str: ...
+
+    def check_statement(self, bundle: Bundle, payload: bytes) -> list[Finding]: ...
+
+    def check_signatures(self, bundle: Bundle, payload: bytes, data: bytes, kind: str) -> list[Finding]: ...
 
 
 @dataclass
@@ -167,10 +183,15 @@ class Attestor:
     def __init__(self, bundle: str | os.PathLike[str], signers: Signer | Sequence[Signer] = (),
                  *, base_dir: str | os.PathLike[str] | None = None,
                  keyless: Callable[[bytes], bytes] | None = None, fail_on_secret: bool = False,
-                 head: HeadSigning | None = None, capture_run: bool = True):
+                 head: HeadSigning | None = None, capture_run: bool = True, policy: AppendPolicy | None = None,
+                 force: bool = False):
         self.bundle = open_bundle(bundle)
         # What ran (command, git, Python, distributions, lockfiles, CI job): attest/runinfo.py.
         self.capture_run = capture_run
+        # With ``policy``, every append is first judged by the gate's own rules and refused (AppendRefused,
+        # nothing written) when the gate would refuse it; ``force`` appends anyway and records why.
+        self.policy = policy
+        self.force = force
         self.fail_on_secret = fail_on_secret  # the default for every attest(), stage() blocks included
         # With ``head``, every append re-signs head.dsse.json under the same lock (docs/security.md).
         self.head = head
@@ -236,7 +257,8 @@ class Attestor:
                allow_secrets: Iterable[str] = (), fail_on_secret: bool | None = None, started_on: str | None = None,
                invocation_id: str | None = None,
                evidence: Iterable[str | os.PathLike[str]] = (),
-               fingerprints: Iterable[tuple[str, str | os.PathLike[str]]] = ()) -> Attestation:
+               fingerprints: Iterable[tuple[str, str | os.PathLike[str]]] = (),
+               force: bool | None = None) -> Attestation:
         """Hash, build, validate, redact, sign and append one stage attestation.
 
         Secrets are redacted (``predicate.redactions`` lists them); with
@@ -245,6 +267,10 @@ class Attestor:
 
         ``fingerprints`` are (set name, CSV path) pairs: split's row fingerprints of each
         set, computed here and kept in the bundle as the leakage proof (leakage.py).
+
+        With a ``policy`` (the Attestor's), the would-be chain is judged by the gate's rules
+        before signing and again once signed; an objection raises ``AppendRefused`` (exit 1)
+        with nothing written, unless ``force``.
         """
         from mlspec_attest._internal.loaders import load_mapping
         from mlspec_attest.attest.redaction import redact_all, refusal
@@ -309,33 +335,44 @@ class Attestor:
         evidence_blobs, evidence_rds = _evidence_files(evidence)
         captured, run_redactions = self._captured_run()
 
+        run_id = invocation_id or str(uuid.uuid4())
+
+        def statement_for(link: ChainLink) -> tuple[dict[str, Any], bytes]:
+            run = {
+                "startedOn": started_on,
+                "finishedOn": utc_now(),
+                "tool": {"name": TOOL_NAME, "version": __version__},
+                "invocationId": run_id,
+                "host": socket.gethostname(),
+                **captured,
+            }
+            if run_redactions:
+                run["redactions"] = run_redactions  # pointers into run (the command line, the CI variables)
+            return build_statement(stage_obj, chain=link, subjects=subject_rds, materials=material_rds,
+                                   metadata=clean, run=run, redactions=redactions, evidence=evidence_rds,
+                                   extra={METADATA_SOURCES_FIELD: bound_sources} if bound_sources else None)
+
+        forcing = self.force if force is None else force
+        if self.policy is not None and not forcing and not self.bundle.is_remote \
+                and not self.bundle.attestations_dir.is_dir():
+            # A first append the gate would refuse must not even create the bundle (nor its lock file);
+            # judged again under the lock below. Keyless signing publishes, so only keys sign this dry run.
+            self._preflight(statement_for(GENESIS)[1], 0, stage_obj.name, False, seal=self.keyless is None)
         with self.bundle.locked():
             for _attempt in self.bundle.attempts():  # one under the local lock; bounded retries on S3
                 head = self.bundle.head()
                 if head is None:
-                    link = ChainLink(genesis=None, sequence=0, previous=None)
+                    link = GENESIS
                 else:
                     if stage_obj.name == "objectives":
                         raise InputError(
                             f"{self.bundle.label}: objectives can only be the first attestation (sequence 0); "
                             "the chain already has one, and criteria cannot change after the pipeline started")
                     link = ChainLink(genesis=head.genesis, sequence=head.sequence + 1, previous=head.payload_sha256)
-                run = {
-                    "startedOn": started_on,
-                    "finishedOn": utc_now(),
-                    "tool": {"name": TOOL_NAME, "version": __version__},
-                    "invocationId": invocation_id or str(uuid.uuid4()),
-                    "host": socket.gethostname(),
-                    **captured,
-                }
-                if run_redactions:
-                    run["redactions"] = run_redactions  # pointers into run (the command line, the CI variables)
-                statement, payload = build_statement(stage_obj, chain=link, subjects=subject_rds,
-                                                     materials=material_rds, metadata=clean, run=run,
-                                                     redactions=redactions, evidence=evidence_rds,
-                                                     extra={METADATA_SOURCES_FIELD: bound_sources} if bound_sources
-                                                     else None)
-                data, kind = self._seal(payload)
+                statement, payload = statement_for(link)  # re-linked on every retry
+                forced, sealed = self._preflight(payload, link.sequence, stage_obj.name, forcing)
+                assert sealed is not None
+                data, kind = sealed
                 for content, descriptor in zip(evidence_blobs, evidence_rds):
                     self.bundle.store_file(descriptor["name"], content)
                 for ref, descriptor in zip(product_refs, subject_rds):
@@ -363,7 +400,32 @@ class Attestor:
                 break
         return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
                            payload_sha256=payload_digest(payload), statement=statement, redactions=redactions,
-                           run_redactions=run_redactions)
+                           run_redactions=run_redactions, forced=forced)
+
+    def _preflight(self, payload: bytes, sequence: int, stage: str, force: bool, *, seal: bool = True
+                   ) -> tuple[tuple[Finding, ...], tuple[bytes, str] | None]:
+        """The gate's rules on the statement, then (once sealed) on its signatures; returns what ``force`` overrode."""
+        forced = self._judge(self.policy.check_statement(self.bundle, payload), sequence, stage, force) \
+            if self.policy is not None else ()
+        if not seal:
+            return forced, None
+        sealed = self._seal(payload)  # after the statement rules: keyless signing publishes to Rekor
+        if self.policy is not None:
+            forced += self._judge(self.policy.check_signatures(self.bundle, payload, *sealed), sequence, stage, force)
+        return forced, sealed
+
+    def _judge(self, findings: list[Finding], sequence: int, stage: str, force: bool) -> tuple[Finding, ...]:
+        """Refuse (AppendRefused, one line naming the rule) unless ``force``; returns what was overridden."""
+        if not findings or force:
+            return tuple(findings)
+        assert self.policy is not None
+        first = findings[0]
+        more = f" (and {len(findings) - 1} more: {', '.join(f.code for f in findings[1:])})" if len(findings) > 1 else ""
+        fix = f"Fix it ({first.hint.rstrip('.')})" if first.hint else "Fix it"
+        raise AppendRefused(f"{self.bundle.label}: refused to append sequence {sequence} ({stage}): the gate's policy "
+                            f"{self.policy.source} would refuse it: [{first.code}] {first.message}{more}. Nothing was "
+                            f"written. {fix}, or pass --force to append anyway (the gate will still refuse it)",
+                            tuple(findings))
 
 
 def _evidence_files(evidence: Iterable[str | os.PathLike[str]]) -> tuple[list[bytes], list[dict[str, Any]]]:

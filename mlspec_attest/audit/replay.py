@@ -278,7 +278,7 @@ def _read_bundle(files: list[BundleFile], policy: Any, bundle: Bundle | None = N
     replayed = [_replay_entry(bf, entry, scratch.findings, policy is not None, bundle)
                 for bf, entry, scratch in read]
     chain_report = Report(bundle="", policy=None, policy_sha256=None)
-    build_chain(entries, chain_report)
+    build_chain(entries, chain_report, **({"skew": policy.clock_skew} if policy is not None else {}))
     return replayed, chain_report.findings
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup, echo_json, json_format_option
-from mlspec_attest.cli._project import ProjectPath
 from mlspec_attest.cli._passphrase import passphrase_file_option
+from mlspec_attest.cli._project import ProjectPath
 from mlspec_attest.errors import InputError
 
 
@@ -58,11 +58,16 @@ def _project_defaults() -> Any:
 @click.option("--no-head", "no_head", is_flag=True,
               help="Do not re-sign the chain head after this append (default: re-sign it when mlspec.yaml has head:).")
 @json_format_option
+@click.option("--policy", "policy_path", type=ProjectPath(dir_okay=False),
+              help="Trust policy whose gate rules the append must meet (default: mlspec.yaml's policy:).")
+@click.option("--force", is_flag=True,
+              help="Append even when the gate's rules refuse it (stage order, signer, revocation, clock); "
+                   "says so on stderr, and the gate will still refuse the chain.")
 def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
                  evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...], oms_signature: bool,
-                 no_head: bool, fmt: str, succeeds: str | None = None) -> None:
+                 no_head: bool, fmt: str, policy_path: str | None, force: bool, succeeds: str | None = None) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -122,11 +127,18 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     head = None if no_head else project_head_signing(project, dict(zip(key_paths, signers)))
     # Names are recorded relative to the project root from any subdirectory (the working directory without one).
     base_dir = project.root if project is not None else None
-    attestor = Attestor(bundle_dir, signers, keyless=keyless, head=head, base_dir=base_dir)
+    gate = _append_gate(policy_path)
+    attestor = Attestor(bundle_dir, signers, keyless=keyless, head=head, base_dir=base_dir, policy=gate, force=force)
     att = attestor.attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
         allow_secrets=allow_secrets, fail_on_secret=fail_on_secret, evidence=evidence_files,
         fingerprints=fingerprints, metadata_parts=parts)
+    if gate is None:  # said after the append, so an error stays one line
+        click.echo("warning: no policy (no --policy, and no mlspec.yaml policy: found from the working directory): "
+                   "this append was not checked against the gate's rules", err=True)
+    for finding in att.forced:
+        click.echo(f"WARNING: --force: appended sequence {att.sequence} ({att.stage}) although the gate will refuse "
+                   f"it: [{finding.code}] {finding.message}", err=True)
     for pointer in att.redactions:
         click.echo(f"warning: redacted a secret-looking value at {pointer} (keep it with --allow-secret {pointer})",
                    err=True)
@@ -170,6 +182,18 @@ def _succeeds_part(stage: str, succeeds: str | None) -> list[tuple[str, dict[str
     return [("--succeeds", {SUCCEEDS: describe_release(succeeds).to_dict()})]
 
 
+def _append_gate(policy_path: str | None) -> Any:
+    """The gate's rules for this append: --policy, else mlspec.yaml's policy: (a named file must load), else None."""
+    from mlspec_attest.cli._project import resolve_policy
+
+    found = resolve_policy(policy_path, required=False)
+    if found is None:
+        return None
+    from mlspec_attest.verify.preflight import AppendGate
+
+    return AppendGate.from_file(found[0])
+
+
 def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -> list[tuple[Path, bytes]]:
     """Sign every product before the append (a bad key or product is exit 2 with nothing written)."""
     from mlspec_attest.attest.attestor import ArtifactRef
@@ -194,7 +218,10 @@ def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -
 @click.argument("attestation", type=ProjectPath(dir_okay=False, exists=True))
 @passphrase_file_option
 @click.option("--key", "key_path", required=True, type=ProjectPath(dir_okay=False), help="Private key to add a signature with.")
-def attest_cosign(attestation: str, key_path: str) -> None:
+@click.option("--policy", "policy_path", type=ProjectPath(dir_okay=False),
+              help="Trust policy the signature must meet (default: mlspec.yaml's policy:).")
+@click.option("--force", is_flag=True, help="Add the signature even when the gate's rules refuse it (a revoked key).")
+def attest_cosign(attestation: str, key_path: str, policy_path: str | None, force: bool) -> None:
     """Add a signature to an existing attestation (for policy thresholds).
 
     The chain hashes the payload, not the envelope, so co-signing never breaks it.
@@ -202,8 +229,16 @@ def attest_cosign(attestation: str, key_path: str) -> None:
     from mlspec_attest.attest.cosign import cosign
     from mlspec_attest.keys import load_signer
 
-    keyid = cosign(Path(attestation), load_signer(key_path))
+    gate = _append_gate(policy_path)
+    overridden: list[Any] = []
+    keyid = cosign(Path(attestation), load_signer(key_path), policy=gate, force=force, overridden=overridden)
     click.echo(f"added signature by {keyid[:16]}… to {attestation}")
+    if gate is None:
+        click.echo("warning: no policy (no --policy, and no mlspec.yaml policy: found from the working directory): "
+                   "this signature was not checked against the gate's rules", err=True)
+    for finding in overridden:
+        click.echo(f"WARNING: --force: added the signature although the gate will refuse it: [{finding.code}] "
+                   f"{finding.message}", err=True)
 
 
 @attest.command("head")

@@ -14,8 +14,8 @@ from typing import Any, TextIO
 import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup, echo_json, json_format_option, record_verdict, remember_format
-from mlspec_attest.cli._project import ProjectPath
 from mlspec_attest.cli._passphrase import passphrase_file_option
+from mlspec_attest.cli._project import ProjectPath
 from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 
 DEFAULT_LOG = "inference-log"

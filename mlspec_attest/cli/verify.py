@@ -22,6 +22,9 @@ from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 @click.option("--log", "log_dir", type=ProjectPath(file_okay=False),
               help="The inference log the bundle's log attestations seal (default: mlspec.yaml's log:).")
 @json_format_option
+@click.option("--phase", type=click.Choice(["deploy", "full"]), default="full", show_default=True,
+              help="deploy: before serving, require the stages up to package (later ones are judged only if "
+                   "present); full: everything the policy requires (docs/objectives.md).")
 @click.option("--releases", "releases_dir", type=ProjectPath(file_okay=False),
               help="Release history (one bundle per release): where the package's declared predecessor "
                    "(succeeds) is found and verified; rollback targets and previous.* criteria read it "
@@ -31,7 +34,7 @@ from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 @click.option("--resource-uri", metavar="URI",
               help="The VSA's resourceUri (what slsa-verifier's --resource-uri must repeat), e.g. an OCI "
                    "reference; default: mlspec:package/<package name>, the same on every host.")
-def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir: str | None, fmt: str,
+def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir: str | None, fmt: str, phase: str,
            vsa_out: str | None, vsa_key: str | None, resource_uri: str | None, releases_dir: str | None = None) -> None:
     """Check BUNDLE against the policy and the codified objectives: the deploy gate.
 
@@ -50,7 +53,7 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
         check_resource_uri(resource_uri)  # before verifying: a typo is exit 2, not a written VSA
     policy_obj, origin = load_policy(policy, bundle)
     report = verify_bundle(bundle, policy_obj, artifacts, log_dir=resolve_log(log_dir, bundle),
-                           releases=resolve_releases(releases_dir))
+                           releases=resolve_releases(releases_dir), phase=phase)
     if vsa_out:
         from mlspec_attest.keys import load_signer
         from mlspec_attest.verify.vsa import write_vsa

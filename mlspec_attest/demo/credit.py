@@ -48,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from mlspec_attest.attest.attestor import Attestation, Attestor
+from mlspec_attest.attest.attestor import AppendPolicy, Attestation, Attestor
 from mlspec_attest.attest.head import DEFAULT_HEAD_VALIDITY, HeadSigning
 from mlspec_attest.digests import digest_path
 from mlspec_attest.errors import InputError
@@ -404,7 +404,7 @@ class CreditPipeline:
 
     def __init__(self, root: Path, owner: Signer, pipeline: Signer, *, weak: bool = False,
                  rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, echo: Echo | None = None,
-                 bundle: Path | str | None = None):
+                 bundle: Path | str | None = None, policy: AppendPolicy | None = None):
         self.root = Path(root)
         from mlspec_attest.store.base import is_remote
 
@@ -413,8 +413,9 @@ class CreditPipeline:
                              else Path(bundle) if bundle is not None else self.root / "bundle")
         # Every append re-signs the chain head with the pipeline key (mlspec.yaml's head:), as the CLI does.
         head = HeadSigning((pipeline,), DEFAULT_HEAD_VALIDITY)
-        self.owner = Attestor(self.bundle, owner, base_dir=self.root, head=head)
-        self.attestor = Attestor(self.bundle, pipeline, base_dir=self.root, head=head)
+        # With ``policy`` (the runner passes the project's), every append is judged by the gate's rules first.
+        self.owner = Attestor(self.bundle, owner, base_dir=self.root, head=head, policy=policy)
+        self.attestor = Attestor(self.bundle, pipeline, base_dir=self.root, head=head, policy=policy)
         self.weak = weak
         self.rows = rows
         self.seed = seed
@@ -965,6 +966,8 @@ class CreditPipeline:
 
 
 def run_pipeline(root: Path, owner: Signer, pipeline: Signer, *, weak: bool = False, rows: int = DEFAULT_ROWS,
-                 seed: int = DEFAULT_SEED, echo: Echo | None = None, bundle: str | None = None) -> PipelineResult:
+                 seed: int = DEFAULT_SEED, echo: Echo | None = None, bundle: str | None = None,
+                 policy: AppendPolicy | None = None) -> PipelineResult:
     """Run all 13 stages in ``root`` (an ``mlspec init`` project), appending to ``root/bundle`` (or ``bundle``)."""
-    return CreditPipeline(root, owner, pipeline, weak=weak, rows=rows, seed=seed, echo=echo, bundle=bundle).run()
+    return CreditPipeline(root, owner, pipeline, weak=weak, rows=rows, seed=seed, echo=echo, bundle=bundle,
+                          policy=policy).run()

@@ -101,10 +101,13 @@ def run_demo(directory: Path, fail_objective: bool = False, echo: Callable[[str]
         signer = load_signer(directory / "keys" / "pipeline.key", passphrase)
 
     from mlspec_attest.demo.credit import run_pipeline  # lazy: numpy and scikit-learn
+    from mlspec_attest.verify.preflight import AppendGate
 
     echo("")
     echo(f"  seq  {'stage':<10} {'attested':<34} what the stage computed")
-    result = run_pipeline(directory, owner, signer, weak=fail_objective, echo=echo, bundle=bundle)
+    # As 'mlspec attest' does inside a project: every append first meets the gate's rules (mlspec.yaml's policy).
+    gate = AppendGate.from_file(directory / "policies" / "default.yaml")
+    result = run_pipeline(directory, owner, signer, weak=fail_objective, echo=echo, bundle=bundle, policy=gate)
     if bundle is not None:  # the project's commands find the chain where it went
         project_file = directory / "mlspec.yaml"
         project_file.write_text(re.sub(r"(?m)^bundle: .*$", f"bundle: {bundle}", project_file.read_text("utf-8"),

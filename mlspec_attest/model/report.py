@@ -82,6 +82,7 @@ class Report:
     objectives: list[ObjectiveLine] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     verified_at: str = ""
+    phase: str = "full"  # model/stages.py PHASES: which stages had to exist (deploy: up to package)
 
     @property
     def passed(self) -> bool:
@@ -104,6 +105,7 @@ class Report:
             "policy": self.policy,
             "policy_sha256": self.policy_sha256,
             "verified_at": self.verified_at,
+            "phase": self.phase,
             "stages": [s.to_dict() for s in self.stages],
             "findings": [f.to_dict() for f in self.findings],
             "objectives": [o.to_dict() for o in self.objectives],

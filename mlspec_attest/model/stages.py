@@ -62,3 +62,39 @@ def from_predicate_type(predicate_type: str) -> Stage | None:
     if version != "v1":
         return None
     return _BY_NAME.get(name) if name in {s.name for s in STAGES} else None
+
+
+# --------------------------------------------------------------------------- phases
+
+@dataclass(frozen=True)
+class Phase:
+    """How far along the lifecycle a verification judges: which stages must exist and be judged.
+
+    A phase only relaxes what must *exist*: every attestation that is present is checked
+    (signatures, links, order, trust, lineage and the criteria of its stage) whatever the
+    phase, so a phase can never be used to wave a forged later stage through.
+    """
+
+    name: str
+    last_stage: str | None  # the last stage whose presence and criteria are required; None: all of them
+    summary: str
+
+    def requires(self, stage: str) -> bool:
+        """True when the phase requires ``stage`` (if the policy does) and judges its criteria even when absent."""
+        return self.last_stage is None or resolve(stage).order <= resolve(self.last_stage).order
+
+
+DEPLOY_PHASE = Phase("deploy", "package", "before serving: every stage up to and including package")
+FULL_PHASE = Phase("full", None, "everything the policy requires, serve and monitor included")
+PHASES: tuple[Phase, ...] = (DEPLOY_PHASE, FULL_PHASE)
+DEFAULT_PHASE = FULL_PHASE
+
+
+def resolve_phase(name: str | Phase) -> Phase:
+    """The phase named ``name`` (``deploy`` or ``full``)."""
+    if isinstance(name, Phase):
+        return name
+    for phase in PHASES:
+        if phase.name == str(name).strip().lower():
+            return phase
+    raise InputError(f"unknown phase {name!r}: use one of {', '.join(p.name for p in PHASES)}")

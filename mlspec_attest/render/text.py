@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlspec_attest.model.report import ERROR, Report
+from mlspec_attest.model.report import ERROR, INFO, Report
 from mlspec_attest.render.terminal import terminal_safe as _t
 
 
@@ -29,6 +29,9 @@ def _names(rds: list[dict]) -> str:
 def render_text(report: Report, color: bool = False) -> str:
     lines = [_paint(f"mlspec verify {_t(report.bundle)}", "bold", color),
              f"policy {_t(report.policy)} (sha256 {_t((report.policy_sha256 or '')[:16])})", "", "Stages"]
+    if report.phase != "full":  # the default phase says nothing, as before phases existed
+        lines[2:2] = [f"phase {_t(report.phase)}: stages after package need not exist yet; present ones are "
+                      "judged in full"]
     for s in report.stages:
         mark = _paint("✓", "green", color) if s.ok else _paint("✗", "red", color)
         signer = _t(", ".join(s.signers) or "unverified")
@@ -52,12 +55,17 @@ def render_text(report: Report, color: bool = False) -> str:
     if report.findings:
         lines += ["", "Findings"]
         for f in report.findings:
-            mark = _paint("✗", "red", color) if f.severity == ERROR else _paint("!", "yellow", color)
+            mark = _paint("✗", "red", color) if f.severity == ERROR else (
+                _paint("i", "dim", color) if f.severity == INFO else _paint("!", "yellow", color))
             lines.append(f"  {mark} [{_t(f.code)}] {_t(f.message)}")
             if f.hint:
                 lines.append(f"      -> {_t(f.hint)}")
     errors = sum(1 for f in report.findings if f.severity == ERROR)
-    warnings = len(report.findings) - errors
+    infos = sum(1 for f in report.findings if f.severity == INFO)
+    warnings = len(report.findings) - errors - infos
     verdict = _paint("PASS", "green", color) if report.passed else _paint("FAIL", "red", color)
-    lines += ["", f"Verdict: {verdict} ({len(report.stages)} attestations, {errors} errors, {warnings} warnings)"]
+    scope = f"phase {_t(report.phase)}, " if report.phase != "full" else ""
+    notes = f", {infos} notes" if infos else ""
+    lines += ["", f"Verdict: {verdict} ({scope}{len(report.stages)} attestations, {errors} errors, "
+                  f"{warnings} warnings{notes})"]
     return "\n".join(lines)

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from mlspec_attest.bundle import attestation_file_name
 from mlspec_attest.model.report import Report
-from mlspec_attest.verify.context import Entry, VerifyContext, later, order_of, time_or_none
+from mlspec_attest.verify.context import Entry, VerifyContext, order_of, time_or_none
 
 
-def build_chain(entries: list[Entry], report: Report) -> list[Entry]:
-    """The chain in signed-sequence order (never file order), with forks, gaps and broken links reported."""
+def regressed(previous: str | None, current: str | None, skew: timedelta) -> bool:
+    """True when ``current`` claims a time more than ``skew`` before ``previous`` (both must parse).
+
+    Two hosts' clocks differ by seconds; the policy's ``clock_skew`` (default 5m) is the
+    documented tolerance, the same one ``mlspec attest`` checks before it signs.
+    """
+    a, b = time_or_none(previous), time_or_none(current)
+    return a is not None and b is not None and a - b > skew
+
+
+def build_chain(entries: list[Entry], report: Report, *, skew: timedelta = timedelta(0)) -> list[Entry]:
+    """The chain in signed-sequence order (never file order), with forks, gaps and broken links reported.
+
+    ``skew``: how far an attestation's time may lie before its predecessor's (the policy's clock_skew).
+    """
     by_seq: dict[int, list[Entry]] = {}
     for e in entries:
         by_seq.setdefault(e.sequence, []).append(e)
@@ -49,16 +64,22 @@ def build_chain(entries: list[Entry], report: Report) -> list[Entry]:
         if e.time is not None and time_or_none(e.time) is None:
             report.add("TIME_INVALID", f"sequence {e.sequence} ({e.stage}): run.finishedOn {e.time[:40]!r} is "
                        "not an RFC 3339 time", sequence=e.sequence, stage=e.stage, file=e.file.path.name)
-        if i > 0 and later(chain[i - 1].time, e.time):
+        if i > 0 and regressed(chain[i - 1].time, e.time, skew):
             report.add("CHAIN_TIME_REGRESSION", f"sequence {e.sequence} ({e.stage}) claims a time "
-                       f"({e.time}) before its predecessor's ({chain[i - 1].time})", sequence=e.sequence,
-                       stage=e.stage)
+                       f"({e.time}) before its predecessor's ({chain[i - 1].time}) by more than the "
+                       f"clock skew allowed ({skew})", sequence=e.sequence, stage=e.stage,
+                       hint="fix the signing host's clock (NTP); raise the policy's clock_skew only if "
+                            "clocks really drift that far")
     return chain
 
 
 def check_stage_order(ctx: VerifyContext) -> None:
-    """Lifecycle order, repeats, required stages and the objectives as genesis."""
+    """Lifecycle order, repeats, required stages (those the phase requires) and the objectives as genesis."""
     policy, chain, report = ctx.policy, ctx.chain, ctx.report
+    if ctx.phase.name not in policy.phases:
+        report.add("PHASE_NOT_ALLOWED", f"the policy {policy.source} does not allow verifying under phase "
+                   f"{ctx.phase.name!r} (phases: {', '.join(policy.phases)})",
+                   hint=f"verify with --phase {policy.phases[-1]}, or have the policy owner add the phase")
     seen: dict[str, int] = {}
     last_order = 0
     for e in chain:
@@ -78,7 +99,7 @@ def check_stage_order(ctx: VerifyContext) -> None:
             report.add("STAGE_REPEATED", f"sequence {e.sequence}: stage {e.stage} appears more than once "
                        "and the policy does not allow it to repeat", sequence=e.sequence, stage=e.stage)
     for name, rule in policy.stages.items():
-        if rule.required and name not in seen:
+        if rule.required and name not in seen and ctx.phase.requires(name):
             report.add("STAGE_MISSING", f"required stage {name} is missing from the chain", stage=name,
                        hint=f"run 'mlspec attest stage {name} ...' in the pipeline")
     if policy.objectives_required and chain and chain[0].stage != "objectives":

@@ -13,7 +13,7 @@ from mlspec_attest.bundle import Bundle, BundleFile
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.formats import parse_rfc3339
 from mlspec_attest.model.report import Report
-from mlspec_attest.model.stages import resolve
+from mlspec_attest.model.stages import DEFAULT_PHASE, Phase, resolve
 from mlspec_attest.model.statement import ROLE_ANNOTATION, StageStatement
 from mlspec_attest.policy import Policy
 
@@ -66,6 +66,7 @@ class VerifyContext:
     predecessor_declared: bool = False
     # Verifies another bundle with the same policy, clock and history (set by the Verifier): how the
     # release check verifies a predecessor without importing the verifier that runs it.
+    phase: Phase = DEFAULT_PHASE  # which stages must exist; present ones are judged whatever the phase
     verify_other: Callable[[Path, frozenset[str]], VerifyContext] | None = None
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.canonical import canonicalize, sha256_hex
-from mlspec_attest.model.report import WARNING, ObjectiveLine
+from mlspec_attest.model.report import INFO, WARNING, ObjectiveLine
 from mlspec_attest.verify.context import VerifyContext
 
 if TYPE_CHECKING:
@@ -28,7 +28,19 @@ def check_objectives(ctx: VerifyContext) -> None:
     _check_pin(ctx, objectives)
     latest = {e.stage: e.statement.metadata for e in chain if e.authentic}
     judged = {e.stage: e for e in chain if e.authentic}  # the attestation each criterion read
+    # A phase defers only the criteria of later stages that have no attestation at all: a present
+    # one (even a forged one, which fails on its signature anyway) is judged.
+    present = {e.stage for e in chain}
+    deferred = {c.name for c in objectives.criteria if not ctx.phase.requires(c.stage) and c.stage not in present}
+    for crit in objectives.criteria:
+        if crit.name in deferred:
+            report.add("OBJECTIVE_DEFERRED", f"criterion {crit.name} ({crit.stage}: {crit.expression}) is not "
+                       f"judged in phase {ctx.phase.name}: stage {crit.stage} has no attestation yet",
+                       severity=INFO, stage=crit.stage,
+                       hint="verify again with --phase full once the stage ran (docs/objectives.md)")
     for r in evaluate(objectives, latest, _previous_release(ctx, objectives)):
+        if r.name in deferred:
+            continue
         report.objectives.append(ObjectiveLine(
             name=r.name, stage=r.stage, expression=r.expression, severity=r.severity, passed=r.passed,
             values=dict(r.values), message=r.message, description=getattr(r, "description", "")))

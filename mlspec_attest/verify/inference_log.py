@@ -59,7 +59,7 @@ def read_signed_heads(bundle: str | Path, policy: Policy) -> tuple[list[SignedHe
     report = Report(bundle=str(bundle), policy=str(policy.source), policy_sha256=policy.digest)
     reader = EntryReader(policy)
     entries = [e for bf in open_bundle(bundle).files() if (e := reader.read(bf, report)) is not None]
-    chain = build_chain(entries, report)
+    chain = build_chain(entries, report, skew=policy.clock_skew)
     for e in unauthentic_log_attestations(chain):
         report.add("LOG_ATTESTATION_UNTRUSTED", f"sequence {e.sequence}: log attestation {e.file.path.name} is not"
                    " signed as the policy requires: its tree head is not a trust anchor", stage="log",

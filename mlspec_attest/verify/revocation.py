@@ -109,3 +109,31 @@ def _head_proof(ctx: VerifyContext, entry: Entry, head: ChainHead | None, after:
         return False
     at = next((e for e in ctx.chain if e.sequence == head.sequence), None)
     return at is not None and at.payload_sha256 == head.payload_sha256
+
+
+def check_signed_now(ctx: VerifyContext, entry: Entry) -> None:
+    """A signature being made now by a revoked key that no trusted time can ever vouch for: KEY_REVOKED.
+
+    The gate's rule (check_revocations) seen from the signer's side (``mlspec attest``): the
+    signature does not exist yet, so when ``after`` is past no time-stamp or head issued
+    before it can cover it. A key revoked from a time still ahead may sign only if the
+    policy trusts some time that can prove it: a TSA (``timestamp_authorities``; then
+    ``mlspec attest timestamp`` before ``after``) or a head signer that is not revoked.
+    """
+    revoked = {r.keyid for r in ctx.policy.revoked}
+    head_can_prove = ctx.policy.head is not None and any(
+        ctx.policy.keys[n].keyid not in revoked for n in ctx.policy.head.signers)
+    for keyid in sorted({k for k, _ in entry.pending_revocations}):
+        revocation = ctx.policy.revocation_of(keyid)
+        if revocation is None:
+            continue
+        if revocation.after <= ctx.now:
+            why = f"is revoked since {_fmt(revocation.after)}; a signature made now never counts"
+        elif not (ctx.policy.timestamp_authorities or head_can_prove):
+            why = (f"is revoked from {_fmt(revocation.after)} and the policy trusts no time that could prove this "
+                   "signature older (no timestamp_authorities, no unrevoked head signer)")
+        else:
+            continue
+        ctx.report.add("KEY_REVOKED", f"sequence {entry.sequence} ({entry.stage}): key {ctx.policy.key_name(keyid)} "
+                       f"{why} ({revocation.reason or 'revoked'})", stage=entry.stage, sequence=entry.sequence,
+                       file=entry.file.path.name, hint="sign with the key that replaced it ('mlspec keys rotate')")

@@ -19,6 +19,7 @@ from mlspec_attest.bundle import Bundle
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.formats import format_utc
 from mlspec_attest.model.report import Report, StageLine
+from mlspec_attest.model.stages import DEFAULT_PHASE, Phase, resolve_phase
 from mlspec_attest.policy import Policy
 from mlspec_attest.store import open_bundle
 from mlspec_attest.verify import (
@@ -76,12 +77,17 @@ CHECKS: tuple[Check, ...] = (
 
 
 class Verifier:
-    """Verifies bundles under one policy; ``now`` is injectable for reproducible audits."""
+    """Verifies bundles under one policy; ``now`` is injectable for reproducible audits.
 
-    def __init__(self, policy: Policy, *, now: datetime | None = None,
+    ``phase`` (model/stages.py): ``full`` (default) requires everything the policy does;
+    ``deploy`` requires the stages up to package only. Present attestations are judged in full.
+    """
+
+    def __init__(self, policy: Policy, *, now: datetime | None = None, phase: str | Phase = DEFAULT_PHASE,
                  releases: str | os.PathLike[str] | None = None, release_line: frozenset[str] = frozenset()) -> None:
         self.policy = policy
         self.now = now or datetime.now(timezone.utc)
+        self.phase = resolve_phase(phase)
         self.reader = EntryReader(policy)
         self.releases = Path(releases) if releases is not None else None  # the release history directory
         if self.releases is not None and not self.releases.is_dir():
@@ -116,11 +122,12 @@ class Verifier:
     def _verify(self, bundle: Bundle, label: str, artifact_paths: list[str | os.PathLike[str]],
                 log_dir: str | os.PathLike[str] | None = None) -> VerifyContext:
         report = Report(bundle=label, policy=str(self.policy.source), policy_sha256=self.policy.digest,
-                        verified_at=format_utc(self.now))
+                        verified_at=format_utc(self.now), phase=self.phase.name)
         entries = parse_bundle(self.reader, bundle, report)  # per-file checks, on every core for long chains
-        ctx = VerifyContext(policy=self.policy, now=self.now, bundle=bundle, report=report,
-                            chain=chain.build_chain(entries, report), artifacts=artifact_paths,
-                            log_dir=os.fspath(log_dir) if log_dir is not None else None,
+        ordered = chain.build_chain(entries, report, skew=self.policy.clock_skew)
+        ctx = VerifyContext(policy=self.policy, now=self.now, bundle=bundle, report=report, chain=ordered,
+                            artifacts=artifact_paths,
+                            log_dir=os.fspath(log_dir) if log_dir is not None else None, phase=self.phase,
                             releases=self.releases, release_line=self.release_line,
                             verify_other=self._verify_other)
         for check in CHECKS:
@@ -138,8 +145,8 @@ class Verifier:
 def verify_bundle(bundle_dir: str | os.PathLike[str], policy: Policy | str | os.PathLike[str],
                   artifacts: Iterable[str | os.PathLike[str]] = (), *, now: datetime | None = None,
                   log_dir: str | os.PathLike[str] | None = None,
-                  releases: str | os.PathLike[str] | None = None) -> Report:
+                  releases: str | os.PathLike[str] | None = None, phase: str | Phase = DEFAULT_PHASE) -> Report:
     """Verify a bundle; the one call a deploy gate needs (``log_dir``: the inference log it seals;
-    ``releases``: the release history its declared predecessor is found in)."""
+    ``releases``: the release history its declared predecessor is found in; ``phase``: deploy or full)."""
     policy_obj = policy if isinstance(policy, Policy) else Policy.from_file(policy)
-    return Verifier(policy_obj, now=now, releases=releases).verify(bundle_dir, artifacts, log_dir=log_dir)
+    return Verifier(policy_obj, now=now, releases=releases, phase=phase).verify(bundle_dir, artifacts, log_dir=log_dir)

@@ -15,6 +15,14 @@ levels are our own (SLSA allows non-SLSA levels that do not start with
 
 A failed verification has ``verifiedLevels: ["FAILED"]``, as the spec asks.
 
+A ``--phase deploy`` verification (stages up to package; model/stages.py) never
+claims those levels: it gets ``MLSPEC_DEPLOY_CHAIN_COMPLETE``,
+``MLSPEC_DEPLOY_OBJECTIVES_MET`` and ``MLSPEC_DEPLOY_ARTIFACT_BOUND`` instead, so a
+pre-serve VSA cannot be passed off as a full one to a consumer that asks for the full
+levels (``slsa-verifier verify-vsa --verified-level MLSPEC_CHAIN_COMPLETE``). The phase
+is in the levels, not the policy descriptor: VSA v1's policy has only uri and digest
+(the in-toto protobuf binding refuses anything else).
+
 What a consumer matches on does not depend on the verdict or the verifying host:
 the subject is named as the package stage named it, pass or fail, and the default
 ``resourceUri`` is a stable name for the package (``mlspec:package/<name>``), not
@@ -48,6 +56,9 @@ VERIFIER_ID = "https://mlspec.dev/mlspec-attest"
 LEVEL_CHAIN = "MLSPEC_CHAIN_COMPLETE"
 LEVEL_OBJECTIVES = "MLSPEC_OBJECTIVES_MET"
 LEVEL_ARTIFACT = "MLSPEC_ARTIFACT_BOUND"
+# The same three, for a deploy-phase verification (later stages not yet required): distinct names on purpose.
+DEPLOY_LEVELS = {LEVEL_CHAIN: "MLSPEC_DEPLOY_CHAIN_COMPLETE", LEVEL_OBJECTIVES: "MLSPEC_DEPLOY_OBJECTIVES_MET",
+                 LEVEL_ARTIFACT: "MLSPEC_DEPLOY_ARTIFACT_BOUND"}
 RESOURCE_PACKAGE = "mlspec:package/"
 RESOURCE_CHAIN = "mlspec:chain/"
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
@@ -62,6 +73,8 @@ def verified_levels(report: Report) -> list[str]:
         levels.append(LEVEL_OBJECTIVES)
     if report.artifacts and all(a.get("matched") for a in report.artifacts):
         levels.append(LEVEL_ARTIFACT)
+    if report.phase != "full":
+        levels = [DEPLOY_LEVELS[level] for level in levels]
     return levels
 
 
