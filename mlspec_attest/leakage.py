@@ -85,7 +85,7 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
 def fingerprints_of_rows(rows: Iterable[bytes]) -> bytes:
     """The v2 blob of an iterable of rows (each row as it is: no header, no stripping)."""
     values = np.fromiter(map(xxhash.xxh3_64_intdigest, rows), dtype=np.uint64)
-    return encode(_sorted_unique(values))
+    return bytes(encode(_sorted_unique(values)))
 
 
 def _hash_range(fd: int, start: int, end: int, header: bool, where: str, line_limit: int) -> np.ndarray:
@@ -165,7 +165,7 @@ def _hash_file(fd: int, size: int, header: bool, where: str) -> list[np.ndarray]
                 try:
                     values = _sorted_unique(_hash_range(fd, cut, size, False, where, MAX_LINE_BYTES))
                     pipe.write(b"\x00" + struct.pack("=Q", values.size))
-                    pipe.write(memoryview(values).cast("B"))
+                    pipe.write(values.tobytes())  # one copy of half the set, in the child
                 except InputError as exc:
                     pipe.write(b"\x01" + str(exc).encode("utf-8", "replace"))
         except BaseException:
@@ -184,7 +184,7 @@ def _hash_file(fd: int, size: int, header: bool, where: str) -> list[np.ndarray]
                                  "it in one process")
             (count,) = struct.unpack("=Q", head)
             second = np.empty(count, dtype=np.uint64)
-            got = pipe.readinto(memoryview(second).cast("B")) if count else 0
+            got = pipe.readinto(second.view(np.uint8).data) if count else 0
             if got != count * 8:
                 raise InputError(f"{where}: the fingerprinting worker's result was cut short")
     finally:
@@ -240,8 +240,11 @@ def fingerprint_values_of_csv(path: str | os.PathLike[str], header: bool = True)
 
 
 def fingerprints_of_csv(path: str | os.PathLike[str], header: bool = True) -> bytes:
-    """The v2 fingerprint blob of a CSV (what split attests for a set)."""
-    return encode(_merged(_runs_of_csv(path, header)))
+    """The v2 fingerprint blob of a CSV (what split attests for a set).
+
+    The bytes() copy is made after the runs are freed, so it does not raise the peak.
+    """
+    return bytes(encode(_merged(_runs_of_csv(path, header))))
 
 
 def write_fingerprints(csv_path: str | os.PathLike[str], out: str | os.PathLike[str], header: bool = True) -> Path:
@@ -266,7 +269,7 @@ def _plane_bytes(plane: np.ndarray) -> bytes:
     return _PLANE.pack(RAW, len(raw)) + raw
 
 
-def encode(values: np.ndarray | Iterable[np.ndarray], block_values: int = BLOCK_VALUES) -> bytes:
+def encode(values: np.ndarray | Iterable[np.ndarray], block_values: int = BLOCK_VALUES) -> bytearray:
     """The v2 blob of sorted, unique uint64 fingerprints, given whole or as ascending pieces (docs/format.md)."""
     pieces: Iterable[np.ndarray] = [values] if isinstance(values, np.ndarray) else values
     out = bytearray(_HEADER.pack(MAGIC, VERSION, HASH_XXH3_64, 0, block_values, 0))

@@ -24,17 +24,15 @@ from mlspec_attest.verify.context import VerifyContext, digest_of, role_of
 
 def _read_blob(ctx: VerifyContext, subject: dict[str, Any], where: str) -> Any:
     """Decode a fingerprint blob and check it is the one split signed."""
-    from mlspec_attest.leakage import read_fingerprints
+    from mlspec_attest.leakage import MAGIC, read_fingerprints
 
     # No-follow below the bundle, non-blocking, regular files only: a FIFO, device or
     # symlink planted at blobs/ is a finding, not a hang. A v2 blob is streamed (its row
     # count is capped); a v1 blob is read whole, so it keeps the 64 MiB bound.
-    from mlspec_attest.leakage import MAGIC
-
     name = f"blobs/{digest_of(subject)}"
     with open_stream(name, root=ctx.bundle.root, what="fingerprint blob") as fh:
         size = os.fstat(fh.fileno()).st_size
-        if size > MAX_FILE_BYTES and fh.peek(len(MAGIC))[:len(MAGIC)] != MAGIC:
+        if size > MAX_FILE_BYTES and os.pread(fh.fileno(), len(MAGIC), 0) != MAGIC:
             raise ValueError(f"{ctx.bundle.root / name}: fingerprint blob is {size} bytes, over the "
                              f"{MAX_FILE_BYTES}-byte limit for v1 blobs; refusing to read it")
         values, sha256 = read_fingerprints(fh, where, v1_limit=MAX_FILE_BYTES)
