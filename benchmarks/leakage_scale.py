@@ -20,6 +20,7 @@ bytes a row.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -69,7 +70,8 @@ def prepare(work: Path, rows: int) -> dict[str, Path]:
         write_csv(root / "work" / f"{name}.csv", start, n, seed=i)
         start += n
     shutil.copytree(root / "pre", root / "full")
-    subprocess.run(split_argv(root, "full"), check=True, cwd=root)
+    # This tree's mlspec_attest, not whatever the venv has installed (the commands below do the same).
+    subprocess.run(split_argv(root, "full"), check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(REPO)})
     full = Project(root, root / "full")
     pipe = full.attestor("pipeline")
     import json
