@@ -328,15 +328,8 @@ class _Reader:
         return data
 
 
-def _decode_v2_blocks(reader: _Reader, where: str) -> Iterator[np.ndarray]:
-    head = reader.exact(_HEADER.size - len(MAGIC), "header")
-    version, hash_id, reserved, block_values, count = struct.unpack(">BBHIQ", head)
-    if version != VERSION or hash_id != HASH_XXH3_64 or reserved:
-        raise ValueError(f"{where}: unknown fingerprint format version {version}, hash {hash_id}")
-    if not 1 <= block_values <= MAX_BLOCK_VALUES:
-        raise ValueError(f"{where}: block size {block_values} is outside 1..{MAX_BLOCK_VALUES}")
-    if count > MAX_FINGERPRINTS:
-        raise ValueError(f"{where}: {count} fingerprints, over the {MAX_FINGERPRINTS} limit")
+def _decode_v2_blocks(reader: _Reader, where: str, block_values: int, count: int) -> Iterator[np.ndarray]:
+    """The blocks after a checked header (FingerprintStream)."""
     prev: int | None = None
     for start in range(0, count, block_values):
         n = min(block_values, count - start)
@@ -369,6 +362,64 @@ def _decode_v2_blocks(reader: _Reader, where: str) -> Iterator[np.ndarray]:
         raise ValueError(f"{where}: trailing bytes after the last block")
 
 
+class FingerprintStream:
+    """A v1 or v2 blob read block by block: the gate streams the largest set instead of holding it.
+
+    ``count`` is known once the stream is open (v2: the header; v1: the size); ``blocks()``
+    yields sorted values, checking the form as it goes; ``sha256`` is that of every byte
+    read, final once ``blocks()`` is exhausted (it then also refuses trailing bytes).
+    """
+
+    def __init__(self, source: IO[bytes] | bytes, where: str, v1_limit: int | None = None) -> None:
+        self.where = where
+        self.file: Any = None  # the caller's open file, if it wants this object to carry it
+        self._reader = _Reader(io.BytesIO(source) if isinstance(source, bytes) else source)
+        magic = self._reader.read(len(MAGIC))
+        self.version = 2 if magic == MAGIC else 1
+        self._v1: np.ndarray | None = None
+        if self.version == 2:
+            head = self._reader.exact(_HEADER.size - len(MAGIC), "header")
+            version, hash_id, reserved, self._block_values, self.count = struct.unpack(">BBHIQ", head)
+            if version != VERSION or hash_id != HASH_XXH3_64 or reserved:
+                raise ValueError(f"{where}: unknown fingerprint format version {version}, hash {hash_id}")
+            if not 1 <= self._block_values <= MAX_BLOCK_VALUES:
+                raise ValueError(f"{where}: block size {self._block_values} is outside 1..{MAX_BLOCK_VALUES}")
+            if self.count > MAX_FINGERPRINTS:
+                raise ValueError(f"{where}: {self.count} fingerprints, over the {MAX_FINGERPRINTS} limit")
+            return
+        rest = magic + self._reader.read(-1 if v1_limit is None else v1_limit + 1 - len(magic))
+        if v1_limit is not None and len(rest) > v1_limit:
+            raise ValueError(f"{where}: a v1 fingerprint file over {v1_limit} bytes; refusing to read it")
+        if len(rest) % 8:
+            raise ValueError(f"{where}: length {len(rest)} is not a multiple of 8")
+        self._v1 = np.frombuffer(rest, dtype=">u8").astype(np.uint64)
+        self.count = self._v1.size
+        if self.count > 1 and not bool(np.all(self._v1[1:] > self._v1[:-1])):
+            raise ValueError(f"{where}: fingerprints are not sorted and unique")
+
+    @property
+    def sha256(self) -> str:
+        return self._reader.sha256.hexdigest()
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        if self._v1 is not None:
+            for start in range(0, self._v1.size, BLOCK_VALUES):
+                yield self._v1[start:start + BLOCK_VALUES]
+            return
+        yield from _decode_v2_blocks(self._reader, self.where, self._block_values, self.count)
+
+    def values(self) -> np.ndarray:
+        """All values (8 bytes a row), grown block by block (realloc, no second copy)."""
+        if self._v1 is not None:
+            return self._v1
+        values = np.empty(0, dtype=np.uint64)
+        for block in self.blocks():
+            n = values.size
+            values.resize(n + block.size, refcheck=False)
+            values[n:] = block
+        return values
+
+
 def read_fingerprints(source: IO[bytes] | bytes, where: str, v1_limit: int | None = None) -> tuple[np.ndarray, str]:
     """Decode a v1 or v2 blob, checking its form; returns the values and the sha256 of the bytes read.
 
@@ -376,24 +427,9 @@ def read_fingerprints(source: IO[bytes] | bytes, where: str, v1_limit: int | Non
     inflate past its block (zlib's max_length), so a crafted blob cannot blow it up.
     A v1 blob is read whole, refused past ``v1_limit`` bytes.
     """
-    reader = _Reader(io.BytesIO(source) if isinstance(source, bytes) else source)
-    magic = reader.read(len(MAGIC))
-    if magic == MAGIC:
-        values = np.empty(0, dtype=np.uint64)
-        for block in _decode_v2_blocks(reader, where):
-            n = values.size
-            values.resize(n + block.size, refcheck=False)  # grows with what was decoded (realloc, no copy)
-            values[n:] = block
-        return values, reader.sha256.hexdigest()
-    rest = magic + reader.read(-1 if v1_limit is None else v1_limit + 1 - len(magic))
-    if v1_limit is not None and len(rest) > v1_limit:
-        raise ValueError(f"{where}: a v1 fingerprint file over {v1_limit} bytes; refusing to read it")
-    if len(rest) % 8:
-        raise ValueError(f"{where}: length {len(rest)} is not a multiple of 8")
-    values = np.frombuffer(rest, dtype=">u8").astype(np.uint64)
-    if values.size > 1 and not bool(np.all(values[1:] > values[:-1])):
-        raise ValueError(f"{where}: fingerprints are not sorted and unique")
-    return values, reader.sha256.hexdigest()
+    stream = FingerprintStream(source, where, v1_limit)
+    values = stream.values()
+    return values, stream.sha256
 
 
 def parse_fingerprints(data: bytes, where: str) -> np.ndarray:

@@ -7,8 +7,9 @@ default): a split without train and hold-back fingerprints is a finding, an empt
 proves nothing, and every pair of attested sets (train, validation, hold-back) is compared.
 
 Cost at 14 million rows: each blob is streamed once (sha256 and decode together, one
-block in memory), the sets are held as uint64 arrays (8 bytes a row) and each pair is
-compared by binary search of the smaller set in the larger (leakage.overlap).
+block in memory); all sets but the largest are held as uint64 arrays (8 bytes a row),
+the largest is compared block by block, each pair by binary search (leakage.overlap).
+A blob whose bytes turn out not to be the signed ones counts for nothing.
 """
 
 from __future__ import annotations
@@ -22,60 +23,107 @@ from mlspec_attest.errors import InputError
 from mlspec_attest.verify.context import VerifyContext, digest_of, role_of
 
 
-def _read_blob(ctx: VerifyContext, subject: dict[str, Any], where: str) -> Any:
-    """Decode a fingerprint blob and check it is the one split signed."""
-    from mlspec_attest.leakage import MAGIC, read_fingerprints
+def _open_blob(ctx: VerifyContext, subject: dict[str, Any], where: str) -> Any:
+    """An open FingerprintStream of a blob (the caller checks its sha256 once it has read it all)."""
+    from mlspec_attest.leakage import MAGIC, FingerprintStream
 
     # No-follow below the bundle, non-blocking, regular files only: a FIFO, device or
     # symlink planted at blobs/ is a finding, not a hang. A v2 blob is streamed (its row
     # count is capped); a v1 blob is read whole, so it keeps the 64 MiB bound.
     name = f"blobs/{digest_of(subject)}"
-    with open_stream(name, root=ctx.bundle.root, what="fingerprint blob") as fh:
+    fh = open_stream(name, root=ctx.bundle.root, what="fingerprint blob")
+    try:
         size = os.fstat(fh.fileno()).st_size
         if size > MAX_FILE_BYTES and os.pread(fh.fileno(), len(MAGIC), 0) != MAGIC:
             raise ValueError(f"{ctx.bundle.root / name}: fingerprint blob is {size} bytes, over the "
                              f"{MAX_FILE_BYTES}-byte limit for v1 blobs; refusing to read it")
-        values, sha256 = read_fingerprints(fh, where, v1_limit=MAX_FILE_BYTES)
-    if sha256 != digest_of(subject):
+        stream = FingerprintStream(fh, where, v1_limit=MAX_FILE_BYTES)
+        if not stream.count:
+            raise ValueError("holds no rows; an empty set proves nothing")
+    except BaseException:
+        fh.close()
+        raise
+    stream.file = fh
+    return stream
+
+
+def _signed(stream: Any, subject: dict[str, Any]) -> None:
+    stream.file.close()
+    if stream.sha256 != digest_of(subject):
         raise ValueError("differs from the digest split signed")
-    return values
 
 
 def check_leakage(ctx: VerifyContext) -> None:
-    """Prove the split's sets pairwise disjoint from its row fingerprints; their absence is a finding."""
+    """Prove the split's sets pairwise disjoint from its row fingerprints; their absence is a finding.
+
+    The largest set is streamed block by block against the others (held as arrays), so
+    memory is the smaller sets plus one block: ~50 MB for a 14M-row 60/20/20 split.
+    """
     chain, report = ctx.chain, ctx.report
     from mlspec_attest.leakage import HOLDBACK_ROLE, TRAIN_ROLE, is_fingerprint_role, overlap
 
     split = next((e for e in reversed(chain) if e.stage == "split"), None)
     if split is None:
         return
-    sets: dict[str, Any] = {}
+
+    def invalid(s: dict[str, Any], exc: Exception) -> None:
+        report.add("LEAKAGE_EVIDENCE_INVALID", f"sequence {split.sequence} (split): fingerprints "
+                   f"{s.get('name')}: {exc}", sequence=split.sequence, stage="split")
+
+    opened: dict[str, tuple[dict[str, Any], Any]] = {}
     for s in split.statement.subjects:
         role = role_of(s)
         if not is_fingerprint_role(role):
             continue
         assert role is not None
         try:
-            if role in sets:
+            if role in opened:
                 raise ValueError(f"a second fingerprint file for {role}")
-            values = _read_blob(ctx, s, s.get("name", role))
-            if not values.size:
-                raise ValueError("holds no rows; an empty set proves nothing")
-            sets[role] = values
+            opened[role] = (s, _open_blob(ctx, s, s.get("name", role)))
         except (OSError, ValueError, InputError) as exc:
-            report.add("LEAKAGE_EVIDENCE_INVALID", f"sequence {split.sequence} (split): fingerprints "
-                       f"{s.get('name')}: {exc}", sequence=split.sequence, stage="split")
+            invalid(s, exc)
+    sets: dict[str, Any] = {}
+    largest = max(opened, key=lambda r: opened[r][1].count, default=None)
+    for role, (s, stream) in sorted(opened.items()):
+        if role == largest:
+            continue
+        try:
+            sets[role] = stream.values()
+            _signed(stream, s)
+        except (OSError, ValueError, InputError) as exc:
+            sets.pop(role, None)
+            stream.file.close()
+            invalid(s, exc)
+    shared_with_largest: dict[str, int] = {}
+    if largest is not None:
+        s, stream = opened[largest]
+        try:
+            counts = dict.fromkeys(sets, 0)
+            for block in stream.blocks():
+                for role in sets:
+                    counts[role] += overlap(sets[role], block)
+            _signed(stream, s)
+            shared_with_largest = counts
+            sets[largest] = stream  # present (its values were checked, not kept)
+        except (OSError, ValueError, InputError) as exc:
+            stream.file.close()
+            invalid(s, exc)
     absent = [r for r in (TRAIN_ROLE, HOLDBACK_ROLE) if r not in sets]
     if absent and ctx.policy.leakage_required:
         report.add("LEAKAGE_EVIDENCE_MISSING", f"sequence {split.sequence} (split): no usable row fingerprints "
                    f"for {', '.join(absent)}; the gate cannot prove the hold-back set shares no rows with "
                    "training", sequence=split.sequence, stage="split",
                    hint="attest split with --fingerprints train=TRAIN.csv --fingerprints holdback=HOLDBACK.csv")
-    for (role_a, a), (role_b, b) in combinations(sorted(sets.items()), 2):
-        shared = overlap(a, b)
+    for role_a, role_b in combinations(sorted(sets), 2):
+        if largest in (role_a, role_b):
+            other = role_b if role_a == largest else role_a
+            shared = shared_with_largest.get(other, 0)
+        else:
+            shared = overlap(sets[role_a], sets[role_b])
         if shared:
+            size_b = sets[role_b].count if role_b == largest else len(sets[role_b])
             report.add("LEAKAGE", f"sequence {split.sequence} (split): {shared} row(s) of "
                        f"{role_b.removeprefix('fingerprints-')} also appear in "
-                       f"{role_a.removeprefix('fingerprints-')} (of {len(b)} rows)",
+                       f"{role_a.removeprefix('fingerprints-')} (of {size_b} rows)",
                        sequence=split.sequence, stage="split",
                        hint="re-split so the sets share no rows")

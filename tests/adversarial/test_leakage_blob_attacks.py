@@ -30,7 +30,7 @@ def messages(report: Any, code: str) -> str:
 
 
 def _split(project: Project, holdback: str, monkeypatch: pytest.MonkeyPatch,
-           writer: Callable[[Path], bytes] | None = None) -> None:
+           writer: Callable[[Path], bytes] | None = None, target: str = "holdback") -> None:
     """Attest split of work/train.csv and work/holdback.csv; ``writer`` replaces the fingerprinting."""
     build_lifecycle(project, stages=("objectives", "ingest", "analyze", "transform", "validate"))
     project.write("work/train.csv", TRAIN)
@@ -38,7 +38,7 @@ def _split(project: Project, holdback: str, monkeypatch: pytest.MonkeyPatch,
     if writer is not None:
         real = L.fingerprints_of_csv
         monkeypatch.setattr(L, "fingerprints_of_csv",
-                            lambda path, header=True: writer(Path(path)) if "holdback" in str(path) else real(path))
+                            lambda path, header=True: writer(Path(path)) if target in str(path) else real(path))
     project.attestor().attest(
         "split", materials=["work/clean.csv"],
         products=["train-data=work/train.csv", "holdback-data=work/holdback.csv"],
@@ -133,3 +133,44 @@ def _split_subjects(project: Project) -> list[dict[str, Any]]:
 
     path = next((project.bundle / "attestations").glob("*-split.dsse.json"))
     return json.loads(extract_payload("dsse", path.read_bytes()))["subject"]
+
+
+def test_the_streamed_largest_set_gets_every_check(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate streams the largest set (train here) block by block: a bad value deep in it still counts."""
+    big = np.arange(10, 5000, 3, dtype=np.uint64)
+    stream = L.FingerprintStream(bytes(L.encode(big, block_values=64)), "t")
+    assert stream.count == big.size and np.array_equal(np.concatenate(list(stream.blocks())), big)
+    crafted = _raw_blob([5] + [3] * 2000 + [0])  # a repeat at the very end of the largest set
+    _split(project, "x,y,group\n7,0,a\n", monkeypatch, writer=lambda _p: crafted, target="train")
+    report = verify_bundle(project.bundle, project.policy())
+    assert "not sorted and unique" in messages(report, "LEAKAGE_EVIDENCE_INVALID")
+    assert "fingerprints-train" in messages(report, "LEAKAGE_EVIDENCE_MISSING")
+
+
+def test_the_streamed_largest_set_must_be_the_signed_blob(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    train = np.arange(1, 3000, dtype=np.uint64) * np.uint64(2**40)
+    _split(project, "x,y,group\n7,0,a\n", monkeypatch, writer=lambda _p: bytes(L.encode(train)), target="train")
+    digest = next(s["digest"]["sha256"] for s in _split_subjects(project)
+                  if s["annotations"].get("role") == "fingerprints-train")
+    (project.bundle / "blobs" / digest).write_bytes(bytes(L.encode(train + np.uint64(1))))
+    report = verify_bundle(project.bundle, project.policy())
+    assert "differs from the digest split signed" in messages(report, "LEAKAGE_EVIDENCE_INVALID")
+    assert "LEAKAGE" not in codes(report)  # nothing is concluded from bytes that are not the signed ones
+
+
+def test_overlap_with_the_streamed_largest_set_is_counted_for_each_other_set(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train (largest, streamed) shares one row with hold-back and another with validation."""
+    build_lifecycle(project, stages=("objectives", "ingest", "analyze", "transform", "validate"))
+    project.write("work/train.csv", "x,y,group\n" + "".join(f"{i},0,a\n" for i in range(50)))
+    project.write("work/holdback.csv", "x,y,group\n3,0,a\n900,1,b\n")
+    project.write("work/val.csv", "x,y,group\n7,0,a\n901,1,b\n")
+    project.attestor().attest(
+        "split", materials=["work/clean.csv"],
+        products=["train-data=work/train.csv", "eval-data=work/val.csv", "holdback-data=work/holdback.csv"],
+        fingerprints=[("train", "work/train.csv"), ("holdback", "work/holdback.csv"), ("validation", "work/val.csv")],
+        metadata={"sets": {"train": {"size": 50}, "holdback": {"size": 2}}})
+    report = verify_bundle(project.bundle, project.policy())
+    text = messages(report, "LEAKAGE")
+    assert "1 row(s) of train also appear in holdback (of 50 rows)" in text
+    assert "1 row(s) of validation also appear in train" in text
