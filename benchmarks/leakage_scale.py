@@ -177,21 +177,22 @@ def main(argv: list[str] | None = None) -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="mlspec-leakage-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        root = prepare(work, args.rows)["root"]
+        root = work / "proj" if (work / "proj" / "full").is_dir() else prepare(work, args.rows)["root"]  # --keep reuses
         size = sum((root / "work" / f"{n}.csv").stat().st_size for n, _ in SETS)
         print(f"split: {args.rows:,} rows, {size / 1e6:.0f} MB")
         for label, text in commands(root).items():
             results = []
             for _ in range(args.runs + 1):  # the first run warms the page cache
-                out = subprocess.run(["/usr/bin/time", "-f", "%e %M", "sh", "-c", text + " >/dev/null"], cwd=root,
+                out = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "sh", "-c", text + " >/dev/null"], cwd=root,
                                      capture_output=True, text=True)
                 if out.returncode != 0:
                     raise SystemExit(f"{label} failed (exit {out.returncode}): {out.stderr.strip()[-400:]}")
                 results.append(out.stderr.strip().splitlines()[-1])
             wall = sorted(float(r.split()[0]) for r in results[1:])
             rss = sorted(int(r.split()[1]) for r in results[1:])
-            print(f"{label}: median {wall[len(wall) // 2]:.2f} s, peak RSS {rss[len(rss) // 2] / 1024:.0f} MB "
-                  f"(runs: {', '.join(results[1:])})")
+            cpu = sorted(float(r.split()[2]) + float(r.split()[3]) for r in results[1:])
+            print(f"{label}: median {wall[len(wall) // 2]:.2f} s wall, {cpu[len(cpu) // 2]:.2f} s CPU (user+sys), "
+                  f"peak RSS {rss[len(rss) // 2] / 1024:.0f} MB (runs, 'wall KB user sys': {'; '.join(results[1:])})")
         before = sum(p.stat().st_size for p in (root / "pre" / "blobs").glob("*")) if (root / "pre" / "blobs").is_dir() \
             else 0
         after = sum(p.stat().st_size for p in (root / "run" / "blobs").glob("*"))

@@ -49,13 +49,18 @@ def _project_defaults() -> Any:
 @click.option("--oms-signature", is_flag=True,
               help="package only: also write an OpenSSF model-signing signature of each product "
                    "(DIR/model.sig, FILE.sig) with the first --key, for 'model_signing verify key'.")
+@click.option("--oms-method", type=click.Choice(["files", "shards"]), default="files", show_default=True,
+              help="--oms-signature's model-signing serialisation: shards hashes fixed 1 GB ranges of each file "
+                   "on every core (docs/format.md).")
+@click.option("--oms-hash", type=click.Choice(["sha256", "blake3"]), default="sha256", show_default=True,
+              help="--oms-signature's hash (blake3: model-signing's files method with BLAKE3 digests).")
 @click.option("--no-head", "no_head", is_flag=True,
               help="Do not re-sign the chain head after this append (default: re-sign it when mlspec.yaml has head:).")
 def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...], metadata_files: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
                  evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...], oms_signature: bool,
-                 no_head: bool) -> None:
+                 oms_method: str, oms_hash: str, no_head: bool) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -104,8 +109,10 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
             key_paths = (str(project.key),)
         signers = [load_signer(p) for p in key_paths]
     oms: list[tuple[Path, bytes]] = []
+    if (oms_method, oms_hash) != ("files", "sha256") and not oms_signature:
+        raise InputError("--oms-method and --oms-hash choose how --oms-signature hashes; add --oms-signature")
     if oms_signature:
-        oms = _oms_signatures(stage, products, signers)
+        oms = _oms_signatures(stage, products, signers, method=oms_method, hash_type=oms_hash)
     from mlspec_attest.cli._project import project_head_signing
 
     head = None if no_head else project_head_signing(project, dict(zip(key_paths, signers)))
@@ -127,7 +134,8 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
             click.echo(f"wrote OpenSSF model signature {out}")
 
 
-def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -> list[tuple[Path, bytes]]:
+def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any], *, method: str = "files",
+                    hash_type: str = "sha256") -> list[tuple[Path, bytes]]:
     """Sign every product before the append (a bad key or product is exit 2 with nothing written)."""
     from mlspec_attest.attest.attestor import ArtifactRef
     from mlspec_attest.attest.oms import sign_oms, signature_path
@@ -143,7 +151,7 @@ def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -
     for text in products:
         ref = ArtifactRef.parse(text)
         path = ref.path if ref.path.is_absolute() else Path.cwd() / ref.path  # as the Attestor reads them
-        out.append((signature_path(path), sign_oms(path, signers[0])))
+        out.append((signature_path(path), sign_oms(path, signers[0], method=method, hash_type=hash_type)))
     return out
 
 

@@ -130,3 +130,43 @@ def test_cli_prints_model_signings_subject(tree: Path) -> None:
     assert out.exit_code == 0 and '"algorithm": "blake3"' in out.output
     bad = runner.invoke(main, ["hash", "--shard-size", "10", str(tree)])
     assert bad.exit_code == 2 and "--shard-size belongs to --method shards" in bad.output
+
+
+@pytest.mark.parametrize("method, hash_type", [("shards", "sha256"), ("files", "blake3")])
+@pytest.mark.parametrize("single_file", [False, True])
+def test_model_signing_verifies_our_shards_and_blake3_signatures(tree: Path, tmp_path: Path, method: str,
+                                                                 hash_type: str, single_file: bool) -> None:
+    """The OMS form: model-signing's verifier re-hashes with the signed serialisation and accepts it.
+
+    Through its library API (verifying.Config without a hashing config guesses it from the
+    signature); model-signing 1.1.1's CLI pins files/sha256 on verify, so it cannot check shards.
+    """
+    from model_signing import verifying
+
+    from mlspec_attest.attest.oms import sign_oms
+    from mlspec_attest.keys import generate, load_signer
+
+    generate("p", tmp_path / "keys", "ecdsa-p256", None)
+    model = tree / "a-b" if single_file else tree
+    sig = tmp_path / "model.sig"
+    sig.write_bytes(sign_oms(model, load_signer(tmp_path / "keys" / "p.key"), method=method, hash_type=hash_type,
+                             shard_size=1000))
+
+    def accepted() -> bool:
+        try:
+            verifying.Config().use_elliptic_key_verifier(public_key=tmp_path / "keys" / "p.pub").verify(model, sig)
+            return True
+        except ValueError:
+            return False
+
+    assert accepted()
+    import base64
+    import json
+
+    statement = json.loads(base64.b64decode(json.loads(sig.read_text())["dsseEnvelope"]["payload"]))
+    assert statement["predicate"]["serialization"]["method"] == method
+    assert {r["algorithm"] for r in statement["predicate"]["resources"]} == \
+        {"sha256-sharded-1000" if method == "shards" else hash_type}
+    victim = tree / "a-b" if single_file else tree / "a" / "b"
+    victim.write_bytes(victim.read_bytes()[:-1] + b"!")  # one byte of the last shard
+    assert not accepted()
