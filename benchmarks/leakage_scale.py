@@ -138,12 +138,14 @@ INNER = """
 import resource, sys, time, os
 sys.path.insert(0, {repo!r})
 from mlspec_attest import leakage as L
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 total = 0
 for name in ("train", "validation", "holdback"):
     total += len(L.fingerprints_of_csv(os.path.join({root!r}, "work", name + ".csv")))
 t1 = time.perf_counter()
-print(f"fingerprinting alone: {{t1 - t:.2f}} s, blobs {{total}} bytes, "
+child = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"fingerprinting alone: {{t1 - t:.2f}} s wall, {{time.process_time() - c:.2f}} s CPU "
+      f"(+ helper {{child.ru_utime + child.ru_stime:.2f}} s), blobs {{total}} bytes, "
       f"peak RSS {{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}} MB "
       f"(+ helper {{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}} MB)")
 """
@@ -158,14 +160,22 @@ seen = {{}}
 real = check_leakage
 def timed(ctx):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter(); real(ctx); seen["s"] = time.perf_counter() - t
+    t, c = time.perf_counter(), time.process_time(); real(ctx)
+    seen["s"], seen["cpu"] = time.perf_counter() - t, time.process_time() - c
     seen["rss"] = (before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 verifier.CHECKS = tuple(timed if c is real else c for c in verifier.CHECKS)
 from mlspec_attest.verify import verify_bundle
 report = verify_bundle(Path({root!r}) / "full", Path({root!r}) / "policies" / "default.yaml")
-print(f"check_leakage alone: {{seen['s']:.2f}} s, peak RSS before {{seen['rss'][0] / 1024:.0f}} MB, "
+print(f"check_leakage alone: {{seen['s']:.2f}} s wall, {{seen['cpu']:.2f}} s CPU, peak RSS before {{seen['rss'][0] / 1024:.0f}} MB, "
       f"after {{seen['rss'][1] / 1024:.0f}} MB; errors: {{sorted({{f.code for f in report.findings if f.severity == 'error'}})}}")
 """
+
+
+def inner(root: Path) -> None:
+    """The fingerprinting and the gate's check alone, in fresh interpreters."""
+    for code in (INNER, CHECK):
+        subprocess.run([str(PY), "-c", code.format(repo=str(REPO), root=str(root))], check=False)
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,8 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             else 0
         after = sum(p.stat().st_size for p in (root / "run" / "blobs").glob("*"))
         print(f"bundle growth (blobs): {after - before:,} bytes = {(after - before) / args.rows:.2f} bytes a row")
-        for code in (INNER, CHECK):
-            subprocess.run([str(PY), "-c", code.format(repo=str(REPO), root=str(root))], check=False)
+        inner(root)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
