@@ -39,12 +39,27 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
-
-import numpy as np
-import xxhash
+from typing import IO, TYPE_CHECKING, Any
 
 from mlspec_attest.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import xxhash
+else:
+    class _Deferred:
+        """A module imported on first use: numpy takes ~0.1 s to import, and every `mlspec attest`
+        and `verify` imports this module for the role names alone (attestor, verify/lineage.py)."""
+
+        def __init__(self, name: str) -> None:
+            self._name = name
+
+        def __getattr__(self, attr: str) -> Any:
+            import importlib
+
+            return getattr(importlib.import_module(self._name), attr)
+
+    np, xxhash = _Deferred("numpy"), _Deferred("xxhash")
 
 FINGERPRINT_ROLE_PREFIX = "fingerprints-"
 TRAIN_ROLE = "fingerprints-train"
@@ -62,7 +77,7 @@ MAX_BLOCK_VALUES = 1 << 24
 MAX_FINGERPRINTS = 1 << 28  # rows a set may declare (2 GiB decoded): zlib inflates ~1000x, so cap it
 CHUNK = 1 << 20  # bytes read per step (bigger chunks fragment the heap: 8 MiB cost +110 MB at 14M rows)
 PARALLEL_MIN = 64 << 20  # files at least this big are fingerprinted by two processes
-_LE64 = np.dtype("<u8")
+_LE64 = "<u8"  # little-endian uint64: the byte-plane order of the v2 blob
 
 
 # -- rows -> fingerprints ------------------------------------------------------------------
