@@ -1,8 +1,9 @@
 """Row fingerprints: evidence that training and hold-back sets share no rows.
 
-A *row* is one line of a CSV without its trailing CR/LF; the first line (the header)
-is left out, and so are lines holding only whitespace. A set's fingerprints are the
-sorted, de-duplicated 64-bit hashes of its rows. The split stage attests one file per
+A *row* is one line of a CSV; the first line (the header) is left out, and so are
+lines holding only whitespace. v2 strips a row's leading and trailing ASCII whitespace
+(so CRLF, re-padded and re-indented copies match); v1 stripped trailing CR/LF only.
+A set's fingerprints are the sorted, de-duplicated 64-bit hashes of its rows. The split stage attests one file per
 set as a product with role ``fingerprints-<set>`` (``fingerprints-train``,
 ``fingerprints-holdback``...); the attestor copies it into ``bundle/blobs/`` so the
 gate proves the sets pairwise disjoint from the bundle alone (verify/leakage.py).
@@ -118,10 +119,10 @@ def _hash_range(fd: int, start: int, end: int, header: bool, where: str, line_li
         if not chunk:  # end of the range (or the file shrank): a last line without a newline
             if not rest:
                 break
-            lines, rest, maybe_long, has_cr = [rest], b"", True, b"\r" in rest
+            lines, rest, maybe_long = [rest], b"", True
         else:
             pos += len(chunk)
-            maybe_long, has_cr = len(rest) + len(chunk) >= line_limit, b"\r" in chunk
+            maybe_long = len(rest) + len(chunk) >= line_limit
             lines = (rest + chunk if rest else chunk).split(b"\n")
             rest = lines.pop()
             if len(rest) > line_limit:
@@ -133,9 +134,9 @@ def _hash_range(fd: int, start: int, end: int, header: bool, where: str, line_li
         if skip_first and lines:
             del lines[0]
             skip_first = False
-        if has_cr:  # CRLF (or stray CR) endings: the row is the line without its trailing CRs
-            lines = [line.rstrip(b"\r") for line in lines]
-        values = np.fromiter(map(xxh, filter(strip, lines)), dtype=np.uint64)
+        # The row is the line stripped of surrounding ASCII whitespace (CR of CRLF included), so a
+        # copy re-indented, re-padded or re-terminated is still the same row; blank lines are none.
+        values = np.fromiter(map(xxh, filter(None, map(strip, lines))), dtype=np.uint64)
         if n + values.size > out.size:
             out.resize(max(2 * out.size, n + values.size), refcheck=False)  # realloc: no second copy
         out[n:n + values.size] = values
