@@ -178,6 +178,7 @@ def build_cases(work: Path, args: argparse.Namespace, peers: Path | None) -> lis
         write_random(big, size)
         cases.append(Case("big", f"sha256 of one {size / 1024 / MiB:g} GiB file", [
             Cmd("mlspec hash", [*hash_cmd, str(big)]),
+            Cmd("mlspec hash --method shards", [*hash_cmd, "--method", "shards", str(big)]),  # shards_big.py
             Cmd("openssl dgst -sha256", ["openssl", "dgst", "-sha256", str(big)]),
             Cmd("sha256sum", ["sha256sum", str(big)]),
         ], baseline="openssl dgst -sha256"))
@@ -235,6 +236,9 @@ def build_cases(work: Path, args: argparse.Namespace, peers: Path | None) -> lis
             Cmd(f"mlspec verify ({n})", argv),
             Cmd(f"mlspec verify ({n}), 1 worker", argv, env={"MLSPEC_VERIFY_WORKERS": "1"}),
         ], baseline=f"mlspec verify ({n}), 1 worker"))
+
+    if want and "leakage" in want:  # benchmarks/leakage_scale.py, only when asked: 343 MB of data, minutes
+        cases.append(__import__("leakage_scale").case(work, 2_000_000 if quick else 14_000_000, Cmd, Case))
 
     if wanted("cores"):
         # Control: are both cores really ours right now? Pure-Python work, one copy vs two at once.

@@ -440,3 +440,133 @@ def digest_path(path: str | os.PathLike[str], *, ignore: Sequence[str] = (),
         raise InputError(f"{p}: not a regular file or directory (FIFO, device or socket); refusing it")
     hexdigest, size = sha256_file(p)
     return ArtifactDigest(sha256=hexdigest, size=size)
+
+
+# -- model-signing's other serialisations: shards, and BLAKE3 ---------------------------------
+# model-signing 1.1 (hashing.Config.use_shard_serialization): every file cut into fixed byte
+# ranges [k*size, min((k+1)*size, file size)), each hashed on its own (in parallel), named
+# "PATH:START:END" with algorithm "sha256-sharded-SIZE"; empty files have no shard. BLAKE3 is
+# not sharded there: "shards" with blake3 is the files method with BLAKE3 file digests. The
+# subject is sha256 over the raw resource digests in manifest order (path components, then
+# start), as for the files method (model_signing/_signing/signing.py, Payload).
+SHARD_SIZE = 1_000_000_000  # model-signing's default shard size (1 GB)
+OMS_METHODS = ("files", "shards")
+OMS_HASHES = ("sha256", "blake3")
+SHARD_BUF = 8 * 1024 * 1024  # per-thread read buffer for a shard
+
+
+@dataclass(frozen=True)
+class OmsDigest:
+    """An artifact as model-signing serialises it: method, resources and the subject digest it signs."""
+
+    method: str
+    hash_type: str
+    shard_size: int | None
+    subject_sha256: str
+    resources: tuple[tuple[str, str, str], ...] = field(repr=False)  # (name, algorithm, hex digest)
+    size: int = 0
+
+    @property
+    def serialization(self) -> dict[str, Any]:
+        """The predicate's ``serialization`` fields that fix the digest (ignore paths are added by the caller)."""
+        out: dict[str, Any] = {"method": self.method, "hash_type": self.hash_type, "allow_symlinks": False}
+        if self.shard_size is not None:
+            out["shard_size"] = self.shard_size
+        return out
+
+
+def _pread_exact(fd: int, buf: bytearray, offset: int, path: Any) -> int:
+    """Fill ``buf`` from ``offset`` (less only at the end of the range the caller asked for)."""
+    try:
+        return os.preadv(fd, [buf], offset)
+    except OSError as exc:
+        raise _read_error(path, exc) from None
+
+
+def _hash_range(path: str, start: int, end: int, algorithm: str) -> bytes:
+    """Digest of bytes [start, end) of a file: os.preadv, so threads share no file offset.
+
+    The file is opened by _open_regular (non-blocking, fstat-checked: no FIFO or device);
+    a file shorter than the walk saw is refused, not hashed short.
+    """
+    if algorithm == "blake3":
+        import blake3
+
+        h: Any = blake3.blake3(max_threads=blake3.blake3.AUTO if end - start >= OVERLAP_MIN else 1)
+    else:
+        h = hashlib.sha256()
+    buf = getattr(_local, "shard_buf", None)
+    if buf is None:
+        buf = _local.shard_buf = bytearray(SHARD_BUF)
+    view = memoryview(buf)
+    try:
+        fd = _open_regular(path)
+    except OSError as exc:
+        raise _read_error(path, exc) from None
+    try:
+        pos = start
+        while pos < end:
+            want = min(len(buf), end - pos)
+            n = _pread_exact(fd, buf if want == len(buf) else view[:want], pos, path)  # type: ignore[arg-type]
+            if n <= 0:
+                raise InputError(f"{path}: changed while it was hashed (ends at {pos}, expected {end} bytes)")
+            h.update(view[:n])  # sha256 and blake3 release the GIL for large updates
+            pos += n
+    finally:
+        os.close(fd)
+    return bytes(h.digest())
+
+
+def oms_digest(path: str | os.PathLike[str], *, method: str = "files", hash_type: str = "sha256",
+               shard_size: int = SHARD_SIZE, ignore: Sequence[str] = (), default_ignores: bool = True,
+               workers: int | None = None) -> OmsDigest:
+    """model-signing's resources and subject digest of a file or directory for ``method`` and ``hash_type``.
+
+    Equal to ``model_signing.hashing.Config().use_shard_serialization(hashing_algorithm=...,
+    shard_size=...)`` (or ``use_file_serialization``) followed by its signing payload
+    (tests/unit/test_oms_shards.py compares them). Shards are hashed on ``workers``
+    threads (default: the cores), so one 2 GiB file uses every core.
+    """
+    if method not in OMS_METHODS or hash_type not in OMS_HASHES:
+        raise InputError(f"--method {method} --hash {hash_type}: choose a method of {', '.join(OMS_METHODS)} "
+                         f"and a hash of {', '.join(OMS_HASHES)}")
+    if shard_size <= 0:
+        raise InputError(f"--shard-size {shard_size}: give a positive number of bytes")
+    if hash_type == "blake3":
+        method = "files"  # model-signing: "For BLAKE3 this is equivalent to not sharding"
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{p}: artifact not found") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read artifact: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        ignores = [_ignore_key(i) for i in ignore]
+        if default_ignores:
+            ignores += [(g,) for g in GIT_IGNORES]
+        files = [f for f in _walk_regular_files(p)
+                 if not (default_ignores and f.rel == SIGNATURE_FILE) and not _is_ignored(f.rel, ignores)]
+    elif stat.S_ISREG(st.st_mode):
+        files = [_File(".", os.fspath(p), st.st_size)]
+    else:
+        raise InputError(f"{p}: not a regular file or directory (FIFO, device or socket); refusing it")
+    if method == "shards":
+        jobs = [(f, start, min(start + shard_size, f.size)) for f in files for start in range(0, f.size, shard_size)]
+        algorithm = f"{hash_type}-sharded-{shard_size}"
+    else:
+        jobs = [(f, 0, f.size) for f in files]
+        algorithm = hash_type
+    forced = os.environ.get("MLSPEC_HASH_WORKERS", "").strip()
+    n = workers or (int(forced) if forced.isdigit() and int(forced) > 0 else cpus())
+    if n <= 1 or len(jobs) <= 1:
+        digests = [_hash_range(f.path, s, e, hash_type) for f, s, e in jobs]
+    else:
+        with ThreadPoolExecutor(max_workers=min(n, len(jobs)), thread_name_prefix="mlspec-shard") as tp:
+            digests = list(tp.map(lambda job: _hash_range(job[0].path, job[1], job[2], hash_type), jobs))
+    order = sorted(range(len(jobs)), key=lambda i: (oms_order(jobs[i][0].rel), jobs[i][1], jobs[i][2]))
+    names = [f"{f.rel}:{s}:{e}" if method == "shards" else f.rel for f, s, e in jobs]
+    resources = tuple((names[i], algorithm, digests[i].hex()) for i in order)
+    subject = hashlib.sha256(b"".join(digests[i] for i in order)).hexdigest()
+    return OmsDigest(method=method, hash_type=hash_type, shard_size=shard_size if method == "shards" else None,
+                     subject_sha256=subject, resources=resources, size=sum(f.size for f in files))

@@ -224,9 +224,13 @@ class Attestor:
         resolve(name)  # fail early on a typo
         return StageRecorder(self, name)
 
-    def _fingerprints(self, fingerprints: Iterable[tuple[str, str | os.PathLike[str]]]
-                      ) -> tuple[list[dict[str, Any]], list[bytes]]:
-        """Split's row fingerprints of each named set: the subjects, and the blobs the bundle keeps (leakage.py)."""
+    def _fingerprints(self, fingerprints: Iterable[tuple[str, str | os.PathLike[str]]],
+                      known: dict[Path, str] | None = None) -> tuple[list[dict[str, Any]], list[bytes]]:
+        """Split's row fingerprints of each named set: the subjects, and the blobs the bundle keeps (leakage.py).
+
+        ``known`` maps resolved product paths to the sha256 just computed for them, so a set
+        that is also a product is not read a second time for its ``fingerprints-of-sha256``.
+        """
         blobs: list[bytes] = []
         descriptors: list[dict[str, Any]] = []
         for set_name, csv_path in fingerprints:
@@ -246,7 +250,8 @@ class Attestor:
                 annotations={ROLE_ANNOTATION: FINGERPRINT_ROLE_PREFIX + set_name,
                              "mlspec.dev/fingerprints-of": _descriptor_name(Path(csv_path), self.base_dir),
                              # the gate binds the proof to split's data subject by this digest (LEAKAGE_EVIDENCE_UNBOUND)
-                             "mlspec.dev/fingerprints-of-sha256": _file_sha256(csv_file)}))
+                             "mlspec.dev/fingerprints-of-sha256": (known or {}).get(csv_file.resolve())
+                             or _file_sha256(csv_file)}))
         return descriptors, blobs
 
     def attest(self, stage: str | Stage, *, metadata: dict[str, Any] | None = None,
@@ -322,7 +327,10 @@ class Attestor:
         manifests: dict[str, bytes] = {}
         subject_rds = [describe(ref, self.base_dir, manifests if stage_obj.name in MANIFEST_STAGES else None)
                        for ref in product_refs]
-        fingerprint_rds, fingerprint_blobs = self._fingerprints(fingerprints)
+        known = {(r.path if r.path.is_absolute() else self.base_dir / r.path).resolve(): d["digest"]["sha256"]
+                 for r, d in zip(product_refs, subject_rds) if "annotations" not in d
+                 or MANIFEST_ANNOTATION not in d["annotations"]}  # files only: a directory's digest is not its sha256
+        fingerprint_rds, fingerprint_blobs = self._fingerprints(fingerprints, known)
         subject_rds.extend(fingerprint_rds)
         bound_sources, bound_blobs = _bind_metadata_sources(from_files, subject_rds, merged)
         if not subject_rds:

@@ -23,7 +23,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mlspec_attest._internal.files import write_file
-from mlspec_attest.digests import GIT_IGNORES, SIGNATURE_FILE, digest_directory, digest_path
+from mlspec_attest.digests import GIT_IGNORES, SHARD_SIZE, SIGNATURE_FILE, digest_directory, digest_path, oms_digest
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import Signer
 from mlspec_attest.model.canonical import canonicalize
@@ -33,9 +33,26 @@ OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
-def oms_statement(model: str | os.PathLike[str], *, ignore: Sequence[str] = ()) -> dict[str, Any]:
-    """The OMS v1.0 Statement model-signing would sign for this model (file or directory)."""
+def oms_statement(model: str | os.PathLike[str], *, ignore: Sequence[str] = (), method: str = "files",
+                  hash_type: str = "sha256", shard_size: int = SHARD_SIZE) -> dict[str, Any]:
+    """The OMS v1.0 Statement model-signing would sign for this model (file or directory).
+
+    ``method="shards"`` / ``hash_type="blake3"``: model-signing's other serialisations
+    (digests.oms_digest), e.g. one huge weights file hashed on every core.
+    """
     path = Path(model)
+    if (method, hash_type) != ("files", "sha256"):
+        od = oms_digest(path, method=method, hash_type=hash_type, shard_size=shard_size, ignore=ignore)
+        serialization: dict[str, Any] = od.serialization
+        if path.is_dir():
+            serialization["ignore_paths"] = sorted({*GIT_IGNORES, SIGNATURE_FILE, *ignore})
+        return {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": path.resolve().name, "digest": {"sha256": od.subject_sha256}}],
+            "predicateType": OMS_PREDICATE_TYPE,
+            "predicate": {"serialization": serialization,
+                          "resources": [{"algorithm": a, "digest": h, "name": n} for n, a, h in od.resources]},
+        }
     if path.is_dir():
         d = digest_directory(path, ignore=ignore)
         resources = [{"algorithm": "sha256", "digest": h, "name": rel} for rel, h in d.files]
@@ -46,7 +63,7 @@ def oms_statement(model: str | os.PathLike[str], *, ignore: Sequence[str] = ()) 
         resources = [{"algorithm": "sha256", "digest": d.sha256, "name": "."}]
         ignore_paths, subject = [], d.oms_sha256
     assert subject == hashlib.sha256(b"".join(bytes.fromhex(r["digest"]) for r in resources)).hexdigest()
-    serialization: dict[str, Any] = {"method": "files", "hash_type": "sha256", "allow_symlinks": False}
+    serialization = {"method": "files", "hash_type": "sha256", "allow_symlinks": False}
     if ignore_paths:
         serialization["ignore_paths"] = ignore_paths
     return {
@@ -57,9 +74,11 @@ def oms_statement(model: str | os.PathLike[str], *, ignore: Sequence[str] = ()) 
     }
 
 
-def sign_oms(model: str | os.PathLike[str], signer: Signer, *, ignore: Sequence[str] = ()) -> bytes:
+def sign_oms(model: str | os.PathLike[str], signer: Signer, *, ignore: Sequence[str] = (), method: str = "files",
+             hash_type: str = "sha256", shard_size: int = SHARD_SIZE) -> bytes:
     """The model.sig bytes: a Sigstore bundle v0.3 (key hint, no tlog) around the signed DSSE envelope."""
-    return key_signed_bundle(canonicalize(oms_statement(model, ignore=ignore)), signer)
+    statement = oms_statement(model, ignore=ignore, method=method, hash_type=hash_type, shard_size=shard_size)
+    return key_signed_bundle(canonicalize(statement), signer)
 
 
 def key_signed_bundle(payload: bytes, signer: Signer) -> bytes:

@@ -51,6 +51,11 @@ def _project_defaults() -> Any:
 @click.option("--oms-signature", is_flag=True,
               help="package only: also write an OpenSSF model-signing signature of each product "
                    "(DIR/model.sig, FILE.sig) with the first --key, for 'model_signing verify key'.")
+@click.option("--oms-method", type=click.Choice(["files", "shards"]), default="files", show_default=True,
+              help="--oms-signature's model-signing serialisation: shards hashes fixed 1 GB ranges of each file "
+                   "on every core (docs/format.md).")
+@click.option("--oms-hash", type=click.Choice(["sha256", "blake3"]), default="sha256", show_default=True,
+              help="--oms-signature's hash (blake3: model-signing's files method with BLAKE3 digests).")
 @click.option("--succeeds", "succeeds", type=ProjectPath(file_okay=False), metavar="BUNDLE",
               help="package only: the release this one succeeds (its bundle); signs its package digest and "
                    "chain head as metadata.succeeds, which the gate verifies with --releases DIR.")
@@ -67,7 +72,8 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
                  materials: tuple[str, ...], products: tuple[str, ...], sets: tuple[str, ...],
                  allow_secrets: tuple[str, ...], fail_on_secret: bool, use_sigstore: bool, identity_token: str | None, staging: bool,
                  evidence_files: tuple[str, ...], fingerprint_specs: tuple[str, ...], oms_signature: bool,
-                 no_head: bool, fmt: str, policy_path: str | None, force: bool, succeeds: str | None = None) -> None:
+                 oms_method: str, oms_hash: str, no_head: bool, fmt: str, policy_path: str | None, force: bool,
+                 succeeds: str | None = None) -> None:
     """Sign what STAGE did and append it to the bundle's chain.
 
     \b
@@ -120,8 +126,10 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
             key_paths = (str(project.key),)
         signers = [load_signer(p) for p in key_paths]
     oms: list[tuple[Path, bytes]] = []
+    if (oms_method, oms_hash) != ("files", "sha256") and not oms_signature:
+        raise InputError("--oms-method and --oms-hash choose how --oms-signature hashes; add --oms-signature")
     if oms_signature:
-        oms = _oms_signatures(stage, products, signers)
+        oms = _oms_signatures(stage, products, signers, method=oms_method, hash_type=oms_hash)
     from mlspec_attest.cli._project import project_head_signing
 
     head = None if no_head else project_head_signing(project, dict(zip(key_paths, signers)))
@@ -194,7 +202,8 @@ def _append_gate(policy_path: str | None) -> Any:
     return AppendGate.from_file(found[0])
 
 
-def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -> list[tuple[Path, bytes]]:
+def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any], *, method: str = "files",
+                    hash_type: str = "sha256") -> list[tuple[Path, bytes]]:
     """Sign every product before the append (a bad key or product is exit 2 with nothing written)."""
     from mlspec_attest.attest.attestor import ArtifactRef
     from mlspec_attest.attest.oms import sign_oms, signature_path
@@ -210,7 +219,7 @@ def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any]) -
     for text in products:
         ref = ArtifactRef.parse(text)
         path = ref.path if ref.path.is_absolute() else Path.cwd() / ref.path  # as the Attestor reads them
-        out.append((signature_path(path), sign_oms(path, signers[0])))
+        out.append((signature_path(path), sign_oms(path, signers[0], method=method, hash_type=hash_type)))
     return out
 
 

@@ -57,8 +57,16 @@ def _relative_ignores(root: str, ignores: tuple[str, ...]) -> list[str]:
 @click.option("--oms", is_flag=True,
               help="For files, print model-signing's subject (sha256 over the file's raw sha256) "
                    "instead of the file's sha256. Directories print the same either way.")
+@click.option("--method", type=click.Choice(["files", "shards"]), default=None,
+              help="model-signing's serialisation: 'shards' hashes fixed byte ranges of every file in parallel "
+                   "(one big file on every core) and prints model-signing's subject for it. Default: files.")
+@click.option("--hash", "hash_type", type=click.Choice(["sha256", "blake3"]), default=None,
+              help="model-signing's hash: blake3 (multithreaded; model-signing does not shard it). Default: sha256.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None, metavar="BYTES",
+              help="Shard size for --method shards (model-signing's default: 1000000000).")
 def hash_command(paths: tuple[str, ...], fmt: str, list_files: bool, ignores: tuple[str, ...],
-                 default_ignores: bool, oms: bool) -> None:
+                 default_ignores: bool, oms: bool, method: str | None, hash_type: str | None,
+                 shard_size: int | None) -> None:
     """Print the sha256 of files, and the directory digest of directories.
 
     \b
@@ -68,8 +76,14 @@ def hash_command(paths: tuple[str, ...], fmt: str, list_files: bool, ignores: tu
     `model_signing sign` signs. The manifest digest also binds names and the
     files left out (docs/format.md).
     """
-    from mlspec_attest.digests import digest_path
+    from mlspec_attest.digests import SHARD_SIZE, digest_path
 
+    if shard_size is not None and method != "shards":
+        raise InputError("--shard-size belongs to --method shards")
+    if method is not None or hash_type is not None:
+        _oms_hashes(paths, fmt, list_files, ignores, default_ignores, method or "files", hash_type or "sha256",
+                    shard_size or SHARD_SIZE)
+        return
     records = []
     for p in paths:
         d = digest_path(p, ignore=_relative_ignores(p, ignores) if os.path.isdir(p) else (),
@@ -89,6 +103,31 @@ def hash_command(paths: tuple[str, ...], fmt: str, list_files: bool, ignores: tu
             base = p.rstrip("/")
             for rel, h in d.files:
                 click.echo(f"{h}  {base}/{rel}")
+    if fmt == "json":
+        click.echo(json.dumps(records, indent=2))
+
+
+def _oms_hashes(paths: tuple[str, ...], fmt: str, list_files: bool, ignores: tuple[str, ...], default_ignores: bool,
+                method: str, hash_type: str, shard_size: int) -> None:
+    """model-signing's subject digest (and resources) for a chosen serialisation; equal to its own."""
+    from mlspec_attest.digests import oms_digest
+
+    records = []
+    for p in paths:
+        d = oms_digest(p, method=method, hash_type=hash_type, shard_size=shard_size,
+                       ignore=_relative_ignores(p, ignores) if os.path.isdir(p) else (),
+                       default_ignores=default_ignores)
+        if fmt == "json":
+            rec: dict[str, object] = {"path": p, "oms_sha256": d.subject_sha256, "size": d.size,
+                                      "serialization": d.serialization}
+            if list_files:
+                rec["resources"] = [{"name": n, "algorithm": a, "digest": h} for n, a, h in d.resources]
+            records.append(rec)
+            continue
+        click.echo(f"{d.subject_sha256}  {p}")
+        if list_files:
+            for name, algorithm, digest in d.resources:
+                click.echo(f"{digest}  {name}  ({algorithm})")
     if fmt == "json":
         click.echo(json.dumps(records, indent=2))
 

@@ -628,7 +628,7 @@ class CreditPipeline:
         for name, members in assignment.items():
             members.sort(key=lambda r: r["application_id"])
             _write_csv(self.p(paths[name]), CLEAN_COLUMNS, [[r[c] for c in CLEAN_COLUMNS] for r in members])
-            # Row fingerprints (sha256 prefixes of each CSV line): the verifier re-proves disjointness from them.
+            # Row fingerprints (64-bit XXH3 of each CSV line, v2 blobs): the verifier re-proves disjointness from them.
             fingerprints[name] = write_fingerprints(self.p(paths[name]), self.p(paths[name]).with_suffix(".fp"))
             sets[name] = {"size": len(members), "fraction": _r(len(members) / len(rows)), "path": paths[name],
                           "statistics": {"approval_rate": _r(sum(r["label"] == "1" for r in members) / len(members)),
@@ -648,7 +648,7 @@ class CreditPipeline:
             s.fingerprints.extend((name, self.p(paths[name])) for name in ("train", "validation", "holdback"))
             s.metadata(method="stratified by label and group", seed=self.seed + 1, sets=sets,
                        leakage={"overlap": overlap_rows, "pairs": pairs,
-                                "method": "64-bit sha256 prefixes of each CSV row (mlspec_attest.leakage)"})
+                                "method": "64-bit XXH3 fingerprints of each CSV row (mlspec_attest.leakage, format v2)"})
         self._record(s.result, "pipeline", "data/splits/*.csv (3 sets)",
                      " / ".join(f"{k} {v['size']:,}" for k, v in sets.items()) + f", row overlap {overlap_rows}")
 
