@@ -58,6 +58,9 @@ _EXTERNAL = frozenset({
     "PREDECESSOR_UNKNOWN", "PREDECESSOR_UNVERIFIED", "PREDECESSOR_MISMATCH", "PREDECESSOR_CYCLE",
     "PREDECESSOR_UNDECLARED", "ROLLBACK_TARGET_UNKNOWN", "LOG_MISSING",
 })
+# Whether the model meets its objectives is not a property of the prefix's integrity: the gate
+# judges the criteria again on the new chain (a failed criterion names the attestation it read).
+_JUDGED_ON_THE_NEW_CHAIN = frozenset({"OBJECTIVE_FAILED", "OBJECTIVE_WARNING"})
 # Head findings that say the source was truncated, forked or its head forged: never branch from it,
 # whatever sequence they name.
 _HEAD_REFUSALS = frozenset({"HEAD_INVALID", "HEAD_SIGNATURE_INVALID", "HEAD_MISMATCH", "CHAIN_ROLLBACK"})
@@ -139,7 +142,7 @@ def prefix_findings(report: Report, sequence: int) -> list[Finding]:
             continue
         if f.code in _HEAD_REFUSALS:
             found.append(f)
-        elif f.code in _EXTERNAL:
+        elif f.code in _EXTERNAL or f.code in _JUDGED_ON_THE_NEW_CHAIN:
             continue
         elif f.sequence is not None and f.sequence <= sequence:
             found.append(f)
