@@ -33,6 +33,8 @@ class MlspecGroup(ErrorHandlingGroup):
         "objectives": ("mlspec_attest.cli.objectives", "objectives"),
         "init": ("mlspec_attest.cli.project", "init"),
         "demo": ("mlspec_attest.cli.project", "demo"),
+        "push": ("mlspec_attest.cli.oci", "push"),
+        "pull": ("mlspec_attest.cli.oci", "pull"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
