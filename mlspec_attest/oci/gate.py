@@ -20,6 +20,7 @@ newest wins (the longest chain; among unrelated chains, the latest signed time),
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +40,7 @@ from mlspec_attest.oci.layout import (
 from mlspec_attest.oci.package import PackageError, expected_files
 from mlspec_attest.oci.push import BUNDLE_FOLDERS, HEAD_FILE, MAX_FILE_BYTES
 from mlspec_attest.oci.reference import OciReference
-from mlspec_attest.oci.registry import DigestMismatch, RegistryClient
+from mlspec_attest.oci.registry import DigestMismatch, RegistryClient, TooLarge
 from mlspec_attest.policy import Policy
 
 MAX_CHAINS = 16  # chain referrers verified per model; more is refused (OCI_TOO_MANY_REFERRERS)
@@ -126,7 +127,8 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
     try:
         got = client.get_manifest(d.digest, expected=d)
     except DigestMismatch as exc:
-        candidate.problem = ("OCI_DIGEST_MISMATCH", f"referrer {d.digest}: {exc}")
+        code = "OCI_TOO_LARGE" if isinstance(exc, TooLarge) else "OCI_DIGEST_MISMATCH"
+        candidate.problem = (code, f"referrer {d.digest}: {exc}")
         return
     if got is None:
         candidate.problem = ("OCI_REFERRER_INVALID", f"referrer {d.digest} is listed but not in the registry")
@@ -168,10 +170,23 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
         try:
             data = client.fetch_blob(layer, limit=MAX_FILE_BYTES)
         except DigestMismatch as exc:
-            code = "OCI_TOO_LARGE" if layer.size > MAX_FILE_BYTES else "OCI_DIGEST_MISMATCH"
+            code = "OCI_TOO_LARGE" if isinstance(exc, TooLarge) else "OCI_DIGEST_MISMATCH"
             candidate.problem = (code, f"chain referrer {d.digest}: layer {layer.title}: {exc}")
             return
         safe.write_file(candidate.root, str(layer.title), data, replace=False, what="chain file")
+
+
+def _authentic(candidate: Candidate) -> bool:
+    """Every attestation file of the chain became a stage signed by a key the policy trusts.
+
+    A file that failed to parse or verify is not a stage at all, so counting files (not
+    stage lines) is what stops a chain with one forged entry from looking trusted.
+    """
+    report = candidate.report
+    if report is None or not report.stages:
+        return False
+    files = [p for p in (candidate.root / "attestations").iterdir() if p.is_file()]
+    return len(files) == len(report.stages) and all(s.signers for s in report.stages)
 
 
 def _choose(candidates: list[Candidate], report: Report) -> Candidate | None:
@@ -223,15 +238,16 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
                   "push one with 'mlspec push'")
         return GateResult(empty, model, model_digest, None, [], client)
     candidates = []
+    private = Path(tempfile.mkdtemp(prefix="chains-", dir=workdir))  # fresh per run, mode 0700
     for i, descriptor in enumerate(chains):
-        candidate = Candidate(descriptor, workdir / f"chain-{i}")
+        candidate = Candidate(descriptor, private / f"chain-{i}")
         candidates.append(candidate)
         _fetch_chain(client, candidate, model_digest)
         if candidate.problem:
             continue
         candidate.report = verifier.verify(candidate.root, (), log_dir=log_dir)
         candidate.report.bundle = f"{ref.with_digest(model_digest)} (chain {descriptor.digest})"
-        candidate.authentic = bool(candidate.report.stages) and all(s.signers for s in candidate.report.stages)
+        candidate.authentic = _authentic(candidate)
         if not candidate.authentic:
             candidate.problem = ("OCI_CHAIN_UNTRUSTED", f"chain referrer {descriptor.digest}: not every attestation "
                                  "in it is signed by a key the local policy trusts")

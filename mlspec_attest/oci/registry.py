@@ -43,6 +43,10 @@ class DigestMismatch(Exception):
     """The registry served bytes that are not the content the digest names (a finding, not an input error)."""
 
 
+class TooLarge(DigestMismatch):
+    """A descriptor or a body larger than the caps allow (refused before or while reading)."""
+
+
 class _Registry(oras.provider.Registry):
     """ORAS's registry without its retry loop (it sleeps 2+3**n s on every error, minutes on a dead host)."""
 
@@ -97,7 +101,7 @@ class RegistryClient:
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             response.close()
-            raise DigestMismatch(f"{declared} bytes, more than the {limit} its descriptor allows")
+            raise TooLarge(f"{declared} bytes, more than the {limit} its descriptor allows")
         h, size, parts = hashlib.sha256(), 0, []
         with response:
             for chunk in response.iter_content(chunk_size=1024 * 1024):
@@ -126,7 +130,7 @@ class RegistryClient:
         """(bytes, "sha256:hex") of a manifest by tag or digest; None if absent; DigestMismatch if not its digest."""
         limit = min(expected.size, MAX_MANIFEST_BYTES) if expected is not None else MAX_MANIFEST_BYTES
         if expected is not None and expected.size > MAX_MANIFEST_BYTES:
-            raise DigestMismatch(f"its descriptor declares {expected.size} bytes, more than the "
+            raise TooLarge(f"its descriptor declares {expected.size} bytes, more than the "
                                  f"{MAX_MANIFEST_BYTES}-byte manifest limit")
         response = self._request("GET", f"manifests/{reference}", headers={"Accept": accept}, stream=True)
         if response.status_code == 404:
@@ -211,7 +215,7 @@ class RegistryClient:
     def fetch_blob(self, descriptor: Descriptor, sink: IO[bytes] | None = None, *, limit: int) -> bytes:
         """A blob's bytes (or streamed into ``sink``), refused beyond ``limit`` or its declared size, digest checked."""
         if descriptor.size > limit:
-            raise DigestMismatch(f"its descriptor declares {descriptor.size} bytes, more than the {limit} allowed")
+            raise TooLarge(f"its descriptor declares {descriptor.size} bytes, more than the {limit} allowed")
         response = self._request("GET", f"blobs/{descriptor.digest}", stream=True)
         if response.status_code != 200:
             response.close()
