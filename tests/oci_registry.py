@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:{port}
-"""
+{auth}"""
 
 
 def _free_port() -> int:
@@ -49,12 +50,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_registry(workdir: Path) -> Iterator[str]:
-    """Yield ``127.0.0.1:PORT`` of a fresh registry; stop it on exit."""
+def running_registry(workdir: Path, *, htpasswd: str | None = None) -> Iterator[str]:
+    """Yield ``127.0.0.1:PORT`` of a fresh registry (Basic auth when ``htpasswd`` lines are given); stop it on exit."""
     assert BINARY is not None, MISSING
     port = _free_port()
     config = workdir / "registry.yml"
-    config.write_text(CONFIG.format(root=workdir / "storage", port=port))
+    auth = ""
+    if htpasswd is not None:
+        (workdir / "htpasswd").write_text(htpasswd)
+        auth = f"auth:\n  htpasswd:\n    realm: mlspec-test\n    path: {workdir / 'htpasswd'}\n"
+    config.write_text(CONFIG.format(root=workdir / "storage", port=port, auth=auth))
     log = (workdir / "registry.log").open("wb")
     proc = subprocess.Popen([BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -64,6 +69,9 @@ def running_registry(workdir: Path) -> Iterator[str]:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2) as response:
                     if response.status == 200:
                         break
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:  # up, and asking for credentials
+                    break
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -173,3 +181,20 @@ class HostileRegistry:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """One bcrypt htpasswd line (what docker-registry's htpasswd auth reads), from libxcrypt via crypt."""
+    import warnings
+
+    import pytest
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt
+        except ImportError:  # removed in Python 3.13
+            pytest.skip("no bcrypt for an htpasswd file: the crypt module is gone from this Python")
+
+    salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)  # bcrypt cost 4: the registry checks it per request
+    return f"{user}:{crypt.crypt(password, salt)}\n"

@@ -238,6 +238,7 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
                   "push one with 'mlspec push'")
         return GateResult(empty, model, model_digest, None, [], client)
     candidates = []
+    workdir.mkdir(parents=True, exist_ok=True)
     private = Path(tempfile.mkdtemp(prefix="chains-", dir=workdir))  # fresh per run, mode 0700
     for i, descriptor in enumerate(chains):
         candidate = Candidate(descriptor, private / f"chain-{i}")

@@ -62,7 +62,8 @@ class RegistryClient:
             raise InputError(f"{ref}: plain HTTP is allowed for loopback registries only (127.0.0.1, ::1, "
                              "localhost); drop --plain-http and use HTTPS")
         self.ref = ref
-        self._oras = _Registry(hostname=ref.registry, insecure=plain_http)
+        self._oras = _Registry(hostname=ref.registry, insecure=plain_http,
+                               auth_backend=self._auth_backend(ref, plain_http))
         self._oras.session.request = functools.partial(self._oras.session.request, timeout=TIMEOUT_SECONDS)
         self.container = oras.container.Container(f"{ref.registry}/{ref.repository}", registry=ref.registry)
         self.container.registry = ref.registry
@@ -73,6 +74,26 @@ class RegistryClient:
             self._oras.auth.set_basic_auth(username, password)
         else:
             self._oras.auth.load_configs(self.container)  # ~/.docker/config.json ($DOCKER_CONFIG), helpers
+        if not hasattr(self._oras.auth, "_basic_auth"):  # ORAS's basic backend reads it unset: AttributeError
+            self._oras.auth._basic_auth = None
+
+    @staticmethod
+    def _auth_backend(ref: OciReference, plain_http: bool) -> str:
+        """ORAS's ``basic`` backend for a registry that challenges with Basic (htpasswd), else ``token``.
+
+        Asked once, without credentials: ``GET /v2/`` answers 200 or 401 with the scheme it wants.
+        """
+        url = f"{'http' if plain_http else 'https'}://{ref.registry}/v2/"
+        try:
+            with requests.get(url, timeout=TIMEOUT_SECONDS, allow_redirects=False, stream=True) as response:
+                challenge = response.headers.get("WWW-Authenticate", "")
+        except requests.exceptions.SSLError as exc:
+            raise InputError(f"{ref.registry}: TLS failed ({type(exc).__name__}); for a loopback test registry "
+                             "over plain HTTP pass --plain-http") from None
+        except requests.exceptions.RequestException as exc:
+            raise InputError(f"{ref.registry}: cannot reach the registry ({type(exc).__name__}); check the "
+                             "address and the network") from None
+        return "basic" if challenge.lower().startswith("basic") else "token"
 
     # -- plumbing ---------------------------------------------------------------------
     def _url(self, path: str) -> str:
