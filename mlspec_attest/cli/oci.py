@@ -89,6 +89,8 @@ def push(bundle: str, target: str, artifact: str | None, vsa_path: str | None, p
     click.echo(f"chain:    {result.chain} (referrer, via the {result.referrers_via})")
     if result.vsa:
         click.echo(f"vsa:      {result.vsa} (referrer)")
+    for note in result.notes:
+        click.echo(f"note:     {note}")
     click.echo(f"verify:   mlspec verify {result.model}{' --plain-http' if plain_http else ''}")
     announce_trust(policy_obj, origin)
 

@@ -275,8 +275,14 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
                     report.add(c.problem[0], c.problem[1])
             report.add("OCI_NO_TRUSTED_CHAIN", f"{ref}: none of the {len(candidates)} chain referrer(s) of "
                        f"{model_digest} is a chain the local policy trusts for exactly these layers; refusing to deploy")
+        report.artifacts.append({"path": str(ref.with_digest(model_digest)), "sha256": model_digest[7:],
+                                 "matched": None, "layers": len(model.layers)})
         return GateResult(report, model, model_digest, None, candidates, client)
     report = chosen.report
+    package = next(s for s in reversed(report.stages) if s.stage == "package")
+    report.artifacts.append({"path": str(ref.with_digest(model_digest)), "sha256": model_digest[7:],
+                             "matched": {"sequence": package.sequence, "chain": chosen.descriptor.digest},
+                             "layers": len(model.layers)})
     for c in candidates:
         if c is not chosen:
             why = c.problem[0] + ": " + c.problem[1] if c.problem else "an older or unrelated trusted chain"

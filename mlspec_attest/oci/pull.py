@@ -1,8 +1,8 @@
 """``mlspec pull oci://HOST/REPO@sha256:... DIR``: the chain the gate chose and the model's files, or nothing.
 
-Everything is written into a private temporary directory beside DIR and renamed into
-place only when every byte has been checked, so an error leaves nothing half-written,
-and nothing is ever written outside DIR. Layer names are validated as plain relative
+Everything is written into a private temporary directory inside DIR and renamed into
+place only when every byte has been checked; on any error DIR is left as it was (removed
+again if pull created it), and nothing is ever written outside DIR. Layer names are validated as plain relative
 paths before any file is created.
 """
 
@@ -37,22 +37,29 @@ def check_target(target: Path) -> None:
 
 def pull(ref: OciReference, policy: Policy, target: Path, *, plain_http: bool = False, now: datetime | None = None,
          log_dir: str | os.PathLike[str] | None = None) -> GateResult:
-    """Gate on the model at ``ref``; when it passes, write DIR/bundle and DIR/artifact."""
+    """Gate on the model at ``ref``; when it passes, write DIR/bundle and DIR/artifact (else leave DIR as it was)."""
     check_target(target)
-    staging = Path(tempfile.mkdtemp(prefix=".mlspec-pull-", dir=target.parent))
+    created = not target.exists()
+    target.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".mlspec-pull-", dir=target))  # inside DIR: nothing written elsewhere
+    done = False
     try:
         result = gate(ref, policy, staging / "chains", plain_http=plain_http, now=now, log_dir=log_dir)
         if not result.report.passed or result.chosen is None or result.model is None:
             return result
-        out = staging / "out"
-        out.mkdir()
-        os.rename(result.chosen.root, out / BUNDLE_DIR)
-        _download_layers(result, out / ARTIFACT_DIR)
-        check_target(target)  # still free: nobody raced us into it
-        os.rename(out, target)
+        os.rename(result.chosen.root, staging / BUNDLE_DIR)
+        _download_layers(result, staging / ARTIFACT_DIR)
+        for name in (BUNDLE_DIR, ARTIFACT_DIR):  # every byte checked: now move into place
+            os.rename(staging / name, target / name)
+        done = True
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not done:
+            for name in (BUNDLE_DIR, ARTIFACT_DIR):
+                shutil.rmtree(target / name, ignore_errors=True)
+            if created:
+                shutil.rmtree(target, ignore_errors=True)
 
 
 def _download_layers(result: GateResult, root: Path) -> None:

@@ -140,9 +140,12 @@ def push(report: Report, bundle_root: Path, artifact: Path, target: OciReference
     model_pushed = False
     subject_bytes: bytes
     existing = client.get_manifest(reference) if target.tag else None
+    notes: list[str] = []
     if existing is not None and _reuse(existing[0], model):
         subject_bytes = existing[0]
     else:
+        if existing is not None:
+            notes.append(f"tag {reference} moved from {existing[1]} (other files) to this package")
         subject_bytes = model.encode()
         digest = descriptor_of(MANIFEST_MEDIA_TYPE, subject_bytes).digest
         if target.digest and target.digest != digest:
@@ -189,7 +192,7 @@ def push(report: Report, bundle_root: Path, artifact: Path, target: OciReference
             client.put_manifest(encode_index(merged), fallback_tag(subject.digest), media_type=INDEX_MEDIA_TYPE)
     model_ref = target.with_digest(subject.digest)
     return PushResult(model=str(model_ref), model_pushed=model_pushed, chain=chain_digest, vsa=vsa_digest,
-                      referrers_via=via, uploaded_bytes=uploaded)
+                      referrers_via=via, uploaded_bytes=uploaded, notes=notes)
 
 
 def _reuse(data: bytes, wanted: Manifest) -> bool:
