@@ -32,6 +32,9 @@ from mlspec_attest.model.formats import format_utc, parse_rfc3339
 from mlspec_attest.model.report import Report
 from mlspec_attest.oci.layout import (
     CHAIN_ARTIFACT_TYPE,
+    EMPTY,
+    FILE_MEDIA_TYPE,
+    UNPACK_ANNOTATION,
     Descriptor,
     LayoutError,
     Manifest,
@@ -101,6 +104,10 @@ def _layer_problem(model: Manifest, files: dict[str, str]) -> str | None:
 
     layers: dict[str, str] = {}
     untitled = duplicated = 0
+    # A layer typed as an archive (or marked for unpacking) is unpacked by ORAS and other clients:
+    # the signed bytes would become files nobody attested. Only the plain-file type is a file.
+    unpacked = sorted(str(layer.title) for layer in model.layers
+                      if layer.media_type != FILE_MEDIA_TYPE or UNPACK_ANNOTATION in layer.annotations)
     for layer in model.layers:
         if not layer.title:
             untitled += 1
@@ -109,9 +116,13 @@ def _layer_problem(model: Manifest, files: dict[str, str]) -> str | None:
         else:
             layers[layer.title] = layer.sha256
     difference = diff(files, layers.items())
-    if not difference and not untitled and not duplicated:
+    if not difference and not untitled and not duplicated and not unpacked and model.config == EMPTY:
         return None
     parts = [difference.describe()] if difference else []
+    if unpacked:
+        parts.append(f"layer(s) {', '.join(unpacked[:5])} not typed {FILE_MEDIA_TYPE} (clients may unpack them)")
+    if model.config != EMPTY:
+        parts.append(f"the config is {model.config.media_type} {model.config.digest}, not the empty descriptor")
     if untitled:
         parts.append(f"{untitled} layer(s) without a {'org.opencontainers.image.title'} name")
     if duplicated:
@@ -156,8 +167,7 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
     try:
         for layer in manifest.layers:
             title = check_title(layer.title, f"chain referrer {d.digest}")
-            if title != HEAD_FILE and title.split("/", 1)[0] not in BUNDLE_FOLDERS or title.count("/") < (
-                    0 if title == HEAD_FILE else 1):
+            if not (title == HEAD_FILE or ("/" in title and title.split("/", 1)[0] in BUNDLE_FOLDERS)):
                 raise LayoutError(f"chain referrer {d.digest}: layer {title!r} is not a bundle file")
             if title.lower() in seen:
                 raise LayoutError(f"chain referrer {d.digest}: layer {title!r} appears twice")
@@ -195,7 +205,9 @@ def _choose(candidates: list[Candidate], report: Report) -> Candidate | None:
     if not counted:
         return None
     families: list[Candidate] = []
-    for c in sorted(counted, key=lambda c: len(c.history), reverse=True):
+    # Longest first; among equally long ones a passing one first: a copy of the genuine chain
+    # stripped of an unsigned file (the head, a blob) fails closed, and must not deny the original.
+    for c in sorted(counted, key=lambda c: (len(c.history), c.report is not None and c.report.passed), reverse=True):
         for head in families:
             shared = c.history.keys() & head.history.keys()
             if all(c.history[s] == head.history[s] for s in shared):
@@ -228,7 +240,7 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
     except DigestMismatch as exc:
         empty.add("OCI_REFERRER_INVALID", f"{ref}: the referrers of {model_digest}: {exc}")
         return GateResult(empty, model, model_digest, None, [], client)
-    chains = [d for d in referrers if d.artifact_type == CHAIN_ARTIFACT_TYPE]
+    chains = list({d.digest: d for d in referrers if d.artifact_type == CHAIN_ARTIFACT_TYPE}.values())
     if len(referrers) > MAX_REFERRERS or len(chains) > MAX_CHAINS:
         empty.add("OCI_TOO_MANY_REFERRERS", f"{ref}: {len(chains)} chain referrers ({len(referrers)} in all) via "
                   f"the {via}; more than the {MAX_CHAINS} the gate verifies. Remove the stale or foreign ones")

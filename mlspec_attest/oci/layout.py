@@ -30,6 +30,7 @@ BLOB_MEDIA_TYPE = "application/vnd.mlspec.bundle.blob.v1"
 # The VSA: its own referrer, typed like a cosign bundle-format attestation so admission controllers find it.
 VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
 TITLE = "org.opencontainers.image.title"
+UNPACK_ANNOTATION = "io.deis.oras.content.unpack"  # ORAS unpacks such a layer as a directory archive
 PREDICATE_TYPE_ANNOTATIONS = ("dev.sigstore.bundle.predicateType", "in-toto.io/predicate-type")
 CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
 PACKAGE_SHA256 = "mlspec.dev/package-sha256"

@@ -13,8 +13,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlspec_attest.bundle import MAX_BUNDLE_BYTES, TEMP_PREFIX
+from mlspec_attest.bundle import ATTESTATIONS, BLOBS, EVIDENCE, MAX_BUNDLE_BYTES, TEMP_PREFIX
 from mlspec_attest.errors import InputError
+from mlspec_attest.model.head import HEAD_FILE
 from mlspec_attest.model.report import Report
 from mlspec_attest.oci.layout import (
     CHAIN_ARTIFACT_TYPE,
@@ -30,6 +31,7 @@ from mlspec_attest.oci.layout import (
     PREDICATE_TYPE_ANNOTATIONS,
     SEQUENCE,
     TITLE,
+    UNPACK_ANNOTATION,
     VSA_PREDICATE_TYPE,
     Descriptor,
     LayoutError,
@@ -43,8 +45,8 @@ from mlspec_attest.oci.package import PackageError, expected_files
 from mlspec_attest.oci.reference import OciReference
 from mlspec_attest.oci.registry import RegistryClient
 
-BUNDLE_FOLDERS = ("attestations", "blobs", "evidence")
-HEAD_FILE = "head.dsse.json"
+# Every folder a bundle keeps (bundle.py, evidence/timestamp.py) and the chain head (model/head.py).
+BUNDLE_FOLDERS = (ATTESTATIONS, BLOBS, EVIDENCE, "timestamps")
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
@@ -115,7 +117,11 @@ def _model_manifest(report: Report, bundle_root: Path, artifact: Path) -> tuple[
 
 
 def _same_files(manifest: Manifest, wanted: Manifest) -> bool:
-    return sorted((d.title, d.digest) for d in manifest.layers) == sorted((d.title, d.digest) for d in wanted.layers)
+    """Same files, typed as plain files, empty config: what the gate accepts (gate._layer_problem)."""
+    def key(m: Manifest) -> list[tuple[str | None, str, str, bool]]:
+        return sorted((d.title, d.digest, d.media_type, UNPACK_ANNOTATION in d.annotations) for d in m.layers)
+
+    return manifest.config == EMPTY and key(manifest) == key(wanted)
 
 
 def _statement_type(data: bytes) -> str | None:

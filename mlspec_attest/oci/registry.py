@@ -117,18 +117,23 @@ class RegistryClient:
         return InputError(f"{self.ref}: {what}: registry answered HTTP {response.status_code}")
 
     @staticmethod
-    def _read_capped(response: requests.Response, limit: int, sink: IO[bytes] | None = None) -> tuple[bytes, str, int]:
-        """Stream a body into memory (or ``sink``), refusing more than ``limit`` bytes; (bytes, sha256, size)."""
+    def _read_capped(response: requests.Response, limit: int, sink: IO[bytes] | None = None, *,
+                     over: type[DigestMismatch] = DigestMismatch) -> tuple[bytes, str, int]:
+        """Stream a body into memory (or ``sink``), refusing more than ``limit`` bytes; (bytes, sha256, size).
+
+        ``over`` is what exceeding means: a body longer than its descriptor declares is not the
+        content (DigestMismatch); one beyond a cap with no descriptor is TooLarge.
+        """
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             response.close()
-            raise TooLarge(f"{declared} bytes, more than the {limit} its descriptor allows")
+            raise over(f"{declared} bytes, more than the {limit} allowed")
         h, size, parts = hashlib.sha256(), 0, []
         with response:
             for chunk in response.iter_content(chunk_size=1024 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    raise DigestMismatch(f"more than the {limit} bytes its descriptor allows")
+                    raise over(f"more than the {limit} bytes allowed")
                 h.update(chunk)
                 if sink is None:
                     parts.append(chunk)
@@ -160,7 +165,7 @@ class RegistryClient:
         if response.status_code != 200:
             response.close()
             raise self._fail(response, f"reading manifest {reference}")
-        data, hexdigest, size = self._read_capped(response, limit)
+        data, hexdigest, size = self._read_capped(response, limit, over=DigestMismatch if expected else TooLarge)
         digest = f"sha256:{hexdigest}"
         want = expected.digest if expected is not None else (reference if reference.startswith("sha256:") else None)
         if want is not None and digest != want:
@@ -185,7 +190,7 @@ class RegistryClient:
         """The referrers of a manifest: the OCI 1.1 API, else (404) the ``sha256-<hex>`` tag-schema index."""
         response = self._request("GET", f"referrers/{digest}", headers={"Accept": INDEX_MEDIA_TYPE}, stream=True)
         if response.status_code == 200:
-            data, _, _ = self._read_capped(response, MAX_MANIFEST_BYTES)
+            data, _, _ = self._read_capped(response, MAX_MANIFEST_BYTES, over=TooLarge)
             return self._index(data, f"{self.ref} referrers of {digest}"), "referrers API"
         response.close()
         if response.status_code != 404:

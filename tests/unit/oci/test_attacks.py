@@ -276,12 +276,60 @@ def test_a_truncated_copy_of_the_chain_is_not_chosen(demo: Demo, repo: OciRefere
 
 
 def test_a_flood_of_chain_referrers_is_refused(demo: Demo, repo: OciReference, tmp_path: Path) -> None:
+    """More distinct chain referrers than the gate verifies: refused; the same one listed many times is one."""
     client, model_ref, _, chain = _pushed(demo, repo)
     real = chain.descriptor()
-    assert model_ref.digest
+    assert model_ref.digest and chain.subject is not None
     _set_referrers(client, model_ref.digest, [real] * (MAX_CHAINS + 1))
+    assert _gate(model_ref, demo, tmp_path).report.passed
+    copies = [_put(client, Manifest(CHAIN_ARTIFACT_TYPE, EMPTY, chain.layers, subject=chain.subject,
+                                    annotations={"copy": str(i)})) for i in range(MAX_CHAINS + 1)]
+    _set_referrers(client, model_ref.digest, copies)
     result = _gate(model_ref, demo, tmp_path)
     assert not result.report.passed and "OCI_TOO_MANY_REFERRERS" in _codes(result, "error")
+
+
+def test_a_copy_of_the_chain_without_its_head_cannot_deny_it(demo: Demo, repo: OciReference,
+                                                             tmp_path: Path) -> None:
+    """Attack: list first a copy of the genuine chain without head.dsse.json (it fails HEAD_MISSING)."""
+    client, model_ref, _, chain = _pushed(demo, repo)
+    assert model_ref.digest and chain.subject is not None
+    headless = _put(client, Manifest(CHAIN_ARTIFACT_TYPE, EMPTY,
+                                     tuple(d for d in chain.layers if d.title != "head.dsse.json"),
+                                     subject=chain.subject))
+    _set_referrers(client, model_ref.digest, [headless])
+    alone = _gate(model_ref, demo, tmp_path)
+    assert not alone.report.passed and "HEAD_MISSING" in _codes(alone, "error")
+    _set_referrers(client, model_ref.digest, [headless, chain.descriptor()])
+    result = _gate(model_ref, demo, tmp_path)
+    assert result.report.passed, [(f.code, f.message) for f in result.report.findings]
+    assert result.chosen is not None and result.chosen.descriptor.digest == chain.descriptor().digest
+
+
+@pytest.mark.parametrize("retype", ["tar+gzip", "unpack", "config"])
+def test_layers_typed_for_unpacking_are_refused(demo: Demo, repo: OciReference, tmp_path: Path,
+                                                retype: str) -> None:
+    """Attack: same files and digests, but a layer typed as an archive (or marked for unpacking), or an image
+    config: ORAS and other clients would turn signed bytes into files (or a runnable image) nobody attested."""
+    client, _, model, chain = _pushed(demo, repo)
+    first, *rest = model.layers
+    config = model.config
+    if retype == "tar+gzip":
+        first = Descriptor("application/vnd.oci.image.layer.v1.tar+gzip", first.digest, first.size, first.annotations)
+    elif retype == "unpack":
+        first = Descriptor(first.media_type, first.digest, first.size,
+                           {**first.annotations, "io.deis.oras.content.unpack": "true"})
+    else:
+        data = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+        config = descriptor_of("application/vnd.oci.image.config.v1+json", data)
+        client.upload_bytes(data, config)
+    forged = Manifest(model.artifact_type, config, (first, *rest), annotations=model.annotations)
+    subject = _put(client, forged, retype.replace("+", "-"))
+    subject = Descriptor(subject.media_type, subject.digest, subject.size, {})
+    _set_referrers(client, subject.digest, [_rehome(client, chain, subject)])
+    result = _gate(client.ref.with_digest(subject.digest), demo, tmp_path)
+    assert not result.report.passed
+    assert "OCI_LAYER_MISMATCH" in _codes(result, "error")
 
 
 def test_a_model_without_a_chain_fails(demo: Demo, repo: OciReference, tmp_path: Path) -> None:
