@@ -120,3 +120,22 @@ def test_a_huge_manifest_is_refused(demo: Demo, repo: OciReference, hostile: Hos
     result = _gate(through, demo, tmp_path)
     assert not result.report.passed and "OCI_TOO_LARGE" in _codes(result)
     assert not any(chain_digest in path for path in hostile.seen if "/manifests/sha256:" in path)
+
+
+def test_the_referrers_api_is_asked_first_and_the_tag_index_then_ignored(demo: Demo, repo: OciReference,
+                                                                         hostile: HostileRegistry,
+                                                                         tmp_path: Path) -> None:
+    """A registry with the OCI 1.1 referrers API: its answer is used, a stale or planted tag index is not."""
+    through, chain, chain_digest = _setup(demo, repo, hostile)
+    assert through.digest
+    desc = chain.descriptor()
+    listed = Descriptor(desc.media_type, chain_digest, desc.size, {}, CHAIN_ARTIFACT_TYPE)
+    hostile.overrides[f"/v2/{repo.repository}/referrers/{through.digest}"] = (200, encode_index([listed]))
+    hostile.overrides[f"/v2/{repo.repository}/manifests/{fallback_tag(through.digest)}"] = (200, b"not an index")
+    result = _gate(through, demo, tmp_path)
+    assert result.report.passed, [(f.code, f.message) for f in result.report.findings]
+    assert not any(fallback_tag(through.digest) in path for path in hostile.seen)
+    hostile.overrides[f"/v2/{repo.repository}/referrers/{through.digest}"] = (200, encode_index([]))
+    result = _gate(through, demo, tmp_path)
+    assert not result.report.passed and _codes(result) == {"OCI_NO_CHAIN"}
+    assert any("referrers API" in f.message for f in result.report.findings)
