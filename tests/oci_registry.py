@@ -7,6 +7,7 @@ absent (``.ci/run`` installs it: apt-get install docker-registry).
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from mlspec_attest.model.report import Report
 from mlspec_attest.oci.push import PushResult, push
@@ -198,3 +201,42 @@ def htpasswd_line(user: str, password: str) -> str:
 
     salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)  # bcrypt cost 4: the registry checks it per request
     return f"{user}:{crypt.crypt(password, salt)}\n"
+
+
+# -- fixtures (imported by the OCI test modules under their own names; a conftest.py below tests/
+# would shadow tests/conftest.py for the modules that import from it) --------------------
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session", name="registry")
+def registry_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if MISSING:
+        pytest.skip(MISSING)
+    with running_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
+
+
+@pytest.fixture(scope="session", name="demo_project")
+def demo_project_fixture(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    pytest.importorskip("sklearn")
+    from mlspec_attest.demo.runner import run_demo
+
+    root = tmp_path_factory.mktemp("oci-demo") / "demo"
+    assert run_demo(root, echo=lambda _line: None) == 0
+    return Demo(root, root / "bundle", root / "package" / "credit-model",
+                Policy.from_file(root / "policies" / "default.yaml"))
+
+
+@pytest.fixture(name="demo")
+def demo_fixture(demo_project: Demo, tmp_path: Path) -> Demo:
+    """A private copy of the session's demo project (tests change their copy freely)."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_project.root, root, symlinks=True)
+    return Demo(root, root / "bundle", root / "package" / "credit-model",
+                Policy.from_file(root / "policies" / "default.yaml"))
+
+
+@pytest.fixture(name="repo")
+def repo_fixture(registry: str) -> OciReference:
+    """A fresh repository (a tag in it) for each test."""
+    return OciReference.parse(f"oci://{registry}/test/model-{next(_names)}:v1")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from oci_registry import Demo, push_demo
+from oci_registry import Demo, demo_fixture, demo_project_fixture, push_demo, registry_fixture, repo_fixture  # noqa: F401 - fixtures
 
 from mlspec_attest.model.canonical import parse_json
 from mlspec_attest.oci.gate import MAX_CHAINS, GateResult, gate

@@ -10,7 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from oci_registry import MISSING, Demo, htpasswd_line, running_registry
+from oci_registry import (  # noqa: F401 - fixtures
+    MISSING,
+    Demo,
+    demo_fixture,
+    demo_project_fixture,
+    htpasswd_line,
+    registry_fixture,
+    repo_fixture,
+    running_registry,
+)
 
 from mlspec_attest.oci.layout import DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATIONS, VSA_PREDICATE_TYPE
 from mlspec_attest.oci.reference import OciReference

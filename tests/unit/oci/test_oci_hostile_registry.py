@@ -11,7 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from oci_registry import Demo, HostileRegistry, push_demo
+from oci_registry import (  # noqa: F401 - fixtures
+    Demo,
+    HostileRegistry,
+    demo_fixture,
+    demo_project_fixture,
+    push_demo,
+    registry_fixture,
+    repo_fixture,
+)
 
 from mlspec_attest.model.canonical import parse_json
 from mlspec_attest.oci.gate import GateResult, gate
@@ -139,3 +147,26 @@ def test_the_referrers_api_is_asked_first_and_the_tag_index_then_ignored(demo: D
     result = _gate(through, demo, tmp_path)
     assert not result.report.passed and _codes(result) == {"OCI_NO_CHAIN"}
     assert any("referrers API" in f.message for f in result.report.findings)
+
+
+def test_pull_of_a_layer_with_other_bytes_leaves_nothing(demo: Demo, repo: OciReference, hostile: HostileRegistry,
+                                                         tmp_path: Path) -> None:
+    """The gate passes on the descriptors, then the registry serves another model.pkl: exit 2, DIR not left behind."""
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.oci.pull import pull
+
+    through, _, _ = _setup(demo, repo, hostile)
+    client = RegistryClient(through, plain_http=True)
+    got = client.get_manifest(str(through.digest))
+    assert got is not None
+    model = Manifest.from_dict(parse_json(got[0]), "model")
+    layer = next(d for d in model.layers if d.title == "model.pkl")
+    hostile.overrides[f"/v2/{repo.repository}/blobs/{layer.digest}"] = (200, b"\x80" * layer.size)
+    outside = tmp_path / "pulls"
+    outside.mkdir()
+    with pytest.raises(InputError, match="model.pkl"):
+        pull(through, demo.policy, outside / "out", plain_http=True, log_dir=demo.log)
+    assert list(outside.iterdir()) == []
+    del hostile.overrides[f"/v2/{repo.repository}/blobs/{layer.digest}"]
+    pull(through, demo.policy, outside / "out", plain_http=True, log_dir=demo.log)
+    assert (outside / "out" / "artifact" / "model.pkl").read_bytes() == (demo.package / "model.pkl").read_bytes()
