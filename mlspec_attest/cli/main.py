@@ -34,6 +34,8 @@ class MlspecGroup(ErrorHandlingGroup):
         "init": ("mlspec_attest.cli.project", "init"),
         "demo": ("mlspec_attest.cli.project", "demo"),
         "run": ("mlspec_attest.cli.run", "run"),
+        "push": ("mlspec_attest.cli.oci", "push"),
+        "pull": ("mlspec_attest.cli.oci", "pull"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -34,12 +34,16 @@ from mlspec_attest.errors import EXIT_FAILED, EXIT_OK, InputError
 @click.option("--resource-uri", metavar="URI",
               help="The VSA's resourceUri (what slsa-verifier's --resource-uri must repeat), e.g. an OCI "
                    "reference; default: mlspec:package/<package name>, the same on every host.")
+@click.option("--plain-http", is_flag=True, help="For BUNDLE=oci://...: plain HTTP, loopback registries only.")
 def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir: str | None, fmt: str, phase: str,
-           vsa_out: str | None, vsa_key: str | None, resource_uri: str | None, releases_dir: str | None = None) -> None:
+           vsa_out: str | None, vsa_key: str | None, resource_uri: str | None, releases_dir: str | None = None,
+           plain_http: bool = False) -> None:
     """Check BUNDLE against the policy and the codified objectives: the deploy gate.
 
     Exit 0: every check passed, deploy. Exit 1: the gate failed (findings say why).
     Exit 2: unusable input (missing bundle or policy, bad flags).
+    BUNDLE may be oci://HOST[:PORT]/REPO@sha256:... (or :TAG): the chain attached to that model
+    in a registry, whose layers must be exactly the packaged files (docs/storage.md#oci-registries).
     """
     from mlspec_attest.verify import verify_bundle
 
@@ -52,8 +56,18 @@ def verify(bundle: str, policy: str | None, artifacts: tuple[str, ...], log_dir:
 
         check_resource_uri(resource_uri)  # before verifying: a typo is exit 2, not a written VSA
     policy_obj, origin = load_policy(policy, bundle)
-    report = verify_bundle(bundle, policy_obj, artifacts, log_dir=resolve_log(log_dir, bundle),
-                           releases=resolve_releases(releases_dir), phase=phase)
+    if bundle.startswith("oci://"):
+        from mlspec_attest.cli.oci import verify_registry
+
+        if artifacts:
+            raise InputError("--artifact is for a bundle on disk; for oci:// the artifact's layers are checked")
+        report = verify_registry(bundle, policy_obj, plain_http=plain_http, log_dir=resolve_log(log_dir, None),
+                                 phase=phase, releases=resolve_releases(releases_dir))
+    else:
+        if plain_http:
+            raise InputError("--plain-http applies to an oci:// BUNDLE only")
+        report = verify_bundle(bundle, policy_obj, artifacts, log_dir=resolve_log(log_dir, bundle),
+                               releases=resolve_releases(releases_dir), phase=phase)
     if vsa_out:
         from mlspec_attest.keys import load_signer
         from mlspec_attest.verify.vsa import write_vsa
