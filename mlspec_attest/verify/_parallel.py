@@ -111,10 +111,15 @@ def keep(entry: Entry | None) -> Entry | None:
 def metadata_problem(entry: Entry) -> str:
     """"" when the entry's signed metadata fits its stage's schema, else the one-line reason."""
     from mlspec_attest.errors import InputError
-    from mlspec_attest.model.metadata import validate_metadata  # lazy: jsonschema
+    from mlspec_attest.model.metadata import best_error  # lazy: jsonschema
+
+    statement = entry.statement
+    if best_error(statement.stage.name, statement.metadata) is None:  # the common case: no message built
+        return ""
+    from mlspec_attest.model.metadata import validate_metadata
 
     try:
-        validate_metadata(entry.stage, entry.statement.metadata, source=f"sequence {entry.sequence} ({entry.stage})")
+        validate_metadata(entry.stage, statement.metadata, source=f"sequence {entry.sequence} ({entry.stage})")
     except InputError as exc:
         return str(exc) or "invalid"
     return ""
