@@ -97,6 +97,7 @@ class Case:
     cmds: list[Cmd]
     baseline: str  # label the ratio column divides by
     cleanup: list[Path] = field(default_factory=list)  # data freed as soon as the case has run (unless --keep)
+    max_runs: int | None = None  # long cases: at most this many timed runs, and no warm-up run
 
     def get(self, label: str) -> Cmd | None:
         return next((c for c in self.cmds if c.label == label), None)
@@ -109,7 +110,9 @@ class Case:
 
 
 def run_case(case: Case, runs: int, log: bool) -> None:
-    for c in case.cmds:  # warm-up: page cache, pyc files, venv
+    if case.max_runs is not None:
+        runs = min(runs, case.max_runs)
+    for c in case.cmds if case.max_runs is None else ():  # warm-up: page cache, pyc files, venv
         c.run()
         c.times.clear()
         c.rss_kib.clear()
@@ -259,6 +262,19 @@ def _hash_cmd(b: BenchContext) -> list[str]:
     return list(b.cache["hash"])  # type: ignore[call-overload]
 
 
+def _chain_data(b: BenchContext, name: str, n: int, **options: object) -> Path:
+    """``make_chain.build(n, ...)`` into the scratch directory, or into ``--reuse DIR`` once and then reused
+    (a 100,000-chain takes a minute to generate; its head stays valid for 7 days)."""
+    base = b.args.reuse or b.work
+    out = base / name
+    if b.args.reuse and (out / "policy.yaml").exists():
+        print(f"reusing {out}", file=sys.stderr)
+        return out
+    print(f"generating a {n}-attestation chain in {out}", file=sys.stderr)
+    _make_chain().build(n, out, **options)  # type: ignore[attr-defined]
+    return out
+
+
 def _make_chain() -> object:
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
@@ -325,10 +341,9 @@ def case_small(b: BenchContext) -> Case:
 @register("verify13", Target("verify 13-stage bundle <= 1x in-toto-verify (10 steps), same run", "verify13",
                              "mlspec verify (13 stages)", 1.0, base="in-toto-verify (10 steps)"))
 def case_verify13(b: BenchContext) -> Case:
-    make_chain = _make_chain()
-    make_chain.build(13, b.work / "c13")  # type: ignore[attr-defined]
-    cmds = [Cmd("mlspec verify (13 stages)", [*MLSPEC, "verify", str(b.work / "c13" / "bundle"),
-                                              "--policy", str(b.work / "c13" / "policy.yaml")])]
+    c13 = _chain_data(b, "c13", 13)
+    cmds = [Cmd("mlspec verify (13 stages)", [*MLSPEC, "verify", str(c13 / "bundle"),
+                                              "--policy", str(c13 / "policy.yaml")])]
     itl = _intoto_layout(b)
     if b.peers and itl:
         cmds.append(Cmd("in-toto-verify (10 steps)", [str(b.peers / "in-toto-verify"), "--layout", "root.layout",
@@ -339,14 +354,12 @@ def case_verify13(b: BenchContext) -> Case:
 
 
 def _chain_case(b: BenchContext, name: str, n: int) -> Case:
-    make_chain = _make_chain()
-    print(f"generating a {n}-attestation chain", file=sys.stderr)
-    make_chain.build(n, b.work / name)  # type: ignore[attr-defined]
-    argv = [*MLSPEC, "verify", str(b.work / name / "bundle"), "--policy", str(b.work / name / "policy.yaml")]
+    out = _chain_data(b, f"{name}-{n}", n)
+    argv = [*MLSPEC, "verify", str(out / "bundle"), "--policy", str(out / "policy.yaml")]
     return Case(name, f"verify a {n}-attestation chain (whole command)", [
         Cmd(f"mlspec verify ({n})", argv),
         Cmd(f"mlspec verify ({n}), 1 worker", argv, env={"MLSPEC_VERIFY_WORKERS": "1"}),
-    ], baseline=f"mlspec verify ({n}), 1 worker", cleanup=[b.work / name])
+    ], baseline=f"mlspec verify ({n}), 1 worker", cleanup=[] if b.args.reuse else [out])
 
 
 @register("chain", Target("10,000-attestation chain verified <= 1.5 s", "chain", "mlspec verify (", 1.0,
@@ -358,22 +371,18 @@ def case_chain(b: BenchContext) -> Case:
 @register("chain100k", Target("100,000-attestation chain verified <= 15 s", "chain100k", "mlspec verify (", 1.0,
                               seconds=15.0),
           Target("100,000-chain peak RSS with 4 KiB larger monitor payloads <= 1.1x (memory not growing with "
-                 "payload sizes)", "chain100k", "mlspec verify (100000), +4", 1.1, base="mlspec verify (100000)",
+                 "payload sizes)", "chain100k", "mlspec verify (long chain), +4", 1.1, base="mlspec verify (long chain)",
                  metric="rss"))
 def case_chain100k(b: BenchContext) -> Case:
     """The long chain; verified twice: as generated and with every monitor payload 4 KiB larger."""
-    make_chain = _make_chain()
     n = 20000 if b.args.quick else 100000
-    name = "chain100k"
     cmds = []
     for pad in (0, 4096):
-        out = b.work / f"{name}-{pad}"
-        print(f"generating a {n}-attestation chain (+{pad} bytes per monitor payload)", file=sys.stderr)
-        make_chain.build(n, out, pad=pad)  # type: ignore[attr-defined]
+        out = _chain_data(b, f"chain-{n}-pad{pad}", n, pad=pad)
         argv = [*MLSPEC, "verify", str(out / "bundle"), "--policy", str(out / "policy.yaml")]
-        cmds.append(Cmd(f"mlspec verify ({n})" + (", +4 KiB payloads" if pad else ""), argv))
-    return Case(name, f"verify a {n}-attestation chain (whole command)", cmds, baseline=cmds[0].label,
-                cleanup=[b.work / f"{name}-0", b.work / f"{name}-4096"])
+        cmds.append(Cmd("mlspec verify (long chain)" + (", +4 KiB payloads" if pad else ""), argv))
+    return Case("chain100k", f"verify a {n}-attestation chain (whole command)", cmds, baseline=cmds[0].label,
+                max_runs=b.args.long_runs, cleanup=[] if b.args.reuse else [b.work / f"chain-{n}-pad0", b.work / f"chain-{n}-pad4096"])
 
 
 @register("cores")
@@ -497,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-peers", action="store_true", help="skip model-signing and in-toto")
     ap.add_argument("--tmp", type=Path, default=None, help="where to generate data (default: system temp)")
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
+    ap.add_argument("--long-runs", type=int, default=2, help="timed runs of the 100,000-chain (default 2, no warm-up)")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="generate the chains here once and reuse them on later runs (e.g. /tmp/mlspec-chains)")
     ap.add_argument("--output", type=Path, help="also write the table (Markdown) here")
     ap.add_argument("--update-readme", action="store_true", help="regenerate README.md's performance table")
     args = ap.parse_args(argv)
