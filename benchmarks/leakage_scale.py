@@ -126,6 +126,27 @@ def commands(root: Path) -> dict[str, str]:
     }
 
 
+def _register() -> None:
+    """run.py's ``leakage`` case (only with ``--only leakage``: 343 MB of data, minutes)."""
+    if "run" not in sys.modules:  # run as a script of its own, not loaded by run.py
+        return
+    from run import BenchContext, Case, Cmd, Target, register
+
+    @register("leakage",
+              Target("fingerprint 14M rows (attest split, 3 sets) <= 5 s", "leakage", "mlspec attest stage split",
+                     1.0, seconds=5.0),
+              Target("fingerprint 14M rows: peak RSS <= 300 MB", "leakage", "mlspec attest stage split", 1.0,
+                     seconds=286.0, metric="rss"),
+              Target("gate with the 14M-row leakage proof <= 1.5 s", "leakage", "mlspec verify (13 stages)", 1.0,
+                     seconds=1.5),
+              Target("gate with the 14M-row leakage proof: peak RSS <= 200 MB", "leakage",
+                     "mlspec verify (13 stages)", 1.0, seconds=191.0, metric="rss"))
+    def build(b: BenchContext) -> object:
+        if not b.args.only or "leakage" not in b.args.only.split(","):
+            return None
+        return case(b.work, 2_000_000 if b.args.quick else 14_000_000, Cmd, Case)
+
+
 def case(work: Path, rows: int, cmd_cls: type, case_cls: type) -> object:
     """run.py's case: ``Case("leakage", ...)`` of the three whole commands."""
     root = prepare(work, rows)["root"]
@@ -213,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     return 0
 
+
+_register()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mlspec_attest import TOOL_NAME, __version__
+from mlspec_attest.attest.head import sign_head
 from mlspec_attest.bundle import attestation_file_name
 from mlspec_attest.keys import generate, load_signer
 from mlspec_attest.manifest import encode as encode_manifest
@@ -67,9 +68,18 @@ FINGERPRINTS = {"train": struct.pack(">QQ", 1, 2), "holdback": struct.pack(">Q",
 PACKAGE_MANIFEST = encode_manifest([("model.bin", hashlib.sha256(b"out/model.bin").hexdigest())])
 
 
-def _blob_rd(name: str, data: bytes, role: str, **annotations: Any) -> dict[str, Any]:
-    return {"name": name, "digest": {"sha256": hashlib.sha256(data).hexdigest()},
-            "annotations": {"role": role, **annotations}}
+def _blob_rd(name: str, data: bytes, role: str | None, **annotations: Any) -> dict[str, Any]:
+    rd: dict[str, Any] = {"name": name, "digest": {"sha256": hashlib.sha256(data).hexdigest()}}
+    if role or annotations:
+        rd["annotations"] = {**({"role": role} if role else {}), **annotations}
+    return rd
+
+
+# Each fingerprint set names the digest of the split subject it was computed from (LEAKAGE_EVIDENCE_UNBOUND).
+FINGERPRINTS_OF = {"train": "work/train.csv", "holdback": "work/holdback.csv"}
+# The metrics test's criterion reads, bound to the attested report they came from (METADATA_UNBOUND).
+TEST_METADATA = {"metrics": {"accuracy": 0.9}, "dataset": "work/holdback.csv", "holdback": True}
+TEST_REPORT = json.dumps(TEST_METADATA, sort_keys=True).encode()
 
 
 def lifecycle_plan() -> list[tuple[str, list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]]:
@@ -84,15 +94,18 @@ def lifecycle_plan() -> list[tuple[str, list[dict[str, Any]], list[dict[str, Any
          {"schema_version": "1", "checks": [{"name": "no-nulls", "passed": True}], "passed": True}),
         ("split", [_rd("work/clean.csv")], [_rd("work/train.csv", "train-data"), _rd("work/val.csv", "eval-data"),
                                             _rd("work/holdback.csv", "holdback-data"),
-                                            *(_blob_rd(f"mlspec:fingerprints/{k}", v, f"fingerprints-{k}")
+                                            *(_blob_rd(f"mlspec:fingerprints/{k}", v, f"fingerprints-{k}",
+                                                       **{"mlspec.dev/fingerprints-of": FINGERPRINTS_OF[k],
+                                                          "mlspec.dev/fingerprints-of-sha256":
+                                                              _d(FINGERPRINTS_OF[k])})
                                               for k, v in FINGERPRINTS.items())],
          {"sets": {"train": {"rows": 1}, "validation": {"rows": 1}, "holdback": {"rows": 1}}}),
         ("train", [_rd("work/train.csv", "train-data")], [_rd("out/model.bin", "model")],
          {"framework": {"name": "sklearn"}, "hyperparameters": {"C": 1.5}}),
         ("evaluate", [_rd("out/model.bin", "model"), _rd("work/val.csv", "eval-data")], [],
          {"metrics": {"accuracy": 0.9}, "dataset": "work/val.csv"}),
-        ("test", [_rd("out/model.bin", "model"), _rd("work/holdback.csv", "holdback-data")], [],
-         {"metrics": {"accuracy": 0.9}, "dataset": "work/holdback.csv", "holdback": True}),
+        ("test", [_rd("out/model.bin", "model"), _rd("work/holdback.csv", "holdback-data")],
+         [_blob_rd("reports/test.json", TEST_REPORT, None)], TEST_METADATA),
         ("package", [_rd("out/model.bin", "model")], [_package_rd()], {"name": "demo-model", "contents": ["model.bin"]}),
         ("serve", [_package_rd()], [], {"rollout": {"strategy": "canary", "status": "succeeded"}}),
         ("monitor", [_rd("pkg")], [], _monitor_metadata(0)),
@@ -120,7 +133,10 @@ def _fast_canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY) -> dict[str, float]:
+def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY, pad: int = 0,
+          head_now: datetime | None = None) -> dict[str, float]:
+    """Write the chain; ``pad`` bytes of notes in every repeated monitor payload (memory-vs-payload runs);
+    the head is signed at ``head_now`` (default: now)."""
     if n < 1:
         raise SystemExit("N must be at least 1")
     t0 = time.perf_counter()
@@ -135,7 +151,7 @@ def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY) -> dict[
 
     blobs = out / "bundle" / "blobs"
     blobs.mkdir()
-    for blob in (*FINGERPRINTS.values(), PACKAGE_MANIFEST):
+    for blob in (*FINGERPRINTS.values(), PACKAGE_MANIFEST, TEST_REPORT):
         (blobs / hashlib.sha256(blob).hexdigest()).write_bytes(blob)
     plan = lifecycle_plan()
     genesis = previous = None
@@ -149,6 +165,8 @@ def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY) -> dict[
             stage = "monitor" if k % 2 == 1 else "log"
             materials = [_rd("pkg")] if stage == "monitor" else []
             products, metadata = [], (_monitor_metadata(k) if stage == "monitor" else _log_metadata(k))
+            if pad and stage == "monitor":
+                metadata["notes"] = "x" * pad
             canon = _fast_canonical
             if k <= 2:  # the fast encoder must agree with RFC 8785 on these documents
                 assert _fast_canonical(metadata) == canonicalize(metadata)
@@ -171,6 +189,7 @@ def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY) -> dict[
                         "tool": {"name": TOOL_NAME, "version": __version__},
                         "invocationId": f"00000000-0000-4000-8000-{seq:012d}", "host": "bench"},
                 "redactions": [],
+                **({"metadataSources": [products[0]]} if stage == "test" else {}),
             },
         }
         payload = canon(statement)
@@ -184,6 +203,9 @@ def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY) -> dict[
         previous = digest
         if stage == "serve":
             serve_digest = digest
+    # The shipped policy requires a current signed chain head (HEAD_MISSING otherwise); valid 7 days
+    # (the policy's max_validity), so a chain generated once under /tmp can be reused for a week.
+    sign_head(out / "bundle", [pipeline], timedelta(days=7), now=head_now)
     return {"seconds": time.perf_counter() - t0}
 
 
@@ -191,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("n", type=int, help="number of attestations (13 = the full lifecycle)")
     ap.add_argument("out", type=Path, help="output directory (must not hold a bundle yet)")
+    ap.add_argument("--pad", type=int, default=0, help="extra bytes in every repeated monitor payload")
     args = ap.parse_args(argv)
-    info = build(args.n, args.out)
+    info = build(args.n, args.out, pad=args.pad)
     print(f"wrote {args.n} attestations to {args.out}/bundle in {info['seconds']:.2f} s; "
           f"policy {args.out}/policy.yaml", file=sys.stderr)
     return 0

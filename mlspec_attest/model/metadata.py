@@ -104,12 +104,17 @@ def _describe(error: Any) -> tuple[str, str]:
     return json_pointer(error.absolute_path), _one_line(message)
 
 
-def validate_metadata(stage_name: str, metadata: Any, source: str = "metadata") -> None:
-    """Check a stage's metadata against its schema; raise InputError (one line) if invalid."""
+def best_error(canonical_name: str, metadata: Any) -> Any:
+    """The most relevant schema error of a stage's metadata (canonical stage name), or None."""
     from jsonschema.exceptions import best_match  # lazy: keeps the CLI start lean
 
+    return best_match(_validator(canonical_name).iter_errors(metadata))
+
+
+def validate_metadata(stage_name: str, metadata: Any, source: str = "metadata") -> None:
+    """Check a stage's metadata against its schema; raise InputError (one line) if invalid."""
     stage = resolve(stage_name)
-    error = best_match(_validator(stage.name).iter_errors(metadata))
+    error = best_error(stage.name, metadata)
     if error is None:
         return
     pointer, message = _describe(error)

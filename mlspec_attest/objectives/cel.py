@@ -654,8 +654,34 @@ def _install_cached_parser(tree_class: type) -> None:
 
 # --------------------------------------------------------------------------- compile
 
+_COMPILED: dict[tuple[str, frozenset[str]], lark.Tree | ExpressionError] = {}
+_COMPILED_MAX = 512  # distinct expressions one process keeps (a policy and objectives hold a few)
+
+
 def compile_expression(text: str, variables: Collection[str]) -> lark.Tree:
-    """Parse ``text`` and check its names; raise :class:`ExpressionError` with a position."""
+    """Parse ``text`` and check its names; raise :class:`ExpressionError` with a position.
+
+    Compiled once per process for each (expression text, variable names): the gate compiles
+    every criterion in several checks, and a celpy parse costs milliseconds. The key is the
+    exact text and the names it was checked against, so a cached tree (or refusal) is only
+    ever returned for the same input; trees are never mutated by evaluation.
+    """
+    key = (text, frozenset(variables))
+    cached = _COMPILED.get(key)
+    if cached is None:
+        try:
+            cached = _compile_uncached(text, key[1])
+        except ExpressionError as exc:
+            cached = exc
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.clear()
+        _COMPILED[key] = cached
+    if isinstance(cached, ExpressionError):
+        raise ExpressionError(cached.reason, cached.line, cached.column)
+    return cached
+
+
+def _compile_uncached(text: str, variables: frozenset[str]) -> lark.Tree:
     if len(text) > MAX_EXPRESSION_CHARS:
         raise ExpressionError(f"expression is {len(text)} characters, over the {MAX_EXPRESSION_CHARS} limit")
     env = _environment()
@@ -667,7 +693,7 @@ def compile_expression(text: str, variables: Collection[str]) -> lark.Tree:
         raise ExpressionError("expression nested too deeply") from None
     if _depth(ast) > MAX_TREE_DEPTH:
         raise ExpressionError("expression is nested too deeply; split it or remove parentheses", 1, 1)
-    _check_names(ast, frozenset(variables))
+    _check_names(ast, variables)
     return ast
 
 

@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import mlspec_attest._internal.files as _safe
 import mlspec_attest.bundle as _bundle
 from mlspec_attest._internal.workers import fork_context, workers_for
 from mlspec_attest.bundle import BundleFile
@@ -70,9 +71,66 @@ def _bundle_file(path: Any, number: int | None, kind: str) -> Any:
 
 
 def _parse_range(reader: EntryReader, listing: Sequence[Any], start: int, stop: int, report: Any) -> list[Any]:
-    """Read and parse listing[start:stop]; one slot per file: None (refused) or the Entry."""
-    files = [_bundle_file(path, number, kind) for path, number, kind in listing[start:stop]]
-    return [reader.read(bf, report) for bf in files]
+    """Read and parse listing[start:stop]; one slot per file: None (refused) or the Entry, as kept.
+
+    The attestations directory is opened once (no-follow) and each file in it no-follow,
+    bounded and fstat-checked, as ``read_attestation_file`` does, with its messages. Files
+    are read one at a time and their bytes dropped once judged (``keep``), so a slice never
+    holds more than one file's bytes.
+    """
+    out: list[Any] = []
+    if start >= stop:
+        return out
+    root = listing[start][0].parent.parent
+    with _safe.open_dir(root, _bundle.ATTESTATIONS) as dir_fd:
+        for path, number, kind in listing[start:stop]:
+            where = os.path.join(os.fspath(root), f"{_bundle.ATTESTATIONS}/{path.name}")
+            data = _safe.read_file_in(dir_fd, path.name, where, limit=_bundle.MAX_INPUT_BYTES, what="attestation")
+            out.append(keep(reader.read(BundleFile(path=path, number=number, kind=kind, data=data), report)))
+    return out
+
+
+def keep(entry: Entry | None) -> Entry | None:
+    """The entry as the chain checks keep it: its schema verdict taken here, its bytes dropped.
+
+    Here means where the file was read, a worker process for long chains: the metadata schema
+    re-check (lineage.check_metadata_schema, ~80 us each) runs on every core with the rest of
+    the per-file work, and only its verdict travels. The file's bytes and the payload are not
+    needed by any later check (the payload only to prove a pending revocation older, kept for
+    those), so a long chain's memory follows its entry count, not its payload sizes.
+    """
+    if entry is None:
+        return None
+    entry.metadata_problem = metadata_problem(entry)
+    entry.file = BundleFile(path=entry.file.path, number=entry.file.number, kind=entry.file.kind, data=b"")
+    if not entry.pending_revocations:
+        entry.payload = b""
+    return entry
+
+
+def metadata_problem(entry: Entry) -> str:
+    """"" when the entry's signed metadata fits its stage's schema, else the one-line reason."""
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.model.metadata import best_error  # lazy: jsonschema
+
+    statement = entry.statement
+    if best_error(statement.stage.name, statement.metadata) is None:  # the common case: no message built
+        return ""
+    from mlspec_attest.model.metadata import validate_metadata
+
+    try:
+        validate_metadata(entry.stage, statement.metadata, source=f"sequence {entry.sequence} ({entry.stage})")
+    except InputError as exc:
+        return str(exc) or "invalid"
+    return ""
+
+
+def _preload_validators() -> None:
+    """Build every stage's schema validator before forking, so no worker imports jsonschema again."""
+    from mlspec_attest.model import metadata, stages
+
+    for stage in stages.STAGES:
+        metadata._validator(stage.name)
 
 
 def _parse_slice(bounds: tuple[int, int]) -> tuple[str, Any, list[Any]]:
@@ -95,8 +153,8 @@ def _parse_slice(bounds: tuple[int, int]) -> tuple[str, Any, list[Any]]:
     except InputError as exc:
         return "error", exc, []
     try:
-        packed = [None if e is None else (e.file.data, {f.name: getattr(e, f.name) for f in _ENTRY_FIELDS},
-                                          e.statement.raw) for e in entries]
+        packed = [None if e is None else ({f.name: getattr(e, f.name) for f in _ENTRY_FIELDS}, e.statement.raw)
+                  for e in entries]
         return "marshal", marshal.dumps(packed), local.findings
     except ValueError:  # not a plain value (cannot happen for JSON statements; kept honest)
         return "pickle", [None if e is None else dataclasses.replace(e, file=None) for e in entries], local.findings
@@ -114,14 +172,14 @@ def _unpack(kind: str, blob: Any, listing: Sequence[Any], start: int) -> list[An
         for offset, entry in enumerate(blob):
             if entry is not None:
                 path, number, file_kind = listing[start + offset]
-                # the worker read the bytes; re-read here only on this rare path
-                out.append(dataclasses.replace(entry, file=_bundle_file(path, number, file_kind)))
+                out.append(dataclasses.replace(entry, file=BundleFile(path=path, number=number, kind=file_kind,
+                                                                      data=b"")))
         return out
     for offset, item in enumerate(marshal.loads(blob)):
         if item is not None:
-            data, fields, raw = item
+            fields, raw = item
             path, number, file_kind = listing[start + offset]
-            out.append(Entry(file=BundleFile(path=path, number=number, kind=file_kind, data=data),
+            out.append(Entry(file=BundleFile(path=path, number=number, kind=file_kind, data=b""),
                              statement=StageStatement.from_trusted_value(raw), **fields))
     return out
 
@@ -143,13 +201,14 @@ def parse_bundle(reader: EntryReader, bundle: Any, report: Any, *, workers: int 
     workers = workers_for("MLSPEC_VERIFY_WORKERS", workers)
     ctx = fork_context() if len(listing) >= PARALLEL_MIN and workers > 1 else None
     if ctx is None:
-        # One file at a time: a refused file's bytes are dropped at once, not held with all the others.
-        return [e for e in (reader.read(_bundle_file(p, num, k), report) for p, num, k in listing) if e is not None]
+        # One file at a time: a file's bytes are dropped once it is judged, not held with all the others.
+        return [e for e in _parse_range(reader, listing, 0, len(listing), report) if e is not None]
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
 
     _ENTRY_FIELDS = tuple(f for f in dataclasses.fields(Entry) if f.name not in ("file", "statement"))
+    _preload_validators()
     n = len(listing)
     own_start = n - n // workers
     parts = min(own_start, (workers - 1) * CHUNKS_PER_WORKER)
@@ -166,7 +225,7 @@ def parse_bundle(reader: EntryReader, bundle: Any, report: Any, *, workers: int 
                 own_error, own = exc, []
             results = [f.result() for f in futures]
     except (BrokenProcessPool, OSError):  # a worker died (OOM killer, fork refused): do it here
-        return parse_entries(reader, _read_listing(listing), report, workers=1)
+        return [e for e in _parse_range(reader, listing, 0, n, report) if e is not None]
     finally:
         _STATE = None
     for kind, blob, _ in results:

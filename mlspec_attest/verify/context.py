@@ -34,6 +34,9 @@ class Entry:
     # Signatures by keys revoked ``after: T``, counted only once trusted time proves them older than T
     # (verify/revocation.py); (keyid, raw signature bytes) pairs.
     pending_revocations: list[tuple[str, bytes]] = field(default_factory=list)
+    # The metadata schema verdict, taken where the file was read (verify/_parallel.py ``keep``):
+    # None = not yet checked (check_metadata_schema then checks it), "" = valid, else the reason.
+    metadata_problem: str | None = None
 
     @property
     def sequence(self) -> int:

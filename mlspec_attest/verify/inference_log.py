@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlspec_attest.log.format import SignedHead, is_sealed_log_metadata
-from mlspec_attest.log.verification import LogReport
-from mlspec_attest.log.verification import verify as verify_log
 from mlspec_attest.model.report import ERROR, INFO, WARNING, Report
 from mlspec_attest.policy import Policy
 from mlspec_attest.store import open_bundle
@@ -23,6 +22,9 @@ from mlspec_attest.verify.chain import build_chain
 from mlspec_attest.verify.context import Entry, VerifyContext
 from mlspec_attest.verify.lineage import package_model_identifier
 from mlspec_attest.verify.signatures import EntryReader
+
+if TYPE_CHECKING:  # the log verifier is loaded only when there is a log to check
+    from mlspec_attest.log.verification import LogReport
 
 
 def served_pipelines(chain: list[Entry]) -> set[str]:
@@ -124,6 +126,8 @@ def _check_unanchored_records(ctx: VerifyContext, log_dir: Path, result: LogRepo
 
 def _add_log_findings(ctx: VerifyContext, log_dir: Path, heads: list[SignedHead]) -> LogReport:
     """Run the log verification against the signed heads; its errors and warnings become gate findings."""
+    from mlspec_attest.log.verification import verify as verify_log
+
     result = verify_log(log_dir, heads=heads, model_id=package_model_identifier(ctx.chain))
     last = heads[-1].sequence if heads else None
     sequence_of_seal = {h.seal: h.sequence for h in heads if h.seal is not None}
