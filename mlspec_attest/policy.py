@@ -120,6 +120,19 @@ def parse_duration(value: Any, where: str) -> timedelta:
     raise InputError(f"{where}: {value!r} is not a duration; write e.g. '30d', '12h', '1w2d'")
 
 
+def format_duration(value: timedelta) -> str:
+    """The duration as a policy spells it (``1d``, ``5m``, ``1w2d``): what parse_duration reads back."""
+    seconds = int(value.total_seconds())
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
 def parse_time(value: Any, where: str) -> datetime:
     if isinstance(value, str):
         try:

@@ -173,7 +173,9 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
         return
     click.echo(f"appended sequence {att.sequence} ({att.stage}) -> {att.path}  payload sha256 {att.payload_sha256}")
     if head is not None:
-        click.echo(f"re-signed the chain head (valid {head.valid_for}) -> {head_at}")
+        from mlspec_attest.policy import format_duration
+
+        click.echo(f"re-signed the chain head (valid {format_duration(head.valid_for)}) -> {head_at}")
     for out, _ in oms:
         click.echo(f"wrote OpenSSF model signature {out}")
 

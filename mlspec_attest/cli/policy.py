@@ -22,13 +22,14 @@ def policy_check(file: str) -> None:
 
     Exit 0: the policy is valid (the summary follows). Exit 2: it is not (one line says where).
     """
-    from mlspec_attest.policy import Policy
+    from mlspec_attest.policy import Policy, format_duration
 
     p = Policy.from_file(file)
     record_verdict(0)  # valid: the verdict stands even if stdout fails
     click.echo(f"policy {p.name} ({p.source}) is valid; sha256 {p.digest}")
     click.echo(f"expires: {p.expires.isoformat() if p.expires else 'never'}; "
-               f"max_age: {p.max_age or 'none'}; freshness: {p.freshness or 'none'}")
+               f"max_age: {format_duration(p.max_age) if p.max_age else 'none'}; "
+               f"freshness: {format_duration(p.freshness) if p.freshness else 'none'}")
     # The same lookup as the gate: every entry for a key counts, the earliest 'after' wins.
     revoked = {r.keyid: p.revocation_of(r.keyid) for r in p.revoked if r.keyid}
     click.echo("")

@@ -182,8 +182,8 @@ def _next_steps(directory: Path, package: Path, passed: bool) -> str:
         ("mlspec objectives check objectives.yaml", "compile the codified criteria"),
         ("mlspec log verify --log logs/inference --bundle bundle", "recompute the sealed Merkle root"),
         ("mlspec log prove req-00042 --log logs/inference", "inclusion proof for one request"),
-        (f"mlspec attest stage monitor --material package={pkg} --metadata reports/monitor.json",
-         "append a new monitor reading"),
+        (f"mlspec attest stage monitor --material package={pkg} --metadata reports/monitor.json "
+         "--product reports/monitor.json", "append a new monitor reading (its report bound, as the gate requires)"),
         (f"cp -r {pkg} tampered && echo x >> tampered/requirements.txt", ""),
         ("mlspec verify bundle --artifact tampered", "refused: not the packaged artifact"),
         (f"mlspec demo {directory}-2{'' if passed else ' --fail-objective'}",

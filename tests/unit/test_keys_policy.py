@@ -224,3 +224,16 @@ def _pkg_digest(project: Project) -> str:
     from mlspec_attest.digests import digest_path
 
     return digest_path(project.root / "pkg").sha256
+
+
+def test_format_duration_is_what_parse_duration_reads_back() -> None:
+    """CLI output spells durations as a policy does ('1d', not '1 day, 0:00:00'), so they can be pasted back."""
+    from datetime import timedelta
+
+    from mlspec_attest.policy import format_duration, parse_duration
+
+    for text, spelled in [("1d", "1d"), ("5m", "5m"), ("1w2d", "1w2d"), ("90s", "1m30s"), ("1h30m", "1h30m"),
+                          ("0s", "0s"), ("24h", "1d")]:
+        assert format_duration(parse_duration(text, "t")) == spelled
+    assert format_duration(timedelta(days=1)) == "1d"
+    assert parse_duration(format_duration(timedelta(seconds=93784)), "t") == timedelta(seconds=93784)
