@@ -184,9 +184,6 @@ class Bundle:
 
     def head(self) -> Head | None:
         """The newest attestation, found by file number and checked against its signed sequence."""
-        from mlspec_attest.model.canonical import parse_json, sha256_hex
-        from mlspec_attest.model.statement import ChainLink
-
         if not safe.exists(ATTESTATIONS, root=self.root):
             return None
         best: tuple[int, Path, str] | None = None
@@ -198,16 +195,11 @@ class Bundle:
             return None
         number, path, kind = best
         try:
-            payload = extract_payload(kind, safe.read_file(f"{ATTESTATIONS}/{path.name}", root=self.root,
-                                                           limit=MAX_INPUT_BYTES, what="attestation"))
-            link = ChainLink.from_dict(parse_json(payload, source=str(path))["predicate"]["chain"])
-        except (ValueError, KeyError, TypeError, InputError) as exc:
+            data = safe.read_file(f"{ATTESTATIONS}/{path.name}", root=self.root, limit=MAX_INPUT_BYTES,
+                                  what="attestation")
+        except InputError as exc:
             raise InputError(f"{path}: newest attestation is unreadable ({exc}); run 'mlspec verify {self.root}'") from None
-        if link.sequence != number:
-            raise InputError(f"{path}: file number {number} differs from signed sequence {link.sequence}; "
-                             f"run 'mlspec verify {self.root}'")
-        digest = sha256_hex(payload)
-        return Head(sequence=link.sequence, payload_sha256=digest, genesis=link.genesis or digest)
+        return head_from_file(kind, data, str(path), number, str(self.root))
 
     def store_file(self, name: str, data: bytes) -> Path:
         """Store evidence or a blob under the bundle (content-addressed names, so idempotent)."""

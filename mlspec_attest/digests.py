@@ -421,6 +421,16 @@ def digest_directory(root: str | os.PathLike[str], workers: int | None = None, *
     )
 
 
+def _stat_artifact(p: Path) -> os.stat_result:
+    """``stat`` of an artifact path (following a top-level symlink, as the digest does), as one-line errors."""
+    try:
+        return p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{p}: artifact not found") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read artifact: {exc.strerror}") from None
+
+
 def digest_path(path: str | os.PathLike[str], *, ignore: Sequence[str] = (),
                 default_ignores: bool = True) -> ArtifactDigest:
     """Digest a file or directory, refusing special files and dangling paths.
@@ -428,12 +438,7 @@ def digest_path(path: str | os.PathLike[str], *, ignore: Sequence[str] = (),
     Ignores apply to directories only, as in model-signing (a single file has nothing to leave out).
     """
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise InputError(f"{p}: artifact not found") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read artifact: {exc.strerror}") from None
+    st = _stat_artifact(p)
     if stat.S_ISDIR(st.st_mode):
         return digest_directory(p, ignore=ignore, default_ignores=default_ignores)
     if not stat.S_ISREG(st.st_mode):
@@ -535,12 +540,7 @@ def oms_digest(path: str | os.PathLike[str], *, method: str = "files", hash_type
     if hash_type == "blake3":
         method = "files"  # model-signing: "For BLAKE3 this is equivalent to not sharding"
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise InputError(f"{p}: artifact not found") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read artifact: {exc.strerror}") from None
+    st = _stat_artifact(p)
     if stat.S_ISDIR(st.st_mode):
         ignores = [_ignore_key(i) for i in ignore]
         if default_ignores:
