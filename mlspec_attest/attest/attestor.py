@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlspec_attest._version import TOOL_NAME, __version__
-from mlspec_attest.attest.head import HeadSigning, sign_head_locked
-from mlspec_attest.bundle import Bundle, SequenceTaken, attestation_file_name
+from mlspec_attest.attest.head import HeadSigning, check_not_behind_head, sign_head_locked
+from mlspec_attest.bundle import Bundle, Head, SequenceTaken, attestation_file_name
 from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_path
 from mlspec_attest.errors import AppendRefused, InputError
 from mlspec_attest.keys import Signer
@@ -360,25 +360,40 @@ class Attestor:
                                    metadata=clean, run=run, redactions=redactions, evidence=evidence_rds,
                                    extra={METADATA_SOURCES_FIELD: bound_sources} if bound_sources else None)
 
+        def link_after(tip: Head | None) -> ChainLink:
+            if tip is None:
+                return GENESIS
+            if stage_obj.name == "objectives":
+                raise InputError(
+                    f"{self.bundle.label}: objectives can only be the first attestation (sequence 0); "
+                    "the chain already has one, and criteria cannot change after the pipeline started")
+            return ChainLink(genesis=tip.genesis, sequence=tip.sequence + 1, previous=tip.payload_sha256)
+
         forcing = self.force if force is None else force
-        if self.policy is not None and not forcing and not self.bundle.is_remote \
-                and not self.bundle.attestations_dir.is_dir():
-            # A first append the gate would refuse must not even create the bundle (nor its lock file);
-            # judged again under the lock below. Keyless signing publishes, so only keys sign this dry run.
-            self._preflight(statement_for(GENESIS)[1], 0, stage_obj.name, False, seal=self.keyless is None)
+        if not self.bundle.is_remote:
+            # An append that will be refused must not touch the bundle at all (not even create it or its
+            # lock file): judged here first, and again under the lock below.
+            tip = self.bundle.head()
+            check_not_behind_head(self.bundle, tip, initial=self.head is None)
+        if self.policy is not None and not forcing and not self.bundle.is_remote:
+            # Keyless signing publishes, so only keys sign this dry run.
+            self._preflight(statement_for(link_after(tip))[1], 0 if tip is None else tip.sequence + 1,
+                            stage_obj.name, False, seal=self.keyless is None)
         with self.bundle.locked():
             for _attempt in self.bundle.attempts():  # one under the local lock; bounded retries on S3
                 head = self.bundle.head()
-                if head is None:
-                    link = GENESIS
-                else:
-                    if stage_obj.name == "objectives":
-                        raise InputError(
-                            f"{self.bundle.label}: objectives can only be the first attestation (sequence 0); "
-                            "the chain already has one, and criteria cannot change after the pipeline started")
-                    link = ChainLink(genesis=head.genesis, sequence=head.sequence + 1, previous=head.payload_sha256)
+                # Never extend (nor re-sign the head of) a chain its signed head says is longer: that is
+                # how a removed tail would be laundered into a chain that passes (attest/head.py).
+                check_not_behind_head(self.bundle, head, initial=self.head is None)
+                link = link_after(head)
                 statement, payload = statement_for(link)  # re-linked on every retry
-                forced, sealed = self._preflight(payload, link.sequence, stage_obj.name, forcing)
+                try:
+                    forced, sealed = self._preflight(payload, link.sequence, stage_obj.name, forcing)
+                except AppendRefused as exc:
+                    if self.bundle.is_remote and exc.findings and all(
+                            getattr(f, "code", None) == "CHAIN_FORK" for f in exc.findings):
+                        continue  # another writer published this sequence after we read the tip: re-link
+                    raise
                 assert sealed is not None
                 data, kind = sealed
                 for content, descriptor in zip(evidence_blobs, evidence_rds):

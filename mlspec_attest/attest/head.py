@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from mlspec_attest.bundle import Bundle
-from mlspec_attest.errors import InputError
+from mlspec_attest.bundle import Bundle, Head
+from mlspec_attest.errors import InputError, VerificationError
 from mlspec_attest.keys import Signer
 from mlspec_attest.model.canonical import canonicalize
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
@@ -38,16 +38,71 @@ class HeadSigning:
             raise InputError("the head's validity must be a positive duration, e.g. 24h")
 
 
+class HeadAhead(VerificationError):
+    """The chain is behind its own signed head: attestations were removed or replaced (exit 1)."""
+
+
+def check_not_behind_head(bundle: Bundle, tip: Head | None, *, initial: bool = False) -> None:
+    """Refuse to extend or re-sign a chain that its own signed head says is longer (or different).
+
+    Who this stops: someone who can delete files in the bundle (or bucket) removes the
+    newest attestations (a monitor reading that withdrew the model) and waits for the next
+    honest append or the scheduled ``mlspec attest head`` to sign a fresh head over the
+    shorter chain, which would launder the truncation into a chain that passes. The head
+    is not verified here (the gate does that): a planted head naming a later sequence can
+    only make writers refuse, which deleting files could do anyway. A chain with
+    attestations but no readable head is refused too (deleting the head is the other half
+    of the same attack) unless ``initial``: a deliberate first head, after 'mlspec verify'.
+    """
+    from mlspec_attest.model.canonical import parse_json
+    from mlspec_attest.model.head import HEAD_FILE, MAX_HEAD_BYTES, parse_head_payload
+
+    if tip is None:
+        return  # an empty chain: nothing can have been removed that a head would show
+    where = f"{bundle.label}/{HEAD_FILE}"
+    fix = ("restore the missing attestations (from a copy or the store's versions); if the chain "
+           f"really is complete, check it with 'mlspec verify {bundle.label}' and sign its head with "
+           "'mlspec attest head --initial'")
+    if not bundle.exists(HEAD_FILE):
+        if initial:
+            return
+        raise HeadAhead(f"{where}: the chain holds {tip.sequence + 1} attestation(s) but no signed head; refusing "
+                        "to sign one over it (removing the head with the newest attestations is how a truncation "
+                        f"would be laundered). If this chain never had a head, check it with 'mlspec verify "
+                        f"{bundle.label}' and sign its first with 'mlspec attest head --initial'")
+    try:
+        doc = parse_json(bundle.read(HEAD_FILE, limit=MAX_HEAD_BYTES, what="chain head"), source=HEAD_FILE)
+        signed = parse_head_payload(Envelope.from_dict(doc).payload)
+    except (InputError, ValueError, TypeError) as exc:
+        if initial:
+            return
+        raise HeadAhead(f"{where}: the chain head is unreadable ({exc}); refusing to sign over it: {fix}") from None
+    if signed.genesis != tip.genesis:
+        raise HeadAhead(f"{where}: the signed head belongs to another chain (genesis {signed.genesis[:16]}..., "
+                        f"this chain's is {tip.genesis[:16]}...): {fix}")
+    if signed.sequence > tip.sequence:
+        raise HeadAhead(f"{where}: the signed head names sequence {signed.sequence} but the newest attestation is "
+                        f"{tip.sequence}: attestations were removed (the gate reports CHAIN_ROLLBACK); {fix}")
+    if signed.sequence == tip.sequence and signed.payload_sha256 != tip.payload_sha256:
+        raise HeadAhead(f"{where}: the signed head names another attestation at sequence {tip.sequence} than the "
+                        f"one in the bundle: the newest attestation was replaced (HEAD_MISMATCH); {fix}")
+
+
 def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], valid_for: timedelta,
-              *, now: datetime | None = None) -> tuple[Path | str, ChainHead]:
-    """Sign the bundle's current newest attestation as its head (under the append lock, atomically)."""
+              *, now: datetime | None = None, initial: bool = False) -> tuple[Path | str, ChainHead]:
+    """Sign the bundle's current newest attestation as its head (under the append lock, atomically).
+
+    Refuses (HeadAhead) a chain that is behind its existing head; ``initial`` allows a chain
+    with no readable head to get its first one.
+    """
     if not signers:
         raise InputError("signing the chain head needs at least one --key")
     if valid_for <= timedelta(0):
         raise InputError("--expires must be a positive duration, e.g. 24h")
     bundle = open_bundle(bundle_dir)
     bundle.require_exists()
-    with bundle.locked():
+    with bundle.locked(create=False):
+        check_not_behind_head(bundle, bundle.head(), initial=initial)
         return sign_head_locked(bundle, HeadSigning(tuple(signers), valid_for), now=now)
 
 

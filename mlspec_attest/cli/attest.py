@@ -259,7 +259,10 @@ def attest_cosign(attestation: str, key_path: str, policy_path: str | None, forc
 @passphrase_file_option
 @click.option("--expires", help="How long the head stays valid, e.g. 24h, 7d (default: mlspec.yaml's head.expires, "
               "else 24h).")
-def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str | None) -> None:
+@click.option("--initial", is_flag=True,
+              help="Sign the first head of a chain that has none (or whose head is unreadable); without it a "
+                   "missing head over existing attestations is refused, as a head ahead of the chain always is.")
+def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str | None, initial: bool) -> None:
     """Sign the chain head (newest attestation, expiry): refuses truncation and rollback.
 
     Appends inside a project with head: in mlspec.yaml re-sign it automatically; run this
@@ -283,7 +286,7 @@ def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str
         valid_for = parse_duration(expires, "--expires")
     else:
         valid_for = project.head_expires if project is not None and project.head_key else DEFAULT_HEAD_VALIDITY
-    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for)
+    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for, initial=initial)
     click.echo(f"signed head: sequence {head.sequence}, payload sha256 {head.payload_sha256}, "
                f"expires {head.expires.strftime('%Y-%m-%dT%H:%M:%SZ')} -> {path}")
 

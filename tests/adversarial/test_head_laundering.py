@@ -1,0 +1,122 @@
+"""A truncated chain must never be laundered into one that passes by the next honest write.
+
+Attack (found by the S3 review, local bundles alike): whoever can delete files in the
+bundle removes the newest attestation (a monitor reading that withdrew the model), and
+optionally the signed head too. The gate refuses that (CHAIN_ROLLBACK / HEAD_MISSING) --
+until the next honest append or the scheduled ``mlspec attest head`` signs a fresh head
+over the shorter chain. Every writer now refuses to extend or re-sign a chain that its
+own signed head says is longer or different (attest/head.py ``check_not_behind_head``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import Project, build_lifecycle
+
+from mlspec_attest.attest.head import HeadAhead, sign_head
+from mlspec_attest.cli.main import main
+from mlspec_attest.keys import load_signer
+from mlspec_attest.model.head import HEAD_FILE
+from mlspec_attest.verify import verify_bundle
+
+STAGES = ("objectives", "ingest", "analyze", "transform", "validate", "split", "train")
+
+
+@pytest.fixture
+def chain(project: Project) -> Project:
+    build_lifecycle(project, stages=STAGES)  # every append re-signs the head (as an init'ed project does)
+    return project
+
+
+def _files(bundle: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(bundle)): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()}
+
+
+def _truncate(project: Project) -> None:
+    newest = sorted((project.bundle / "attestations").glob("*.dsse.json"))[-1]
+    newest.unlink()
+
+
+def _codes(project: Project) -> set[str]:
+    report = verify_bundle(project.bundle, project.policy())
+    return {f.code for f in report.findings if f.severity == "error"}
+
+
+def test_attest_head_refuses_to_sign_over_a_truncated_chain(chain: Project) -> None:
+    _truncate(chain)
+    before = _files(chain.bundle)
+    with pytest.raises(HeadAhead, match="attestations were removed"):
+        sign_head(chain.bundle, [load_signer(chain.key("pipeline"))], valid_for=timedelta(hours=1))
+    assert _files(chain.bundle) == before  # the old head stays: the gate still sees the truncation
+    assert "CHAIN_ROLLBACK" in _codes(chain)
+
+
+def test_the_next_honest_append_refuses_a_truncated_chain(chain: Project) -> None:
+    _truncate(chain)
+    before = _files(chain.bundle)
+    with pytest.raises(HeadAhead, match="sequence 6 but the newest attestation is 5"):
+        chain.attestor("pipeline").attest("train", materials=["train-data=work/train.csv"],
+                                          products=["model=out/model.bin"],
+                                          metadata={"framework": {"name": "sklearn"}})
+    assert _files(chain.bundle) == before
+
+
+def test_an_append_without_head_signing_refuses_a_truncated_chain_too(chain: Project) -> None:
+    _truncate(chain)
+    before = _files(chain.bundle)
+    with pytest.raises(HeadAhead):
+        chain.attestor("pipeline", head=False).attest(
+            "train", materials=["train-data=work/train.csv"], products=["model=out/model.bin"],
+            metadata={"framework": {"name": "sklearn"}})
+    assert _files(chain.bundle) == before
+
+
+@pytest.mark.parametrize("damage", ["delete", "garble"])
+def test_removing_or_garbling_the_head_as_well_does_not_launder(chain: Project, damage: str) -> None:
+    _truncate(chain)
+    head = chain.bundle / HEAD_FILE
+    if damage == "delete":
+        head.unlink()
+    else:
+        head.write_bytes(b'{"payloadType": "x"')
+    before = _files(chain.bundle)
+    with pytest.raises(HeadAhead):
+        sign_head(chain.bundle, [load_signer(chain.key("pipeline"))], valid_for=timedelta(hours=1))
+    with pytest.raises(HeadAhead):  # the append that would re-sign it
+        chain.attestor("pipeline").attest("train", materials=["train-data=work/train.csv"],
+                                          products=["model=out/model.bin"],
+                                          metadata={"framework": {"name": "sklearn"}})
+    assert _files(chain.bundle) == before
+
+
+def test_cli_attest_head_is_exit_1_one_line_and_initial_is_a_deliberate_first_head(
+        chain: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(chain.root)
+    (chain.bundle / HEAD_FILE).unlink()
+    args = ["attest", "head", "--bundle", str(chain.bundle), "--key", str(chain.key("pipeline"))]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1, refused.output
+    assert "no signed head" in refused.output and "--initial" in refused.output
+    assert "Traceback" not in refused.output
+    assert not (chain.bundle / HEAD_FILE).exists()
+    first = CliRunner().invoke(main, [*args, "--initial"])  # an operator who checked the chain signs its first head
+    assert first.exit_code == 0, first.output
+    assert (chain.bundle / HEAD_FILE).exists()
+
+
+def test_a_head_in_step_or_behind_is_no_obstacle(chain: Project) -> None:
+    """The honest cases: re-signing a current head, and appending after a head that lags (a crash between writes)."""
+
+    sign_head(chain.bundle, [load_signer(chain.key("pipeline"))], valid_for=timedelta(hours=1))
+    chain.attestor("pipeline", head=False).attest("evaluate", materials=["model=out/model.bin", "eval-data=work/val.csv"],
+                                                  products=["evaluation-report=work/evaluation.json"],
+                                                  metadata_files=[chain.root / "work/evaluation.json"])
+    # the head now lags one behind: the next re-signing append carries on
+    chain.attestor("pipeline").attest("test", materials=["model=out/model.bin", "holdback-data=work/holdback.csv"],
+                                      products=["test-report=work/test.json"],
+                                      metadata_files=[chain.root / "work/test.json"])
+    assert "HEAD_BEHIND" not in _codes(chain)
