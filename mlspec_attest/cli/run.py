@@ -23,7 +23,8 @@ def run() -> None:
               "(default: mlspec.yaml's).")
 @click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
               help="Sign a chain head for the new bundle with this key (the policy's head signer); "
-                   "without it no head is written and the next attest writes one.")
+                   "default: mlspec.yaml's head key. Without one no head is written; sign the first with "
+                   "'mlspec attest head --initial' (appends refuse a chain without a head).")
 @click.option("--expires", help="How long that head stays valid, e.g. 24h (default 24h).")
 def run_branch(bundle: str, sequence: int, new_bundle: str, policy: str | None, key_paths: tuple[str, ...],
                expires: str | None) -> None:
@@ -52,6 +53,12 @@ def run_branch(bundle: str, sequence: int, new_bundle: str, policy: str | None, 
 
         valid_for = parse_duration(expires, "--expires")
     signers: tuple[object, ...] = ()
+    if not key_paths:
+        from mlspec_attest.cli._project import project_from_cwd
+
+        project = project_from_cwd()
+        if project is not None and project.head_key is not None:
+            key_paths = (str(project.head_key),)  # as every append inside the project re-signs it
     if key_paths:
         from mlspec_attest.keys import load_signer
 
@@ -63,5 +70,6 @@ def run_branch(bundle: str, sequence: int, new_bundle: str, policy: str | None, 
                f"{note.from_sequence + 1} attestation(s), genesis {note.genesis[:16]}…, "
                f"{len(result.copied)} file(s) copied")
     click.echo("signed a chain head for sequence " f"{note.from_sequence}" if result.head_signed
-               else "no chain head written: the next 'mlspec attest stage' re-signs it (or run 'mlspec attest head')")
+               else "no chain head written: sign its first with 'mlspec attest head --initial --bundle "
+               f"{result.target} --key K' before appending (appends refuse a chain that has no head)")
     announce_trust(policy_obj, origin)
