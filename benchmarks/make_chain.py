@@ -205,7 +205,7 @@ def build(n: int, out: Path, *, policy_template: Path = DEFAULT_POLICY, pad: int
             serve_digest = digest
     # The shipped policy requires a current signed chain head (HEAD_MISSING otherwise); valid 7 days
     # (the policy's max_validity), so a chain generated once under /tmp can be reused for a week.
-    sign_head(out / "bundle", [pipeline], timedelta(days=7), now=head_now)
+    sign_head(out / "bundle", [pipeline], timedelta(days=7), now=head_now, initial=True)  # its first head
     return {"seconds": time.perf_counter() - t0}
 
 

@@ -66,7 +66,7 @@ def upload(directory: Path, store: object, prefix: str) -> None:
 def chain(work: Path, n: int) -> Path:
     out = work / f"chain{n}"
     make_chain.build(n, out)
-    sign_head(out / "bundle", [load_signer(out / "keys" / "pipeline.key")], make_chain_head_validity())
+    sign_head(out / "bundle", [load_signer(out / "keys" / "pipeline.key")], make_chain_head_validity(), initial=True)
     return out
 
 

@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from mlspec_attest._internal import files as safe
-from mlspec_attest.bundle import ATTESTATIONS, BLOBS, EVIDENCE, Bundle, attestation_file_name
+from mlspec_attest.bundle import (
+    ATTESTATIONS,
+    BLOBS,
+    EVIDENCE,
+    MAX_INPUT_BYTES,
+    Bundle,
+    attestation_file_name,
+    extract_payload,
+)
 from mlspec_attest.errors import InputError, VerificationError
 from mlspec_attest.model.canonical import canonicalize, parse_json, sha256_hex
 from mlspec_attest.model.envelope import Envelope
@@ -191,9 +199,10 @@ def branch_bundle(source: str | os.PathLike[str], sequence: int, target: str | o
                       prefix_payload_sha256=prefix[-1].payload_sha256, source_sequence=newest.sequence,
                       source_payload_sha256=newest.payload_sha256,
                       branched_at=moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    files: dict[str, bytes] = {f"{ATTESTATIONS}/{attestation_file_name(e.sequence, e.stage, e.file.kind)}": e.file.data
+    raw = _prefix_files(src, prefix)
+    files: dict[str, bytes] = {f"{ATTESTATIONS}/{attestation_file_name(e.sequence, e.stage, e.file.kind)}": raw[e.sequence][0]
                                for e in prefix}
-    files.update(_referenced_files(src, prefix))
+    files.update(_referenced_files(src, prefix, raw))
     files[BRANCH_FILE] = canonicalize(note.to_dict())
     head_signed = _write_new_bundle(dest, files, head_signers, head_valid_for, moment)
     return BranchResult(target=dest, note=note, copied=sorted(files), head_signed=head_signed)
@@ -213,15 +222,36 @@ def _check_target(src: Path, dest: Path) -> None:
         raise InputError(f"{dest.parent}: directory not found; create it first")
 
 
-def _referenced_files(src: Path, prefix: list[Any]) -> dict[str, bytes]:
+def _prefix_files(src: Path, prefix: list[Any]) -> dict[int, tuple[bytes, bytes]]:
+    """The prefix's files as they are on disk now (the gate keeps no file bytes), each with its payload.
+
+    Read again after verifying, so each payload is checked against the digest the gate verified:
+    a file swapped in between is refused, never copied.
+    """
+    out: dict[int, tuple[bytes, bytes]] = {}
+    for e in prefix:
+        data = safe.read_file(f"{ATTESTATIONS}/{e.file.path.name}", root=src, limit=MAX_INPUT_BYTES, what="attestation")
+        try:
+            payload = extract_payload(e.file.kind, data)
+        except (ValueError, TypeError) as exc:
+            raise BranchRefused(f"{src}: sequence {e.sequence} changed while branching ({exc}); run the branch again",
+                                []) from None
+        if sha256_hex(payload) != e.payload_sha256:
+            raise BranchRefused(f"{src}: sequence {e.sequence} changed while branching (its payload is not the one "
+                                "verified); run the branch again", [])
+        out[e.sequence] = (data, payload)
+    return out
+
+
+def _referenced_files(src: Path, prefix: list[Any], raw: dict[int, tuple[bytes, bytes]]) -> dict[str, bytes]:
     """blobs/ and evidence/ files whose content digest the prefix's signed statements name, and the
     time-stamp tokens over the prefix's signatures: what the gate may read for those attestations."""
-    text = b"\n".join(e.payload for e in prefix)
+    text = b"\n".join(raw[e.sequence][1] for e in prefix)
     named = set(re.findall(rb"[0-9a-f]{64}", text))
     signatures: set[str] = set()
     for e in prefix:
         try:
-            doc = parse_json(e.file.data, source=e.file.path.name)
+            doc = parse_json(raw[e.sequence][0], source=e.file.path.name)
             envelope = Envelope.from_dict(doc.get("dsseEnvelope", doc) if isinstance(doc, dict) else doc)
         except (InputError, ValueError, TypeError):
             continue  # a Sigstore bundle without a DSSE envelope has no tokens of ours

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,3 +190,17 @@ def hostile_report() -> Report:
 
 # -- a real S3 server (SeaweedFS), one per session, for the object-storage tests -------------------
 from seaweed import s3_env, s3_server  # noqa: E402, F401 - fixtures (tests/seaweed.py)
+
+
+def resign_head(bundle: Path, signers: list[Any], valid_for: Any, *, now: Any = None) -> Any:
+    """Sign a head over whatever the bundle holds now, past the writers' refusal (attest/head.py).
+
+    For fixtures that build a chain without heads, and for attacks that re-sign a head over a
+    changed chain: an attacker writes the file directly, so the gate (not the writer) must refuse.
+    """
+    from mlspec_attest.attest.head import HeadSigning, sign_head_locked
+    from mlspec_attest.store import open_bundle
+
+    target = open_bundle(bundle)
+    with target.locked(create=False):
+        return sign_head_locked(target, HeadSigning(tuple(signers), valid_for), now=now)

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from conftest import Project
+from conftest import Project, resign_head
 
-from mlspec_attest.attest.head import sign_head
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import generate, load_signer
 from mlspec_attest.model.canonical import parse_json
@@ -112,10 +111,10 @@ class Harness:
         self.auditor = load_signer(self.project.key("auditor"))
         # Verification runs "2 hours later": the current head (valid 48 h) holds; the head an attacker
         # kept from the older, 3-attestation chain was valid 1 h and has expired (TUF timestamp role).
-        sign_head(self.project.bundle, [self.pipeline], timedelta(hours=48))
+        resign_head(self.project.bundle, [self.pipeline], timedelta(hours=48))
         shutil.copytree(self.project.bundle, root / "older")
         (root / "older" / "attestations" / "0003-transform.dsse.json").unlink()
-        sign_head(root / "older", [self.pipeline], timedelta(hours=1))
+        resign_head(root / "older", [self.pipeline], timedelta(hours=1))
         build_small(self.other)
         self.policy = Policy.from_file(self.project.policy("tamper.yaml"))
         self.verifier = Verifier(self.policy, now=datetime.now(timezone.utc) + timedelta(hours=2))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import resign_head
 
-from mlspec_attest.attest.head import sign_head
 from mlspec_attest.cli.main import main
 from mlspec_attest.keys import load_signer
 from mlspec_attest.model.envelope import Envelope
@@ -76,7 +76,7 @@ def test_deleting_the_tail_and_the_head_is_refused(demo: Path) -> None:
 
 def test_deleting_the_tail_and_re_signing_the_head_with_another_key_is_refused(demo: Path) -> None:
     sorted((demo / "bundle" / "attestations").glob("*.dsse.json"))[-1].unlink()
-    sign_head(demo / "bundle", [load_signer(demo / "keys" / "owner.key")], timedelta(hours=1))
+    resign_head(demo / "bundle", [load_signer(demo / "keys" / "owner.key")], timedelta(hours=1))
     found = codes(_gate(demo))
     assert "HEAD_SIGNATURE_INVALID" in found
     assert found <= {"HEAD_SIGNATURE_INVALID", "LOG_ATTESTATION_MISSING", "LOG_UNSEALED_RECORDS",

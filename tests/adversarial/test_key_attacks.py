@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Project, build_lifecycle
+from conftest import Project, build_lifecycle, resign_head
 
-from mlspec_attest.attest.head import sign_head
 from mlspec_attest.attest.redaction import redact, scan
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import generate, load_signer, new_key
@@ -65,7 +64,7 @@ def test_every_revocation_entry_for_a_key_counts_the_earliest_wins(project: Proj
 def test_a_revoked_head_key_does_not_sign_a_valid_head(project: Project, after: str) -> None:
     build_lifecycle(project)
     generate("headk", project.root / "keys", "ed25519", None)
-    sign_head(project.bundle, [load_signer(project.key("headk"))], timedelta(hours=1))
+    resign_head(project.bundle, [load_signer(project.key("headk"))], timedelta(hours=1))
     text = project.policy().read_text(encoding="utf-8")
     text = text.replace("  pipeline: ../keys/pipeline.pub", "  pipeline: ../keys/pipeline.pub\n  headk: ../keys/headk.pub")
     text = text.replace("head: {signers: [pipeline]", "head: {signers: [headk]")
@@ -95,7 +94,7 @@ def test_rotation_never_keeps_the_retired_key_as_a_head_signer(project: Project)
 def test_the_retired_key_cannot_roll_back_or_extend_the_chain(project: Project, attack: str) -> None:
     build_lifecycle(project)
     new_path, _ = _rotate_pipeline(project, datetime.now(timezone.utc) - timedelta(seconds=1))
-    sign_head(project.bundle, [load_signer(new_path)], timedelta(hours=1))
+    resign_head(project.bundle, [load_signer(new_path)], timedelta(hours=1))
     old = load_signer(project.key("pipeline"))
     attestations = sorted((project.bundle / "attestations").glob("*.dsse.json"))
     if attack == "rollback":
@@ -107,7 +106,7 @@ def test_the_retired_key_cannot_roll_back_or_extend_the_chain(project: Project, 
             "log", metadata={"tree_size": 0, "pipeline": "0" * 64,
                              "root_hash": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"})
     (project.bundle / HEAD_FILE).unlink()
-    sign_head(project.bundle, [old], timedelta(hours=1))  # the attacker re-signs the head with the old key
+    resign_head(project.bundle, [old], timedelta(hours=1))  # the attacker re-signs the head with the old key
     codes = _codes(project)
     assert "HEAD_SIGNATURE_INVALID" in codes
 

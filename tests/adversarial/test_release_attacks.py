@@ -376,7 +376,7 @@ def test_a_rerun_branched_from_a_release_succeeds_it(project: Project) -> None:
     p = Project(root=project.root, bundle=project.root / "v2")
     for name, succeeds in (("v2", history / "v1"), ("v2-undeclared", None)):
         p = Project(root=project.root, bundle=project.root / name)
-        branch_bundle(history / "v1", 8, p.bundle, policy)
+        branch_bundle(history / "v1", 8, p.bundle, policy, head_signers=(load_signer(project.key("pipeline")),))
         p.write("pkg/manifest.json", '{"v": 2, "fixed": true}')
         metadata: dict[str, Any] = {"name": "demo-model", "contents": ["model.bin"]}
         if succeeds is not None:
@@ -416,12 +416,12 @@ def test_a_past_release_whose_head_expired_is_still_a_predecessor(project: Proje
     The successor's signed pin, not v1's head, is what refuses an older or forked copy of v1."""
     from datetime import datetime, timedelta, timezone
 
-    from mlspec_attest.attest.head import sign_head
+    from conftest import resign_head
 
     v2 = project.root / "candidate" / "v2"
     make_release(project, v2, pkg_text='{"v": 2}', succeeds=history / "v1")
     later = datetime.now(timezone.utc) + timedelta(days=3)
-    sign_head(v2, [load_signer(project.key("pipeline"))], timedelta(hours=24), now=later)
+    resign_head(v2, [load_signer(project.key("pipeline"))], timedelta(hours=24), now=later)
     assert "HEAD_EXPIRED" in codes(verify_bundle(history / "v1", project.policy(), now=later))
     report = verify_bundle(v2, project.policy(), now=later, releases=history)
     assert report.passed, [f.message for f in report.findings]

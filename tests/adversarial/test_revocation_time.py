@@ -22,14 +22,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import Project, build_lifecycle
+from conftest import Project, build_lifecycle, resign_head
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import mlspec_attest.attest.attestor as attestor_module
-from mlspec_attest.attest.head import sign_head
 from mlspec_attest.evidence.timestamp import timestamp_request, token_name
 from mlspec_attest.keys import load_signer
 from mlspec_attest.model.head import HEAD_FILE
@@ -140,7 +139,7 @@ def tsa(tmp_path: Path) -> LocalTSA:
 def chain(project: Project) -> Project:
     """The honest chain, made before the revocation; its head re-signed by the (unrevoked) owner."""
     build_lifecycle(project)
-    sign_head(project.bundle, [load_signer(project.key("owner"))], timedelta(hours=24))
+    resign_head(project.bundle, [load_signer(project.key("owner"))], timedelta(hours=24))
     return project
 
 
@@ -154,7 +153,7 @@ def _thief_resigns(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     project.write("pkg/model.bin", "backdoored-model")
     monkeypatch.setattr(attestor_module, "utc_now", lambda: backdated)
     build_lifecycle(project)
-    sign_head(project.bundle, [load_signer(project.key("pipeline"))], timedelta(hours=24))
+    resign_head(project.bundle, [load_signer(project.key("pipeline"))], timedelta(hours=24))
 
 
 # -- trusted time keeps honest signatures; the signer's own time never does ------------------------
@@ -289,7 +288,7 @@ def test_clock_skew_is_a_policy_setting(project: Project, monkeypatch: pytest.Mo
 
 def test_head_issued_in_the_future_is_refused(project: Project) -> None:
     build_lifecycle(project)
-    sign_head(project.bundle, [load_signer(project.key("pipeline"))], timedelta(hours=2),
+    resign_head(project.bundle, [load_signer(project.key("pipeline"))], timedelta(hours=2),
               now=NOW + timedelta(hours=1))
     assert "TIME_IN_FUTURE" in codes(Verifier(Policy.from_file(project.policy())).verify(project.bundle))
 

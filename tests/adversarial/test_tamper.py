@@ -135,7 +135,8 @@ def test_property_random_chain_then_one_mutation_is_refused(project, appends: in
     import shutil
     from datetime import timedelta
 
-    from mlspec_attest.attest.head import sign_head
+    from conftest import resign_head
+
     from mlspec_attest.keys import load_signer
     from mlspec_attest.model.head import HEAD_FILE
     from mlspec_attest.policy import Policy
@@ -145,7 +146,7 @@ def test_property_random_chain_then_one_mutation_is_refused(project, appends: in
     project.attestor("owner", bundle=bundle).attest("objectives", metadata=CHAIN_OBJECTIVES)
     for i in range(appends):
         project.attestor("pipeline", bundle=bundle).attest("log", metadata={"tree_size": i, "root_hash": "a" * 64})
-    sign_head(bundle, [load_signer(project.key("pipeline"))], timedelta(hours=1))
+    resign_head(bundle, [load_signer(project.key("pipeline"))], timedelta(hours=1))
     project.write("policies/chain.yaml", CHAIN_POLICY)
     verifier = Verifier(Policy.from_file(project.policy("chain.yaml")))
     report = verifier.verify(bundle)

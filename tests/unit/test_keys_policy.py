@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Project, build_lifecycle, serve_payload
+from conftest import Project, build_lifecycle, resign_head, serve_payload
 
-from mlspec_attest.attest.head import sign_head
 from mlspec_attest.cli.main import main
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import PASSPHRASE_ENV, generate, load_signer
@@ -61,7 +60,7 @@ def test_revoked_key_counts_only_with_trusted_time_never_the_stated_time(lifecyc
     report = verify_bundle(lifecycle.bundle, policy_with(lifecycle, f"revoked: [{{keyid: {keyid}, after: '{future}'}}]"))
     assert {f.sequence for f in report.findings if f.code == "KEY_REVOKED"} == set(range(1, 13))
     # A head signed (today) by the owner, who is not revoked, proves the chain existed before tomorrow.
-    sign_head(lifecycle.bundle, [load_signer(lifecycle.key("owner"))], timedelta(hours=24))
+    resign_head(lifecycle.bundle, [load_signer(lifecycle.key("owner"))], timedelta(hours=24))
     owner_head = "head: {signers: [owner], required: true}\n"
     report = verify_bundle(lifecycle.bundle, policy_with(
         lifecycle, owner_head + f"revoked: [{{keyid: {keyid}, after: '{future}'}}]", "o.yaml"))
@@ -143,16 +142,18 @@ def test_head_required_and_checked(lifecycle: Project) -> None:
     policy = Policy.from_file(policy_with(lifecycle, HEAD))
     (lifecycle.bundle / HEAD_FILE).unlink()  # the head every append re-signed is removed
     assert codes(Verifier(policy).verify(lifecycle.bundle)) == {"HEAD_MISSING"}
-    result = CliRunner().invoke(main, ["attest", "head", "--bundle", str(lifecycle.bundle),
-                                       "--key", str(lifecycle.key("pipeline")), "--expires", "24h"])
+    args = ["attest", "head", "--bundle", str(lifecycle.bundle), "--key", str(lifecycle.key("pipeline")), "--expires", "24h"]
+    refused = CliRunner().invoke(main, args)  # a missing head over attestations is how a truncation is laundered
+    assert refused.exit_code == 1 and "--initial" in refused.output, refused.output
+    result = CliRunner().invoke(main, [*args, "--initial"])  # the operator checked the chain: its first head
     assert result.exit_code == 0, result.output
     assert "sequence 12" in result.output
     assert Verifier(policy).verify(lifecycle.bundle).passed
     # Only the head signers count: an owner-signed head is refused.
-    sign_head(lifecycle.bundle, [load_signer(lifecycle.key("owner"))], timedelta(hours=1))
+    resign_head(lifecycle.bundle, [load_signer(lifecycle.key("owner"))], timedelta(hours=1))
     assert codes(Verifier(policy).verify(lifecycle.bundle)) == {"HEAD_SIGNATURE_INVALID"}
     # Longer than the policy's max_validity.
-    sign_head(lifecycle.bundle, [load_signer(lifecycle.key("pipeline"))], timedelta(days=30))
+    resign_head(lifecycle.bundle, [load_signer(lifecycle.key("pipeline"))], timedelta(days=30))
     assert codes(Verifier(policy).verify(lifecycle.bundle)) == {"HEAD_INVALID"}
 
 
@@ -162,7 +163,7 @@ def test_truncation_is_refused(lifecycle: Project) -> None:
     lifecycle.attestor().attest("monitor", materials=["pkg"], metadata={
         "signals": {"drift": 0.9}, "decision": "withdraw", "serve_attestation": serve_payload(lifecycle.bundle),
         "rollback_target": json.loads(json.dumps({"name": "pkg", "digest": {"sha256": _pkg_digest(lifecycle)}}))})
-    sign_head(lifecycle.bundle, [pipeline], timedelta(hours=24))
+    resign_head(lifecycle.bundle, [pipeline], timedelta(hours=24))
     policy = Policy.from_file(policy_with(lifecycle, HEAD))
     assert Verifier(policy).verify(lifecycle.bundle).passed
     newest = sorted((lifecycle.bundle / "attestations").iterdir())[-1]
@@ -182,13 +183,13 @@ def test_rollback_to_an_older_valid_chain_is_refused(lifecycle: Project, tmp_pat
 
     pipeline = load_signer(lifecycle.key("pipeline"))
     t0 = datetime.now(timezone.utc)
-    sign_head(lifecycle.bundle, [pipeline], timedelta(hours=1), now=t0)
+    resign_head(lifecycle.bundle, [pipeline], timedelta(hours=1), now=t0)
     old = tmp_path / "old-bundle"
     shutil.copytree(lifecycle.bundle, old)  # the attacker keeps this complete, valid chain and its head
     lifecycle.attestor().attest("monitor", materials=["pkg"], metadata={
         "serve_attestation": serve_payload(lifecycle.bundle),
         "signals": {"drift": 0.9}, "rollback_target": {"name": "pkg", "digest": {"sha256": _pkg_digest(lifecycle)}}})
-    sign_head(lifecycle.bundle, [pipeline], timedelta(hours=24), now=t0 + timedelta(minutes=30))
+    resign_head(lifecycle.bundle, [pipeline], timedelta(hours=24), now=t0 + timedelta(minutes=30))
     policy = Policy.from_file(policy_with(lifecycle, HEAD))
     later = t0 + timedelta(hours=2)
     assert Verifier(policy, now=later).verify(lifecycle.bundle).passed
@@ -207,7 +208,7 @@ def test_head_from_another_chain_is_refused(project: Project) -> None:
     build_lifecycle(project, stages=("objectives", "ingest"))
     other = Project(root=project.root, bundle=project.root / "other")
     build_lifecycle(other, stages=("objectives", "ingest"))
-    sign_head(other.bundle, [load_signer(project.key("pipeline"))], timedelta(hours=1))
+    resign_head(other.bundle, [load_signer(project.key("pipeline"))], timedelta(hours=1))
     (other.bundle / HEAD_FILE).rename(project.bundle / HEAD_FILE)
     policy = Policy.from_file(policy_with(project, HEAD + "\n", "h.yaml"))
     assert "HEAD_MISMATCH" in codes(Verifier(policy).verify(project.bundle))

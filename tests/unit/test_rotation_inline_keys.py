@@ -32,9 +32,9 @@ def test_rotation_keeps_old_history_valid_trusts_new_key_and_revokes_old_from_no
     new_key_path = _rotate(project, now=datetime.now(timezone.utc) + timedelta(seconds=2))
     # trust-time: the old key's stated times no longer prove anything once it is revoked; the history
     # stands when trusted time does, e.g. a chain head signed with the new (unrevoked) key before the revocation.
-    from mlspec_attest.attest.head import sign_head
+    from conftest import resign_head
 
-    sign_head(project.bundle, [load_signer(new_key_path)], timedelta(hours=24))
+    resign_head(project.bundle, [load_signer(new_key_path)], timedelta(hours=24))
     assert verify_bundle(project.bundle, project.policy()).passed  # history proven older than the rotation stands
 
     fresh = Project(root=project.root, bundle=project.root / "bundle-new")
@@ -47,7 +47,7 @@ def test_rotation_keeps_old_history_valid_trusts_new_key_and_revokes_old_from_no
 
     fresh.attestor = attestor  # type: ignore[method-assign]
     build_lifecycle(fresh)
-    sign_head(fresh.bundle, [load_signer(new_key_path)], timedelta(hours=24))
+    resign_head(fresh.bundle, [load_signer(new_key_path)], timedelta(hours=24))
     assert verify_bundle(fresh.bundle, project.policy()).passed
 
 

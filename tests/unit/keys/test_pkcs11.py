@@ -76,11 +76,12 @@ def test_token_signs_13_stage_chain_that_verifies_with_exported_key(
     assert isinstance(public.key, key_class)
     from datetime import timedelta
 
-    from mlspec_attest.attest.head import sign_head
+    from conftest import resign_head
+
     from mlspec_attest.keys import load_signer
 
     # the shipped policies require a signed head (trust-time): the token key signs it too
-    sign_head(project.bundle, [load_signer(pin_env.uri(obj))], timedelta(hours=1))
+    resign_head(project.bundle, [load_signer(pin_env.uri(obj))], timedelta(hours=1))
     report = verify_bundle(project.bundle, project.policy())
     assert report.passed, [f.code for f in report.findings]
     assert len(report.stages) == 13
@@ -276,9 +277,9 @@ def test_head_cosignature_and_vsa_signed_on_the_token_are_what_the_gate_accepts(
         project: Project, pin_env: SoftHSM, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Every signing path (chain head, co-signature, VSA) takes a token key through the same Signer."""
     import yaml
+    from conftest import resign_head
 
     from mlspec_attest.attest.cosign import cosign
-    from mlspec_attest.attest.head import sign_head
     from mlspec_attest.verify.vsa import write_vsa
 
     public = _sign_chain_on_token(project, pin_env.uri("p256"), monkeypatch)
@@ -293,7 +294,7 @@ def test_head_cosignature_and_vsa_signed_on_the_token_are_what_the_gate_accepts(
 
     train = next(project.bundle.rglob("*-train.dsse.json"))
     cosign(train, ed_signer)
-    sign_head(project.bundle, [ed_signer], timedelta(hours=1))
+    resign_head(project.bundle, [ed_signer], timedelta(hours=1))
     report = verify_bundle(project.bundle, project.policy())
     assert report.passed, [(f.code, f.message) for f in report.findings]
 

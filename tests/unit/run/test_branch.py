@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO, Project, build_lifecycle
 
+from mlspec_attest.attest.head import HeadAhead, sign_head
 from mlspec_attest.branch import BRANCH_FILE, BranchRefused, branch_bundle, read_branch_note
 from mlspec_attest.errors import InputError
 from mlspec_attest.keys import load_signer
@@ -56,7 +58,10 @@ def test_rerun_package_after_a_fix_passes_on_the_branch(packaged: Project) -> No
     for s in range(9):  # byte for byte: same signatures, same links, same genesis
         assert att(new, s).read_bytes() == att(packaged.bundle, s).read_bytes()
     assert result.note.genesis == json.loads(Path(new / BRANCH_FILE).read_text())["genesis"]
-    assert not (new / "head.dsse.json").exists()  # no key given: the next attest writes it
+    assert not (new / "head.dsse.json").exists()  # no key given: no head
+    with pytest.raises(HeadAhead, match="no signed head"):  # appends refuse a chain without one
+        packaged.attestor("pipeline", bundle=new).attest("package", **PACKAGE_KWARGS)
+    sign_head(new, [load_signer(packaged.key("pipeline"))], timedelta(hours=1), initial=True)  # its first head
     appended = packaged.attestor("pipeline", bundle=new).attest("package", **PACKAGE_KWARGS)
     assert appended.sequence == 9
     report = verify_bundle(new, packaged.policy())
@@ -110,9 +115,9 @@ def test_branch_refuses_a_source_whose_head_is_forged_or_truncated(packaged: Pro
     att(packaged.bundle, 9).unlink()  # truncation: the signed head names sequence 9
     with pytest.raises(BranchRefused, match="CHAIN_ROLLBACK"):
         branch_bundle(packaged.bundle, 4, packaged.root / "b1", _policy(packaged))
-    from mlspec_attest.attest.head import sign_head
+    from conftest import resign_head
 
-    sign_head(packaged.bundle, [load_signer(packaged.key("intruder"))], __import__("datetime").timedelta(hours=1))
+    resign_head(packaged.bundle, [load_signer(packaged.key("intruder"))], __import__("datetime").timedelta(hours=1))
     with pytest.raises(BranchRefused, match="HEAD_SIGNATURE_INVALID"):
         branch_bundle(packaged.bundle, 4, packaged.root / "b2", _policy(packaged))
     assert not (packaged.root / "b1").exists() and not (packaged.root / "b2").exists()
@@ -137,9 +142,9 @@ def test_later_problems_do_not_block_an_earlier_branch(packaged: Project) -> Non
     target.unlink()  # and re-sign the head over what is left, as an operator would
     from datetime import timedelta
 
-    from mlspec_attest.attest.head import sign_head
+    from conftest import resign_head
 
-    sign_head(packaged.bundle, [load_signer(packaged.key("pipeline"))], timedelta(hours=1))
+    resign_head(packaged.bundle, [load_signer(packaged.key("pipeline"))], timedelta(hours=1))
     packaged.attestor("pipeline").attest("package", **PACKAGE_KWARGS)
     packaged.attestor("pipeline").attest("package", **PACKAGE_KWARGS)  # sequence 10: STAGE_REPEATED
     assert "STAGE_REPEATED" in codes(verify_bundle(packaged.bundle, packaged.policy()))
