@@ -628,8 +628,9 @@ def _verify_keyless(
     from sigstore.errors import VerificationError
     from sigstore.hashes import Hashed
     from sigstore.models import Bundle, InvalidBundle
-    from sigstore.verify import Verifier
     from sigstore_models.common.v1 import HashAlgorithm
+
+    from mlspec_attest.evidence.conformant import ConformantVerifier  # sigstore's Verifier, spec-corrected
 
     policy = identities_to_policy(identities)
     try:
@@ -640,7 +641,7 @@ def _verify_keyless(
     except (ValueError, SigstoreError) as exc:
         raise InputError(f"{source}: unusable Sigstore bundle: {_one_line(exc)}") from None
     try:
-        verifier = Verifier(trusted_root=root)
+        verifier = ConformantVerifier(trusted_root=root)
     except SigstoreError as exc:
         raise InputError(f"trust config cannot be used: {_one_line(exc)}") from None
 
