@@ -140,6 +140,13 @@ def test_two_processes_give_the_serial_blob_and_count_rows_in_both_halves_once(
     monkeypatch.setattr(L, "PARALLEL_MIN", 1)
     monkeypatch.setattr(L, "BLOCK_VALUES", 1000)
     monkeypatch.setenv("MLSPEC_FINGERPRINT_WORKERS", "2")
+    # Other tests of the session may leave threads behind (server fixtures), and a process with
+    # threads never forks (workers.fork_context): this test needs the fork, so it says so.
+    import multiprocessing
+
+    from mlspec_attest._internal import workers
+
+    monkeypatch.setattr(workers, "fork_context", lambda: multiprocessing.get_context("fork"))
     runs = L._runs_of_csv(path, True)
     assert len(runs) == 2  # really ran on two processes
     parallel = L.fingerprints_of_csv(path)
