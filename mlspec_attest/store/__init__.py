@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 from mlspec_attest.bundle import Bundle
-from mlspec_attest.store.base import S3_SCHEME, BundleStore, StoreConflict, is_remote
+from mlspec_attest.store.base import S3_SCHEME, BundleStore, HeadKept, StoreConflict, is_remote
 
-__all__ = ["S3_SCHEME", "BundleStore", "StoreConflict", "is_remote", "open_bundle"]
+__all__ = ["S3_SCHEME", "BundleStore", "HeadKept", "StoreConflict", "is_remote", "open_bundle"]
 
 
 def open_bundle(location: str | os.PathLike[str]) -> Bundle:

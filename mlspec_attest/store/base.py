@@ -23,6 +23,22 @@ class StoreConflict(Exception):
     """A conditional write lost: the object exists (create) or changed since it was read (replace)."""
 
 
+class HeadKept(str):
+    """``write_head``'s result when it did NOT write: a head naming a later sequence was left in place.
+
+    A ``str`` (the head's location), so callers that print the target keep working; a caller
+    that says "signed head ... -> TARGET" checks ``isinstance(result, HeadKept)`` and says
+    the head was kept at ``kept_sequence`` instead.
+    """
+
+    kept_sequence: int
+
+    def __new__(cls, where: str, kept_sequence: int) -> HeadKept:
+        made = super().__new__(cls, where)
+        made.kept_sequence = kept_sequence
+        return made
+
+
 @runtime_checkable
 class BundleStore(Protocol):
     """What a bundle needs from the storage under it (names are '/'-separated, relative)."""

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from mlspec_attest import bundle as _bundle
 from mlspec_attest.errors import InputError
-from mlspec_attest.store.base import S3_SCHEME, StoreConflict
+from mlspec_attest.store.base import S3_SCHEME, HeadKept, StoreConflict
 
 CLAIMS = "claims"
 MAX_APPEND_ATTEMPTS = 64
@@ -71,21 +71,107 @@ def parse_location(location: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
+"""Every name obstore itself would take the endpoint from, so none bypasses the loopback rule."""
+PLAIN_HTTP_PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+"""The proxy variables reqwest (inside obstore) applies to a plain-http request."""
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+MIN_BLANKED_SECRET = 8
+"""Secrets at least this long are blanked in store error text; a shorter one withholds the text entirely."""
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+"""RFC 3986's characters: anything else (a space, a backslash, a control) is parsed differently by Python and Rust."""
+_PRINTABLE = re.compile(r"[\x21-\x7e]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_STRICT_VARIABLES = frozenset(ENDPOINT_VARIABLES + SECRET_VARIABLES + ("AWS_REGION", "AWS_DEFAULT_REGION"))
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def check_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Refuse AWS_* values the Rust client would panic on (a newline, a control byte, DEL).
+
+    A panic is a BaseException with a traceback; one line naming the variable (never a secret's
+    value) is the answer. Every AWS_* variable is checked, as obstore reads them all; the ones
+    that go into a request line or header (the endpoint, region and credentials) must be
+    printable ASCII without spaces.
+    """
+    for name in sorted(k for k in environ if k.startswith("AWS_")):
+        value = environ[name]
+        strict = name in _STRICT_VARIABLES
+        if (strict and not _PRINTABLE.fullmatch(value)) or _CONTROL.search(value):
+            kind = "printable ASCII without spaces" if strict else "free of control characters"
+            raise InputError(f"{name}: must be {kind} (it holds a newline, a control byte or another character "
+                             "the S3 client cannot send); set it again without it")
+
+
 def endpoint_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> tuple[str | None, bool]:
-    """AWS_ENDPOINT_URL (or None for AWS itself) and whether plain http is allowed (loopback only)."""
-    # Every name obstore itself would take the endpoint from, so none bypasses the loopback rule.
-    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or environ.get("AWS_ENDPOINT")
-    if not endpoint:
-        return None, False
+    """The endpoint URL (or None for AWS itself) and whether plain http is allowed (loopback only, no proxy)."""
+    check_environment(environ)
+    chosen: tuple[str | None, bool] = (None, False)
+    for variable in reversed(ENDPOINT_VARIABLES):  # every one set is checked (obstore may read any); the first wins
+        if environ.get(variable):
+            chosen = environ[variable], _check_endpoint(variable, environ[variable], environ)
+    return chosen
+
+
+def _check_endpoint(variable: str, endpoint: str, environ: dict[str, str] | os._Environ[str]) -> bool:
+    """Refuse an endpoint obstore would misparse, leak or send in the clear; True when plain http is allowed."""
     parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"AWS_ENDPOINT_URL={endpoint}: not an http(s) URL; set it to https://HOST[:PORT]")
+    if "@" in parts.netloc:  # checked first: nothing below may echo a user name or password
+        raise InputError(f"{variable}: holds a user name or password (user:password@host); remove it and give the "
+                         "credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if not _URL_CHARS.fullmatch(endpoint):
+        raise InputError(f"{variable}={endpoint!r}: has characters a URL may not hold (RFC 3986: no spaces, "
+                         "backslashes or controls); set it to https://HOST[:PORT]")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or port == 0:
+        raise InputError(f"{variable}={endpoint}: not an http(s) URL with a valid port (1-65535); "
+                         "set it to https://HOST[:PORT]")
     if parts.scheme == "https":
-        return endpoint, False
+        return False
     if not _is_loopback(parts.hostname):
-        raise InputError(f"AWS_ENDPOINT_URL={endpoint}: plain http is allowed only for a loopback endpoint "
+        raise InputError(f"{variable}={endpoint}: plain http is allowed only for a loopback endpoint "
                          "(127.0.0.0/8, ::1, localhost); anyone on the path could rewrite the bundle. Use https")
-    return endpoint, True
+    for proxy in PLAIN_HTTP_PROXY_VARIABLES:
+        if environ.get(proxy) and not _no_proxy_covers(environ, parts.hostname):
+            raise InputError(f"{proxy} is set: the plain-http requests to the loopback endpoint {variable} names "
+                             f"would go through that proxy, where anyone could read or rewrite them; unset {proxy} "
+                             f"or add {parts.hostname} to NO_PROXY")
+    return True
+
+
+def _no_proxy_covers(environ: dict[str, str] | os._Environ[str], host: str) -> bool:
+    """Whether NO_PROXY (or no_proxy) exempts HOST: the host itself, or a CIDR range holding it.
+
+    Only what the client inside obstore was seen to honour counts ('*' is not: its requests still
+    went to the proxy, tests/unit/store/test_s3_hardening.py), so anything else is refused.
+    """
+    value = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+    host = host.lower().strip("[]")
+    for entry in (e.strip().lower().strip("[]") for e in value.split(",")):
+        if entry == host:
+            return True
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _proxy_passwords(environ: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
+    """Passwords inside proxy URLs (an https endpoint may use a proxy): blanked in store error text too."""
+    found = []
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        try:
+            password = urlsplit(environ.get(name) or "").password
+        except ValueError:
+            password = None
+        if password:
+            found.append(password)
+    return tuple(found)
 
 
 def _is_loopback(host: str) -> bool:
@@ -115,14 +201,15 @@ class S3Store:
         region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
         if region:
             config["region"] = region
-        self._secrets = tuple(v for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-                              if (v := environ.get(k)))
+        self._secrets = tuple(v for k in SECRET_VARIABLES if (v := environ.get(k))) + _proxy_passwords(environ)
         try:
             self._store = _ObS3Store(self.bucket, config=config,  # type: ignore[arg-type]
                                      client_options={"allow_http": allow_http, "timeout": "30s",
                                                      "connect_timeout": "5s"},
                                      retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=30)})
-        except Exception as exc:  # obstore raises its own configuration errors
+        except BaseException as exc:  # obstore's configuration errors, and a Rust panic (a BaseException)
+            if isinstance(exc, _FATAL):
+                raise
             raise InputError(f"{self.label}: cannot configure the S3 client: {self._quiet(exc)}") from None
 
     # -- names -------------------------------------------------------------------------------
@@ -133,9 +220,16 @@ class S3Store:
         return f"{self.label}/{name}"
 
     def _quiet(self, exc: BaseException) -> str:
-        """The store's error on one line, with any credential from the environment blanked out."""
+        """The store's error on one line, with any credential from the environment blanked out.
+
+        A secret shorter than MIN_BLANKED_SECRET would blank ordinary words (and show where it
+        sits); then the store's text is withheld and only the error's kind is said.
+        """
+        if any(len(secret) < MIN_BLANKED_SECRET for secret in self._secrets):
+            return (f"{type(exc).__name__} (the store's message is withheld: a credential in the environment is "
+                    f"shorter than {MIN_BLANKED_SECRET} characters and could not be blanked out of it)")
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        for secret in self._secrets:
+        for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
         return text
 
@@ -154,7 +248,9 @@ class S3Store:
         base = self.key(folder) + "/"
         try:
             metas = [m for chunk in obstore.list(self._store, prefix=base, chunk_size=1000) for m in chunk]
-        except Exception as exc:
+        except BaseException as exc:
+            if isinstance(exc, _FATAL):
+                raise
             raise InputError(f"{self.where(folder)}: cannot list the bucket: {self._quiet(exc)}") from None
         return sorted((str(m["path"])[len(base):], int(m["size"])) for m in metas)
 
@@ -171,7 +267,9 @@ class S3Store:
             obstore.head(self._store, self.key(name))
         except FileNotFoundError:  # obstore's NotFoundError
             return False
-        except Exception as exc:
+        except BaseException as exc:
+            if isinstance(exc, _FATAL):
+                raise
             raise InputError(f"{self.where(name)}: cannot reach the object: {self._quiet(exc)}") from None
         return True
 
@@ -192,7 +290,9 @@ class S3Store:
             return None
         except InputError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            if isinstance(exc, _FATAL):
+                raise
             raise InputError(f"{self.where(name)}: cannot read the {what}: {self._quiet(exc)}") from None
         if len(data) > limit:
             raise InputError(f"{self.where(name)}: {what} is larger than the {limit} bytes allowed")
@@ -209,8 +309,8 @@ class S3Store:
         back must give our bytes (a racing writer's bytes there mean both were told they won).
         """
         self.create(name, data)
-        try:
-            self._put(name, data, mode="create")
+        try:  # different bytes: a store that only de-duplicates identical PUTs must not pass as honest
+            self._put(name, data + b" ", mode="create")  # JSON with trailing space: the same claim if accepted
         except StoreConflict:
             pass  # refused, as an honest store must
         else:
@@ -235,7 +335,9 @@ class S3Store:
             obstore.put(self._store, self.key(name), data, mode=mode)
         except (AlreadyExistsError, PreconditionError):
             raise StoreConflict(name) from None
-        except Exception as exc:
+        except BaseException as exc:
+            if isinstance(exc, _FATAL):
+                raise
             raise InputError(f"{self.where(name)}: cannot write the object: {self._quiet(exc)}") from None
 
 
@@ -375,11 +477,20 @@ class S3Bundle(_bundle.Bundle):
         return name, data
 
     def _finish(self, name: str, data: bytes) -> None:
-        """Copy a won claim's file into attestations/ (idempotent: an identical copy is already done)."""
+        """Copy a won claim's file into attestations/; an existing copy must be the same bytes.
+
+        Only the claim's holder (or a finisher copying the claim) writes that name, so other
+        bytes there mean two writers were both told they won the number: the store lied, and
+        the append that "succeeded" would be lost. Refused loudly instead of reported done.
+        """
+        target = f"{_bundle.ATTESTATIONS}/{name}"
         try:
-            self.store.create(f"{_bundle.ATTESTATIONS}/{name}", data)
+            self.store.create(target, data)
         except StoreConflict:
-            pass  # already copied (by its writer or an earlier finisher); the gate judges what is there
+            there = self.store.read(target, limit=2 * _bundle.MAX_INPUT_BYTES, what="published attestation")
+            if there != data:
+                raise StoreLiedError(self.store._lie(target, "let two writers claim the same sequence number (the "
+                                                     "published file differs from the claim)")) from None
 
     def write_new(self, name: str, data: bytes) -> str:  # type: ignore[override]
         """Claim the file's sequence number, then publish it; SequenceTaken when another writer has it."""
@@ -406,7 +517,7 @@ class S3Bundle(_bundle.Bundle):
             pass
         return self.store.where(name)
 
-    def write_head(self, data: bytes, sequence: int) -> str:
+    def write_head(self, data: bytes, sequence: int) -> str:  # HeadKept when a later head stays
         """Replace head.dsse.json only if it is still what was read (If-Match), and never by an older head.
 
         Two writers finishing out of order would otherwise leave the head on the older one
@@ -416,8 +527,8 @@ class S3Bundle(_bundle.Bundle):
 
         for _attempt in range(MAX_HEAD_ATTEMPTS):
             current = self.store.read_versioned(HEAD_FILE, limit=MAX_HEAD_BYTES, what="chain head")
-            if current is not None and _head_sequence(current[0]) > sequence:
-                return self.store.where(HEAD_FILE)
+            if current is not None and (kept := _head_sequence(current[0])) > sequence:
+                return HeadKept(self.store.where(HEAD_FILE), kept)  # not written: say so to the caller
             try:
                 self.store.replace(HEAD_FILE, data, version=current[1] if current else None)
                 return self.store.where(HEAD_FILE)
