@@ -287,6 +287,11 @@ def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str
     else:
         valid_for = project.head_expires if project is not None and project.head_key else DEFAULT_HEAD_VALIDITY
     path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for, initial=initial)
+    from mlspec_attest.store import HeadKept
+
+    if isinstance(path, HeadKept):  # an object store: another writer signed a later head meanwhile
+        click.echo(f"kept the later head (sequence {path.kept_sequence}) another writer signed -> {path}")
+        return
     click.echo(f"signed head: sequence {head.sequence}, payload sha256 {head.payload_sha256}, "
                f"expires {head.expires.strftime('%Y-%m-%dT%H:%M:%SZ')} -> {path}")
 
