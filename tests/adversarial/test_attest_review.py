@@ -5,9 +5,11 @@ Each test is the reviewer's attack; each fails on the code before its fix.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +84,128 @@ def test_h1_a_lying_clean_filter_cannot_make_an_edited_tree_look_clean(tmp_path:
 def test_h1_a_repository_without_filters_records_none(tmp_path: Path) -> None:
     state = git_state(_repo(tmp_path / "repo"))
     assert state is not None and state["dirty"] is False and "filters" not in state
+
+
+# H2 ------------------------------------------------------------------------------------------------
+
+_HEX40 = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize("assignment", [f"wandb.key={_HEX40}", f"x.license={_HEX40}", f"x.appid={_HEX40}",
+                                        f"x.keys={_HEX40}", f"x.key={_HEX40[:32]}", f"a.b.apikey={_HEX40}"])
+@pytest.mark.parametrize("spelling", ["separate", "joined"])
+def test_h2_a_set_value_redacted_in_metadata_is_not_signed_in_clear_in_the_command(
+        tmp_path: Path, assignment: str, spelling: str) -> None:
+    """``--set wandb.key=<hex>``: metadata redacts it, so run.command must too (one credential rule)."""
+    from mlspec_attest.attest import runinfo
+    from mlspec_attest.attest.redaction import redact_all
+
+    argv = (["mlspec", "attest", "stage", "monitor", "--set", assignment] if spelling == "separate"
+            else ["mlspec", "attest", "stage", "monitor", f"--set={assignment}"])
+    name, value = assignment.split("=", 1)
+    metadata: dict[str, object] = {}
+    for part in reversed(name.split(".")):
+        metadata = {part: metadata or value}
+    assert redact_all(metadata).pointers, "the metadata path redacts this value"
+    fields, pointers = runinfo.capture(tmp_path, argv=argv, environ={})
+    assert value not in str(fields["command"]) and pointers
+
+
+def test_h2_a_path_under_a_dotted_key_name_is_kept(tmp_path: Path) -> None:
+    """Fail closed must not eat the evidence: a file path or a short word in ``x.key`` stays readable."""
+    from mlspec_attest.attest import runinfo
+
+    fields, pointers = runinfo.capture(tmp_path, argv=["mlspec", "--set", "x.key=models/a.bin",
+                                                       "--set", f"x.monkey={_HEX40[:20]}"], environ={})
+    assert fields["command"][2] == "x.key=models/a.bin" and not pointers
+
+
+# CLI findings (H4, H6, H8): run against a fresh copy of the demo project ------------------------------
+
+@pytest.fixture(scope="module")
+def demo_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mlspec_attest.demo.runner import run_demo
+
+    d = tmp_path_factory.mktemp("review") / "demo"
+    run_demo(d, echo=lambda _: None)
+    return d
+
+
+@pytest.fixture
+def demo(demo_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "demo"
+    shutil.copytree(demo_source, root, symlinks=True)
+    monkeypatch.chdir(root)
+    return root
+
+
+def _mlspec(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from mlspec_attest.cli.main import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+_MONITOR = ("attest", "stage", "monitor", "--material", "package=package/credit-model",
+            "--metadata", "reports/monitor.json")
+
+
+@pytest.mark.parametrize("assignment", ["note=\udcff", "no\udcfete=1", "a.b=x\udc80y"])
+def test_h4_a_non_utf8_byte_in_a_set_value_is_an_input_error_not_a_traceback(demo: Path, assignment: str) -> None:
+    """A non-UTF-8 byte on the command line arrives as a surrogate: exit 2, one JSON error, nothing written."""
+    before = sorted(p.name for p in (demo / "bundle" / "attestations").iterdir())
+    result = _mlspec(*_MONITOR, "--format", "json", "--set", assignment)
+    assert result.exit_code == 2, result.output
+    data = json.loads(result.stdout)
+    assert data["verdict"] == "error" and "not UTF-8" in data["error"]["message"]
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (demo / "bundle" / "attestations").iterdir()) == before
+
+
+def test_h4_a_unicode_error_escaping_a_parser_is_still_one_line_exit_2() -> None:
+    """The one error handler turns a UnicodeError from user input into one line, exit 2 (not a traceback)."""
+    import click
+    from click.testing import CliRunner
+
+    from mlspec_attest.cli._errors import ErrorHandlingGroup, json_format_option
+
+    @click.group(cls=ErrorHandlingGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    @json_format_option
+    @click.argument("name")
+    def use(name: str, fmt: str) -> None:
+        name.encode("utf-8")
+
+    result = CliRunner().invoke(group, ["use", "--format", "json", "x\udcff"], catch_exceptions=False)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert json.loads(result.stdout)["verdict"] == "error"
+    assert result.stderr.startswith("error: input is not valid UTF-8") and "\\udcff" in result.stderr
+
+
+_CREDENTIALS = {"hashivault://deploy:s3cr3tPassw0rd@vault.example/key": "s3cr3tPassw0rd",
+                "awskms://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY@host/key": "wJalrXUtnFEMI",
+                "gcpkms://user:hunter2hunter2@x/key": "hunter2hunter2"}
+
+
+@pytest.mark.parametrize("uri", sorted(_CREDENTIALS))
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_h6_credentials_in_a_key_uri_never_appear_in_an_error(demo: Path, uri: str, fmt: str) -> None:
+    """--key with user:password@ fails; neither stderr nor the JSON file/message/hint shows the password."""
+    result = _mlspec(*_MONITOR, "--key", uri, "--format", fmt)
+    assert result.exit_code == 2
+    secret = _CREDENTIALS[uri]
+    assert secret not in result.stdout and secret not in result.stderr
+    assert "[REDACTED]@" in result.stderr
+
+
+def test_h6_userinfo_is_redacted_in_any_uri_of_a_message() -> None:
+    from mlspec_attest.cli._errors import public_message
+
+    text = "s3://AKIA:sk@b/x and https://u:p@h/ and hashivault:/a:b@h and plain user@example.org"
+    shown = public_message(text)
+    assert ":sk@" not in shown and "u:p@" not in shown and "a:b@" not in shown
+    assert "user@example.org" in shown  # an e-mail address is not a URI's userinfo
