@@ -209,3 +209,19 @@ def test_h6_userinfo_is_redacted_in_any_uri_of_a_message() -> None:
     shown = public_message(text)
     assert ":sk@" not in shown and "u:p@" not in shown and "a:b@" not in shown
     assert "user@example.org" in shown  # an e-mail address is not a URI's userinfo
+
+
+def test_h8_a_non_utf8_file_name_in_the_bundle_is_reported_not_a_crash(demo: Path, tmp_path: Path) -> None:
+    """A bundle holder plants ``\\xff.dsse.json``: report writes the page (name escaped) and exits 1 (fork)."""
+    import os
+
+    attestations = demo / "bundle" / "attestations"
+    planted = os.path.join(os.fsencode(attestations), b"\xff.dsse.json")
+    with open(planted, "wb") as out:
+        out.write((attestations / "0005-split.dsse.json").read_bytes())
+    page = tmp_path / "r.html"
+    result = _mlspec("report", "bundle", "--html", str(page))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.stderr
+    text = page.read_bytes().decode("utf-8")  # strictly UTF-8: nothing undecodable was written
+    assert "\\udcff.dsse.json" in text
