@@ -225,3 +225,66 @@ def test_h8_a_non_utf8_file_name_in_the_bundle_is_reported_not_a_crash(demo: Pat
     assert "Traceback" not in result.stderr
     text = page.read_bytes().decode("utf-8")  # strictly UTF-8: nothing undecodable was written
     assert "\\udcff.dsse.json" in text
+
+
+# H3: an ancestor's mlspec.yaml must not re-root the operator's explicit relative paths ------------------
+
+@pytest.fixture
+def nested(demo_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Someone else's project (``shared``) and, below it, the operator's own bundle, policy and keys."""
+    shared = tmp_path / "shared"
+    shutil.copytree(demo_source, shared, symlinks=True)
+    mine = shared / "alice"
+    mine.mkdir()
+    for name in ("bundle", "policies", "keys", "package"):
+        shutil.copytree(demo_source / name, mine / name, symlinks=True)
+    with (mine / "package" / "credit-model" / "requirements.txt").open("a") as out:
+        out.write("tampered\n")  # the operator's artifact is NOT the attested one
+    monkeypatch.chdir(mine)
+    return shared, mine
+
+
+@pytest.mark.parametrize("args", [
+    ("verify", "bundle", "--policy", "policies/default.yaml", "--artifact", "package/credit-model"),
+    ("verify", "bundle", "--artifact", "package/credit-model", "--policy", "policies/default.yaml"),
+    ("hash", "package/credit-model"),
+    ("inspect", "bundle/attestations/0000-objectives.dsse.json", "--key", "keys/owner.pub"),
+])
+def test_h3_a_path_that_exists_here_and_at_an_ancestor_root_is_refused(nested: tuple[Path, Path],
+                                                                        args: tuple[str, ...]) -> None:
+    """Both the working directory's and the ancestor root's file exist: exit 2 naming both, never the root's."""
+    shared, mine = nested
+    result = _mlspec(*args, "--format", "json") if args[0] != "hash" else _mlspec(*args)
+    assert result.exit_code == 2, result.output
+    assert "ambiguous" in result.stderr and str(shared) in result.stderr and str(mine) in result.stderr
+
+
+def test_h3_dot_slash_means_the_working_directory_and_the_gate_sees_the_tamper(nested: tuple[Path, Path]) -> None:
+    """``./PATH`` is the working directory's: the operator's tampered artifact fails the gate (exit 1)."""
+    _, mine = nested
+    rel = _mlspec("verify", "./bundle", "--policy", "./policies/default.yaml", "--artifact", "./package/credit-model")
+    absolute = _mlspec("verify", str(mine / "bundle"), "--policy", str(mine / "policies" / "default.yaml"),
+                       "--artifact", str(mine / "package" / "credit-model"))
+    assert rel.exit_code == absolute.exit_code == 1, (rel.output, absolute.output)
+
+
+def test_h3_a_path_only_at_the_root_still_means_the_roots(nested: tuple[Path, Path]) -> None:
+    from mlspec_attest.cli._project import in_project
+
+    shared, mine = nested
+    assert in_project("objectives.yaml") == str(shared.resolve() / "objectives.yaml")
+    with pytest.raises(Exception, match="ambiguous"):
+        in_project("policies/default.yaml")
+    assert in_project("new-output.html") == str(mine / "new-output.html")  # exists nowhere: here
+    assert in_project("reports/x.html") == str(shared.resolve() / "reports" / "x.html")  # its dir is the root's
+
+
+def test_h3_an_ancestor_project_file_owned_by_another_user_is_refused(nested: tuple[Path, Path]) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    shared, _ = nested
+    os.chown(shared / "mlspec.yaml", 4242, 4242)
+    result = _mlspec("hash", "objectives.yaml")
+    assert result.exit_code == 2 and "owned by uid 4242" in result.stderr
