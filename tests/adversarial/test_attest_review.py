@@ -288,3 +288,45 @@ def test_h3_an_ancestor_project_file_owned_by_another_user_is_refused(nested: tu
     os.chown(shared / "mlspec.yaml", 4242, 4242)
     result = _mlspec("hash", "objectives.yaml")
     assert result.exit_code == 2 and "owned by uid 4242" in result.stderr
+
+
+# H7: the same path rule for --passphrase-file KEY, attest merge and run branch ---------------------------
+
+@pytest.fixture
+def deeper(demo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (demo / "sub" / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(demo / "sub" / "deeper")
+    return demo
+
+
+def test_h7_passphrase_file_key_means_the_key_the_key_option_loads(deeper: Path) -> None:
+    """From a subdirectory ``--passphrase-file keys/pipeline.key=F`` must unlock <root>/keys/pipeline.key."""
+    import click
+    from click.testing import CliRunner
+
+    from mlspec_attest import keys
+    from mlspec_attest.cli._passphrase import passphrase_file_option
+
+    @click.command()
+    @passphrase_file_option
+    def probe() -> None:
+        pass
+
+    assert CliRunner().invoke(probe, ["--passphrase-file", "keys/pipeline.key=pass.txt"]).exit_code == 0
+    registered = dict(keys._passphrase_files)
+    assert (deeper / "keys" / "pipeline.key").resolve() in registered
+    assert registered[(deeper / "keys" / "pipeline.key").resolve()][0] == deeper.resolve() / "sub" / "deeper" / "pass.txt"
+
+
+def test_h7_attest_merge_reads_the_roots_bundles_from_a_subdirectory(deeper: Path) -> None:
+    shutil.copytree(deeper / "bundle", deeper / "other", symlinks=True)
+    result = _mlspec("attest", "merge", "bundle", "other", "--policy", "policies/default.yaml")
+    assert result.exit_code == 0, result.output
+    assert "merged 0 signature(s)" in result.stdout
+
+
+def test_h7_run_branch_reads_the_roots_bundle_from_a_subdirectory(deeper: Path) -> None:
+    result = _mlspec("run", "branch", "bundle", "--from", "3", "rerun", "--policy", "policies/default.yaml")
+    assert result.exit_code == 0, result.output
+    assert (Path.cwd() / "rerun" / "attestations").is_dir()  # a new output: the working directory's
+    assert not (deeper / "rerun").exists()
