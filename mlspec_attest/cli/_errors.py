@@ -174,7 +174,7 @@ class ErrorHandlingGroup(click.Group):
             sys.exit(EXIT_INPUT)
         except click.ClickException as exc:  # a bad option or argument: click prints the usage, exits 2
             _json_output = _json_output or _args_ask_for_json(pending)
-            exc.message = public_message(exc.message)  # click echoes it: a bad --key URI's password too
+            exc.message = public_message(exc.message)  # type: ignore[misc]  # click echoes it (a bad --key URI)
             _json_error(exc, exc.format_message(), exc.exit_code)
             raise
         except RecursionError as exc:

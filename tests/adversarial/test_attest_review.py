@@ -330,3 +330,25 @@ def test_h7_run_branch_reads_the_roots_bundle_from_a_subdirectory(deeper: Path) 
     assert result.exit_code == 0, result.output
     assert (Path.cwd() / "rerun" / "attestations").is_dir()  # a new output: the working directory's
     assert not (deeper / "rerun").exists()
+
+
+def test_h6_a_usage_error_quoting_a_uri_does_not_show_its_password() -> None:
+    """click's own "Path ... does not exist" quotes the value: the handler redacts it before click prints."""
+    import click
+    from click.testing import CliRunner
+
+    from mlspec_attest.cli._errors import ErrorHandlingGroup, json_format_option
+
+    @click.group(cls=ErrorHandlingGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    @json_format_option
+    @click.option("--key", type=click.Path(exists=True))
+    def use(key: str, fmt: str) -> None:
+        pass
+
+    for fmt in ("text", "json"):
+        result = CliRunner().invoke(group, ["use", "--format", fmt, "--key", "vault://me:hunter2secret@h/k"])
+        assert result.exit_code == 2 and "hunter2secret" not in result.output + result.stderr
