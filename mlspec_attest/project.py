@@ -21,6 +21,23 @@ PROJECT_FILE = "mlspec.yaml"
 _PROJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 
 
+def _refuse_foreign_ancestor(candidate: Path) -> None:
+    """An mlspec.yaml above the working directory owned by another (non-root) user is not ours.
+
+    As git's safe.directory: a shared /tmp or a parent directory someone else controls must
+    not choose the policy, keys and bundle of every command run below it. One in the working
+    directory itself is the operator's choice and is not checked.
+    """
+    try:
+        owner = candidate.stat().st_uid
+    except OSError:
+        return
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is not None and owner not in (0, geteuid()):
+        raise InputError(f"{candidate}: owned by uid {owner}, not by you; refusing a project file another user "
+                         "controls above the working directory (run in your own project, or chown it)")
+
+
 @dataclass(frozen=True)
 class Project:
     root: Path
@@ -46,6 +63,8 @@ class Project:
         for directory in (here, *here.parents):
             candidate = directory / PROJECT_FILE
             if candidate.is_file():
+                if directory != here:
+                    _refuse_foreign_ancestor(candidate)
                 return cls.load(candidate)
         return None
 

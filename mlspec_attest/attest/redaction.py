@@ -439,8 +439,13 @@ _PLAIN_CREDENTIAL_NAMES = frozenset({"key", "keys", "apikey", "appid", "app_id",
 
 
 def _plain_key_holds_credential(name: str, value: Any) -> bool:
-    """``key: <32 hex>`` (kaggle.json), ``--key <hex>``: a bare ``key`` holding hex or a random token."""
-    if not isinstance(value, str) or "_".join(normalise_key(name)) not in _PLAIN_CREDENTIAL_NAMES:
+    """``key: <32 hex>`` (kaggle.json), ``--key <hex>``: a bare ``key`` holding hex or a random token.
+
+    A dotted name (``--set wandb.key=<hex>``, a metadata key ``"wandb.key"``) is judged by its
+    last component, as the metadata walk judges the nested ``{"wandb": {"key": ...}}``: one rule for both.
+    """
+    leaf = name.rsplit(".", 1)[-1]
+    if not isinstance(value, str) or "_".join(normalise_key(leaf)) not in _PLAIN_CREDENTIAL_NAMES:
         return False
     candidate = value.strip()
     if _FILE_NAME.fullmatch(candidate) or not 16 <= len(candidate) <= 512 or re.search(r"\s", candidate):
@@ -999,6 +1004,19 @@ def _span_is_secret(span: str) -> bool:
     # "db_password:x", "HF_TOKEN x": a secret-named key path with its value.
     parts = re.split(r"\s*[=:]\s*|\s+", inner.strip(), maxsplit=1)
     return len(parts) == 2 and bool(parts[1].strip()) and any(is_secret_key(p) for p in re.split(r"[./]", parts[0]))
+
+
+# scheme:[//]USERINFO@ in a URI (also after a path normalised "//" to "/"): user:password, key id:secret.
+_URI_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}:/{0,2})([^/\s@'\"]{1,1024})@")
+
+
+def redact_uri_userinfo(text: str) -> str:
+    """``text`` with the userinfo of every URI in it (``hashivault://u:pw@host``) replaced by ``[REDACTED]``.
+
+    Error messages quote a --key, an evidence or a log URI; its userinfo is a credential
+    whatever it looks like, so it is never shown (the signed run.command redacts it too).
+    """
+    return _URI_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
 
 def sanitise_message(message: str, hints: Iterable[str] = ()) -> str:

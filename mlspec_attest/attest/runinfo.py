@@ -64,6 +64,13 @@ _GIT_REDIRECTS = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_O
                             "GIT_DISCOVERY_ACROSS_FILESYSTEM"})
 _IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _GIT_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# Configuration keys through which a repository names a program git status could run.
+_FILTER_KEYS = re.compile(r"filter\.(.+)\.(?:clean|smudge|process|required)")
+# Neutralised for every run: hooks, an external diff, fsmonitor (status runs none of the first two
+# today; they are switched off so a future git does not start to).
+_GIT_NEUTRAL = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "diff.external=",
+                "-c", "core.untrackedCache=false")
+MAX_SUBMODULE_DEPTH = 8
 
 
 def capture(base_dir: Path, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
@@ -100,30 +107,86 @@ def capture(base_dir: Path, argv: Sequence[str] | None = None, environ: Mapping[
     return fields, redaction.pointers
 
 
+def _git_env() -> dict[str, str]:
+    """The process environment minus variables that point git at another repository; no optional locks."""
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_REDIRECTS}
+    env.update(GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
+    return env
+
+
+def _run_git(git: str, base_dir: Path, options: Sequence[str], *args: str) -> str | None:
+    """stdout of one git command (None when it fails); never reads stdin."""
+    try:
+        done = subprocess.run([git, *options, "-C", str(base_dir), *args], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT, check=False, env=_git_env(), stdin=subprocess.DEVNULL,
+                              errors="surrogateescape")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def configured_filters(git: str, base_dir: Path, depth: int = 0) -> set[str] | None:
+    """Names of the filter drivers the configuration of ``base_dir`` (and its submodules') defines.
+
+    ``git config --get-regexp`` only reads configuration (includes too); it executes nothing.
+    Submodules are read because ``git status`` recurses into them with their own config.
+    None when the configuration cannot be read: then nothing is described (fail closed).
+    """
+    listed = subprocess.run([git, *_GIT_NEUTRAL, "-C", str(base_dir), "config", "--null", "--get-regexp",
+                             r"^filter\..*\.(clean|smudge|process|required)$"],
+                            capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False, env=_git_env(),
+                            stdin=subprocess.DEVNULL, errors="surrogateescape")
+    if listed.returncode not in (0, 1):  # 1: no such key
+        return None
+    names: set[str] = set()
+    for item in listed.stdout.split("\0"):
+        key = item.split("\n", 1)[0]
+        matched = _FILTER_KEYS.fullmatch(key)
+        if matched:
+            names.add(matched.group(1))
+    if depth >= MAX_SUBMODULE_DEPTH:
+        return names
+    staged = _run_git(git, base_dir, _GIT_NEUTRAL, "ls-files", "--stage", "-z")
+    if staged is None:
+        return None
+    for entry in staged.split("\0"):
+        if entry.startswith("160000 "):  # a gitlink: "mode sha stage\tpath"
+            sub = base_dir / entry.split("\t", 1)[1]
+            if (sub / ".git").exists():
+                inner = configured_filters(git, sub, depth + 1)
+                if inner is None:
+                    return None
+                names |= inner
+    return names
+
+
 def git_state(base_dir: Path) -> dict[str, Any] | None:
-    """``{commit, dirty, untracked}`` of the work tree holding ``base_dir``; None without git or a work tree.
+    """``{commit, dirty, untracked, filters}`` of the work tree holding ``base_dir``; None without git or a work tree.
 
     ``dirty``: ``git status --porcelain`` lists anything - a tracked change (staged or not)
     or a file git neither tracks nor ignores (an untracked ``train2.py`` may be what ran);
-    ``untracked``: the latter alone. ``core.fsmonitor`` is switched off so describing a
-    repository never runs a program its config names.
+    ``untracked``: the latter alone. Describing a repository runs no program its config names:
+    ``core.fsmonitor``, hooks and an external diff are switched off, and every configured
+    filter driver (``filter.NAME.clean/smudge/process``, e.g. git-lfs) is neutralised on the
+    command line, so content is compared raw and cannot be made to look clean by a filter.
+    ``filters`` lists the neutralised drivers' names (a tree using git-lfs then reads as dirty).
     """
     git = shutil.which("git")
     if git is None:
         return None
-    base = [git, "-c", "core.fsmonitor=false", "-C", str(base_dir)]
-    # The project's own tree: variables that point git at another repository or index are dropped,
-    # and index.lock is never taken while describing.
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_REDIRECTS}
-    env.update(GIT_OPTIONAL_LOCKS="0", LC_ALL="C")
+    try:
+        filters = configured_filters(git, base_dir)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if filters is None:
+        return None
+    options: list[str] = list(_GIT_NEUTRAL)
+    for name in sorted(filters):
+        options += ["-c", f"filter.{name}.clean=", "-c", f"filter.{name}.smudge=",
+                    "-c", f"filter.{name}.process=", "-c", f"filter.{name}.required=false"]
 
     def run(*args: str) -> str | None:
-        try:
-            done = subprocess.run([*base, *args], capture_output=True, text=True, timeout=GIT_TIMEOUT,
-                                  check=False, env=env, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout if done.returncode == 0 else None
+        return _run_git(git, base_dir, options, *args)
 
     commit = run("rev-parse", "--verify", "--quiet", "HEAD")
     if commit is None or not _GIT_COMMIT.fullmatch(commit.strip()):
@@ -149,7 +212,10 @@ def git_state(base_dir: Path) -> dict[str, Any] | None:
         if listed is None:
             return None
         dirty = any(entry[:1].islower() or entry[:1] == "S" for entry in listed.split("\0") if entry)
-    return {"commit": commit.strip(), "dirty": dirty, "untracked": untracked}
+    out: dict[str, Any] = {"commit": commit.strip(), "dirty": dirty, "untracked": untracked}
+    if filters:
+        out["filters"] = sorted(filters)
+    return out
 
 
 @functools.lru_cache(maxsize=1)

@@ -84,9 +84,22 @@ def error_object(exc: BaseException, message: str, exit_code: int) -> dict[str, 
             file = re.sub(r"(?::[0-9]+){1,2}$", "", head)  # data.yaml:3:5 -> data.yaml (the line is in the message)
     if hint is None and "; " in message:
         hint = message.rsplit("; ", 1)[1]
-    return {"error": {"code": _error_code(exc), "message": message,
-                      "file": None if file is None else str(file), "hint": hint},
+    return {"error": {"code": _error_code(exc), "message": public_message(message),
+                      "file": None if file is None else public_message(str(file)),
+                      "hint": None if hint is None else public_message(str(hint))},
             "verdict": VERDICTS.get(exit_code, "error")}
+
+
+def public_message(text: str) -> str:
+    """An error text fit for stderr and JSON: URI userinfo redacted, undecodable bytes escaped.
+
+    A --key URI's ``user:password@`` is a credential (docs/ci.md: messages are secret-free);
+    a surrogate (a non-UTF-8 byte from argv or a file name) is shown as ``\\udcff``, never a crash.
+    """
+    from mlspec_attest.attest.redaction import redact_uri_userinfo
+
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return redact_uri_userinfo(safe)
 
 
 def _json_error(exc: BaseException, message: str, exit_code: int) -> None:
@@ -150,10 +163,18 @@ class ErrorHandlingGroup(click.Group):
             from mlspec_attest.render.terminal import terminal_safe
 
             _json_error(exc, str(exc), exc.exit_code)
-            click.echo(f"error: {terminal_safe(exc)}", err=True)  # messages quote file names from bundles
+            click.echo(f"error: {terminal_safe(public_message(str(exc)))}", err=True)  # quotes bundle file names
             sys.exit(exc.exit_code)
+        except UnicodeError as exc:
+            # A non-UTF-8 byte from the user (argv, a file name) that a parser could not encode: an input
+            # error, one line, exit 2 (the parsers raise InputError themselves; this is the last line).
+            message = f"input is not valid UTF-8 ({public_message(str(exc))}); give the value as UTF-8 text"
+            _json_error(exc, message, EXIT_INPUT)
+            click.echo(f"error: {message}", err=True)
+            sys.exit(EXIT_INPUT)
         except click.ClickException as exc:  # a bad option or argument: click prints the usage, exits 2
             _json_output = _json_output or _args_ask_for_json(pending)
+            exc.message = public_message(exc.message)  # type: ignore[misc]  # click echoes it (a bad --key URI)
             _json_error(exc, exc.format_message(), exc.exit_code)
             raise
         except RecursionError as exc:

@@ -19,7 +19,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _register(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
-    from mlspec_attest.cli._project import project_from_cwd
+    from mlspec_attest.cli._project import in_project, project_from_cwd
     from mlspec_attest.keys import set_passphrase_files
 
     files: dict[Path, tuple[Path, str]] = {}
@@ -32,7 +32,8 @@ def _register(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
         if not sep or not key or not file:
             raise InputError(f"--passphrase-file {spec!r}: expected KEYFILE=PASSPHRASE_FILE, e.g. "
                              "--passphrase-file keys/b.key=~/.config/mlspec/b.pass")
-        files[Path(key)] = (Path(file).expanduser(), "--passphrase-file")
+        # both halves resolve like every path option (docs/ci.md "Paths"): KEY must name the file --key loads
+        files[Path(in_project(key))] = (Path(in_project(str(Path(file).expanduser()))), "--passphrase-file")
     set_passphrase_files(files)
 
 

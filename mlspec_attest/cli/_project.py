@@ -33,19 +33,51 @@ _KEY_URI = re.compile(r"[a-z][a-z0-9+.-]+:")  # the test Project.load applies to
 
 
 def in_project(value: str | os.PathLike[str]) -> str:
-    """A relative path given on the command line, resolved against the project root (docs/ci.md, "Paths").
+    """A relative path given on the command line, resolved as docs/ci.md "Paths" says.
 
-    Inside a project (an mlspec.yaml at or above the working directory) every relative
-    path option means the same file from any subdirectory, as the paths in mlspec.yaml
-    do; outside a project, and for absolute paths, the value is unchanged.
+    Inside a project (an mlspec.yaml above the working directory) a relative path means:
+    the working directory's file when it exists there; the project root's when it exists
+    only there (so ``keys/pipeline.key`` means the same file from any subdirectory, as the
+    paths in mlspec.yaml do); and when both exist and are different files, nothing: exit 2,
+    naming both (an ancestor's mlspec.yaml must not silently swap the operator's bundle or
+    policy for its own). ``./PATH`` and ``../PATH`` always mean the working directory. A path
+    that exists nowhere yet (an output) goes where its directory exists, by the same rule.
+    Outside a project, and for absolute paths and key URIs, the value is unchanged.
     """
     text = os.fspath(value)
     if not text or text == "-" or os.path.isabs(text) or _KEY_URI.match(text):
         return text  # stdin, an absolute path, or a key URI (pkcs11:..., awskms:...) as mlspec.yaml keeps them
+    if text in (".", "..") or text.startswith(("./", "../", ".\\", "..\\")):
+        return text  # explicitly the working directory's
     project = project_from_cwd()
     if project is None or project.root.resolve() == Path.cwd().resolve():
         return text  # at the root (or with no project) the working directory is the root
-    return str(project.root.resolve() / text)
+    root = project.root.resolve()
+    chosen = _existing_side(text, root)
+    if chosen is None:  # exists nowhere yet: follow its directory
+        parent = os.path.dirname(text.rstrip("/"))
+        chosen = _existing_side(parent, root) if parent else None
+        if chosen != "root":
+            return str(Path.cwd() / text)  # named in full, so an error says which directory was meant
+    return str(root / text) if chosen == "root" else text
+
+
+def _existing_side(text: str, root: Path) -> str | None:
+    """"here", "root" or None: where relative ``text`` exists; both and different is an input error."""
+    here, there = Path.cwd() / text, root / text
+    at_here, at_root = os.path.lexists(here), os.path.lexists(there)
+    if at_here and at_root:
+        try:
+            if os.path.samefile(here, there):
+                return "here"
+        except OSError:
+            pass
+        raise InputError(f"{text}: ambiguous: both {here.resolve()} (the working directory's) and {there} "
+                         f"(the project root's, {root / 'mlspec.yaml'}) exist; give an absolute path, "
+                         f"or ./{text} for the working directory's")
+    if at_here:
+        return "here"
+    return "root" if at_root else None
 
 
 def in_project_spec(spec: str) -> str:

@@ -319,9 +319,9 @@ def attest_timestamp(attestation: str, tsa_url: str, timeout: float) -> None:
 
 
 @attest.command("merge")
-@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(file_okay=False))
-@click.argument("other_dir", metavar="OTHER_COPY", type=click.Path(file_okay=False))
-@click.option("--policy", "policy_path", type=click.Path(dir_okay=False),
+@click.argument("bundle_dir", metavar="BUNDLE", type=ProjectPath(file_okay=False))
+@click.argument("other_dir", metavar="OTHER_COPY", type=ProjectPath(file_okay=False))
+@click.option("--policy", "policy_path", type=ProjectPath(dir_okay=False),
               help="Policy whose keys may co-sign (default: mlspec.yaml's); other signatures are refused.")
 def attest_merge(bundle_dir: str, other_dir: str, policy_path: str | None) -> None:
     """Add the co-signatures of OTHER_COPY (another copy of BUNDLE) to BUNDLE.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup
-from mlspec_attest.cli._project import announce_trust, load_policy
+from mlspec_attest.cli._project import ProjectPath, announce_trust, load_policy
 from mlspec_attest.errors import InputError
 
 
@@ -15,13 +15,13 @@ def run() -> None:
 
 
 @run.command("branch")
-@click.argument("bundle", type=click.Path(file_okay=False))
+@click.argument("bundle", type=ProjectPath(file_okay=False))
 @click.option("--from", "sequence", required=True, type=int, metavar="SEQUENCE",
               help="The last attestation to keep: 0..SEQUENCE are copied, the next attest appends SEQUENCE+1.")
-@click.argument("new_bundle", type=click.Path(file_okay=False))
-@click.option("--policy", type=click.Path(dir_okay=False), help="Trust policy the prefix must verify under "
+@click.argument("new_bundle", type=ProjectPath(file_okay=False))
+@click.option("--policy", type=ProjectPath(dir_okay=False), help="Trust policy the prefix must verify under "
               "(default: mlspec.yaml's).")
-@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--key", "key_paths", multiple=True, type=ProjectPath(dir_okay=False),
               help="Sign a chain head for the new bundle with this key (the policy's head signer); "
                    "default: mlspec.yaml's head key. Without one no head is written; sign the first with "
                    "'mlspec attest head --initial' (appends refuse a chain without a head).")

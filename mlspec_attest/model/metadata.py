@@ -155,6 +155,12 @@ def parse_set(assignment: str) -> tuple[list[str], Any]:
     read as a collection (``a: b``) or cannot read at all stays a plain string.
     An empty VALUE is the empty string.
     """
+    try:
+        assignment.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a non-UTF-8 byte on the command line arrives as a surrogate
+        shown = assignment.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise InputError(f"--set {shown.partition('=')[0]}: character {exc.start + 1} is not UTF-8; "
+                         "give KEY=VALUE as UTF-8 text") from None
     key, sep, raw = assignment.partition("=")
     key = key.strip()
     if not sep or not key:
