@@ -6,10 +6,16 @@ fingerprints at all. The proof is therefore required (policy ``leakage.required`
 default): a split without train and hold-back fingerprints is a finding, an empty set
 proves nothing, and every pair of attested sets (train, validation, hold-back) is compared.
 
-Cost at 14 million rows: each blob is streamed once (sha256 and decode together, one
-block in memory); all sets but the largest are held as uint64 arrays (8 bytes a row),
-the largest is compared block by block, each pair by binary search (leakage.overlap).
-A blob whose bytes turn out not to be the signed ones counts for nothing.
+Also walked around before (review): a second data set of a role with no fingerprints
+of its own, v1 and v2 sets compared (unrelated hashes), and a bundle holder's crafted
+blob decoded before its digest was known (a zlib bomb, a plane that is not zlib). Now
+every split data set needs exactly one bound set, one version per split, and each
+blob's sha256 is checked before it is decoded (one hash for a swapped blob).
+
+Cost at 14 million rows: each blob is hashed, then streamed once (decode and a second
+sha256 together, one block in memory); all sets but the largest are held as uint64
+arrays (8 bytes a row), the largest is compared block by block, each pair by binary
+search (leakage.overlap). A blob whose bytes are not the signed ones counts for nothing.
 """
 
 from __future__ import annotations
