@@ -125,7 +125,9 @@ def _hash_range(fd: int, start: int, end: int, header: bool, where: str, line_li
             pos += len(chunk)
             maybe_long = len(rest) + len(chunk) >= line_limit
             buf = rest + chunk if rest else chunk
-            if b"\r" in buf:  # csv's line ends: CRLF, LF and a lone CR (a CRLF cut here leaves a blank line)
+            # csv's line ends: CRLF, LF and a lone CR. Only a lone CR needs the copy (strip drops a CRLF's
+            # CR); a CRLF cut by this read counts as lone, and its LF then makes a blank line: no row.
+            if b"\r" in buf and buf.count(b"\r") != buf.count(b"\r\n"):
                 buf = buf.replace(b"\r", b"\n")
             lines = buf.split(b"\n")
             rest = lines.pop()
