@@ -70,12 +70,12 @@ def _open_blob(ctx: VerifyContext, subject: dict[str, Any], where: str) -> Any:
     fh = open_stream(name, root=ctx.bundle.root, what="fingerprint blob")
     try:
         size = os.fstat(fh.fileno()).st_size
-        if size > REMOTE_BLOB_LIMIT:
-            raise ValueError(f"{ctx.bundle.root / name}: fingerprint blob is {size} bytes, over the "
-                             f"{REMOTE_BLOB_LIMIT}-byte limit; refusing to read it")
         if size > MAX_FILE_BYTES and os.pread(fh.fileno(), len(MAGIC), 0) != MAGIC:
             raise ValueError(f"{ctx.bundle.root / name}: fingerprint blob is {size} bytes, over the "
                              f"{MAX_FILE_BYTES}-byte limit for v1 blobs; refusing to read it")
+        if size > REMOTE_BLOB_LIMIT:
+            raise ValueError(f"{ctx.bundle.root / name}: fingerprint blob is {size} bytes, over the "
+                             f"{REMOTE_BLOB_LIMIT}-byte limit; refusing to read it")
         # The bytes must be those split signed BEFORE any decoding: a swapped blob (a zlib bomb, a
         # one-value-a-block file) costs one hash, and only a blob split's signer wrote is decoded.
         if _sha256_of(fh) != digest_of(subject):
