@@ -202,7 +202,11 @@ def test_a_swapped_blob_costs_one_hash_and_is_never_decoded(project: Project, mo
         path.write_bytes(blob)
     decoded: list[str] = []
     real = L.FingerprintStream
-    monkeypatch.setattr(L, "FingerprintStream", lambda *a, **k: decoded.append(a[1]) or real(*a, **k))
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        decoded.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(L, "FingerprintStream", spy)
     report = verify_bundle(project.bundle, project.policy())
     assert messages(report, "LEAKAGE_EVIDENCE_INVALID").count("differs from the digest split signed") == 2
     assert "LEAKAGE_EVIDENCE_MISSING" in codes(report) and decoded == []
