@@ -145,12 +145,21 @@ def test_every_fingerprinted_set_is_compared_with_every_other(project: Project) 
     assert "LEAKAGE_EVIDENCE_MISSING" not in codes(report)
 
 
-def test_two_fingerprint_sets_bound_to_one_data_set_are_refused(project: Project) -> None:
+def test_two_fingerprint_sets_bound_to_one_data_set_are_refused(project: Project,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Attack: a second, different set bound to the same file; which one is the file's? Neither counts."""
     hold = HEADER + ROWS[70] + "\n"
+    calls: list[Path] = []
+
+    def second_differs(path: Path) -> bytes:
+        calls.append(path)
+        return bytes(L.encode(np.array([7 + len(calls)], dtype=np.uint64)))
+
     report = _split(project, {"work/train.csv": TRAIN, "work/holdback.csv": hold},
                     ["train-data=work/train.csv", "holdback-data=work/holdback.csv"],
-                    [("train", "work/train.csv"), ("holdback", "work/holdback.csv"), ("other", "work/holdback.csv")])
+                    [("train", "work/train.csv"), ("holdback", "work/holdback.csv"), ("other", "work/holdback.csv")],
+                    monkeypatch, writer=second_differs, target="holdback")
+    assert len(calls) == 2
     assert "each data set has exactly one" in messages(report, "LEAKAGE_EVIDENCE_INVALID")
     assert "LEAKAGE_EVIDENCE_MISSING" in codes(report)
 
