@@ -75,6 +75,7 @@ _PLANE = struct.Struct(">BI")  # codec (0 raw, 1 zlib), stored length
 RAW, ZLIB = 0, 1
 BLOCK_VALUES = 1 << 20  # values per block: the decoder holds one block (8 MiB) at a time
 MAX_BLOCK_VALUES = 1 << 24
+MIN_BLOCK_VALUES = 1 << 12  # smaller blocks only when the whole set is smaller (decoding cost per byte stays low)
 MAX_FINGERPRINTS = 1 << 28  # rows a set may declare (2 GiB decoded): zlib inflates ~1000x, so cap it
 CHUNK = 1 << 20  # bytes read per step (bigger chunks fragment the heap: 8 MiB cost +110 MB at 14M rows)
 PARALLEL_MIN = 64 << 20  # files at least this big are fingerprinted by two processes
@@ -119,11 +120,16 @@ def _hash_range(fd: int, start: int, end: int, header: bool, where: str, line_li
         if not chunk:  # end of the range (or the file shrank): a last line without a newline
             if not rest:
                 break
-            lines, rest, maybe_long = [rest], b"", True
+            lines, rest, maybe_long = rest.replace(b"\r", b"\n").split(b"\n"), b"", True
         else:
             pos += len(chunk)
             maybe_long = len(rest) + len(chunk) >= line_limit
-            lines = (rest + chunk if rest else chunk).split(b"\n")
+            buf = rest + chunk if rest else chunk
+            # csv's line ends: CRLF, LF and a lone CR. Only a lone CR needs the copy (strip drops a CRLF's
+            # CR); a CRLF cut by this read counts as lone, and its LF then makes a blank line: no row.
+            if b"\r" in buf and buf.count(b"\r") != buf.count(b"\r\n"):
+                buf = buf.replace(b"\r", b"\n")
+            lines = buf.split(b"\n")
             rest = lines.pop()
             if len(rest) > line_limit:
                 raise InputError(f"{where}:{no + len(lines) + 1}: line is longer than {line_limit} bytes; "
@@ -357,7 +363,10 @@ def _decode_v2_blocks(reader: _Reader, where: str, block_values: int, count: int
                 data = reader.exact(length, "a plane")
             elif codec == ZLIB and length <= 2 * n + 64:
                 inflater = zlib.decompressobj()
-                data = inflater.decompress(reader.exact(length, "a plane"), n)  # bounded: never more than n
+                try:
+                    data = inflater.decompress(reader.exact(length, "a plane"), n)  # bounded: never more than n
+                except zlib.error as exc:
+                    raise ValueError(f"{where}: a compressed plane is not valid zlib ({exc})") from None
                 if len(data) != n or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
                     raise ValueError(f"{where}: a compressed plane does not hold exactly {n} bytes")
             else:
@@ -398,10 +407,13 @@ class FingerprintStream:
             version, hash_id, reserved, self._block_values, self.count = struct.unpack(">BBHIQ", head)
             if version != VERSION or hash_id != HASH_XXH3_64 or reserved:
                 raise ValueError(f"{where}: unknown fingerprint format version {version}, hash {hash_id}")
-            if not 1 <= self._block_values <= MAX_BLOCK_VALUES:
-                raise ValueError(f"{where}: block size {self._block_values} is outside 1..{MAX_BLOCK_VALUES}")
             if self.count > MAX_FINGERPRINTS:
                 raise ValueError(f"{where}: {self.count} fingerprints, over the {MAX_FINGERPRINTS} limit")
+            # Blocks below MIN_BLOCK_VALUES cost 8 plane headers a few values (a 1 MB blob decoding for
+            # seconds); only a set that small itself (at most MIN_BLOCK_VALUES blocks) may use them.
+            low = 1 if self.count <= MIN_BLOCK_VALUES else MIN_BLOCK_VALUES
+            if not low <= self._block_values <= MAX_BLOCK_VALUES:
+                raise ValueError(f"{where}: block size {self._block_values} is outside {low}..{MAX_BLOCK_VALUES}")
             return
         rest = magic + self._reader.read(-1 if v1_limit is None else v1_limit + 1 - len(magic))
         if v1_limit is not None and len(rest) > v1_limit:
@@ -474,7 +486,9 @@ def recompute_matches(blob: bytes, csv_path: str | os.PathLike[str], header: boo
         from mlspec_attest._internal.files import open_stream, read_lines
 
         with open_stream(csv_path, what="data file") as fh:
-            rows = (line.rstrip(b"\r\n") for line in read_lines(fh, os.fspath(csv_path)))
+            # Rows end as csv's do (CRLF, LF or a lone CR), as in v2: a CR-joined copy hides no row.
+            rows = (row for line in read_lines(fh, os.fspath(csv_path))
+                    for row in line.rstrip(b"\r\n").split(b"\r"))
             if header:
                 next(rows, None)
             again = np.array(sorted({row_fingerprint_v1(r) for r in rows if r.strip()}), dtype=np.uint64)

@@ -46,7 +46,7 @@ STAGE_ARGS = [
     ["validate", "--material", "work/clean.csv", "--set", "schema_version=1", "--set", "passed=true"],
     ["split", "--material", "work/clean.csv", "--product", "train-data=work/train.csv",
      "--product", "eval-data=work/val.csv", "--product", "holdback-data=work/holdback.csv",
-     "--fingerprints", "train=work/train.csv", "--fingerprints", "holdback=work/holdback.csv",
+     "--fingerprints", "train=work/train.csv", "--fingerprints", "holdback=work/holdback.csv", "--fingerprints", "validation=work/val.csv",
      "--set", "sets.train.size=1", "--set", "sets.holdback.size=1"],
     ["training", "--material", "train-data=work/train.csv", "--product", "model=out/model.bin",
      "--set", "framework=sklearn"],
