@@ -64,7 +64,7 @@ def _rd(name: str, role: str | None = None) -> dict[str, Any]:
 
 
 # Blobs the gate reads (bundle/blobs/<sha256>): split's row fingerprints and the package's file manifest.
-FINGERPRINTS = {"train": struct.pack(">QQ", 1, 2), "holdback": struct.pack(">Q", 3)}
+FINGERPRINTS = {"train": struct.pack(">QQ", 1, 2), "validation": struct.pack(">Q", 4), "holdback": struct.pack(">Q", 3)}
 PACKAGE_MANIFEST = encode_manifest([("model.bin", hashlib.sha256(b"out/model.bin").hexdigest())])
 
 
@@ -76,7 +76,7 @@ def _blob_rd(name: str, data: bytes, role: str | None, **annotations: Any) -> di
 
 
 # Each fingerprint set names the digest of the split subject it was computed from (LEAKAGE_EVIDENCE_UNBOUND).
-FINGERPRINTS_OF = {"train": "work/train.csv", "holdback": "work/holdback.csv"}
+FINGERPRINTS_OF = {"train": "work/train.csv", "validation": "work/val.csv", "holdback": "work/holdback.csv"}
 # The metrics test's criterion reads, bound to the attested report they came from (METADATA_UNBOUND).
 TEST_METADATA = {"metrics": {"accuracy": 0.9}, "dataset": "work/holdback.csv", "holdback": True}
 TEST_REPORT = json.dumps(TEST_METADATA, sort_keys=True).encode()
