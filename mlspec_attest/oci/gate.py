@@ -269,7 +269,7 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
         try:
             _, candidate.files = expected_files(candidate.report, candidate.root)
         except PackageError as exc:
-            candidate.problem = ("OCI_LAYER_MISMATCH", f"chain referrer {descriptor.digest}: {exc}")
+            candidate.problem = (exc.code, f"chain referrer {descriptor.digest}: {exc}")
             continue
         problem = _layer_problem(model, candidate.files)
         if problem:
