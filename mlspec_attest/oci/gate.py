@@ -34,6 +34,7 @@ from mlspec_attest.oci.layout import (
     CHAIN_ARTIFACT_TYPE,
     EMPTY,
     FILE_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
     UNPACK_ANNOTATION,
     Descriptor,
     LayoutError,
@@ -43,7 +44,7 @@ from mlspec_attest.oci.layout import (
 from mlspec_attest.oci.package import PackageError, expected_files
 from mlspec_attest.oci.push import BUNDLE_FOLDERS, HEAD_FILE, MAX_FILE_BYTES
 from mlspec_attest.oci.reference import OciReference
-from mlspec_attest.oci.registry import DigestMismatch, RegistryClient, TooLarge
+from mlspec_attest.oci.registry import Ambiguous, DigestMismatch, RegistryClient, TooLarge
 from mlspec_attest.policy import Policy
 
 MAX_CHAINS = 16  # chain referrers verified per model; more is refused (OCI_TOO_MANY_REFERRERS)
@@ -84,6 +85,9 @@ class GateResult:
 def _model(client: RegistryClient, ref: OciReference, report: Report) -> tuple[Manifest | None, str | None]:
     try:
         got = client.get_manifest(ref.digest or ref.tag or "latest")
+    except Ambiguous as exc:
+        report.add("OCI_MANIFEST_INVALID", f"{ref}: the model manifest is not usable: {exc}")
+        return None, None
     except DigestMismatch as exc:
         report.add("OCI_DIGEST_MISMATCH", f"{ref}: model manifest: {exc}; refusing a registry that serves other "
                    "bytes than the digest names")
@@ -138,7 +142,8 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
     try:
         got = client.get_manifest(d.digest, expected=d)
     except DigestMismatch as exc:
-        code = "OCI_TOO_LARGE" if isinstance(exc, TooLarge) else "OCI_DIGEST_MISMATCH"
+        code = ("OCI_TOO_LARGE" if isinstance(exc, TooLarge) else
+                "OCI_REFERRER_INVALID" if isinstance(exc, Ambiguous) else "OCI_DIGEST_MISMATCH")
         candidate.problem = (code, f"referrer {d.digest}: {exc}")
         return
     if got is None:
@@ -153,10 +158,11 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
         candidate.problem = ("OCI_REFERRER_INVALID", f"referrer {d.digest} is a {manifest.artifact_type!r}, "
                              f"not an mlspec chain, though the index lists it as one")
         return
-    if manifest.subject is None or manifest.subject.digest != model_digest:
+    if manifest.subject is None or manifest.subject.digest != model_digest or \
+            manifest.subject.media_type != MANIFEST_MEDIA_TYPE:
         where = manifest.subject.digest if manifest.subject else "nothing"
         candidate.problem = ("OCI_SUBJECT_MISMATCH", f"chain referrer {d.digest} is attached to {where}, not to "
-                             f"this model ({model_digest})")
+                             f"this model's image manifest ({model_digest})")
         return
     total = sum(layer.size for layer in manifest.layers)
     if len(manifest.layers) > MAX_ATTESTATIONS * 3 or total > MAX_BUNDLE_BYTES:

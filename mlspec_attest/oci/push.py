@@ -43,7 +43,7 @@ from mlspec_attest.oci.layout import (
 )
 from mlspec_attest.oci.package import PackageError, expected_files
 from mlspec_attest.oci.reference import OciReference
-from mlspec_attest.oci.registry import RegistryClient
+from mlspec_attest.oci.registry import DigestMismatch, RegistryClient
 
 # Every folder a bundle keeps (bundle.py, evidence/timestamp.py) and the chain head (model/head.py).
 BUNDLE_FOLDERS = (ATTESTATIONS, BLOBS, EVIDENCE, "timestamps")
@@ -145,8 +145,12 @@ def push(report: Report, bundle_root: Path, artifact: Path, target: OciReference
     uploaded = 0
     model_pushed = False
     subject_bytes: bytes
-    existing = client.get_manifest(reference) if target.tag else None
     notes: list[str] = []
+    try:
+        existing = client.get_manifest(reference) if target.tag else None
+    except DigestMismatch as exc:  # an index or another document at the tag: replaced, said so
+        existing = None
+        notes.append(f"tag {reference} held something that is not an image manifest ({exc}); replaced")
     if existing is not None and _reuse(existing[0], model):
         subject_bytes = existing[0]
     else:

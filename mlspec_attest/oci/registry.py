@@ -47,6 +47,18 @@ class TooLarge(DigestMismatch):
     """A descriptor or a body larger than the caps allow (refused before or while reading)."""
 
 
+class Ambiguous(DigestMismatch):
+    """A manifest served under another Content-Type than the one asked for (what other clients would read it as)."""
+
+
+def _check_type(response: requests.Response, wanted: str, what: str) -> None:
+    """The registry's Content-Type must be ``wanted``: a client that follows the header must read the same thing."""
+    served = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if served != wanted:
+        raise Ambiguous(f"{what} served as Content-Type {served or '(none)'!r}, not {wanted}; other clients would "
+                        "read those bytes as something else")
+
+
 class _Registry(oras.provider.Registry):
     """ORAS's registry without its retry loop (it sleeps 2+3**n s on every error, minutes on a dead host)."""
 
@@ -172,6 +184,7 @@ class RegistryClient:
             raise DigestMismatch(f"the registry served {size} bytes whose digest is {digest}, not {want}")
         if expected is not None and size != expected.size:
             raise DigestMismatch(f"{size} bytes, not the {expected.size} its descriptor declares")
+        _check_type(response, accept, f"manifest {reference}")
         return data, digest
 
     def put_manifest(self, data: bytes, reference: str, *, media_type: str = MANIFEST_MEDIA_TYPE) -> str:
@@ -191,6 +204,7 @@ class RegistryClient:
         response = self._request("GET", f"referrers/{digest}", headers={"Accept": INDEX_MEDIA_TYPE}, stream=True)
         if response.status_code == 200:
             data, _, _ = self._read_capped(response, MAX_MANIFEST_BYTES, over=TooLarge)
+            _check_type(response, INDEX_MEDIA_TYPE, f"the referrers of {digest}")
             return self._index(data, f"{self.ref} referrers of {digest}"), "referrers API"
         response.close()
         if response.status_code != 404:

@@ -12,16 +12,38 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from oci_registry import Demo, demo_fixture, demo_project_fixture, registry_fixture, repo_fixture  # noqa: F401 - fixtures
+from oci_registry import (  # noqa: F401 - fixtures
+    Demo,
+    HostileRegistry,
+    demo_fixture,
+    demo_project_fixture,
+    push_demo,
+    registry_fixture,
+    repo_fixture,
+)
 
 from mlspec_attest.digests import digest_path, files_digest
 from mlspec_attest.manifest import encode
+from mlspec_attest.model.canonical import parse_json
 from mlspec_attest.oci.gate import GateResult, gate
+from mlspec_attest.oci.layout import (
+    EMPTY,
+    INDEX_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    Descriptor,
+    LayoutError,
+    Manifest,
+    encode_index,
+    fallback_tag,
+    parse_index,
+)
 from mlspec_attest.oci.reference import OciReference
+from mlspec_attest.oci.registry import RegistryClient
 from mlspec_attest.verify import verify_bundle
 
 
@@ -110,3 +132,87 @@ def test_the_oci_gate_refuses_layers_of_an_unbound_manifest(demo: Demo, repo: Oc
     result: GateResult = gate(OciReference.parse(pushed.model), demo.policy, work, plain_http=True, phase="deploy")
     assert not result.report.passed
     assert "MANIFEST_UNBOUND" in _codes(result.report)
+
+
+# -- H5: an ambiguous manifest (CVE-2021-41190 class) ----------------------------------------
+@pytest.fixture
+def hostile(registry: str) -> Iterator[HostileRegistry]:
+    proxy = HostileRegistry(registry)
+    yield proxy
+    proxy.close()
+
+
+def _pushed(demo: Demo, repo: OciReference, hostile: HostileRegistry) -> tuple[RegistryClient, OciReference, Manifest]:
+    """Push the demo; (client, the model by digest through the hostile proxy, the chain manifest)."""
+    result = push_demo(demo, repo)
+    client = RegistryClient(repo, plain_http=True)
+    got = client.get_manifest(result.chain)
+    assert got is not None
+    digest = OciReference.parse(result.model).digest
+    through = OciReference.parse(f"oci://{hostile.address}/{repo.repository}@{digest}")
+    return client, through, Manifest.from_dict(parse_json(got[0]), "chain")
+
+
+@pytest.mark.parametrize("doc", [
+    {"schemaVersion": 2, "config": EMPTY.to_dict(), "layers": []},  # no mediaType
+    {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "config": EMPTY.to_dict(), "layers": []},
+    {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": EMPTY.to_dict(), "layers": [],
+     "manifests": []},
+])
+def test_an_ambiguous_manifest_document_is_refused(doc: dict[str, object]) -> None:
+    with pytest.raises(LayoutError):
+        Manifest.from_dict(doc, "m")
+
+
+@pytest.mark.parametrize("doc", [
+    {"schemaVersion": 2, "manifests": []},  # no mediaType
+    {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": [], "layers": []},
+    {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": [], "config": EMPTY.to_dict()},
+])
+def test_an_ambiguous_index_document_is_refused(doc: dict[str, object]) -> None:
+    with pytest.raises(LayoutError):
+        parse_index(doc, "i")
+
+
+def test_a_manifest_served_as_an_index_is_refused(demo: Demo, repo: OciReference, hostile: HostileRegistry,
+                                                  tmp_path: Path) -> None:
+    """Attack (r5, lying registry): the genuine model bytes with Content-Type index: what docker would read differs."""
+    _, through, _ = _pushed(demo, repo, hostile)
+    hostile.content_types[f"/v2/{repo.repository}/manifests/{through.digest}"] = INDEX_MEDIA_TYPE
+    real = RegistryClient(repo, plain_http=True).get_manifest(str(through.digest))
+    assert real is not None
+    hostile.overrides[f"/v2/{repo.repository}/manifests/{through.digest}"] = (200, real[0])
+    result = gate(through, demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+    assert not result.report.passed
+    assert "OCI_MANIFEST_INVALID" in _codes(result.report)
+
+
+def test_a_polyglot_manifest_and_index_is_refused(demo: Demo, repo: OciReference, hostile: HostileRegistry,
+                                                  tmp_path: Path) -> None:
+    """Attack (r5): the model manifest without mediaType plus a "manifests" list, served as an index, the chain
+    re-attached to it: the gate read the layers and passed while containerd resolves another image."""
+    from mlspec_attest.model.canonical import canonicalize
+
+    client, through, chain = _pushed(demo, repo, hostile)
+    got = client.get_manifest(str(through.digest))
+    assert got is not None
+    doc = json.loads(got[0])
+    del doc["mediaType"]
+    doc["manifests"] = [{"mediaType": MANIFEST_MEDIA_TYPE, "digest": "sha256:" + "e" * 64, "size": 1234}]
+    poly = canonicalize(doc)
+    pd = "sha256:" + hashlib.sha256(poly).hexdigest()
+    for subject_type in (INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE):
+        moved = Manifest(chain.artifact_type, chain.config, chain.layers,
+                         subject=Descriptor(subject_type, pd, len(poly), {}), annotations=chain.annotations)
+        client.put_manifest(moved.encode(), moved.descriptor().digest)
+        path = f"/v2/{repo.repository}/manifests/"
+        hostile.overrides[path + pd] = (200, poly)
+        hostile.content_types[path + pd] = INDEX_MEDIA_TYPE
+        hostile.overrides[path + fallback_tag(pd)] = (200, encode_index([moved.descriptor()]))
+        result = gate(through.with_digest(pd), demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+        assert not result.report.passed
+        assert "OCI_MANIFEST_INVALID" in _codes(result.report)
+        hostile.content_types[path + pd] = MANIFEST_MEDIA_TYPE  # even under the manifest type: no mediaType
+        result = gate(through.with_digest(pd), demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+        assert not result.report.passed
+        assert "OCI_MANIFEST_INVALID" in _codes(result.report)
