@@ -112,7 +112,13 @@ def _layer_problem(model: Manifest, files: dict[str, str]) -> str | None:
     # the signed bytes would become files nobody attested. Only the plain-file type is a file.
     unpacked = sorted(str(layer.title) for layer in model.layers
                       if layer.media_type != FILE_MEDIA_TYPE or UNPACK_ANNOTATION in layer.annotations)
+    unsafe = []
     for layer in model.layers:
+        if layer.title:
+            try:
+                check_title(layer.title, "model layer")
+            except LayoutError:
+                unsafe.append(repr(layer.title))
         if not layer.title:
             untitled += 1
         elif layer.title in layers:
@@ -120,9 +126,12 @@ def _layer_problem(model: Manifest, files: dict[str, str]) -> str | None:
         else:
             layers[layer.title] = layer.sha256
     difference = diff(files, layers.items())
-    if not difference and not untitled and not duplicated and not unpacked and model.config == EMPTY:
+    if not difference and not untitled and not duplicated and not unpacked and not unsafe and model.config == EMPTY:
         return None
     parts = [difference.describe()] if difference else []
+    if unsafe:
+        parts.append(f"layer title(s) {', '.join(unsafe[:5])} are not plain relative paths (a client would write "
+                     "them outside its directory)")
     if unpacked:
         parts.append(f"layer(s) {', '.join(unpacked[:5])} not typed {FILE_MEDIA_TYPE} (clients may unpack them)")
     if model.config != EMPTY:

