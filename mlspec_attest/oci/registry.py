@@ -15,11 +15,14 @@ import functools
 import hashlib
 import os
 import tempfile
+import urllib.parse
 from typing import IO, Any
 
+import oras.auth.utils
 import oras.container
 import oras.provider
 import requests
+import requests.adapters
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.oci.layout import (
@@ -31,7 +34,7 @@ from mlspec_attest.oci.layout import (
     fallback_tag,
     parse_index,
 )
-from mlspec_attest.oci.reference import OciReference
+from mlspec_attest.oci.reference import OciReference, is_loopback_host
 
 TIMEOUT_SECONDS = 60.0
 CHUNKED_MIN = 16 * 1024 * 1024  # larger blobs are uploaded in chunks, never read whole into memory
@@ -59,6 +62,51 @@ def _check_type(response: requests.Response, wanted: str, what: str) -> None:
                         "read those bytes as something else")
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the port defaulted by scheme; hosts compared case-insensitively."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    """Every request the client sends (ORAS's, its token requests, upload Locations, each redirect hop) passes here.
+
+    The rule: HTTPS anywhere; plain HTTP only to a loopback host, and only with --plain-http;
+    credentials (an Authorization header) only to the registry itself or to a token realm
+    the registry named that obeys the same scheme rule. A registry (or whoever answers for
+    it) can name another host in a Bearer realm, an upload Location or a redirect; none of
+    those may carry the user's password or token, and none may be cleartext off the machine.
+    """
+
+    def __init__(self, ref: OciReference, plain_http: bool) -> None:
+        super().__init__()
+        self._plain_http = plain_http
+        self._registry = (ref.host.strip("[]").lower(), ref.port or (80 if plain_http else 443))
+        self._realms: set[tuple[str, int]] = set()
+
+    def _scheme_ok(self, scheme: str, host: str) -> bool:
+        return scheme == "https" or (scheme == "http" and self._plain_http and is_loopback_host(host))
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        scheme, host, port = _origin(str(request.url))
+        if not self._scheme_ok(scheme, host):
+            raise InputError(f"{self._registry[0]}: refusing a request to {scheme}://{host}:{port} (named by the "
+                             "registry): plain HTTP is allowed to loopback hosts only, with --plain-http")
+        if request.headers.get("Authorization") and (host, port) != self._registry and (host, port) not in self._realms:
+            raise InputError(f"{self._registry[0]}: refusing to send credentials to {host}:{port}, another host "
+                             "than the registry and its token realm (named by an upload location or a redirect)")
+        response = super().send(request, *args, **kwargs)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if (host, port) == self._registry and "realm=" in challenge.lower():
+            realm = oras.auth.utils.parse_auth_header(challenge).realm
+            if realm and "://" in realm:
+                r_scheme, r_host, r_port = _origin(realm)
+                if self._scheme_ok(r_scheme, r_host):
+                    self._realms.add((r_host, r_port))
+        return response
+
+
 class _Registry(oras.provider.Registry):
     """ORAS's registry without its retry loop (it sleeps 2+3**n s on every error, minutes on a dead host)."""
 
@@ -76,6 +124,9 @@ class RegistryClient:
         self.ref = ref
         self._oras = _Registry(hostname=ref.registry, insecure=plain_http,
                                auth_backend=self._auth_backend(ref, plain_http))
+        guard = _GuardedAdapter(ref, plain_http)
+        self._oras.session.mount("https://", guard)
+        self._oras.session.mount("http://", guard)
         self._oras.session.request = functools.partial(self._oras.session.request, timeout=TIMEOUT_SECONDS)
         self.container = oras.container.Container(f"{ref.registry}/{ref.repository}", registry=ref.registry)
         self.container.registry = ref.registry

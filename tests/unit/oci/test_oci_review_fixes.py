@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from mlspec_attest.oci.layout import (
     Descriptor,
     LayoutError,
     Manifest,
+    descriptor_of,
     encode_index,
     fallback_tag,
     parse_index,
@@ -288,7 +289,7 @@ def test_the_gate_refuses_a_model_layer_title_that_is_not_a_plain_path(demo: Dem
                                                                         hostile: HostileRegistry,
                                                                         tmp_path: Path) -> None:
     """Attack (r6, registry): a model layer titled ``../../.bashrc`` next to the packaged ones, chain re-attached."""
-    from mlspec_attest.oci.layout import FILE_MEDIA_TYPE, TITLE, descriptor_of
+    from mlspec_attest.oci.layout import FILE_MEDIA_TYPE, TITLE
 
     client, through, chain = _pushed(demo, repo, hostile)
     got = client.get_manifest(str(through.digest))
@@ -306,3 +307,133 @@ def test_the_gate_refuses_a_model_layer_title_that_is_not_a_plain_path(demo: Dem
     assert not result.report.passed
     assert "OCI_LAYER_MISMATCH" in _codes(result.report)
     assert any("not plain relative paths" in f.message for f in result.report.findings)
+
+
+# -- H3: plain HTTP and credentials on every hop, not only the first ------------------------
+class _Fake:
+    """A tiny registry (or a host it names) on 127.0.0.1: ``answer(method, path) -> (status, headers)``;
+    ``seen`` records (method, path, Authorization) of every request it received."""
+
+    def __init__(self, answer: Callable[[str, str, str | None], tuple[int, dict[str, str]]]) -> None:
+        import http.server
+        import threading
+
+        self.seen: list[tuple[str, str, str | None]] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _go(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                auth = self.headers.get("Authorization")
+                fake.seen.append((self.command, self.path, auth))
+                status, headers = answer(self.command, self.path, auth)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _go
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch) -> str:
+    from mlspec_attest.oci.registry import PASSWORD_ENV, USERNAME_ENV
+
+    monkeypatch.setenv(USERNAME_ENV, "alice")
+    monkeypatch.setenv(PASSWORD_ENV, "S3cret")
+    return "S3cret"
+
+
+def _bearer_to(realm: str) -> Callable[[str, str, str | None], tuple[int, dict[str, str]]]:
+    return lambda method, path, auth: (401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="x"'})
+
+
+@pytest.mark.parametrize("realm", ["http://192.0.2.2:9/token", "http://example.com/token"])
+def test_a_plain_http_token_realm_off_the_machine_is_refused(creds: str, realm: str) -> None:
+    """Attack (r3): a loopback registry names a cleartext realm on another host; the password went there."""
+    from mlspec_attest.errors import InputError
+
+    fake = _Fake(_bearer_to(realm))
+    try:
+        client = RegistryClient(OciReference.parse(f"oci://127.0.0.1:{fake.port}/m:v1"), plain_http=True)
+        with pytest.raises(InputError, match="plain HTTP is allowed to loopback hosts only"):
+            client.get_manifest("sha256:" + "0" * 64)
+    finally:
+        fake.close()
+
+
+def test_credentials_never_follow_an_upload_location_to_another_host(creds: str) -> None:
+    """Attack (r3b): after POST, the upload Location names another host; ORAS retried there with Basic creds."""
+    from mlspec_attest.errors import InputError
+
+    elsewhere = _Fake(lambda method, path, auth: (401, {"WWW-Authenticate": 'Basic realm="r"'}))
+
+    def answer(method: str, path: str, auth: str | None) -> tuple[int, dict[str, str]]:
+        if not auth:
+            return 401, {"WWW-Authenticate": 'Basic realm="r"'}
+        if method == "POST":
+            return 202, {"Location": f"http://localhost:{elsewhere.port}/up?x=1"}
+        return (200 if path == "/v2/" else 404), {}
+
+    registry = _Fake(answer)
+    try:
+        client = RegistryClient(OciReference.parse(f"oci://127.0.0.1:{registry.port}/m:v1"), plain_http=True)
+        with pytest.raises(InputError, match="refusing to send credentials"):
+            client.upload_bytes(b"x" * 10, descriptor_of("application/octet-stream", b"x" * 10))
+        assert all(auth is None for _, _, auth in elsewhere.seen)  # the password never left for the other host
+        assert any(auth for _, _, auth in registry.seen)  # while the registry itself got it
+    finally:
+        registry.close()
+        elsewhere.close()
+
+
+def test_an_upload_location_over_plain_http_off_the_machine_is_refused(creds: str) -> None:
+    from mlspec_attest.errors import InputError
+
+    def answer(method: str, path: str, auth: str | None) -> tuple[int, dict[str, str]]:
+        if not auth:
+            return 401, {"WWW-Authenticate": 'Basic realm="r"'}
+        if method == "POST":
+            return 202, {"Location": "http://192.0.2.2:9/up?x=1"}
+        return (200 if path == "/v2/" else 404), {}
+
+    registry = _Fake(answer)
+    try:
+        client = RegistryClient(OciReference.parse(f"oci://127.0.0.1:{registry.port}/m:v1"), plain_http=True)
+        with pytest.raises(InputError, match="plain HTTP is allowed to loopback hosts only"):
+            client.upload_bytes(b"x" * 10, descriptor_of("application/octet-stream", b"x" * 10))
+    finally:
+        registry.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_to_plain_http_off_the_machine_is_refused(creds: str, status: int) -> None:
+    """Attack (H3c): the registry redirects a manifest GET to http://<another host>; requests followed it."""
+    from mlspec_attest.errors import InputError
+
+    def answer(method: str, path: str, auth: str | None) -> tuple[int, dict[str, str]]:
+        if path == "/v2/":
+            return 200, {}
+        return status, {"Location": "http://192.0.2.2:9/stolen"}
+
+    registry = _Fake(answer)
+    try:
+        client = RegistryClient(OciReference.parse(f"oci://127.0.0.1:{registry.port}/m:v1"), plain_http=True)
+        with pytest.raises(InputError, match="plain HTTP is allowed to loopback hosts only"):
+            client.get_manifest("sha256:" + "0" * 64)
+    finally:
+        registry.close()
