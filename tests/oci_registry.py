@@ -127,7 +127,8 @@ class HostileRegistry:
     """A registry that lies: forwards GET/HEAD to a real one, except the paths a test overrides.
 
     ``overrides[path] = (status, body)``; ``body`` may be bytes or an iterable of chunks (sent
-    without Content-Length, so a client must cap what it reads). ``seen`` lists requested paths.
+    without Content-Length, so a client must cap what it reads; a ``None`` chunk breaks the body
+    off there). ``seen`` lists requested paths.
     An override's Content-Type is the body's own ``mediaType`` (as a registry sends it), or
     ``content_types[path]`` when a test sets one.
     """
@@ -168,6 +169,11 @@ class HostileRegistry:
                     self.end_headers()
                     try:
                         for chunk in body:  # type: ignore[attr-defined]
+                            if chunk is None:  # break the body off mid-stream: no terminating chunk
+                                self.wfile.flush()
+                                self.close_connection = True
+                                self.connection.shutdown(socket.SHUT_RDWR)
+                                return
                             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.write(b"0\r\n\r\n")
                     except (BrokenPipeError, ConnectionResetError):

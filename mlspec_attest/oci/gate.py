@@ -198,7 +198,15 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
             code = "OCI_TOO_LARGE" if isinstance(exc, TooLarge) else "OCI_DIGEST_MISMATCH"
             candidate.problem = (code, f"chain referrer {d.digest}: layer {layer.title}: {exc}")
             return
-        safe.write_file(candidate.root, str(layer.title), data, replace=False, what="chain file")
+        try:  # a file and a folder of one name (blobs/a, blobs/a/b): this candidate is junk, not the run
+            parent = str(layer.title).rpartition("/")[0]
+            if parent:
+                safe.make_dirs(candidate.root, parent)
+            safe.write_file(candidate.root, str(layer.title), data, replace=False, what="chain file")
+        except (InputError, OSError) as exc:
+            candidate.problem = ("OCI_REFERRER_INVALID", f"chain referrer {d.digest}: layer {layer.title} cannot be "
+                                 f"laid out as a bundle file ({exc}); ignored")
+            return
 
 
 def _authentic(candidate: Candidate) -> bool:
@@ -274,7 +282,12 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
         _fetch_chain(client, candidate, model_digest)
         if candidate.problem:
             continue
-        candidate.report = verifier.verify(candidate.root, (), log_dir=log_dir)
+        try:
+            candidate.report = verifier.verify(candidate.root, (), log_dir=log_dir)
+        except (InputError, OSError) as exc:  # a layout the verifier cannot read is this candidate's problem only
+            candidate.problem = ("OCI_REFERRER_INVALID", f"chain referrer {descriptor.digest}: not a readable "
+                                 f"bundle ({exc}); ignored")
+            continue
         candidate.report.bundle = f"{ref.with_digest(model_digest)} (chain {descriptor.digest})"
         candidate.authentic = _authentic(candidate)
         if not candidate.authentic:

@@ -193,15 +193,20 @@ class RegistryClient:
             raise over(f"{declared} bytes, more than the {limit} allowed")
         h, size, parts = hashlib.sha256(), 0, []
         with response:
-            for chunk in response.iter_content(chunk_size=1024 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise over(f"more than the {limit} bytes allowed")
-                h.update(chunk)
-                if sink is None:
-                    parts.append(chunk)
-                else:
-                    sink.write(chunk)
+            try:
+                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    size += len(chunk)
+                    if size > limit:
+                        raise over(f"more than the {limit} bytes allowed")
+                    h.update(chunk)
+                    if sink is None:
+                        parts.append(chunk)
+                    else:
+                        sink.write(chunk)
+            except (requests.exceptions.RequestException, OSError) as exc:
+                # A body that breaks off (chunked encoding cut, connection reset, read timeout) is not the
+                # content its digest names: the same refusal as other bytes, never a traceback.
+                raise DigestMismatch(f"the body broke off after {size} bytes ({type(exc).__name__})") from None
         return b"".join(parts), h.hexdigest(), size
 
     # -- manifests --------------------------------------------------------------------

@@ -437,3 +437,69 @@ def test_a_redirect_to_plain_http_off_the_machine_is_refused(creds: str, status:
             client.get_manifest("sha256:" + "0" * 64)
     finally:
         registry.close()
+
+
+# -- H2: one junk referrer must not deny the genuine chain -----------------------------------
+@pytest.mark.parametrize("titles", [("blobs/a", "blobs/a/b"), ("attestations/sub/x.dsse.json",),
+                                    ("attestations/a", "attestations/a/0000-x.dsse.json")])
+def test_a_junk_chain_referrer_is_ignored_not_fatal(demo: Demo, repo: OciReference, hostile: HostileRegistry,
+                                                    tmp_path: Path, titles: tuple[str, ...]) -> None:
+    """Attack (r2, anyone who can push): a chain referrer whose layers cannot be laid out; the gate exited 2."""
+    from mlspec_attest.oci.layout import BLOB_MEDIA_TYPE, CHAIN_ARTIFACT_TYPE, TITLE
+
+    client, through, chain = _pushed(demo, repo, hostile)
+    assert chain.subject is not None
+    layers = []
+    for i, title in enumerate(titles):
+        layer = descriptor_of(BLOB_MEDIA_TYPE, str(i).encode(), {TITLE: title})
+        client.upload_bytes(str(i).encode(), layer)
+        layers.append(layer)
+    junk = Manifest(CHAIN_ARTIFACT_TYPE, EMPTY, tuple(layers), subject=chain.subject)
+    client.put_manifest(junk.encode(), junk.descriptor().digest)
+    digest = chain.subject.digest
+    client.put_manifest(encode_index([*client.fallback_index(digest), junk.descriptor()]), fallback_tag(digest),
+                        media_type=INDEX_MEDIA_TYPE)
+    result = gate(repo.with_digest(digest), demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+    assert result.report.passed, [(f.code, f.message) for f in result.report.findings]
+    assert len(result.candidates) == 2
+    junked = [c for c in result.candidates if c.descriptor.digest == junk.descriptor().digest]
+    assert junked and junked[0].problem is not None and junked[0].problem[0] == "OCI_REFERRER_INVALID"
+
+
+# -- H4: a body that breaks off mid-stream ------------------------------------------------------
+def test_a_chain_layer_that_breaks_off_is_a_finding_not_a_traceback(demo: Demo, repo: OciReference,
+                                                                    hostile: HostileRegistry, tmp_path: Path) -> None:
+    """Attack (r4, lying registry or a flaky proxy): a chain layer's body stops mid-chunk (ChunkedEncodingError)."""
+    _, through, chain = _pushed(demo, repo, hostile)
+    layer = next(d for d in chain.layers if str(d.title).startswith("attestations/"))
+    hostile.overrides[f"/v2/{repo.repository}/blobs/{layer.digest}"] = (200, iter([b"{", None]))
+    result = gate(through, demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+    assert not result.report.passed
+    assert "OCI_DIGEST_MISMATCH" in _codes(result.report)
+    assert any("broke off" in f.message for f in result.report.findings)
+
+
+def test_a_model_manifest_that_breaks_off_is_a_finding(demo: Demo, repo: OciReference, hostile: HostileRegistry,
+                                                       tmp_path: Path) -> None:
+    _, through, _ = _pushed(demo, repo, hostile)
+    hostile.overrides[f"/v2/{repo.repository}/manifests/{through.digest}"] = (200, iter([b'{"schema', None]))
+    result = gate(through, demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+    assert not result.report.passed
+    assert "OCI_DIGEST_MISMATCH" in _codes(result.report)
+
+
+def test_pull_of_a_layer_that_breaks_off_is_one_line_and_leaves_nothing(demo: Demo, repo: OciReference,
+                                                                        hostile: HostileRegistry,
+                                                                        tmp_path: Path) -> None:
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.oci.pull import pull
+
+    client, through, _ = _pushed(demo, repo, hostile)
+    got = client.get_manifest(str(through.digest))
+    assert got is not None
+    layer = Manifest.from_dict(parse_json(got[0]), "model").layers[0]
+    hostile.overrides[f"/v2/{repo.repository}/blobs/{layer.digest}"] = (200, iter([b"x", None]))
+    target = tmp_path / "out"
+    with pytest.raises(InputError, match="broke off"):
+        pull(through, demo.policy, target, plain_http=True, log_dir=demo.log)
+    assert not target.exists()
