@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from mlspec_attest.bundle import MAX_ATTESTATIONS, MAX_BUNDLE_BYTES
 from mlspec_attest.errors import InputError
@@ -44,11 +46,16 @@ from mlspec_attest.oci.layout import (
 from mlspec_attest.oci.package import PackageError, expected_files
 from mlspec_attest.oci.push import BUNDLE_FOLDERS, HEAD_FILE, MAX_FILE_BYTES
 from mlspec_attest.oci.reference import OciReference
-from mlspec_attest.oci.registry import Ambiguous, DigestMismatch, RegistryClient, TooLarge
+from mlspec_attest.oci.registry import Ambiguous, DeadlineExceeded, DigestMismatch, RegistryClient, TooLarge
 from mlspec_attest.policy import Policy
 
 MAX_CHAINS = 16  # chain referrers verified per model; more is refused (OCI_TOO_MANY_REFERRERS)
 MAX_REFERRERS = 1000  # entries of a referrers index
+# Layers of one chain referrer: attestations + head + blobs + evidence. Far below bundle.MAX_ATTESTATIONS:
+# each layer is a request, and a manifest of 20k layers naming one tiny blob would cost hours per chain.
+MAX_CHAIN_LAYERS = 5000
+DEADLINE_ENV = "MLSPEC_OCI_DEADLINE_SECONDS"  # the total time budget of one gate run
+DEFAULT_DEADLINE_SECONDS = 900.0
 
 
 @dataclass
@@ -174,9 +181,9 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
                              f"this model's image manifest ({model_digest})")
         return
     total = sum(layer.size for layer in manifest.layers)
-    if len(manifest.layers) > MAX_ATTESTATIONS * 3 or total > MAX_BUNDLE_BYTES:
+    if len(manifest.layers) > min(MAX_CHAIN_LAYERS, MAX_ATTESTATIONS * 3) or total > MAX_BUNDLE_BYTES:
         candidate.problem = ("OCI_TOO_LARGE", f"chain referrer {d.digest}: {len(manifest.layers)} layers, {total} "
-                             f"bytes: beyond the bundle limits ({MAX_BUNDLE_BYTES} bytes)")
+                             f"bytes: beyond the limits ({MAX_CHAIN_LAYERS} layers, {MAX_BUNDLE_BYTES} bytes)")
         return
     seen: set[str] = set()
     try:
@@ -191,9 +198,12 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
         candidate.problem = ("OCI_REFERRER_INVALID", str(exc))
         return
     safe.make_dirs(candidate.root, "attestations")
+    fetched: dict[tuple[str, int], bytes] = {}  # identical descriptors are fetched once
     for layer in manifest.layers:
         try:
-            data = client.fetch_blob(layer, limit=MAX_FILE_BYTES)
+            key = (layer.digest, layer.size)
+            data = fetched[key] if key in fetched else client.fetch_blob(layer, limit=MAX_FILE_BYTES)
+            fetched[key] = data
         except DigestMismatch as exc:
             code = "OCI_TOO_LARGE" if isinstance(exc, TooLarge) else "OCI_DIGEST_MISMATCH"
             candidate.problem = (code, f"chain referrer {d.digest}: layer {layer.title}: {exc}")
@@ -256,6 +266,36 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
     verifier = Verifier(policy, now=now, phase=phase, releases=releases)
     empty = Report(bundle=str(ref), policy=str(policy.source), policy_sha256=policy.digest,
                    verified_at=format_utc(verifier.now))
+    budget = deadline_seconds()
+    client.deadline = time.monotonic() + budget
+    try:
+        return _gate(client, verifier, empty, ref, workdir, log_dir)
+    except DeadlineExceeded:
+        empty.add("OCI_DEADLINE_EXCEEDED", f"{ref}: the gate did not finish within its {budget:g} s budget "
+                  f"({DEADLINE_ENV}); refusing to deploy. A registry this slow, or referrers this many, needs a look",
+                  hint=f"raise {DEADLINE_ENV} for a slow registry; remove stale or foreign referrers")
+        return GateResult(empty, None, None, None, [], client)
+    finally:
+        client.deadline = None  # the budget is the gate's; pull's download of the model layers is not bounded by it
+
+
+def deadline_seconds() -> float:
+    """The gate's total time budget: $MLSPEC_OCI_DEADLINE_SECONDS (a positive number), else 900 s."""
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DEADLINE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise InputError(f"${DEADLINE_ENV}={raw!r}: give the gate's time budget in seconds (a non-negative number)")
+    return value
+
+
+def _gate(client: RegistryClient, verifier: Any, empty: Report, ref: OciReference, workdir: Path,
+          log_dir: str | os.PathLike[str] | None) -> GateResult:
+    """The gate proper (see gate); the client's deadline bounds every request it makes."""
     model, model_digest = _model(client, ref, empty)
     if model is None or model_digest is None:
         return GateResult(empty, model, model_digest, None, [], client)

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import tempfile
+import time
 import urllib.parse
 from typing import IO, Any
 
@@ -48,6 +49,10 @@ class DigestMismatch(Exception):
 
 class TooLarge(DigestMismatch):
     """A descriptor or a body larger than the caps allow (refused before or while reading)."""
+
+
+class DeadlineExceeded(Exception):
+    """The run's total time budget (``deadline``, a time.monotonic() value) ran out: the gate fails closed."""
 
 
 class Ambiguous(DigestMismatch):
@@ -122,6 +127,7 @@ class RegistryClient:
             raise InputError(f"{ref}: plain HTTP is allowed for loopback registries only (127.0.0.1, ::1, "
                              "localhost); drop --plain-http and use HTTPS")
         self.ref = ref
+        self.deadline: float | None = None  # time.monotonic() after which no request starts or keeps reading
         self._oras = _Registry(hostname=ref.registry, insecure=plain_http,
                                auth_backend=self._auth_backend(ref, plain_http))
         guard = _GuardedAdapter(ref, plain_http)
@@ -162,7 +168,12 @@ class RegistryClient:
     def _url(self, path: str) -> str:
         return f"{self._oras.prefix}://{self.ref.registry}/v2/{self.ref.repository}/{path}"
 
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlineExceeded(f"{self.ref.registry}: the run's time budget ran out")
+
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        self._check_deadline()
         try:
             return self._oras.do_request(self._url(path), method, **kwargs)
         except requests.exceptions.SSLError as exc:
@@ -179,8 +190,7 @@ class RegistryClient:
                               f"'docker login {self.ref.registry}' or set {USERNAME_ENV}/{PASSWORD_ENV}")
         return InputError(f"{self.ref}: {what}: registry answered HTTP {response.status_code}")
 
-    @staticmethod
-    def _read_capped(response: requests.Response, limit: int, sink: IO[bytes] | None = None, *,
+    def _read_capped(self, response: requests.Response, limit: int, sink: IO[bytes] | None = None, *,
                      over: type[DigestMismatch] = DigestMismatch) -> tuple[bytes, str, int]:
         """Stream a body into memory (or ``sink``), refusing more than ``limit`` bytes; (bytes, sha256, size).
 
@@ -195,6 +205,7 @@ class RegistryClient:
         with response:
             try:
                 for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    self._check_deadline()  # a registry dripping bytes cannot stretch one read past the budget
                     size += len(chunk)
                     if size > limit:
                         raise over(f"more than the {limit} bytes allowed")

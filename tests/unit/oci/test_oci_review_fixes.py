@@ -503,3 +503,79 @@ def test_pull_of_a_layer_that_breaks_off_is_one_line_and_leaves_nothing(demo: De
     with pytest.raises(InputError, match="broke off"):
         pull(through, demo.policy, target, plain_http=True, log_dir=demo.log)
     assert not target.exists()
+
+
+# -- H7: layer-count amplification and the total budget -----------------------------------------
+def _many_layers(client: RegistryClient, chain: Manifest, n: int, *, distinct_titles: bool = True) -> Manifest:
+    """A chain referrer of ``n`` layers all naming one 1-byte blob (repro r7), attached next to the genuine one."""
+    from mlspec_attest.oci.layout import BLOB_MEDIA_TYPE, CHAIN_ARTIFACT_TYPE, TITLE
+
+    assert chain.subject is not None
+    blob = descriptor_of(BLOB_MEDIA_TYPE, b"x")
+    client.upload_bytes(b"x", blob)
+    layers = tuple(Descriptor(BLOB_MEDIA_TYPE, blob.digest, 1, {TITLE: f"evidence/{i if distinct_titles else 0}"})
+                   for i in range(n))
+    junk = Manifest(CHAIN_ARTIFACT_TYPE, EMPTY, layers, subject=chain.subject)
+    client.put_manifest(junk.encode(), junk.descriptor().digest)
+    digest = chain.subject.digest
+    client.put_manifest(encode_index([*client.fallback_index(digest), junk.descriptor()]), fallback_tag(digest),
+                        media_type=INDEX_MEDIA_TYPE)
+    return junk
+
+
+def test_a_chain_referrer_with_too_many_layers_is_refused_from_its_manifest(
+        demo: Demo, repo: OciReference, hostile: HostileRegistry, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack (r7): thousands of layers naming one blob; refused before one of them is fetched."""
+    import mlspec_attest.oci.gate as gate_module
+
+    client, through, chain = _pushed(demo, repo, hostile)
+    monkeypatch.setattr(gate_module, "MAX_CHAIN_LAYERS", len(chain.layers) + 5)  # the genuine chain still fits
+    junk = _many_layers(client, chain, len(chain.layers) + 6)
+    result = gate(through, demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+    assert result.report.passed, [(f.code, f.message) for f in result.report.findings]
+    junked = next(c for c in result.candidates if c.descriptor.digest == junk.descriptor().digest)
+    assert junked.problem is not None and junked.problem[0] == "OCI_TOO_LARGE"
+    assert not any(junk.layers[0].digest in path for path in hostile.seen)
+
+
+def test_identical_layer_descriptors_are_fetched_once(demo: Demo, repo: OciReference, hostile: HostileRegistry,
+                                                      tmp_path: Path) -> None:
+    client, through, chain = _pushed(demo, repo, hostile)
+    junk = _many_layers(client, chain, 50)
+    result = gate(through, demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+    assert result.report.passed
+    assert sum(junk.layers[0].digest in path for path in hostile.seen) == 1
+
+
+def test_repeated_layer_titles_in_a_chain_are_refused(demo: Demo, repo: OciReference, hostile: HostileRegistry,
+                                                      tmp_path: Path) -> None:
+    client, through, chain = _pushed(demo, repo, hostile)
+    junk = _many_layers(client, chain, 3, distinct_titles=False)
+    result = gate(through, demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+    assert result.report.passed
+    junked = next(c for c in result.candidates if c.descriptor.digest == junk.descriptor().digest)
+    assert junked.problem is not None and "appears twice" in junked.problem[1]
+
+
+def test_a_spent_time_budget_fails_the_gate_closed(demo: Demo, repo: OciReference, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gate run that cannot finish (a slow or amplifying registry) fails with OCI_DEADLINE_EXCEEDED, never passes."""
+    from mlspec_attest.oci.gate import DEADLINE_ENV
+
+    push_demo(demo, repo)
+    monkeypatch.setenv(DEADLINE_ENV, "0")
+    result = gate(repo, demo.policy, tmp_path / "w", plain_http=True, log_dir=demo.log)
+    assert not result.report.passed
+    assert _codes(result.report) == {"OCI_DEADLINE_EXCEEDED"}
+    assert result.client.deadline is None  # pull's layer download is not bounded by the gate's budget
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "nan", "inf"])
+def test_a_bad_time_budget_is_an_input_error(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    from mlspec_attest.errors import InputError
+    from mlspec_attest.oci.gate import DEADLINE_ENV, deadline_seconds
+
+    monkeypatch.setenv(DEADLINE_ENV, raw)
+    with pytest.raises(InputError, match=DEADLINE_ENV):
+        deadline_seconds()
