@@ -28,7 +28,7 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +240,19 @@ def _is_ignored(rel: str, ignores: Sequence[tuple[str, ...]]) -> bool:
     return any(parts[:len(ig)] == ig for ig in ignores)
 
 
+def files_digest(files: Iterable[tuple[str, str]]) -> str:
+    """The directory subject digest (model-signing "files") of (relative path, sha256 hex) pairs.
+
+    sha256 over the raw file digests in model-signing's path order: what digest_directory
+    signs, recomputed from a file manifest so a reader can check the manifest belongs to
+    the subject that names it (a manifest of other files cannot hide behind a real digest).
+    """
+    outer = hashlib.sha256()
+    for _rel, hexd in sorted(files, key=lambda f: oms_order(f[0])):
+        outer.update(bytes.fromhex(hexd))
+    return outer.hexdigest()
+
+
 def _walk_regular_files(root: Path) -> list[_File]:
     """Every regular file below root, in model-signing's path order; refuse escapes and specials.
 
@@ -402,17 +415,15 @@ def digest_directory(root: str | os.PathLike[str], workers: int | None = None, *
     with reporter(len(files_and_left_out), total) as progress:
         results = _hash_files(files_and_left_out, pinned or cpus(), progress,
                               allow_processes=pinned is not None or not oversubscribed())
-    outer = hashlib.sha256()
     manifest: list[tuple[str, str]] = []
     size = 0
     for f, (raw, n) in zip(files, results[:len(files)]):
-        outer.update(raw)
         manifest.append((f.rel, raw.hex()))
         size += n
     ignored = tuple((f.rel, raw.hex()) for f, (raw, _n) in zip(left_out, results[len(files):]))
     manifest_sha = hashlib.sha256(_manifest_bytes(manifest, ignored)).hexdigest()
     return ArtifactDigest(
-        sha256=outer.hexdigest(),
+        sha256=files_digest(manifest),
         size=size,
         is_dir=True,
         manifest_sha256=manifest_sha,

@@ -21,6 +21,31 @@ from mlspec_attest.model.canonical import canonicalize, parse_json, sha256_hex
 from mlspec_attest.model.formats import HEX64
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_PATH_CHARS = 4096
+
+
+class ManifestUnbound(ValueError):
+    """A file manifest whose files do not recompute to the digest of the subject that names it."""
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` is not a plain relative POSIX path inside a directory (None: it is).
+
+    One rule for every reader of a manifest path (the disk gate, the OCI gate, push, pull):
+    no absolute path, no ``..``/``.``/empty segment, no backslash, no NUL or control
+    character, so a name can never point outside the directory it is read from or written to.
+    """
+    if not path or len(path) > MAX_PATH_CHARS:
+        return "is empty or too long"
+    if path.startswith("/"):
+        return "is absolute"
+    if "\\" in path:
+        return "contains a backslash"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        return "contains a control character"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return "is not normalised (empty, '.' or '..' segment)"
+    return None
 
 
 def encode(files: Iterable[tuple[str, str]], ignored: Iterable[tuple[str, str]] = ()) -> bytes:
@@ -77,6 +102,10 @@ def parse(data: bytes, where: str) -> dict[str, str]:
             if (not isinstance(item, dict) or set(item) != {"path", "sha256"} or not isinstance(item["path"], str)
                     or not isinstance(item["sha256"], str) or not HEX64.fullmatch(item["sha256"])):
                 raise ValueError(f"{where}: {key}[{i}] must be {{path, sha256 (64 hex)}}")
+            problem = path_problem(item["path"])
+            if problem:
+                raise ValueError(f"{where}: {key}[{i}] path {item['path']!r} {problem}; refusing a manifest that "
+                                 "names a file outside its directory")
             if item["path"] in seen:
                 raise ValueError(f"{where}: file {item['path']!r} listed twice")
             seen.add(item["path"])
@@ -85,10 +114,14 @@ def parse(data: bytes, where: str) -> dict[str, str]:
     return out
 
 
-def load(blobs: Path | Callable[[str, int], bytes], manifest_sha256: str, where: str) -> dict[str, str]:
+def load(blobs: Path | Callable[[str, int], bytes], manifest_sha256: str, where: str, *,
+         subject_sha256: str | None = None) -> dict[str, str]:
     """Read ``blobs/<manifest_sha256>``, check it is those bytes, parse it (ValueError/OSError if not).
 
     ``blobs`` is the local folder, or a bounded reader (name, limit) for a bundle on object storage.
+    With ``subject_sha256`` (the directory subject that names the manifest) the files must
+    recompute to it (ManifestUnbound if not): the annotation alone is signed, but so is the
+    digest, and a manifest of other files must not stand in for the subject's own.
     """
     from mlspec_attest._internal.loaders import read_bounded
 
@@ -101,7 +134,14 @@ def load(blobs: Path | Callable[[str, int], bytes], manifest_sha256: str, where:
         raise OSError(str(exc)) from None
     if sha256_hex(data) != manifest_sha256:
         raise ValueError(f"{where}: stored manifest differs from the digest that was signed")
-    return parse(data, where)
+    files = parse(data, where)
+    if subject_sha256 is not None:
+        from mlspec_attest.digests import files_digest
+
+        if files_digest(files.items()) != subject_sha256:
+            raise ManifestUnbound(f"{where}: the files of its signed manifest do not recompute to the subject's own "
+                                  f"digest (sha256 {subject_sha256[:12]}…); the manifest describes other files")
+    return files
 
 
 def diff(signed: dict[str, str], actual: Iterable[tuple[str, str]]) -> FileDiff:

@@ -113,11 +113,24 @@ def push_demo(demo: Demo, ref: OciReference, *, vsa: bytes | None = None) -> Pus
     return push(report, demo.bundle, demo.package, ref, plain_http=True, vsa=vsa)
 
 
+def _media_type(body: object) -> str | None:
+    import json
+
+    try:
+        doc = json.loads(body) if isinstance(body, bytes) else None
+    except ValueError:
+        return None
+    return doc.get("mediaType") if isinstance(doc, dict) and isinstance(doc.get("mediaType"), str) else None
+
+
 class HostileRegistry:
     """A registry that lies: forwards GET/HEAD to a real one, except the paths a test overrides.
 
     ``overrides[path] = (status, body)``; ``body`` may be bytes or an iterable of chunks (sent
-    without Content-Length, so a client must cap what it reads). ``seen`` lists requested paths.
+    without Content-Length, so a client must cap what it reads; a ``None`` chunk breaks the body
+    off there). ``seen`` lists requested paths.
+    An override's Content-Type is the body's own ``mediaType`` (as a registry sends it), or
+    ``content_types[path]`` when a test sets one.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -128,6 +141,7 @@ class HostileRegistry:
 
         self.upstream = upstream
         self.overrides: dict[str, tuple[int, object]] = {}
+        self.content_types: dict[str, str] = {}
         self.seen: list[str] = []
         hostile = self
 
@@ -142,6 +156,9 @@ class HostileRegistry:
                 if self.path in hostile.overrides:
                     status, body = hostile.overrides[self.path]
                     self.send_response(status)
+                    content_type = hostile.content_types.get(self.path) or _media_type(body)
+                    if content_type:
+                        self.send_header("Content-Type", content_type)
                     if isinstance(body, bytes):
                         self.send_header("Content-Length", str(len(body)))
                         self.end_headers()
@@ -152,6 +169,11 @@ class HostileRegistry:
                     self.end_headers()
                     try:
                         for chunk in body:  # type: ignore[attr-defined]
+                            if chunk is None:  # break the body off mid-stream: no terminating chunk
+                                self.wfile.flush()
+                                self.close_connection = True
+                                self.connection.shutdown(socket.SHUT_RDWR)
+                                return
                             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.write(b"0\r\n\r\n")
                     except (BrokenPipeError, ConnectionResetError):

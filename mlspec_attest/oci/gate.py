@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from mlspec_attest.bundle import MAX_ATTESTATIONS, MAX_BUNDLE_BYTES
 from mlspec_attest.errors import InputError
@@ -34,6 +36,7 @@ from mlspec_attest.oci.layout import (
     CHAIN_ARTIFACT_TYPE,
     EMPTY,
     FILE_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
     UNPACK_ANNOTATION,
     Descriptor,
     LayoutError,
@@ -43,11 +46,16 @@ from mlspec_attest.oci.layout import (
 from mlspec_attest.oci.package import PackageError, expected_files
 from mlspec_attest.oci.push import BUNDLE_FOLDERS, HEAD_FILE, MAX_FILE_BYTES
 from mlspec_attest.oci.reference import OciReference
-from mlspec_attest.oci.registry import DigestMismatch, RegistryClient, TooLarge
+from mlspec_attest.oci.registry import Ambiguous, DeadlineExceeded, DigestMismatch, RegistryClient, TooLarge
 from mlspec_attest.policy import Policy
 
 MAX_CHAINS = 16  # chain referrers verified per model; more is refused (OCI_TOO_MANY_REFERRERS)
 MAX_REFERRERS = 1000  # entries of a referrers index
+# Layers of one chain referrer: attestations + head + blobs + evidence. Far below bundle.MAX_ATTESTATIONS:
+# each layer is a request, and a manifest of 20k layers naming one tiny blob would cost hours per chain.
+MAX_CHAIN_LAYERS = 5000
+DEADLINE_ENV = "MLSPEC_OCI_DEADLINE_SECONDS"  # the total time budget of one gate run
+DEFAULT_DEADLINE_SECONDS = 900.0
 
 
 @dataclass
@@ -84,6 +92,9 @@ class GateResult:
 def _model(client: RegistryClient, ref: OciReference, report: Report) -> tuple[Manifest | None, str | None]:
     try:
         got = client.get_manifest(ref.digest or ref.tag or "latest")
+    except Ambiguous as exc:
+        report.add("OCI_MANIFEST_INVALID", f"{ref}: the model manifest is not usable: {exc}")
+        return None, None
     except DigestMismatch as exc:
         report.add("OCI_DIGEST_MISMATCH", f"{ref}: model manifest: {exc}; refusing a registry that serves other "
                    "bytes than the digest names")
@@ -108,7 +119,13 @@ def _layer_problem(model: Manifest, files: dict[str, str]) -> str | None:
     # the signed bytes would become files nobody attested. Only the plain-file type is a file.
     unpacked = sorted(str(layer.title) for layer in model.layers
                       if layer.media_type != FILE_MEDIA_TYPE or UNPACK_ANNOTATION in layer.annotations)
+    unsafe = []
     for layer in model.layers:
+        if layer.title:
+            try:
+                check_title(layer.title, "model layer")
+            except LayoutError:
+                unsafe.append(repr(layer.title))
         if not layer.title:
             untitled += 1
         elif layer.title in layers:
@@ -116,9 +133,12 @@ def _layer_problem(model: Manifest, files: dict[str, str]) -> str | None:
         else:
             layers[layer.title] = layer.sha256
     difference = diff(files, layers.items())
-    if not difference and not untitled and not duplicated and not unpacked and model.config == EMPTY:
+    if not difference and not untitled and not duplicated and not unpacked and not unsafe and model.config == EMPTY:
         return None
     parts = [difference.describe()] if difference else []
+    if unsafe:
+        parts.append(f"layer title(s) {', '.join(unsafe[:5])} are not plain relative paths (a client would write "
+                     "them outside its directory)")
     if unpacked:
         parts.append(f"layer(s) {', '.join(unpacked[:5])} not typed {FILE_MEDIA_TYPE} (clients may unpack them)")
     if model.config != EMPTY:
@@ -138,7 +158,8 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
     try:
         got = client.get_manifest(d.digest, expected=d)
     except DigestMismatch as exc:
-        code = "OCI_TOO_LARGE" if isinstance(exc, TooLarge) else "OCI_DIGEST_MISMATCH"
+        code = ("OCI_TOO_LARGE" if isinstance(exc, TooLarge) else
+                "OCI_REFERRER_INVALID" if isinstance(exc, Ambiguous) else "OCI_DIGEST_MISMATCH")
         candidate.problem = (code, f"referrer {d.digest}: {exc}")
         return
     if got is None:
@@ -153,15 +174,16 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
         candidate.problem = ("OCI_REFERRER_INVALID", f"referrer {d.digest} is a {manifest.artifact_type!r}, "
                              f"not an mlspec chain, though the index lists it as one")
         return
-    if manifest.subject is None or manifest.subject.digest != model_digest:
+    if manifest.subject is None or manifest.subject.digest != model_digest or \
+            manifest.subject.media_type != MANIFEST_MEDIA_TYPE:
         where = manifest.subject.digest if manifest.subject else "nothing"
         candidate.problem = ("OCI_SUBJECT_MISMATCH", f"chain referrer {d.digest} is attached to {where}, not to "
-                             f"this model ({model_digest})")
+                             f"this model's image manifest ({model_digest})")
         return
     total = sum(layer.size for layer in manifest.layers)
-    if len(manifest.layers) > MAX_ATTESTATIONS * 3 or total > MAX_BUNDLE_BYTES:
+    if len(manifest.layers) > min(MAX_CHAIN_LAYERS, MAX_ATTESTATIONS * 3) or total > MAX_BUNDLE_BYTES:
         candidate.problem = ("OCI_TOO_LARGE", f"chain referrer {d.digest}: {len(manifest.layers)} layers, {total} "
-                             f"bytes: beyond the bundle limits ({MAX_BUNDLE_BYTES} bytes)")
+                             f"bytes: beyond the limits ({MAX_CHAIN_LAYERS} layers, {MAX_BUNDLE_BYTES} bytes)")
         return
     seen: set[str] = set()
     try:
@@ -176,14 +198,25 @@ def _fetch_chain(client: RegistryClient, candidate: Candidate, model_digest: str
         candidate.problem = ("OCI_REFERRER_INVALID", str(exc))
         return
     safe.make_dirs(candidate.root, "attestations")
+    fetched: dict[tuple[str, int], bytes] = {}  # identical descriptors are fetched once
     for layer in manifest.layers:
         try:
-            data = client.fetch_blob(layer, limit=MAX_FILE_BYTES)
+            key = (layer.digest, layer.size)
+            data = fetched[key] if key in fetched else client.fetch_blob(layer, limit=MAX_FILE_BYTES)
+            fetched[key] = data
         except DigestMismatch as exc:
             code = "OCI_TOO_LARGE" if isinstance(exc, TooLarge) else "OCI_DIGEST_MISMATCH"
             candidate.problem = (code, f"chain referrer {d.digest}: layer {layer.title}: {exc}")
             return
-        safe.write_file(candidate.root, str(layer.title), data, replace=False, what="chain file")
+        try:  # a file and a folder of one name (blobs/a, blobs/a/b): this candidate is junk, not the run
+            parent = str(layer.title).rpartition("/")[0]
+            if parent:
+                safe.make_dirs(candidate.root, parent)
+            safe.write_file(candidate.root, str(layer.title), data, replace=False, what="chain file")
+        except (InputError, OSError) as exc:
+            candidate.problem = ("OCI_REFERRER_INVALID", f"chain referrer {d.digest}: layer {layer.title} cannot be "
+                                 f"laid out as a bundle file ({exc}); ignored")
+            return
 
 
 def _authentic(candidate: Candidate) -> bool:
@@ -233,6 +266,36 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
     verifier = Verifier(policy, now=now, phase=phase, releases=releases)
     empty = Report(bundle=str(ref), policy=str(policy.source), policy_sha256=policy.digest,
                    verified_at=format_utc(verifier.now))
+    budget = deadline_seconds()
+    client.deadline = time.monotonic() + budget
+    try:
+        return _gate(client, verifier, empty, ref, workdir, log_dir)
+    except DeadlineExceeded:
+        empty.add("OCI_DEADLINE_EXCEEDED", f"{ref}: the gate did not finish within its {budget:g} s budget "
+                  f"({DEADLINE_ENV}); refusing to deploy. A registry this slow, or referrers this many, needs a look",
+                  hint=f"raise {DEADLINE_ENV} for a slow registry; remove stale or foreign referrers")
+        return GateResult(empty, None, None, None, [], client)
+    finally:
+        client.deadline = None  # the budget is the gate's; pull's download of the model layers is not bounded by it
+
+
+def deadline_seconds() -> float:
+    """The gate's total time budget: $MLSPEC_OCI_DEADLINE_SECONDS (a positive number), else 900 s."""
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DEADLINE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise InputError(f"${DEADLINE_ENV}={raw!r}: give the gate's time budget in seconds (a non-negative number)")
+    return value
+
+
+def _gate(client: RegistryClient, verifier: Any, empty: Report, ref: OciReference, workdir: Path,
+          log_dir: str | os.PathLike[str] | None) -> GateResult:
+    """The gate proper (see gate); the client's deadline bounds every request it makes."""
     model, model_digest = _model(client, ref, empty)
     if model is None or model_digest is None:
         return GateResult(empty, model, model_digest, None, [], client)
@@ -259,7 +322,12 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
         _fetch_chain(client, candidate, model_digest)
         if candidate.problem:
             continue
-        candidate.report = verifier.verify(candidate.root, (), log_dir=log_dir)
+        try:
+            candidate.report = verifier.verify(candidate.root, (), log_dir=log_dir)
+        except (InputError, OSError) as exc:  # a layout the verifier cannot read is this candidate's problem only
+            candidate.problem = ("OCI_REFERRER_INVALID", f"chain referrer {descriptor.digest}: not a readable "
+                                 f"bundle ({exc}); ignored")
+            continue
         candidate.report.bundle = f"{ref.with_digest(model_digest)} (chain {descriptor.digest})"
         candidate.authentic = _authentic(candidate)
         if not candidate.authentic:
@@ -269,7 +337,7 @@ def gate(ref: OciReference, policy: Policy, workdir: Path, *, plain_http: bool =
         try:
             _, candidate.files = expected_files(candidate.report, candidate.root)
         except PackageError as exc:
-            candidate.problem = ("OCI_LAYER_MISMATCH", f"chain referrer {descriptor.digest}: {exc}")
+            candidate.problem = (exc.code, f"chain referrer {descriptor.digest}: {exc}")
             continue
         problem = _layer_problem(model, candidate.files)
         if problem:

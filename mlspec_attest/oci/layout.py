@@ -102,8 +102,13 @@ EMPTY = descriptor_of(EMPTY_MEDIA_TYPE, EMPTY_BLOB)
 
 def check_title(title: str | None, where: str) -> str:
     """A layer title usable as a relative file path below a download directory, or LayoutError."""
+    from mlspec_attest.manifest import path_problem
+
     if not title:
         raise LayoutError(f"{where}: layer has no {TITLE} annotation")
+    problem = path_problem(title)  # the rule every manifest path obeys; then the stricter file-name set below
+    if problem:
+        raise LayoutError(f"{where}: layer title {title!r} {problem}; not a plain relative path")
     parts = title.split("/")
     if len(title) > 1024 or any(not _SEGMENT.fullmatch(p) or p in (".", "..") for p in parts):
         raise LayoutError(f"{where}: layer title {title!r} is not a plain relative path")
@@ -124,8 +129,13 @@ class Manifest:
     def from_dict(cls, data: Any, where: str) -> Manifest:
         if not isinstance(data, dict) or data.get("schemaVersion") != 2:
             raise LayoutError(f"{where}: not an OCI manifest (schemaVersion 2)")
-        if data.get("mediaType", MANIFEST_MEDIA_TYPE) != MANIFEST_MEDIA_TYPE:
-            raise LayoutError(f"{where}: mediaType {data.get('mediaType')!r} is not {MANIFEST_MEDIA_TYPE}")
+        # An ambiguous document (CVE-2021-41190): without its own mediaType, or with an index's
+        # "manifests", other clients may read the same digest as an index of other images.
+        if data.get("mediaType") != MANIFEST_MEDIA_TYPE:
+            raise LayoutError(f"{where}: mediaType {data.get('mediaType')!r} is not {MANIFEST_MEDIA_TYPE}; refusing "
+                              "a manifest that does not say what it is")
+        if "manifests" in data:
+            raise LayoutError(f"{where}: an image manifest with an index's \"manifests\" is ambiguous; refusing it")
         layers = data.get("layers")
         if not isinstance(layers, list):
             raise LayoutError(f"{where}: manifest has no layers list")
@@ -166,6 +176,9 @@ def parse_index(data: Any, where: str) -> list[Descriptor]:
     """The ``manifests`` of an OCI image index (a referrers response or the tag-schema fallback)."""
     if not isinstance(data, dict) or data.get("schemaVersion") != 2 or not isinstance(data.get("manifests"), list):
         raise LayoutError(f"{where}: not an OCI image index")
+    if data.get("mediaType") != INDEX_MEDIA_TYPE or "layers" in data or "config" in data:
+        raise LayoutError(f"{where}: an index must declare mediaType {INDEX_MEDIA_TYPE} and hold no \"layers\" or "
+                          "\"config\" (an ambiguous document, CVE-2021-41190); refusing it")
     return [Descriptor.from_dict(d, f"{where} manifests[{i}]") for i, d in enumerate(data["manifests"])]
 
 

@@ -3,7 +3,9 @@
 The same function tells ``push`` which layers to upload and ``verify oci://`` which layers
 to expect, so the two cannot drift. A directory subject contributes the files of its
 signed manifest (``blobs/<manifest-sha256>``, checked against the signed digest); a file
-subject contributes itself under its base name.
+subject contributes itself under its base name. A manifest must recompute to its
+subject's own signed digest (MANIFEST_UNBOUND), or a runner could sign the real digest
+while the layers follow a manifest of other files.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ ROLE = "role"
 class PackageError(ValueError):
     """The chain does not say which files make up the model (no package stage, manifest missing...)."""
 
+    def __init__(self, message: str, code: str = "OCI_LAYER_MISMATCH") -> None:
+        super().__init__(message)
+        self.code = code  # the gate's finding code
+
 
 def last_package(report: Report) -> StageLine:
     packages = [s for s in report.stages if s.stage == "package"]
@@ -39,7 +45,7 @@ def shipped_subjects(line: StageLine) -> list[dict[str, Any]]:
 
 def expected_files(report: Report, bundle_root: Path) -> tuple[StageLine, dict[str, str]]:
     """(package stage, {layer title: sha256}) for the chain in ``report`` read from ``bundle_root``."""
-    from mlspec_attest.manifest import load
+    from mlspec_attest.manifest import ManifestUnbound, load
 
     line = last_package(report)
     files: dict[str, str] = {}
@@ -48,7 +54,10 @@ def expected_files(report: Report, bundle_root: Path) -> tuple[StageLine, dict[s
         manifest_sha256 = (subject.get("annotations") or {}).get(MANIFEST_ANNOTATION)
         if manifest_sha256:
             try:
-                entries = load(bundle_root / "blobs", str(manifest_sha256), name).items()
+                entries = load(bundle_root / "blobs", str(manifest_sha256), name,
+                               subject_sha256=subject["digest"]["sha256"]).items()
+            except ManifestUnbound as exc:
+                raise PackageError(f"refusing the package: {exc}", "MANIFEST_UNBOUND") from None
             except (OSError, ValueError) as exc:
                 raise PackageError(f"the signed file manifest of {name} is not usable: {exc}") from None
         else:

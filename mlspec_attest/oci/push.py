@@ -37,13 +37,14 @@ from mlspec_attest.oci.layout import (
     LayoutError,
     Manifest,
     bundle_media_type,
+    check_title,
     descriptor_of,
     encode_index,
     fallback_tag,
 )
 from mlspec_attest.oci.package import PackageError, expected_files
 from mlspec_attest.oci.reference import OciReference
-from mlspec_attest.oci.registry import RegistryClient
+from mlspec_attest.oci.registry import DigestMismatch, RegistryClient
 
 # Every folder a bundle keeps (bundle.py, evidence/timestamp.py) and the chain head (model/head.py).
 BUNDLE_FOLDERS = (ATTESTATIONS, BLOBS, EVIDENCE, "timestamps")
@@ -103,9 +104,17 @@ def _model_manifest(report: Report, bundle_root: Path, artifact: Path) -> tuple[
     except PackageError as exc:
         raise InputError(f"{bundle_root}: {exc}") from None
     base = artifact if artifact.is_dir() else artifact.parent
+    real_base = base.resolve()
     uploads: list[tuple[Path, Descriptor]] = []
     for title, sha256 in files.items():
+        try:
+            check_title(title, f"{bundle_root}: packaged file")
+        except LayoutError as exc:
+            raise InputError(f"{exc}; it cannot be an OCI layer title (rename it and re-attest the package)") from None
         path = base / title if artifact.is_dir() else artifact
+        # Never open outside the artifact: a symlinked parent or file pointing elsewhere is refused.
+        if not path.resolve().is_relative_to(real_base) or not path.is_file():
+            raise InputError(f"{path}: not a regular file inside {artifact}; refusing to push what lies outside it")
         size = path.stat().st_size
         uploads.append((path, Descriptor(FILE_MEDIA_TYPE, f"sha256:{sha256}", size, {TITLE: title})))
     annotations = {SEQUENCE: str(line.sequence)}
@@ -145,8 +154,12 @@ def push(report: Report, bundle_root: Path, artifact: Path, target: OciReference
     uploaded = 0
     model_pushed = False
     subject_bytes: bytes
-    existing = client.get_manifest(reference) if target.tag else None
     notes: list[str] = []
+    try:
+        existing = client.get_manifest(reference) if target.tag else None
+    except DigestMismatch as exc:  # an index or another document at the tag: replaced, said so
+        existing = None
+        notes.append(f"tag {reference} held something that is not an image manifest ({exc}); replaced")
     if existing is not None and _reuse(existing[0], model):
         subject_bytes = existing[0]
     else:

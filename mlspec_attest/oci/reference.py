@@ -72,13 +72,7 @@ class OciReference:
     @property
     def is_loopback(self) -> bool:
         """True only for 127.0.0.0/8, ::1 and ``localhost``: where plain HTTP cannot be intercepted off-host."""
-        name = self.host.strip("[]")
-        if name.lower() == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(name).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     def with_digest(self, digest: str) -> OciReference:
         return OciReference(self.host, self.port, self.repository, digest=digest)
@@ -86,3 +80,14 @@ class OciReference:
     def __str__(self) -> str:
         suffix = f"@{self.digest}" if self.digest else (f":{self.tag}" if self.tag else "")
         return f"{SCHEME}{self.registry}/{self.repository}{suffix}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True only for 127.0.0.0/8, ::1 and ``localhost`` (a bracketed IPv6 literal is accepted)."""
+    name = host.strip("[]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -15,11 +15,15 @@ import functools
 import hashlib
 import os
 import tempfile
+import time
+import urllib.parse
 from typing import IO, Any
 
+import oras.auth.utils
 import oras.container
 import oras.provider
 import requests
+import requests.adapters
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.oci.layout import (
@@ -31,7 +35,7 @@ from mlspec_attest.oci.layout import (
     fallback_tag,
     parse_index,
 )
-from mlspec_attest.oci.reference import OciReference
+from mlspec_attest.oci.reference import OciReference, is_loopback_host
 
 TIMEOUT_SECONDS = 60.0
 CHUNKED_MIN = 16 * 1024 * 1024  # larger blobs are uploaded in chunks, never read whole into memory
@@ -45,6 +49,67 @@ class DigestMismatch(Exception):
 
 class TooLarge(DigestMismatch):
     """A descriptor or a body larger than the caps allow (refused before or while reading)."""
+
+
+class DeadlineExceeded(Exception):
+    """The run's total time budget (``deadline``, a time.monotonic() value) ran out: the gate fails closed."""
+
+
+class Ambiguous(DigestMismatch):
+    """A manifest served under another Content-Type than the one asked for (what other clients would read it as)."""
+
+
+def _check_type(response: requests.Response, wanted: str, what: str) -> None:
+    """The registry's Content-Type must be ``wanted``: a client that follows the header must read the same thing."""
+    served = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if served != wanted:
+        raise Ambiguous(f"{what} served as Content-Type {served or '(none)'!r}, not {wanted}; other clients would "
+                        "read those bytes as something else")
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the port defaulted by scheme; hosts compared case-insensitively."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    """Every request the client sends (ORAS's, its token requests, upload Locations, each redirect hop) passes here.
+
+    The rule: HTTPS anywhere; plain HTTP only to a loopback host, and only with --plain-http;
+    credentials (an Authorization header) only to the registry itself or to a token realm
+    the registry named that obeys the same scheme rule. A registry (or whoever answers for
+    it) can name another host in a Bearer realm, an upload Location or a redirect; none of
+    those may carry the user's password or token, and none may be cleartext off the machine.
+    """
+
+    def __init__(self, ref: OciReference, plain_http: bool) -> None:
+        super().__init__()
+        self._plain_http = plain_http
+        self._registry = (ref.host.strip("[]").lower(), ref.port or (80 if plain_http else 443))
+        self._realms: set[tuple[str, int]] = set()
+
+    def _scheme_ok(self, scheme: str, host: str) -> bool:
+        return scheme == "https" or (scheme == "http" and self._plain_http and is_loopback_host(host))
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        scheme, host, port = _origin(str(request.url))
+        if not self._scheme_ok(scheme, host):
+            raise InputError(f"{self._registry[0]}: refusing a request to {scheme}://{host}:{port} (named by the "
+                             "registry): plain HTTP is allowed to loopback hosts only, with --plain-http")
+        if request.headers.get("Authorization") and (host, port) != self._registry and (host, port) not in self._realms:
+            raise InputError(f"{self._registry[0]}: refusing to send credentials to {host}:{port}, another host "
+                             "than the registry and its token realm (named by an upload location or a redirect)")
+        response = super().send(request, *args, **kwargs)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if (host, port) == self._registry and "realm=" in challenge.lower():
+            realm = oras.auth.utils.parse_auth_header(challenge).realm
+            if realm and "://" in realm:
+                r_scheme, r_host, r_port = _origin(realm)
+                if self._scheme_ok(r_scheme, r_host):
+                    self._realms.add((r_host, r_port))
+        return response
 
 
 class _Registry(oras.provider.Registry):
@@ -62,8 +127,12 @@ class RegistryClient:
             raise InputError(f"{ref}: plain HTTP is allowed for loopback registries only (127.0.0.1, ::1, "
                              "localhost); drop --plain-http and use HTTPS")
         self.ref = ref
+        self.deadline: float | None = None  # time.monotonic() after which no request starts or keeps reading
         self._oras = _Registry(hostname=ref.registry, insecure=plain_http,
                                auth_backend=self._auth_backend(ref, plain_http))
+        guard = _GuardedAdapter(ref, plain_http)
+        self._oras.session.mount("https://", guard)
+        self._oras.session.mount("http://", guard)
         self._oras.session.request = functools.partial(self._oras.session.request, timeout=TIMEOUT_SECONDS)
         self.container = oras.container.Container(f"{ref.registry}/{ref.repository}", registry=ref.registry)
         self.container.registry = ref.registry
@@ -99,7 +168,12 @@ class RegistryClient:
     def _url(self, path: str) -> str:
         return f"{self._oras.prefix}://{self.ref.registry}/v2/{self.ref.repository}/{path}"
 
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlineExceeded(f"{self.ref.registry}: the run's time budget ran out")
+
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        self._check_deadline()
         try:
             return self._oras.do_request(self._url(path), method, **kwargs)
         except requests.exceptions.SSLError as exc:
@@ -116,8 +190,7 @@ class RegistryClient:
                               f"'docker login {self.ref.registry}' or set {USERNAME_ENV}/{PASSWORD_ENV}")
         return InputError(f"{self.ref}: {what}: registry answered HTTP {response.status_code}")
 
-    @staticmethod
-    def _read_capped(response: requests.Response, limit: int, sink: IO[bytes] | None = None, *,
+    def _read_capped(self, response: requests.Response, limit: int, sink: IO[bytes] | None = None, *,
                      over: type[DigestMismatch] = DigestMismatch) -> tuple[bytes, str, int]:
         """Stream a body into memory (or ``sink``), refusing more than ``limit`` bytes; (bytes, sha256, size).
 
@@ -130,15 +203,21 @@ class RegistryClient:
             raise over(f"{declared} bytes, more than the {limit} allowed")
         h, size, parts = hashlib.sha256(), 0, []
         with response:
-            for chunk in response.iter_content(chunk_size=1024 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise over(f"more than the {limit} bytes allowed")
-                h.update(chunk)
-                if sink is None:
-                    parts.append(chunk)
-                else:
-                    sink.write(chunk)
+            try:
+                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    self._check_deadline()  # a registry dripping bytes cannot stretch one read past the budget
+                    size += len(chunk)
+                    if size > limit:
+                        raise over(f"more than the {limit} bytes allowed")
+                    h.update(chunk)
+                    if sink is None:
+                        parts.append(chunk)
+                    else:
+                        sink.write(chunk)
+            except (requests.exceptions.RequestException, OSError) as exc:
+                # A body that breaks off (chunked encoding cut, connection reset, read timeout) is not the
+                # content its digest names: the same refusal as other bytes, never a traceback.
+                raise DigestMismatch(f"the body broke off after {size} bytes ({type(exc).__name__})") from None
         return b"".join(parts), h.hexdigest(), size
 
     # -- manifests --------------------------------------------------------------------
@@ -172,6 +251,7 @@ class RegistryClient:
             raise DigestMismatch(f"the registry served {size} bytes whose digest is {digest}, not {want}")
         if expected is not None and size != expected.size:
             raise DigestMismatch(f"{size} bytes, not the {expected.size} its descriptor declares")
+        _check_type(response, accept, f"manifest {reference}")
         return data, digest
 
     def put_manifest(self, data: bytes, reference: str, *, media_type: str = MANIFEST_MEDIA_TYPE) -> str:
@@ -191,6 +271,7 @@ class RegistryClient:
         response = self._request("GET", f"referrers/{digest}", headers={"Accept": INDEX_MEDIA_TYPE}, stream=True)
         if response.status_code == 200:
             data, _, _ = self._read_capped(response, MAX_MANIFEST_BYTES, over=TooLarge)
+            _check_type(response, INDEX_MEDIA_TYPE, f"the referrers of {digest}")
             return self._index(data, f"{self.ref} referrers of {digest}"), "referrers API"
         response.close()
         if response.status_code != 404:

@@ -169,13 +169,17 @@ def check_package_contents(ctx: VerifyContext) -> None:
     Who could walk around it: the package stage's runner naming the trained model as its
     material while shipping another ``model.pkl``. The manifest digest is signed, its
     bytes are in ``blobs/``, and the trained model's sha256 must be one of its files.
+    The same runner could sign the real directory's digest while the manifest annotation
+    names a manifest of other files (the real ones plus a ``sitecustomize.py``): every
+    manifest read here must recompute to its subject's own digest (MANIFEST_UNBOUND), with
+    or without a train stage.
     """
-    from mlspec_attest.manifest import load
+    from mlspec_attest.manifest import ManifestUnbound, load
 
     chain, report, blobs = ctx.chain, ctx.report, blob_source(ctx.bundle)
     train, models = _trained_models(chain)
     for e in chain:
-        if e.stage != "package" or train is None:
+        if e.stage != "package":
             continue
         declared = {digest_of(m) for m in e.statement.materials if role_of(m) in MODEL_ROLES} & models.keys()
         # Declared none of the trained models (MODEL_NOT_DECLARED/MISMATCH say so when artifact_flow is on):
@@ -188,9 +192,13 @@ def check_package_contents(ctx: VerifyContext) -> None:
             manifest_sha = (rd.get("annotations") or {}).get(_MANIFEST)
             if isinstance(manifest_sha, str):
                 try:
-                    wanted[digest] = set(load(blobs, manifest_sha, f"model {rd.get('name')}").values())
+                    wanted[digest] = set(load(blobs, manifest_sha, f"model {rd.get('name')}",
+                                              subject_sha256=digest).values())
                 except (OSError, ValueError) as exc:
-                    report.add("PACKAGE_MANIFEST_INVALID", f"sequence {train.sequence} (train): {exc}",
+                    if train is None:  # models come from a train stage; for the type checker
+                        continue
+                    code = "MANIFEST_UNBOUND" if isinstance(exc, ManifestUnbound) else "PACKAGE_MANIFEST_INVALID"
+                    report.add(code, f"sequence {train.sequence} (train): {exc}",
                                sequence=train.sequence, stage="train")
                     wanted[digest] = {digest}
             else:
@@ -201,7 +209,13 @@ def check_package_contents(ctx: VerifyContext) -> None:
                 files = {digest_of(s)}  # a single file: it can only be the model itself
             else:
                 try:
-                    files = set(load(blobs, str(manifest_sha), f"package {s.get('name')}").values())
+                    files = set(load(blobs, str(manifest_sha), f"package {s.get('name')}",
+                                     subject_sha256=digest_of(s)).values())
+                except ManifestUnbound as exc:
+                    report.add("MANIFEST_UNBOUND", f"sequence {e.sequence} (package): {exc}", sequence=e.sequence,
+                               stage="package", hint="the package's signed digest and its file manifest must "
+                               "describe the same directory; re-attest the package")
+                    continue
                 except (OSError, ValueError) as exc:
                     report.add("PACKAGE_MANIFEST_INVALID", f"sequence {e.sequence} (package): {s.get('name')}: "
                                f"{exc}", sequence=e.sequence, stage="package",
