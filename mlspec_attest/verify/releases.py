@@ -19,7 +19,14 @@ Who could walk around it, and the finding that refuses it:
 * a predecessor declared but absent (or no history given): PREDECESSOR_UNKNOWN;
 * predecessors that lead back to a release already on the line (releases are named by their
   package attestation's payload digest; a re-run branched from a release shares its genesis): PREDECESSOR_CYCLE;
-* a predecessor signed by a key revoked since: KEY_REVOKED there, PREDECESSOR_UNVERIFIED here.
+* a predecessor signed by a key revoked since: KEY_REVOKED there, PREDECESSOR_UNVERIFIED here;
+* a challenger naming an older release than the champion that succeeds it, or a forked line:
+  PREDECESSOR_SUPERSEDED (only verified successors count);
+* a history stuffed with copies to make the gate verify n**depth chains: memoised per gate run,
+  narrowed by the pin before verifying, capped (PREDECESSOR_CANDIDATES_EXCEEDED).
+
+OBJECTIVES_OUTDATED is tolerated for a predecessor too: it was a release under the objectives
+of its time; the successor's own objectives must meet today's pin.
 """
 
 from __future__ import annotations
