@@ -38,6 +38,7 @@ from typing import Any
 from mlspec_attest.bundle import Bundle
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.report import ERROR
+from mlspec_attest.model.stages import DEPLOY_PHASE
 from mlspec_attest.releases import (
     MAX_CANDIDATES,
     MAX_LINE,
@@ -220,7 +221,14 @@ def _is_verified_successor(ctx: VerifyContext, bundle_dir: Path, release: Releas
     theirs = sub.predecessor
     if theirs is None or theirs.genesis != release.genesis or theirs.package_sha256 not in release.packages:
         return False
-    return not [f for f in sub.report.findings if f.severity == ERROR and f.code not in TOLERATED]
+    return not _blocking(sub)
+
+
+def _blocking(sub: VerifyContext) -> list[Any]:
+    """The errors that keep a past release from counting: all but TOLERATED, and but a missing stage after
+    package (a release is one once it passed the deploy gate; serve and monitor may not exist yet)."""
+    return [f for f in sub.report.findings if f.severity == ERROR and f.code not in TOLERATED
+            and not (f.code == "STAGE_MISSING" and not DEPLOY_PHASE.requires(f.stage or ""))]
 
 
 def _genesis(bundle_dir: Path) -> str | None:
@@ -247,7 +255,7 @@ def _verify_candidate(ctx: VerifyContext, bundle_dir: Path, declared: Predecesso
     theirs = latest_package(chain)
     if theirs is not None and theirs.payload_sha256 in ctx.release_line | {own}:
         return None, f"cycle: {bundle_dir.name} is a release already on the line (a successor of itself)"
-    blocking = [f for f in sub.report.findings if f.severity == ERROR and f.code not in TOLERATED]
+    blocking = _blocking(sub)
     if blocking:
         shown = ", ".join(sorted({f.code for f in blocking})[:4])
         return None, f"{bundle_dir.name}: {len(blocking)} error(s) ({shown}; first: {blocking[0].message})"

@@ -605,3 +605,21 @@ def test_a_predecessor_under_older_objectives_is_still_a_predecessor(project: Pr
     assert "PREDECESSOR_UNVERIFIED" in codes(report)
     assert "OBJECTIVES_PROJECT_MISMATCH" in next(f.message for f in report.findings
                                                  if f.code == "PREDECESSOR_UNVERIFIED")
+
+
+def test_a_champion_not_yet_served_still_supersedes(project: Project, history: Path) -> None:
+    """H1 variation: under a policy whose full phase requires serve, the champion v2 in the history has
+    passed the deploy gate but not served yet; it is a release all the same, so v1 is superseded."""
+    doc = yaml.safe_load(project.policy().read_text())
+    doc["stages"]["serve"] = {**doc["stages"].get("serve", {}), "required": True}
+    policy = project.policy("serve-required.yaml")
+    policy.write_text(yaml.safe_dump(doc))
+    _ship_champion(project, history)
+    v3 = project.root / "candidate" / "v3"
+    make_release(project, v3, pkg_text='{"v": 3}', succeeds=history / "v1", accuracy=0.91, objectives_yaml=CHAMPION)
+    report = verify_bundle(v3, policy, releases=history, phase="deploy")
+    assert "PREDECESSOR_SUPERSEDED" in codes(report), [f.message for f in report.findings]
+    honest = project.root / "candidate" / "v4"
+    make_release(project, honest, pkg_text='{"v": 4}', succeeds=history / "v2", accuracy=0.96,
+                 objectives_yaml=CHAMPION)
+    assert verify_bundle(honest, policy, releases=history, phase="deploy").passed
