@@ -31,6 +31,7 @@ SUCCEEDS = "succeeds"
 PACKAGE_ROLE = "package"
 MAX_RELEASES = 10_000  # bundles one history directory may hold (each is read only when its digest matches)
 MAX_LINE = 64  # predecessors followed back from one release before the gate gives up (fail closed)
+MAX_CANDIDATES = 16  # bundles verified per question (which is the predecessor, who succeeds it) before failing closed
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -161,3 +162,15 @@ def payload_digests(bundle_dir: Path) -> set[str]:
         except ValueError:
             continue
     return out
+
+
+def declared_of(bundle_dir: Path) -> Predecessor | None:
+    """The predecessor a history bundle's latest package claims (unverified): which bundles may succeed a release."""
+    packages = [st for st in _statements(Bundle(bundle_dir)) if st.stage.name == "package"]
+    if not packages:
+        return None
+    raw = max(packages, key=lambda st: st.chain.sequence).metadata.get(SUCCEEDS)
+    try:
+        return None if raw is None else Predecessor.from_dict(raw)
+    except ValueError:
+        return None

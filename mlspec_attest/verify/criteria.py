@@ -107,8 +107,12 @@ def _previous_release(ctx: VerifyContext, objectives: Objectives) -> Any:
     # share its genesis); only a copy of this very release (holding its package attestation) does not.
     packages = [e.payload_sha256 for e in ctx.chain if e.stage == "package" and e.authentic]
     own = packages[-1] if packages else None
+    # A release being verified as this one's successor (its package on ctx.release_line) is later on
+    # the line, never earlier: verifying v1 as v2's predecessor with v2 in the history is no UNDECLARED.
+    later = ctx.release_line
     earlier = [d for d in release_dirs(ctx.releases)
-               if project_of(d) == objectives.project and (own is None or own not in payload_digests(d))]
+               if project_of(d) == objectives.project
+               and not (payload_digests(d) & (later | ({own} if own else set())))]
     if earlier:
         names = ", ".join(d.name for d in earlier[:3])
         ctx.report.add("PREDECESSOR_UNDECLARED", f"criteria {', '.join(c.name for c in readers)} compare with the "

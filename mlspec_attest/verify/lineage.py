@@ -84,6 +84,7 @@ def check_artifact_flow(ctx: VerifyContext) -> None:
 def check_rollback_target(ctx: VerifyContext) -> None:
     """A monitor's rollback target must be a package this chain attested earlier, or a release on
     the chain's verified predecessor line (verify/releases.py)."""
+    from mlspec_attest.releases import package_subjects
     from mlspec_attest.verify.releases import line_packages
 
     chain, report = ctx.chain, ctx.report
@@ -91,7 +92,7 @@ def check_rollback_target(ctx: VerifyContext) -> None:
     packaged: set[str] = set()
     for e in chain:
         if e.stage == "package" and e.authentic:
-            packaged.update(digest_of(s) for s in e.statement.subjects)
+            packaged.update(digest_of(s) for s in package_subjects(e.statement.subjects))  # the release, not side products
         target = e.statement.metadata.get("rollback_target") if e.stage == "monitor" else None
         if isinstance(target, dict):
             digest = (target.get("digest") or {}).get("sha256")

@@ -19,7 +19,14 @@ Who could walk around it, and the finding that refuses it:
 * a predecessor declared but absent (or no history given): PREDECESSOR_UNKNOWN;
 * predecessors that lead back to a release already on the line (releases are named by their
   package attestation's payload digest; a re-run branched from a release shares its genesis): PREDECESSOR_CYCLE;
-* a predecessor signed by a key revoked since: KEY_REVOKED there, PREDECESSOR_UNVERIFIED here.
+* a predecessor signed by a key revoked since: KEY_REVOKED there, PREDECESSOR_UNVERIFIED here;
+* a challenger naming an older release than the champion that succeeds it, or a forked line:
+  PREDECESSOR_SUPERSEDED (only verified successors count);
+* a history stuffed with copies to make the gate verify n**depth chains: memoised per gate run,
+  narrowed by the pin before verifying, capped (PREDECESSOR_CANDIDATES_EXCEEDED).
+
+OBJECTIVES_OUTDATED is tolerated for a predecessor too: it was a release under the objectives
+of its time; the successor's own objectives must meet today's pin.
 """
 
 from __future__ import annotations
@@ -31,10 +38,23 @@ from typing import Any
 from mlspec_attest.bundle import Bundle
 from mlspec_attest.errors import InputError
 from mlspec_attest.model.report import ERROR
-from mlspec_attest.releases import MAX_LINE, SUCCEEDS, Predecessor, package_subjects, packages_of, release_dirs
+from mlspec_attest.model.stages import DEPLOY_PHASE
+from mlspec_attest.releases import (
+    MAX_CANDIDATES,
+    MAX_LINE,
+    SUCCEEDS,
+    Predecessor,
+    declared_of,
+    package_subjects,
+    packages_of,
+    payload_digests,
+    release_dirs,
+)
 from mlspec_attest.verify.context import Entry, VerifyContext, digest_of
 
-TOLERATED = frozenset({"HEAD_EXPIRED", "HEAD_BEHIND", "CHAIN_STALE", "LOG_MISSING"})
+# OBJECTIVES_OUTDATED: a past release was judged under the objectives of its time; the successor's own
+# objectives must meet today's pin (project and digest mismatches still refuse it).
+TOLERATED = frozenset({"HEAD_EXPIRED", "HEAD_BEHIND", "CHAIN_STALE", "LOG_MISSING", "OBJECTIVES_OUTDATED"})
 
 
 @dataclass
@@ -111,18 +131,28 @@ def check_predecessor(ctx: VerifyContext) -> None:
                    "to find it in", sequence=seq, stage="package",
                    hint="pass --releases DIR (one bundle per release) to 'mlspec verify'")
         return
-    candidates = [d for d in release_dirs(ctx.releases) if declared.package_sha256 in packages_of(d)]
+    history = release_dirs(ctx.releases)
+    candidates = [d for d in history if declared.package_sha256 in packages_of(d)]
     if not candidates:
         report.add("PREDECESSOR_UNKNOWN", f"{where}: succeeds release {name}, which no bundle in the release "
                    f"history {ctx.releases} packaged", sequence=seq, stage="package",
                    hint="put the predecessor's bundle in the release history, or correct succeeds")
         return
-    pinned = [d for d in candidates if _genesis(d) == declared.genesis]
+    # Narrowed by the (unverified) pin before anything is verified: only a bundle that holds the
+    # pinned genesis and attestation can be the predecessor, so copies of other chains cost nothing.
+    pinned = [d for d in candidates if _genesis(d) == declared.genesis and declared.payload_sha256 in payload_digests(d)]
+    if len(pinned) > MAX_CANDIDATES:
+        report.add("PREDECESSOR_CANDIDATES_EXCEEDED", f"{where}: {len(pinned)} bundles in the release history "
+                   f"claim to be the predecessor {name}; more than {MAX_CANDIDATES} are not verified",
+                   sequence=seq, stage="package", hint="keep one bundle per release in the history directory")
+        return
     problems: list[str] = []
     for bundle_dir in pinned:
         release, why = _verify_candidate(ctx, bundle_dir, declared, own)
         if release is not None:
             ctx.predecessor = release
+            if not ctx.release_line:  # the gate's own question; a past release's was asked by its own gate
+                _check_newest(ctx, release, own, where, seq, name)
             return
         problems.append(why)
     cycles = [p for p in problems if p.startswith("cycle:")]
@@ -130,17 +160,75 @@ def check_predecessor(ctx: VerifyContext) -> None:
         report.add("PREDECESSOR_CYCLE", f"{where}: {cycles[0].removeprefix('cycle: ')}", sequence=seq,
                    stage="package")
         return
-    if problems and any(not p.startswith("mismatch:") for p in problems):
+    failures = [p for p in problems if not p.startswith("mismatch:")]
+    if failures:
         report.add("PREDECESSOR_UNVERIFIED", f"{where}: the predecessor {name} does not verify under this policy: "
-                   + "; ".join(p for p in problems if not p.startswith("mismatch:")), sequence=seq,
+                   + _bounded(failures), sequence=seq,
                    stage="package", hint="verify the predecessor's bundle on its own: mlspec verify BUNDLE")
         return
-    detail = "; ".join(p.removeprefix("mismatch: ") for p in problems) or \
-        f"their chains start from another genesis than the declared {declared.genesis[:16]}…"
+    detail = _bounded([p.removeprefix("mismatch: ") for p in problems]) or \
+        (f"none holds chain {declared.genesis[:16]}… with attestation {declared.payload_sha256[:16]}… at "
+         f"sequence {declared.sequence}")
     report.add("PREDECESSOR_MISMATCH", f"{where}: the release history holds package {name} "
-               f"({', '.join(d.name for d in candidates)}) but not the chain the successor pinned: {detail}",
+               f"({_bounded([d.name for d in candidates])}) but not the chain the successor pinned: {detail}",
                sequence=seq, stage="package",
                hint="a release with the same package but another chain cannot stand in for the one declared")
+
+
+def _bounded(items: list[str], shown: int = 3) -> str:
+    """At most ``shown`` items of a list for a finding's message: a hostile history cannot inflate the report."""
+    more = f" (and {len(items) - shown} more)" if len(items) > shown else ""
+    return "; ".join(items[:shown]) + more
+
+
+def _check_newest(ctx: VerifyContext, release: Release, own: str, where: str, seq: int, name: str) -> None:
+    """The declared predecessor must be the newest release of its line: refuse when a verified release
+    in the history already succeeds it (a challenger naming an older, weaker release than the champion).
+
+    Only a successor that verifies counts (an unverified bundle claiming to succeed it cannot block
+    the gate); one verified successor is enough, since a release further down the line verifies only
+    together with the one between. Two or more are a fork: refused too, the gate picks no champion.
+    """
+    exclude = ctx.release_line | {own}
+    claimed = []
+    for d in release_dirs(ctx.releases) if ctx.releases is not None else []:
+        if d == release.bundle or payload_digests(d) & exclude:
+            continue  # the predecessor itself, or a copy/branch of the release being verified
+        claim = declared_of(d)
+        if claim is not None and claim.genesis == release.genesis and claim.package_sha256 in release.packages:
+            claimed.append(d)
+    if len(claimed) > MAX_CANDIDATES:
+        ctx.report.add("PREDECESSOR_CANDIDATES_EXCEEDED", f"{where}: {len(claimed)} bundles in the release history "
+                       f"claim to succeed {name}; more than {MAX_CANDIDATES} are not verified", sequence=seq,
+                       stage="package", hint="keep one bundle per release in the history directory")
+        return
+    newer = [d for d in claimed if _is_verified_successor(ctx, d, release, exclude)]
+    if newer:
+        fork = " (a fork: more than one release succeeds it)" if len(newer) > 1 else ""
+        ctx.report.add("PREDECESSOR_SUPERSEDED", f"{where}: succeeds {name} ({release.bundle.name}), but the "
+                       f"release history holds a newer verified release on that line: "
+                       f"{_bounded([d.name for d in newer])}{fork}", sequence=seq, stage="package",
+                       hint=(f"the line has forked ({', '.join(d.name for d in newer[:3])}): keep the one release "
+                             "that shipped in the history, then --succeeds it" if fork else
+                             f"attest the package with --succeeds {newer[0].name} (the newest release of the line)"))
+
+
+def _is_verified_successor(ctx: VerifyContext, bundle_dir: Path, release: Release, exclude: frozenset[str]) -> bool:
+    """Does this history bundle verify, with ``release`` (the same chain and package) as its verified predecessor?"""
+    if ctx.verify_other is None:
+        return False
+    sub = ctx.verify_other(bundle_dir, exclude)
+    theirs = sub.predecessor
+    if theirs is None or theirs.genesis != release.genesis or theirs.package_sha256 not in release.packages:
+        return False
+    return not _blocking(sub)
+
+
+def _blocking(sub: VerifyContext) -> list[Any]:
+    """The errors that keep a past release from counting: all but TOLERATED, and but a missing stage after
+    package (a release is one once it passed the deploy gate; serve and monitor may not exist yet)."""
+    return [f for f in sub.report.findings if f.severity == ERROR and f.code not in TOLERATED
+            and not (f.code == "STAGE_MISSING" and not DEPLOY_PHASE.requires(f.stage or ""))]
 
 
 def _genesis(bundle_dir: Path) -> str | None:
@@ -167,7 +255,7 @@ def _verify_candidate(ctx: VerifyContext, bundle_dir: Path, declared: Predecesso
     theirs = latest_package(chain)
     if theirs is not None and theirs.payload_sha256 in ctx.release_line | {own}:
         return None, f"cycle: {bundle_dir.name} is a release already on the line (a successor of itself)"
-    blocking = [f for f in sub.report.findings if f.severity == ERROR and f.code not in TOLERATED]
+    blocking = _blocking(sub)
     if blocking:
         shown = ", ".join(sorted({f.code for f in blocking})[:4])
         return None, f"{bundle_dir.name}: {len(blocking)} error(s) ({shown}; first: {blocking[0].message})"

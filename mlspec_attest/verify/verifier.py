@@ -94,6 +94,9 @@ class Verifier:
             raise InputError(f"{releases}: release history directory not found (--releases DIR: one bundle per "
                              "release)")
         self.release_line = release_line
+        # Predecessor verifications of one gate run, by (bundle directory, release line): shared with
+        # every sub-verifier, so a hostile history costs one verification per bundle, not n**depth.
+        self._release_cache: dict[tuple[Path, frozenset[str]], VerifyContext] = {}
 
     def verify(self, bundle_dir: str | os.PathLike[str], artifacts: Iterable[str | os.PathLike[str]] = (), *,
                log_dir: str | os.PathLike[str] | None = None) -> Report:
@@ -115,9 +118,13 @@ class Verifier:
         return self._verify(open_bundle(bundle_dir), os.fspath(bundle_dir), [], None)
 
     def _verify_other(self, bundle_dir: Path, release_line: frozenset[str]) -> VerifyContext:
-        """Another bundle (a predecessor release) under the same policy, clock and release history."""
-        return Verifier(self.policy, now=self.now, releases=self.releases,
-                        release_line=release_line).verify_context(bundle_dir)
+        """Another bundle (a predecessor release) under the same policy, clock and release history (memoised)."""
+        key = (Path(bundle_dir).resolve(), release_line)
+        if key not in self._release_cache:
+            other = Verifier(self.policy, now=self.now, releases=self.releases, release_line=release_line)
+            other._release_cache = self._release_cache
+            self._release_cache[key] = other.verify_context(bundle_dir)
+        return self._release_cache[key]
 
     def _verify(self, bundle: Bundle, label: str, artifact_paths: list[str | os.PathLike[str]],
                 log_dir: str | os.PathLike[str] | None = None) -> VerifyContext:

@@ -425,3 +425,201 @@ def test_a_past_release_whose_head_expired_is_still_a_predecessor(project: Proje
     assert "HEAD_EXPIRED" in codes(verify_bundle(history / "v1", project.policy(), now=later))
     report = verify_bundle(v2, project.policy(), now=later, releases=history)
     assert report.passed, [f.message for f in report.findings]
+
+
+# -- the adversarial review of releases / rollback (H1-H3, B1, B2) ---------------------------------------
+
+def _ship_champion(project: Project, history: Path) -> None:
+    """The history holds v1 (0.9) and v2 (0.95), the champion, which succeeds v1."""
+    make_release(project, history / "v2", pkg_text='{"v": 2}', succeeds=history / "v1", accuracy=0.95,
+                 objectives_yaml=CHAMPION)
+
+
+def test_a_challenger_cannot_skip_the_champion(project: Project, history: Path) -> None:
+    """H1: a challenger (0.91) declares v1 (0.9), skipping the champion v2 (0.95) that succeeds it, so its
+    'no worse than the predecessor' criterion would pass: the gate refuses a superseded predecessor."""
+    _ship_champion(project, history)
+    v3 = project.root / "candidate" / "v3"
+    make_release(project, v3, pkg_text='{"v": 3}', succeeds=history / "v1", accuracy=0.91, objectives_yaml=CHAMPION)
+    report = _verify(project, v3, history)
+    assert "PREDECESSOR_SUPERSEDED" in codes(report)
+    finding = next(f for f in report.findings if f.code == "PREDECESSOR_SUPERSEDED")
+    assert "v2" in finding.message and "--succeeds v2" in (finding.hint or "")
+    honest = project.root / "candidate" / "v3-honest"  # declaring the champion: judged against 0.95, fails
+    make_release(project, honest, pkg_text='{"v": 3}', succeeds=history / "v2", accuracy=0.91,
+                 objectives_yaml=CHAMPION)
+    judged = _verify(project, honest, history)
+    assert "OBJECTIVE_FAILED" in codes(judged) and "PREDECESSOR_SUPERSEDED" not in codes(judged)
+    better = project.root / "candidate" / "v4"
+    make_release(project, better, pkg_text='{"v": 4}', succeeds=history / "v2", accuracy=0.96,
+                 objectives_yaml=CHAMPION)
+    assert _verify(project, better, history).passed
+
+
+def test_a_fork_of_the_declared_predecessor_is_refused(project: Project, history: Path) -> None:
+    """H1, forks: two verified releases succeed v1; a challenger naming v1 is refused, the gate picks no champion."""
+    _ship_champion(project, history)
+    make_release(project, history / "v2b", pkg_text='{"v": "2b"}', succeeds=history / "v1", accuracy=0.92,
+                 objectives_yaml=CHAMPION)
+    v3 = project.root / "candidate" / "v3"
+    make_release(project, v3, pkg_text='{"v": 3}', succeeds=history / "v1", accuracy=0.99, objectives_yaml=CHAMPION)
+    report = _verify(project, v3, history)
+    finding = next(f for f in report.findings if f.code == "PREDECESSOR_SUPERSEDED")
+    assert "fork" in finding.message and "v2;" in finding.message and "v2b" in finding.message
+    assert "v2b" in (finding.hint or "")  # no champion suggested: the fork is named whole
+
+
+def test_an_unverified_successor_in_the_history_does_not_supersede(project: Project, history: Path) -> None:
+    """H1: a bundle that claims to succeed v1 but does not verify (one signature byte flipped) is ignored."""
+    _ship_champion(project, history)
+    shutil.move(str(history / "v2"), str(project.root / "forged-v2"))
+    shutil.copytree(project.root / "forged-v2", history / "v2-forged")
+    target = next((history / "v2-forged" / "attestations").glob("0005-*.dsse.json"))
+    env = json.loads(target.read_text())
+    sig = env["signatures"][0]["sig"]
+    env["signatures"][0]["sig"] = ("A" if sig[0] != "A" else "B") + sig[1:]
+    target.write_text(json.dumps(env))
+    v3 = project.root / "candidate" / "v3"
+    make_release(project, v3, pkg_text='{"v": 3}', succeeds=history / "v1", accuracy=0.91, objectives_yaml=CHAMPION)
+    report = _verify(project, v3, history)
+    assert report.passed, [f.message for f in report.findings]
+
+
+def test_a_hostile_history_costs_linear_verifications(project: Project, history: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """H2: n forged copies of v1 and of v2 (a split signature flipped) in the history once cost n + n**2
+    verifications (each v2 copy verified every v1 copy); memoised, it is one per bundle."""
+    _ship_champion(project, history)
+    v3 = project.root / "candidate" / "v3"
+    make_release(project, v3, pkg_text='{"v": 3}', succeeds=history / "v2", accuracy=0.96, objectives_yaml=CHAMPION)
+    hostile = project.root / "hostile"
+    n = 6
+    for src in ("v1", "v2"):
+        for i in range(n):
+            copy = hostile / f"{src}-{i:02d}"
+            shutil.copytree(history / src, copy)
+            target = next((copy / "attestations").glob("0005-*.dsse.json"))
+            env = json.loads(target.read_text())
+            sig = env["signatures"][0]["sig"]
+            env["signatures"][0]["sig"] = ("A" if sig[0] != "A" else "B") + sig[1:]
+            target.write_text(json.dumps(env))
+    count = [0]
+    original = Verifier._verify
+
+    def counted(self: Verifier, *args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Verifier, "_verify", counted)
+    report = _verify(project, v3, hostile)
+    assert "PREDECESSOR_UNVERIFIED" in codes(report)
+    assert count[0] <= 2 * n + 1, count[0]  # the candidate itself, n copies of v2, n copies of v1
+    message = next(f.message for f in report.findings if f.code == "PREDECESSOR_UNVERIFIED")
+    assert "more" in message and len(message) < 2000  # bounded, whatever the history holds
+
+
+def test_too_many_predecessor_candidates_fail_closed(project: Project, history: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """H2: more pinned candidates than the cap are not verified at all: a finding, not a pass nor a hang."""
+    import mlspec_attest.verify.releases as verify_releases
+
+    monkeypatch.setattr(verify_releases, "MAX_CANDIDATES", 2)
+    for i in range(3):
+        shutil.copytree(history / "v1", history / f"v1-copy{i}")
+    v2 = project.root / "candidate" / "v2"
+    make_release(project, v2, pkg_text='{"v": 2}', succeeds=history / "v1")
+    assert "PREDECESSOR_CANDIDATES_EXCEEDED" in codes(_verify(project, v2, history))
+
+
+def test_rollback_to_a_side_product_of_a_package_stage_is_refused(project: Project) -> None:
+    """H3: a package stage attests the package (role package) and another product; a monitor naming the
+    side product as its rollback target names something never released."""
+    p = Project(root=project.root, bundle=project.root / "bundle")
+    build_lifecycle(p, stages=THROUGH_TEST)
+    p.write("pkg/manifest.json", '{"v": 1}')
+    p.write("extra/model.pkl", "some other model, never the package")
+    p.attestor("pipeline").attest("package", materials=["model=out/model.bin"],
+                                  products=["package=pkg", "notes=extra"], metadata={"name": "demo-model"})
+    serve = p.attestor("pipeline").attest("serve", materials=["package=pkg"], metadata={
+        "rollout": {"strategy": "canary", "status": "succeeded"}})
+
+    def monitor(target: str) -> None:
+        p.attestor("pipeline").attest("monitor", materials=["pkg"], metadata={
+            "signals": {"latency_p99_ms": 12.0}, "serve_attestation": serve.payload_sha256,
+            "rollback_target": {"name": "x", "digest": {"sha256": target}}})
+
+    monitor(digest_path(p.root / "extra").sha256)
+    assert "ROLLBACK_TARGET_UNKNOWN" in codes(verify_bundle(p.bundle, project.policy()))
+    honest = Project(root=project.root, bundle=project.root / "honest")
+    build_lifecycle(honest, stages=THROUGH_TEST)
+    honest.attestor("pipeline").attest("package", materials=["model=out/model.bin"],
+                                       products=["package=pkg", "notes=extra"], metadata={"name": "demo-model"})
+    p = honest
+    serve = p.attestor("pipeline").attest("serve", materials=["package=pkg"], metadata={
+        "rollout": {"strategy": "canary", "status": "succeeded"}})
+    monitor(digest_path(p.root / "pkg").sha256)
+    report = verify_bundle(honest.bundle, project.policy())
+    assert "ROLLBACK_TARGET_UNKNOWN" not in codes(report), [f.message for f in report.findings]
+
+
+def test_a_first_release_stays_a_predecessor_once_its_successor_shipped(project: Project) -> None:
+    """B1: v1 passed as a first release (first_release: pass); once v2 (succeeding v1) is in the
+    history, v1 verified as v2's predecessor must not see v2 as an 'earlier' release."""
+    history = project.root / "releases"
+    history.mkdir()
+    make_release(project, history / "v1", pkg_text='{"v": 1}', objectives_yaml=FIRST_PASS)
+    assert _verify(project, history / "v1", history).passed
+    make_release(project, history / "v2", pkg_text='{"v": 2}', succeeds=history / "v1", objectives_yaml=FIRST_PASS)
+    report = _verify(project, history / "v2", history)
+    assert report.passed, [f.message for f in report.findings]
+    v3 = project.root / "candidate" / "v3"
+    make_release(project, v3, pkg_text='{"v": 3}', succeeds=history / "v2", objectives_yaml=FIRST_PASS)
+    report = _verify(project, v3, history)
+    assert report.passed, [f.message for f in report.findings]
+    dropped = project.root / "candidate" / "dropped"  # still: leaving succeeds out is refused
+    make_release(project, dropped, pkg_text='{"v": 4}', objectives_yaml=FIRST_PASS)
+    assert "PREDECESSOR_UNDECLARED" in codes(_verify(project, dropped, history))
+
+
+def test_a_predecessor_under_older_objectives_is_still_a_predecessor(project: Project, history: Path) -> None:
+    """B2: the policy raises objectives.min_revision to 2 (as docs/workflows.md advises); v1, released under
+    revision 1, stays a valid predecessor; a predecessor of another project does not."""
+    doc = yaml.safe_load(project.policy().read_text())
+    doc["objectives"]["min_revision"] = 2
+    policy = project.policy("raised.yaml")
+    policy.write_text(yaml.safe_dump(doc))
+    revision_2 = CHAMPION.replace("revision: 1", "revision: 2")
+    v2 = project.root / "candidate" / "v2"
+    make_release(project, v2, pkg_text='{"v": 2}', succeeds=history / "v1", objectives_yaml=revision_2)
+    report = _verify(project, v2, history, policy)
+    assert report.passed, [f.message for f in report.findings]
+    old = project.root / "candidate" / "old"  # the successor itself must meet today's pin
+    make_release(project, old, pkg_text='{"v": 2}', succeeds=history / "v1", objectives_yaml=CHAMPION)
+    assert "OBJECTIVES_OUTDATED" in codes(_verify(project, old, history, policy))
+    other = project.root / "other-history"
+    make_release(project, other / "v1", pkg_text='{"v": 1}',
+                 objectives_yaml=OBJECTIVES_YAML.replace("project: my-model", "project: another-model"))
+    v2b = project.root / "candidate" / "v2b"
+    make_release(project, v2b, pkg_text='{"v": 2}', succeeds=other / "v1", objectives_yaml=revision_2)
+    report = _verify(project, v2b, other, policy)
+    assert "PREDECESSOR_UNVERIFIED" in codes(report)
+    assert "OBJECTIVES_PROJECT_MISMATCH" in next(f.message for f in report.findings
+                                                 if f.code == "PREDECESSOR_UNVERIFIED")
+
+
+def test_a_champion_not_yet_served_still_supersedes(project: Project, history: Path) -> None:
+    """H1 variation: under a policy whose full phase requires serve, the champion v2 in the history has
+    passed the deploy gate but not served yet; it is a release all the same, so v1 is superseded."""
+    doc = yaml.safe_load(project.policy().read_text())
+    doc["stages"]["serve"] = {**doc["stages"].get("serve", {}), "required": True}
+    policy = project.policy("serve-required.yaml")
+    policy.write_text(yaml.safe_dump(doc))
+    _ship_champion(project, history)
+    v3 = project.root / "candidate" / "v3"
+    make_release(project, v3, pkg_text='{"v": 3}', succeeds=history / "v1", accuracy=0.91, objectives_yaml=CHAMPION)
+    report = verify_bundle(v3, policy, releases=history, phase="deploy")
+    assert "PREDECESSOR_SUPERSEDED" in codes(report), [f.message for f in report.findings]
+    honest = project.root / "candidate" / "v4"
+    make_release(project, honest, pkg_text='{"v": 4}', succeeds=history / "v2", accuracy=0.96,
+                 objectives_yaml=CHAMPION)
+    assert verify_bundle(honest, policy, releases=history, phase="deploy").passed
