@@ -64,8 +64,12 @@ def test_planted_head_symlink_is_replaced_not_followed(target: Target) -> None:
     before = target.outside_state()
     _plant(target.bundle / "head.dsse.json", target.outside / "victim.txt")
     run = mlspec(*HEAD, cwd=target.root)
+    # an unreadable head is refused (re-signing over it is how a truncation would be laundered) ...
+    assert run.code == 1 and "symlink" in run.stderr, run.stderr
+    assert target.outside_state() == before
+    run = mlspec(*HEAD, "--initial", cwd=target.root)  # ... and a deliberate first head replaces the link
     assert run.code == 0, run.stderr
-    assert not (target.bundle / "head.dsse.json").is_symlink()  # the link itself was replaced
+    assert not (target.bundle / "head.dsse.json").is_symlink()  # the link itself was replaced, never followed
     assert target.outside_state() == before
 
 
