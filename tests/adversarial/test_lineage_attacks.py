@@ -549,6 +549,12 @@ def forge_demo(src: Path, dst: Path, monkeypatch: pytest.MonkeyPatch,
                "signatures": [{"keyid": signer.keyid,
                                "sig": base64.b64encode(signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, raw))).decode()}]}
         (att / f"{i:04d}-{stage}.dsse.json").write_text(json.dumps(env, indent=2) + "\n")
+    # the forger re-signs the head over the rewritten chain too (writing it past the writers' refusal)
+    from datetime import timedelta
+
+    from conftest import resign_head
+
+    resign_head(dst / "bundle", [load_signer(dst / "keys" / "pipeline.key")], timedelta(hours=24))
     log = dst / "logs" / "inference"
     recs = [dict(json.loads(line), pipeline=serve) for line in (log / "records.jsonl").read_text().splitlines()]
     if records is not None:
