@@ -30,6 +30,7 @@ from typing import Any
 from mlspec_attest import TOOL_NAME, __version__
 from mlspec_attest.attest.head import sign_head
 from mlspec_attest.bundle import attestation_file_name
+from mlspec_attest.digests import files_digest
 from mlspec_attest.keys import generate, load_signer
 from mlspec_attest.manifest import encode as encode_manifest
 from mlspec_attest.model.canonical import canonicalize
@@ -52,7 +53,12 @@ OBJECTIVES = {
 
 
 def _d(label: str) -> str:
-    """A stable stand-in artifact digest (the verifier never reads the artifacts)."""
+    """A stable stand-in artifact digest (the verifier never reads the artifacts).
+
+    The package directory's is the one its file manifest recomputes to (MANIFEST_UNBOUND otherwise).
+    """
+    if label == "pkg":
+        return files_digest(PACKAGE_FILES)
     return hashlib.sha256(label.encode()).hexdigest()
 
 
@@ -65,7 +71,8 @@ def _rd(name: str, role: str | None = None) -> dict[str, Any]:
 
 # Blobs the gate reads (bundle/blobs/<sha256>): split's row fingerprints and the package's file manifest.
 FINGERPRINTS = {"train": struct.pack(">QQ", 1, 2), "validation": struct.pack(">Q", 4), "holdback": struct.pack(">Q", 3)}
-PACKAGE_MANIFEST = encode_manifest([("model.bin", hashlib.sha256(b"out/model.bin").hexdigest())])
+PACKAGE_FILES = [("model.bin", hashlib.sha256(b"out/model.bin").hexdigest())]
+PACKAGE_MANIFEST = encode_manifest(PACKAGE_FILES)
 
 
 def _blob_rd(name: str, data: bytes, role: str | None, **annotations: Any) -> dict[str, Any]:

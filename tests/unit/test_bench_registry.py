@@ -66,3 +66,15 @@ def test_unknown_case_names_are_refused(tmp_path: Path) -> None:
 
 def test_markdown_cells_escape_pipes() -> None:
     assert run.md("find|xargs openssl") == "find\\|xargs openssl"
+
+
+def test_make_chain_bundles_pass_the_gate(tmp_path: Path) -> None:
+    """The benchmark times the gate on a chain it passes: a chain the gate refuses would time an early exit."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import make_chain
+
+    from mlspec_attest.verify import verify_bundle
+
+    make_chain.build(13, tmp_path / "c13")
+    report = verify_bundle(tmp_path / "c13" / "bundle", tmp_path / "c13" / "policy.yaml")
+    assert report.passed, [f.code for f in report.findings if f.severity == "error"]
