@@ -204,3 +204,14 @@ def resign_head(bundle: Path, signers: list[Any], valid_for: Any, *, now: Any = 
     target = open_bundle(bundle)
     with target.locked(create=False):
         return sign_head_locked(target, HeadSigning(tuple(signers), valid_for), now=now)
+
+
+@pytest.fixture(scope="session")
+def demo_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 13-stage demo project, built once per session; tests copy it before changing anything."""
+    pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the demo extra)")
+    from mlspec_attest.demo.runner import run_demo
+
+    directory = tmp_path_factory.mktemp("demo-built") / "demo"
+    assert run_demo(directory, echo=lambda _: None) == 0
+    return directory

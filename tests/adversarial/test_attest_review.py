@@ -122,13 +122,9 @@ def test_h2_a_path_under_a_dotted_key_name_is_kept(tmp_path: Path) -> None:
 
 # CLI findings (H4, H6, H8): run against a fresh copy of the demo project ------------------------------
 
-@pytest.fixture(scope="module")
-def demo_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlspec_attest.demo.runner import run_demo
-
-    d = tmp_path_factory.mktemp("review") / "demo"
-    run_demo(d, echo=lambda _: None)
-    return d
+@pytest.fixture
+def demo_source(demo_built: Path) -> Path:
+    return demo_built  # conftest: built once per session, copied below
 
 
 @pytest.fixture

@@ -24,14 +24,9 @@ from mlspec_attest.model.head import HEAD_FILE, parse_head_payload
 from mlspec_attest.verify import verify_bundle
 
 
-@pytest.fixture(scope="module")
-def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the demo extra)")
-    from mlspec_attest.demo.runner import run_demo
-
-    directory = tmp_path_factory.mktemp("head") / "demo"
-    assert run_demo(directory, echo=lambda _: None) == 0
-    return directory
+@pytest.fixture
+def demo_project(demo_built: Path) -> Path:
+    return demo_built  # conftest: built once per session, copied below
 
 
 @pytest.fixture

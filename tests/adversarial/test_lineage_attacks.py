@@ -498,13 +498,9 @@ def test_package_declaring_no_trained_model_must_still_hold_one(project: Project
 # with the pipeline key (objectives with the owner key, untouched), re-seal the inference log and re-sign the
 # head. ``forge_demo`` does exactly that; the untouched forgery passes, so each refusal below is the rule's.
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlspec_attest.demo.runner import run_demo
-
-    d = tmp_path_factory.mktemp("gate-review") / "demo"
-    run_demo(d, echo=lambda _: None)
-    return d
+@pytest.fixture
+def demo_dir(demo_built: Path) -> Path:
+    return demo_built  # conftest: built once per session; forge_demo copies it
 
 
 def forge_demo(src: Path, dst: Path, monkeypatch: pytest.MonkeyPatch,

@@ -26,13 +26,9 @@ from mlspec_attest.verify import verify_bundle
 VERDICTS = {0: "pass", 1: "fail", 2: "error"}
 
 
-@pytest.fixture(scope="module")
-def demo_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlspec_attest.demo.runner import run_demo
-
-    d = tmp_path_factory.mktemp("ci") / "demo"
-    run_demo(d, echo=lambda _: None)
-    return d
+@pytest.fixture
+def demo_source(demo_built: Path) -> Path:
+    return demo_built  # conftest: built once per session, copied below
 
 
 @pytest.fixture
