@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlspec_attest._version import TOOL_NAME, __version__
-from mlspec_attest.attest.head import HeadSigning, check_not_behind_head, sign_head_locked
+from mlspec_attest.attest.head import HeadSigning, sign_head_locked, tip_not_behind_head
 from mlspec_attest.bundle import Bundle, Head, SequenceTaken, attestation_file_name
 from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_path
 from mlspec_attest.errors import AppendRefused, InputError
@@ -373,18 +373,16 @@ class Attestor:
         if not self.bundle.is_remote:
             # An append that will be refused must not touch the bundle at all (not even create it or its
             # lock file): judged here first, and again under the lock below.
-            tip = self.bundle.head()
-            check_not_behind_head(self.bundle, tip, initial=self.head is None)
+            tip = tip_not_behind_head(self.bundle, initial=self.head is None)
         if self.policy is not None and not forcing and not self.bundle.is_remote:
             # Keyless signing publishes, so only keys sign this dry run.
             self._preflight(statement_for(link_after(tip))[1], 0 if tip is None else tip.sequence + 1,
                             stage_obj.name, False, seal=self.keyless is None)
         with self.bundle.locked():
             for _attempt in self.bundle.attempts():  # one under the local lock; bounded retries on S3
-                head = self.bundle.head()
                 # Never extend (nor re-sign the head of) a chain its signed head says is longer: that is
                 # how a removed tail would be laundered into a chain that passes (attest/head.py).
-                check_not_behind_head(self.bundle, head, initial=self.head is None)
+                head = tip_not_behind_head(self.bundle, initial=self.head is None)
                 link = link_after(head)
                 statement, payload = statement_for(link)  # re-linked on every retry
                 try:

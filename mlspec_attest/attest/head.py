@@ -88,6 +88,35 @@ def check_not_behind_head(bundle: Bundle, tip: Head | None, *, initial: bool = F
                         f"one in the bundle: the newest attestation was replaced (HEAD_MISMATCH); {fix}")
 
 
+MAX_TIP_REREADS = 64
+"""How often a writer on a shared store re-reads a tip that other writers moved past while it read the head."""
+
+
+def tip_not_behind_head(bundle: Bundle, *, initial: bool = False) -> Head | None:
+    """The chain's newest attestation, refused (HeadAhead) if the signed head says the chain is longer.
+
+    On a shared store the tip and the head are two reads: another writer can append and
+    re-sign the head in between, so a head ahead of a tip that has since moved is a race,
+    and the tip is read again. A tip that stays put under a head ahead of it is the
+    truncation this refuses; an attacker cannot use the re-read, because it only continues
+    while the chain visibly grows, and at most MAX_TIP_REREADS times.
+    """
+    tip = bundle.head()
+    for _ in range(MAX_TIP_REREADS):
+        try:
+            check_not_behind_head(bundle, tip, initial=initial)
+            return tip
+        except HeadAhead:
+            if not bundle.is_remote:
+                raise
+            fresh = bundle.head()
+            if fresh == tip:
+                raise
+            tip = fresh
+    check_not_behind_head(bundle, tip, initial=initial)
+    return tip
+
+
 def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], valid_for: timedelta,
               *, now: datetime | None = None, initial: bool = False) -> tuple[Path | str, ChainHead]:
     """Sign the bundle's current newest attestation as its head (under the append lock, atomically).
@@ -102,7 +131,7 @@ def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], val
     bundle = open_bundle(bundle_dir)
     bundle.require_exists()
     with bundle.locked(create=False):
-        check_not_behind_head(bundle, bundle.head(), initial=initial)
+        tip_not_behind_head(bundle, initial=initial)
         return sign_head_locked(bundle, HeadSigning(tuple(signers), valid_for), now=now)
 
 

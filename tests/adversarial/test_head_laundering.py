@@ -5,7 +5,7 @@ bundle removes the newest attestation (a monitor reading that withdrew the model
 optionally the signed head too. The gate refuses that (CHAIN_ROLLBACK / HEAD_MISSING) --
 until the next honest append or the scheduled ``mlspec attest head`` signs a fresh head
 over the shorter chain. Every writer now refuses to extend or re-sign a chain that its
-own signed head says is longer or different (attest/head.py ``check_not_behind_head``).
+own signed head says is longer or different (attest/head.py ``tip_not_behind_head``).
 """
 
 from __future__ import annotations

@@ -111,7 +111,9 @@ def test_sixteen_writers_in_separate_processes_give_one_linear_chain(
     time.sleep(1.0)  # let every interpreter import and reach the gun
     go.touch()
     outputs = [w.communicate(timeout=120) for w in writers]
-    assert [w.returncode for w in writers] == [0] * WRITERS, [err for _, err in outputs if err]
+    refused = [f"writer {n}: exit {w.returncode}: {err}" for n, (w, (_, err)) in enumerate(zip(writers, outputs))
+               if w.returncode]
+    assert not refused, "\n".join(refused)
     retries = sum(int(m.group(1)) for out, err in outputs for m in re.finditer(r"lost (\d+) claim", out + err))
     chain = _chain(url)
     _assert_linear(chain, base + WRITERS)
@@ -252,3 +254,52 @@ def _now(hours: int = 0):  # type: ignore[no-untyped-def]
     from datetime import datetime, timedelta, timezone
 
     return datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=hours)
+
+
+def test_a_head_signed_between_reading_the_tip_and_the_head_is_a_race_not_a_truncation(
+        s3_env: SeaweedS3, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by CI: with 16 writers, one read tip N, another appended and signed head N+k, then the
+    first read that head and refused the chain as truncated. A tip that moved is re-read and re-linked."""
+    from mlspec_attest.store.s3 import S3Bundle
+
+    url = f"s3://{s3_env.new_bucket()}/race"
+    serve_sha = _lifecycle(project, url)
+    stale = open_bundle(url).head()
+    first = _writer_dir(tmp_path, 0, project, url, serve_sha)
+    project.attestor("pipeline", bundle=url).attest("monitor", metadata_files=[first / "monitor.json"])  # type: ignore[arg-type]
+    honest_head = S3Bundle.head
+    calls = {"n": 0}
+
+    def stale_first_read(self: S3Bundle):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return stale if calls["n"] == 1 else honest_head(self)
+
+    monkeypatch.setattr(S3Bundle, "head", stale_first_read)
+    second = _writer_dir(tmp_path, 1, project, url, serve_sha)
+    done = project.attestor("pipeline", bundle=url).attest("monitor", metadata_files=[second / "monitor.json"])  # type: ignore[arg-type]
+    monkeypatch.setattr(S3Bundle, "head", honest_head)
+    assert stale is not None and done.sequence == stale.sequence + 2, "re-linked after the tip it had read"
+    _assert_linear(_chain(url), stale.sequence + 3)
+    assert verify_bundle(url, project.policy()).passed
+
+
+def test_a_truncated_bucket_is_still_refused_by_the_next_writer(
+        s3_env: SeaweedS3, project: Project, tmp_path: Path) -> None:
+    """The re-read above only continues while the chain grows: a deleted tail stays a HeadAhead refusal."""
+    import obstore
+
+    from mlspec_attest.attest.head import HeadAhead
+
+    bucket = s3_env.new_bucket()
+    url = f"s3://{bucket}/cut"
+    serve_sha = _lifecycle(project, url)
+    chain = _chain(url)
+    newest = sorted(bf.path.name for bf in open_bundle(url).files())[-1]
+    raw = s3_env.raw_store(bucket)
+    obstore.delete(raw, f"cut/attestations/{newest}")  # and its claim, or the next writer restores it
+    obstore.delete(raw, f"cut/{CLAIMS}/{chain[-1][0]:012d}")
+    before = _chain(url)
+    home = _writer_dir(tmp_path, 0, project, url, serve_sha)
+    with pytest.raises(HeadAhead, match="attestations were removed"):
+        project.attestor("pipeline", bundle=url).attest("monitor", metadata_files=[home / "monitor.json"])  # type: ignore[arg-type]
+    assert _chain(url) == before
