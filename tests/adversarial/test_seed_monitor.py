@@ -42,10 +42,10 @@ def test_the_seed_inference_request_file_is_not_monitor_metadata() -> None:
     request = yaml.safe_load(path.read_text())
     good = {"signals": {"drift_psi": 0.1}, "rollback_target": {"name": "m", "digest": {"sha256": "0" * 64}}}
     validate_metadata("monitor", good)
-    with pytest.raises(InputError, match="inference request's fields"):
+    with pytest.raises(InputError, match="ground-truth record fields"):
         validate_metadata("monitor", {**request, **good})
-    with pytest.raises(InputError, match="signals"):
-        validate_metadata("monitor", request)
+    with pytest.raises(InputError, match="ground-truth record fields.*mlspec log append"):
+        validate_metadata("monitor", request)  # the request alone: what it is, and what to run instead
 
 
 @pytest.mark.parametrize("fields", REQUEST_FIELDS)
@@ -53,7 +53,7 @@ def test_attestor_refuses_request_fields_as_monitor_metadata(project: Project, f
     build_lifecycle(project)
     metadata = {"signals": {"x": 1.0}, "rollback_target": _rollback(project),
                 "serve_attestation": serve_payload(project.bundle), **fields}
-    with pytest.raises(InputError, match="inference request's fields"):
+    with pytest.raises(InputError, match="ground-truth record fields"):
         project.attestor().attest("monitor", metadata=metadata)
 
 
