@@ -5,8 +5,14 @@ data in ``mlspec_attest/schemas/<stage>.json`` and documented in docs/stages.md.
 Schemas require only what the seed calls essential for the stage and allow extra
 fields, so the seed's own example files and hand-written minimal metadata pass.
 
-``jsonschema`` is imported lazily inside :func:`validate_metadata`: the CLI's start
-path (``mlspec --help``, ``mlspec verify``) must not pay for it.
+One judge: ``jsonschema-rs`` (the Rust ``jsonschema`` crate, Draft 2020-12, formats as
+annotations) decides whether metadata fits, at attest time and at the gate alike, so the
+writer and the gate never disagree. It validates in well under a microsecond where the
+pure-Python ``jsonschema`` took 20-90 us per document (a third of a long chain's time).
+``jsonschema`` (Python) only explains a refusal: its ``best_match`` finds the most
+relevant error, phrased for users below; should it find none for a document the judge
+refused (their regex dialects differ: ``$`` before a trailing newline), the judge's own
+message is used. Both are imported lazily: ``mlspec --help`` pays for neither.
 """
 
 from __future__ import annotations
@@ -45,11 +51,27 @@ def schema_for(stage_name: str) -> dict[str, Any]:
 
 
 @functools.cache
+def _judge(canonical_name: str) -> Any:
+    """The stage schema compiled by jsonschema-rs: the verdict everywhere (module docstring)."""
+    import jsonschema_rs  # lazy: keeps the CLI start lean
+
+    return jsonschema_rs.Draft202012Validator(_load_schema(canonical_name), validate_formats=False)
+
+
+@functools.cache
 def _validator(canonical_name: str) -> Any:
+    """The same schema for python-jsonschema, which only explains refusals."""
     from jsonschema import Draft202012Validator  # lazy: keeps the CLI start lean
 
-    schema = _load_schema(canonical_name)
-    return Draft202012Validator(schema)
+    return Draft202012Validator(_load_schema(canonical_name))
+
+
+def metadata_fits(canonical_name: str, metadata: Any) -> bool:
+    """Whether a stage's metadata (canonical stage name) fits its schema; a non-JSON value never does."""
+    try:
+        return bool(_judge(canonical_name).is_valid(metadata))
+    except ValueError:  # jsonschema-rs refuses what is not a JSON value (a non-string key, bytes)
+        return False
 
 
 def _escape(token: Any) -> str:
@@ -93,10 +115,6 @@ def _describe(error: Any) -> tuple[str, str]:
         message = f"{_short(error.instance)} is not of type {error.validator_value!r}"
     elif error.validator == "const":
         message = f"{_short(error.instance)} is not allowed here; it must be {json.dumps(error.validator_value)}"
-    elif error.validator == "not" and isinstance(error.instance, dict):  # a forbidden shape: name what matched
-        value = error.validator_value
-        names = [n for s in value.get("anyOf", ()) for n in s.get("required", ()) if n in error.instance]
-        message = f"holds {', '.join(map(repr, names[:3])) or 'a forbidden shape'}: {value.get('description', '')}"
     elif error.validator == "enum":
         message = f"{_short(error.instance)} is not one of {', '.join(map(str, error.validator_value))}"
     else:
@@ -104,20 +122,59 @@ def _describe(error: Any) -> tuple[str, str]:
     return json_pointer(error.absolute_path), _one_line(message)
 
 
+def _forbidden_fields(canonical_name: str, error: Any, metadata: Any) -> str | None:
+    """The message for a field a stage must not carry (an ``allOf`` clause of forbidden ``properties``), or None.
+
+    Why a clause of ``properties`` (``false``, or ``not``) rather than ``not: {anyOf: [{required}...]}``:
+    the same language, but jsonschema then builds no error per absent name on every valid
+    document (monitor metadata took 364 us to validate instead of ~20 us).
+    """
+    path = list(error.absolute_schema_path)
+    if len(path) < 3 or path[0] != "allOf" or path[2] != "properties" or len(error.absolute_path) > 1:
+        return None
+    clause = _load_schema(canonical_name)["allOf"][path[1]]
+    if "description" not in clause or not isinstance(metadata, dict):
+        return None
+    validator = _validator(canonical_name)
+    names = [name for name, rule in clause["properties"].items()
+             if name in metadata and not validator.evolve(schema=rule).is_valid(metadata[name])] or ["a field"]
+    return f"holds {', '.join(map(repr, names[:3]))}: {clause['description']}"
+
+
 def best_error(canonical_name: str, metadata: Any) -> Any:
-    """The most relevant schema error of a stage's metadata (canonical stage name), or None."""
+    """The most relevant python-jsonschema error of metadata the judge refused, or None."""
     from jsonschema.exceptions import best_match  # lazy: keeps the CLI start lean
 
     return best_match(_validator(canonical_name).iter_errors(metadata))
 
 
+def _judge_says(canonical_name: str, metadata: Any) -> tuple[str, str]:
+    """(pointer, message) from jsonschema-rs itself, when python-jsonschema found nothing to explain."""
+    try:
+        error = next(iter(_judge(canonical_name).iter_errors(metadata)), None)
+    except ValueError as exc:
+        return "", _one_line(f"not a JSON value ({exc})")
+    if error is None:
+        return "", "refused by the schema"
+    return json_pointer(error.instance_path), _one_line(error.message)
+
+
 def validate_metadata(stage_name: str, metadata: Any, source: str = "metadata") -> None:
     """Check a stage's metadata against its schema; raise InputError (one line) if invalid."""
     stage = resolve(stage_name)
-    error = best_error(stage.name, metadata)
-    if error is None:
+    if metadata_fits(stage.name, metadata):
         return
-    pointer, message = _describe(error)
+    try:
+        error = best_error(stage.name, metadata)
+    except Exception:  # only the wording is at stake: the verdict above stands
+        error = None
+    if error is None:
+        pointer, message = _judge_says(stage.name, metadata)
+    else:
+        pointer, message = _describe(error)
+        forbidden = _forbidden_fields(stage.name, error, metadata)
+        if forbidden is not None:
+            pointer, message = "", _one_line(forbidden)
     where = pointer if pointer else "the top level"
     raise InputError(f"{source}: metadata for stage {stage.name!r} is invalid at {where}: {message}; {DOCS_HINT}")
 

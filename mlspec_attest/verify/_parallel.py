@@ -111,10 +111,10 @@ def keep(entry: Entry | None) -> Entry | None:
 def metadata_problem(entry: Entry) -> str:
     """"" when the entry's signed metadata fits its stage's schema, else the one-line reason."""
     from mlspec_attest.errors import InputError
-    from mlspec_attest.model.metadata import best_error  # lazy: jsonschema
+    from mlspec_attest.model.metadata import metadata_fits  # lazy: jsonschema-rs
 
     statement = entry.statement
-    if best_error(statement.stage.name, statement.metadata) is None:  # the common case: no message built
+    if metadata_fits(statement.stage.name, statement.metadata):  # the common case: no message built
         return ""
     from mlspec_attest.model.metadata import validate_metadata
 
@@ -122,15 +122,15 @@ def metadata_problem(entry: Entry) -> str:
         validate_metadata(entry.stage, statement.metadata, source=f"sequence {entry.sequence} ({entry.stage})")
     except InputError as exc:
         return str(exc) or "invalid"
-    return ""
+    return f"sequence {entry.sequence} ({entry.stage}): metadata refused by the stage schema"  # fail closed
 
 
 def _preload_validators() -> None:
-    """Build every stage's schema validator before forking, so no worker imports jsonschema again."""
+    """Compile every stage's schema before forking, so no worker compiles one again."""
     from mlspec_attest.model import metadata, stages
 
     for stage in stages.STAGES:
-        metadata._validator(stage.name)
+        metadata._judge(stage.name)
 
 
 def _parse_slice(bounds: tuple[int, int]) -> tuple[str, Any, list[Any]]:
