@@ -148,35 +148,83 @@ def best_error(canonical_name: str, metadata: Any) -> Any:
     return best_match(_validator(canonical_name).iter_errors(metadata))
 
 
+WORDING_NODE_LIMIT = 20_000
+"""JSON values in metadata beyond which a refusal is worded by the judge: python-jsonschema's
+best_match costs about 1 us a byte, so a bundle holder's 64 MiB document took a minute to word."""
+
+
+def _at_most(value: Any, limit: int) -> bool:
+    """Whether a JSON value holds at most ``limit`` values (a walk that stops early)."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def _judge_says(canonical_name: str, metadata: Any) -> tuple[str, str]:
-    """(pointer, message) from jsonschema-rs itself, when python-jsonschema found nothing to explain."""
+    """(pointer, message) from jsonschema-rs itself: its first error, found without collecting the rest."""
+    import jsonschema_rs
+
     try:
-        error = next(iter(_judge(canonical_name).iter_errors(metadata)), None)
+        _judge(canonical_name).validate(metadata)
+    except jsonschema_rs.ValidationError as error:
+        return json_pointer(error.instance_path), _one_line(error.message.split("\n", 1)[0])
     except ValueError as exc:
         return "", _one_line(f"not a JSON value ({exc})")
+    return "", "refused by the schema"
+
+
+def metadata_refusal(canonical_name: str, metadata: Any) -> str | None:
+    """None when signed metadata (a parsed JSON value) fits its stage's schema, else "WHERE: WHY" in one line."""
+    if metadata_fits(canonical_name, metadata):
+        return None
+    error = None
+    if _at_most(metadata, WORDING_NODE_LIMIT):
+        try:
+            error = best_error(canonical_name, metadata)
+        except Exception:  # only the wording is at stake: the verdict above stands
+            error = None
     if error is None:
-        return "", "refused by the schema"
-    return json_pointer(error.instance_path), _one_line(error.message)
+        pointer, message = _judge_says(canonical_name, metadata)
+    else:
+        pointer, message = _describe(error)
+        forbidden = _forbidden_fields(canonical_name, error, metadata)
+        if forbidden is not None:
+            pointer, message = "", _one_line(forbidden)
+    return f"{pointer if pointer else 'the top level'}: {message}"
+
+
+def refusal_message(source: str, canonical_name: str, refusal: str) -> str:
+    """The one line a refused document gets, at attest time (exit 2) and at the gate (METADATA_INVALID)."""
+    return f"{source}: metadata for stage {canonical_name!r} is invalid at {refusal}; {DOCS_HINT}"
 
 
 def validate_metadata(stage_name: str, metadata: Any, source: str = "metadata") -> None:
-    """Check a stage's metadata against its schema; raise InputError (one line) if invalid."""
+    """Check a stage's metadata, as it will be signed, against its schema; raise InputError (one line) if invalid.
+
+    "As it will be signed": the value is canonicalised and parsed back first, so what is judged
+    is the JSON the statement carries (a numpy float from a Python pipeline is the number it
+    signs as; a tuple, the array), not the Python objects that happened to hold it.
+    """
+    from mlspec_attest.model.canonical import canonicalize, parse_json
+
     stage = resolve(stage_name)
-    if metadata_fits(stage.name, metadata):
-        return
     try:
-        error = best_error(stage.name, metadata)
-    except Exception:  # only the wording is at stake: the verdict above stands
-        error = None
-    if error is None:
-        pointer, message = _judge_says(stage.name, metadata)
-    else:
-        pointer, message = _describe(error)
-        forbidden = _forbidden_fields(stage.name, error, metadata)
-        if forbidden is not None:
-            pointer, message = "", _one_line(forbidden)
-    where = pointer if pointer else "the top level"
-    raise InputError(f"{source}: metadata for stage {stage.name!r} is invalid at {where}: {message}; {DOCS_HINT}")
+        signed = parse_json(canonicalize(metadata), source=source)
+    except InputError as exc:
+        raise InputError(f"{source}: metadata for stage {stage.name!r} is not signable JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{source}: metadata for stage {stage.name!r} is nested too deeply to sign") from None
+    refusal = metadata_refusal(stage.name, signed)
+    if refusal is not None:
+        raise InputError(refusal_message(source, stage.name, refusal))
 
 
 def merge_metadata(parts: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:

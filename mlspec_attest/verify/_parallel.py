@@ -110,19 +110,13 @@ def keep(entry: Entry | None) -> Entry | None:
 
 def metadata_problem(entry: Entry) -> str:
     """"" when the entry's signed metadata fits its stage's schema, else the one-line reason."""
-    from mlspec_attest.errors import InputError
-    from mlspec_attest.model.metadata import metadata_fits  # lazy: jsonschema-rs
+    from mlspec_attest.model.metadata import metadata_refusal, refusal_message  # lazy: jsonschema-rs
 
     statement = entry.statement
-    if metadata_fits(statement.stage.name, statement.metadata):  # the common case: no message built
+    refusal = metadata_refusal(statement.stage.name, statement.metadata)
+    if refusal is None:  # the common case: no message built
         return ""
-    from mlspec_attest.model.metadata import validate_metadata
-
-    try:
-        validate_metadata(entry.stage, statement.metadata, source=f"sequence {entry.sequence} ({entry.stage})")
-    except InputError as exc:
-        return str(exc) or "invalid"
-    return f"sequence {entry.sequence} ({entry.stage}): metadata refused by the stage schema"  # fail closed
+    return refusal_message(f"sequence {entry.sequence} ({entry.stage})", statement.stage.name, refusal)
 
 
 def _preload_validators() -> None:

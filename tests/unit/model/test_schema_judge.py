@@ -87,8 +87,36 @@ def test_a_document_that_is_not_an_object_is_refused_by_both(value: Any) -> None
 
 def test_not_json_is_refused_not_crashed() -> None:
     assert not metadata_fits("train", {"framework": "x", 1: 2})
-    with pytest.raises(InputError, match="metadata for stage 'train' is invalid"):
+    with pytest.raises(InputError, match="metadata for stage 'train' is not signable JSON"):
         validate_metadata("train", {"framework": b"bytes"})
+
+
+def test_a_python_pipelines_numpy_numbers_are_judged_as_the_json_they_sign_as() -> None:
+    """Found by the review: jsonschema-rs calls a numpy float 'not a number'; it signs as one."""
+    import numpy as np
+
+    validate_metadata("evaluate", {"metrics": {"accuracy": np.float64(0.91)}, "dataset": ("a.csv", "b.csv")[0]})
+    validate_metadata("transform", {"transformations": ("scale", "clip")})  # a tuple signs as an array
+    with pytest.raises(InputError, match="not signable JSON"):
+        validate_metadata("evaluate", {"metrics": {"accuracy": np.int64(1)}, "dataset": "a.csv"})
+
+
+def test_a_huge_refused_document_is_worded_by_the_judge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the review: a bundle holder's 64 MiB refused document took python-jsonschema a minute
+    to word (~1 us a byte). Beyond WORDING_NODE_LIMIT values the judge's first error words it."""
+    from mlspec_attest.model import metadata as M
+
+    def no_python_wording(*_a: Any) -> Any:
+        raise AssertionError("python-jsonschema was asked to word a huge document")
+
+    document = {"signals": {f"s{i}": "x" for i in range(M.WORDING_NODE_LIMIT + 1)},
+                "rollback_target": {"name": "m", "digest": {"sha256": "0" * 64}}}
+    monkeypatch.setattr(M, "best_error", no_python_wording)
+    refusal = M.metadata_refusal("monitor", document)
+    assert refusal is not None and refusal.startswith("/signals/s") and "is not of type" in refusal
+    small = {"signals": {"s": "x"}, "rollback_target": document["rollback_target"]}
+    monkeypatch.undo()
+    assert M.metadata_refusal("monitor", small) == "/signals/s: 'x' is not of type 'number'"
 
 
 def test_the_stricter_regex_is_refused_with_the_judges_message() -> None:
