@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlspec_attest._version import TOOL_NAME, __version__
-from mlspec_attest.attest.head import HeadSigning, sign_head_locked, tip_not_behind_head
+from mlspec_attest.attest.head import HeadSigning, sign_head_locked, tip_not_behind_head, trusted_head_keys
 from mlspec_attest.bundle import Bundle, Head, SequenceTaken, attestation_file_name
 from mlspec_attest.digests import MANIFEST_ANNOTATION, digest_path
 from mlspec_attest.errors import AppendRefused, InputError
-from mlspec_attest.keys import Signer
+from mlspec_attest.keys import PublicKey, Signer
 from mlspec_attest.leakage import is_fingerprint_role
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.model.report import Finding
@@ -137,6 +137,8 @@ class AppendPolicy(Protocol):
     def check_statement(self, bundle: Bundle, payload: bytes) -> list[Finding]: ...
 
     def check_signatures(self, bundle: Bundle, payload: bytes, data: bytes, kind: str) -> list[Finding]: ...
+
+    def head_keys(self) -> tuple[PublicKey, ...]: ...
 
 
 @dataclass
@@ -373,7 +375,7 @@ class Attestor:
         if not self.bundle.is_remote:
             # An append that will be refused must not touch the bundle at all (not even create it or its
             # lock file): judged here first, and again under the lock below.
-            tip = tip_not_behind_head(self.bundle, initial=self.head is None)
+            tip = tip_not_behind_head(self.bundle, trusted=self._head_trust(), initial=self.head is None)
         if self.policy is not None and not forcing and not self.bundle.is_remote:
             # Keyless signing publishes, so only keys sign this dry run.
             self._preflight(statement_for(link_after(tip))[1], 0 if tip is None else tip.sequence + 1,
@@ -382,7 +384,7 @@ class Attestor:
             for _attempt in self.bundle.attempts():  # one under the local lock; bounded retries on S3
                 # Never extend (nor re-sign the head of) a chain its signed head says is longer: that is
                 # how a removed tail would be laundered into a chain that passes (attest/head.py).
-                head = tip_not_behind_head(self.bundle, initial=self.head is None)
+                head = tip_not_behind_head(self.bundle, trusted=self._head_trust(), initial=self.head is None)
                 link = link_after(head)
                 statement, payload = statement_for(link)  # re-linked on every retry
                 try:
@@ -417,11 +419,19 @@ class Attestor:
                     continue  # another writer took this sequence: re-read the tip, re-link, re-sign
                 if self.head is not None:
                     # A crash between the two writes leaves a head one behind (HEAD_BEHIND), never a wrong one.
-                    sign_head_locked(self.bundle, self.head)
+                    sign_head_locked(self.bundle, self.head, at_least=Head(
+                        sequence=link.sequence, payload_sha256=payload_digest(payload),
+                        genesis=link.genesis or payload_digest(payload)))
                 break
         return Attestation(sequence=link.sequence, stage=stage_obj.name, path=path,
                            payload_sha256=payload_digest(payload), statement=statement, redactions=redactions,
                            run_redactions=run_redactions, forced=forced)
+
+    def _head_trust(self) -> tuple[PublicKey, ...] | None:
+        """Whose signed head this writer believes before it re-signs one (None: it signs none)."""
+        if self.head is None:
+            return None
+        return trusted_head_keys(self.head.signers, self.policy.head_keys() if self.policy is not None else ())
 
     def _preflight(self, payload: bytes, sequence: int, stage: str, force: bool, *, seal: bool = True
                    ) -> tuple[tuple[Finding, ...], tuple[bytes, str] | None]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from mlspec_attest.bundle import Bundle, Head
 from mlspec_attest.errors import InputError, VerificationError
-from mlspec_attest.keys import Signer
+from mlspec_attest.keys import PublicKey, Signer
 from mlspec_attest.model.canonical import canonicalize
 from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
 from mlspec_attest.model.head import ChainHead, head_statement
@@ -42,27 +42,45 @@ class HeadAhead(VerificationError):
     """The chain is behind its own signed head: attestations were removed or replaced (exit 1)."""
 
 
-def check_not_behind_head(bundle: Bundle, tip: Head | None, *, initial: bool = False) -> None:
+def trusted_head_keys(signers: Iterable[Signer], policy_keys: Iterable[PublicKey] = ()) -> tuple[PublicKey, ...]:
+    """The keys whose head a writer believes: its own head keys, and the policy's (unrevoked) head signers."""
+    keys = {s.public.keyid: s.public for s in signers}
+    keys.update((k.keyid, k) for k in policy_keys)
+    return tuple(k for _, k in sorted(keys.items()))
+
+
+def check_not_behind_head(bundle: Bundle, tip: Head | None, *, trusted: Sequence[PublicKey] | None,
+                          initial: bool = False) -> None:
     """Refuse to extend or re-sign a chain that its own signed head says is longer (or different).
 
     Who this stops: someone who can delete files in the bundle (or bucket) removes the
     newest attestations (a monitor reading that withdrew the model) and waits for the next
     honest append or the scheduled ``mlspec attest head`` to sign a fresh head over the
-    shorter chain, which would launder the truncation into a chain that passes. The head
-    is not verified here (the gate does that): a planted head naming a later sequence can
-    only make writers refuse, which deleting files could do anyway. A chain with
-    attestations but no readable head is refused too (deleting the head is the other half
-    of the same attack) unless ``initial``: a deliberate first head, after 'mlspec verify'.
+    shorter chain, which would launder the truncation into a chain that passes. A chain
+    with attestations but no head is refused too (deleting the head is the other half of
+    the same attack) unless ``initial``: a deliberate first head, after 'mlspec verify'.
+
+    The head is believed only when a ``trusted`` key signed it (review: an unsigned head
+    naming the shortened tip, planted in place of the real one, made the next writer sign
+    over the truncation). A head nobody trusted signed counts as no head. ``trusted=None``
+    is for a writer that signs no head: any head can then only make it refuse, never
+    launder anything, because the gate still judges that head. What this cannot
+    see is a *replayed* older head that a trusted key did sign, naming the shortened tip
+    exactly: the bundle is then an older valid state, which the gate also accepts until
+    that head expires (docs/security.md, "Rollback within a head's validity").
     """
     from mlspec_attest.model.canonical import parse_json
     from mlspec_attest.model.head import HEAD_FILE, MAX_HEAD_BYTES, parse_head_payload
 
-    if tip is None:
-        return  # an empty chain: nothing can have been removed that a head would show
     where = f"{bundle.label}/{HEAD_FILE}"
     fix = ("restore the missing attestations (from a copy or the store's versions); if the chain "
            f"really is complete, check it with 'mlspec verify {bundle.label}' and sign its head with "
            "'mlspec attest head --initial'")
+    if tip is None:
+        if bundle.exists(HEAD_FILE) and not initial:
+            raise HeadAhead(f"{where}: the bundle has a chain head but no attestation: every attestation was "
+                            f"removed; {fix.split('; ', 1)[0]}, or remove {HEAD_FILE} too to start a new chain")
+        return
     if not bundle.exists(HEAD_FILE):
         if initial:
             return
@@ -72,11 +90,20 @@ def check_not_behind_head(bundle: Bundle, tip: Head | None, *, initial: bool = F
                         f"{bundle.label}' and sign its first with 'mlspec attest head --initial'")
     try:
         doc = parse_json(bundle.read(HEAD_FILE, limit=MAX_HEAD_BYTES, what="chain head"), source=HEAD_FILE)
-        signed = parse_head_payload(Envelope.from_dict(doc).payload)
+        envelope = Envelope.from_dict(doc)
+        signed = parse_head_payload(envelope.payload)
     except (InputError, ValueError, TypeError) as exc:
         if initial:
             return
         raise HeadAhead(f"{where}: the chain head is unreadable ({exc}); refusing to sign over it: {fix}") from None
+    verified, _problems = envelope.check_signatures(trusted) if trusted is not None else ({""}, [])
+    if not verified:
+        if initial:
+            return
+        names = ", ".join(k.source or k.keyid[:16] for k in trusted or ()) or "none given"
+        raise HeadAhead(f"{where}: the chain head is signed by no key this writer trusts (its head keys and the "
+                        f"policy's head signers: {names}); a planted head proves nothing about what was removed: "
+                        f"{fix}")
     if signed.genesis != tip.genesis:
         raise HeadAhead(f"{where}: the signed head belongs to another chain (genesis {signed.genesis[:16]}..., "
                         f"this chain's is {tip.genesis[:16]}...): {fix}")
@@ -92,28 +119,29 @@ MAX_TIP_REREADS = 64
 """How often a writer on a shared store re-reads a tip that other writers moved past while it read the head."""
 
 
-def tip_not_behind_head(bundle: Bundle, *, initial: bool = False) -> Head | None:
-    """The chain's newest attestation, refused (HeadAhead) if the signed head says the chain is longer.
+def tip_not_behind_head(bundle: Bundle, *, trusted: Sequence[PublicKey] | None,
+                        initial: bool = False) -> Head | None:
+    """The chain's newest attestation, refused (HeadAhead) if the trusted signed head says the chain is longer.
 
     On a shared store the tip and the head are two reads: another writer can append and
     re-sign the head in between, so a head ahead of a tip that has since moved is a race,
-    and the tip is read again. A tip that stays put under a head ahead of it is the
-    truncation this refuses; an attacker cannot use the re-read, because it only continues
-    while the chain visibly grows, and at most MAX_TIP_REREADS times.
+    and the tip is read again. It continues only while the chain grows (a later sequence
+    each time), at most MAX_TIP_REREADS times; a tip that stays put, shrinks or vanishes
+    under a head ahead of it is the truncation this refuses.
     """
     tip = bundle.head()
     for _ in range(MAX_TIP_REREADS):
         try:
-            check_not_behind_head(bundle, tip, initial=initial)
+            check_not_behind_head(bundle, tip, trusted=trusted, initial=initial)
             return tip
         except HeadAhead:
             if not bundle.is_remote:
                 raise
             fresh = bundle.head()
-            if fresh == tip:
+            if fresh is None or tip is None or fresh.sequence <= tip.sequence:
                 raise
             tip = fresh
-    check_not_behind_head(bundle, tip, initial=initial)
+    check_not_behind_head(bundle, tip, trusted=trusted, initial=initial)
     return tip
 
 
@@ -131,17 +159,30 @@ def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], val
     bundle = open_bundle(bundle_dir)
     bundle.require_exists()
     with bundle.locked(create=False):
-        tip_not_behind_head(bundle, initial=initial)
-        return sign_head_locked(bundle, HeadSigning(tuple(signers), valid_for), now=now)
+        tip = tip_not_behind_head(bundle, trusted=trusted_head_keys(signers), initial=initial)
+        return sign_head_locked(bundle, HeadSigning(tuple(signers), valid_for), now=now, at_least=tip)
 
 
-def sign_head_locked(bundle: Bundle, signing: HeadSigning, *, now: datetime | None = None
-                     ) -> tuple[Path | str, ChainHead]:
-    """The head for the newest attestation; the caller holds the append lock (on S3: a conditional write)."""
+def sign_head_locked(bundle: Bundle, signing: HeadSigning, *, now: datetime | None = None,
+                     at_least: Head | None = None) -> tuple[Path | str, ChainHead]:
+    """The head for the newest attestation; the caller holds the append lock (on S3: a conditional write).
+
+    ``at_least``: the tip the caller checked (or just wrote). The newest attestation is read
+    again (on S3 another writer may have appended since: its head is the right one), but a
+    tip *behind* that one, or another attestation in its place, means files were removed in
+    between: refused (HeadAhead), never signed over (review: deleting in that gap).
+    """
     issued = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     newest = bundle.head()
-    if newest is None:
+    if newest is None and at_least is None:
         raise InputError(f"{bundle.label}: the bundle holds no attestation; there is no head to sign")
+    if at_least is not None and (newest is None or newest.sequence < at_least.sequence or (
+            newest.sequence == at_least.sequence and newest.payload_sha256 != at_least.payload_sha256)):
+        raise HeadAhead(f"{bundle.label}: the newest attestation changed while its head was being signed "
+                        f"(expected sequence {at_least.sequence} or later, found "
+                        f"{'none' if newest is None else newest.sequence}): files were removed or replaced; "
+                        "nothing was signed")
+    assert newest is not None
     head = ChainHead(genesis=newest.genesis, sequence=newest.sequence, payload_sha256=newest.payload_sha256,
                      issued=issued, expires=issued + signing.valid_for)
     envelope = Envelope(payload_type=IN_TOTO_PAYLOAD_TYPE, payload=canonicalize(head_statement(head)))

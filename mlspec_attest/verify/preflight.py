@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mlspec_attest.bundle import ATTESTATIONS, Bundle, BundleFile, attestation_file_name, read_attestation_file
+from mlspec_attest.keys import PublicKey
 from mlspec_attest.model.canonical import sha256_hex
 from mlspec_attest.model.report import ERROR, Finding, Report
 from mlspec_attest.model.statement import StageStatement
@@ -54,6 +55,19 @@ class AppendGate:
     @property
     def source(self) -> str:
         return str(self.policy.source)
+
+    def head_keys(self) -> tuple[PublicKey, ...]:
+        """The head signers whose head a writer may believe now: not revoked, or revoked only from a later time.
+
+        A key revoked as of now may be in an attacker's hands (a head it signs could name a
+        shortened tip); one whose revocation starts tomorrow is still the team's (rotation).
+        """
+        rule = self.policy.head
+        if rule is None:
+            return ()
+        now = self._now()
+        revoked = {r.keyid for r in self.policy.revoked if r.after <= now}
+        return tuple(k for k in (self.policy.keys[n] for n in rule.signers) if k.keyid not in revoked)
 
     def check_statement(self, bundle: Bundle, payload: bytes) -> list[Finding]:
         """Order, repeats, genesis, times and the objectives' validity of the would-be next statement.

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import Project, build_lifecycle
+from conftest import Project, build_lifecycle, resign_head
 
 import mlspec_attest.attest.attestor as attestor_module
 from mlspec_attest.attest.attestor import Attestor
@@ -146,6 +146,24 @@ def test_a_key_revoked_from_a_later_time_may_sign_only_where_trusted_time_can_pr
     att.head = HeadSigning((load_signer(packaged.key("owner")),))
     att.attest("serve", materials=["package=pkg"], metadata={"rollout": {"strategy": "canary", "status": "succeeded"}})
     assert "KEY_REVOKED" not in {f.code for f in verify_bundle(packaged.bundle, policy).findings}
+
+
+def test_a_head_by_a_key_revoked_as_of_now_is_not_believed(packaged: Project) -> None:
+    """Attack (holds a leaked, now revoked head key): delete the tail and sign a head naming the shortened
+    tip with that key; a writer whose head key is another head signer must not sign over it."""
+    from mlspec_attest.attest.head import HeadAhead
+
+    policy = with_policy(packaged, "leaked.yaml", revoked=[{"keyid": keyid(packaged, "pipeline"),
+                                                              "after": "2020-01-01T00:00:00Z"}],
+                         head={"signers": ["pipeline", "owner"], "required": True, "max_validity": "7d"})
+    sorted((packaged.bundle / "attestations").glob("*.dsse.json"))[-1].unlink()
+    resign_head(packaged.bundle, [load_signer(packaged.key("pipeline"))], timedelta(hours=1))  # the leaked key
+    before = snapshot(packaged.bundle)
+    att = gated(packaged, "owner", policy=policy)
+    att.head = HeadSigning((load_signer(packaged.key("owner")),))
+    with pytest.raises(HeadAhead, match="signed by no key this writer trusts"):
+        att.attest("serve", materials=["package=pkg"], metadata={"rollout": {"status": "succeeded"}})
+    assert snapshot(packaged.bundle) == before
 
 
 @pytest.mark.parametrize("signer,code", [("intruder", "SIGNATURE_INVALID"), ("owner", "SIGNER_NOT_ALLOWED")])

@@ -120,3 +120,105 @@ def test_a_head_in_step_or_behind_is_no_obstacle(chain: Project) -> None:
                                       products=["test-report=work/test.json"],
                                       metadata_files=[chain.root / "work/test.json"])
     assert "HEAD_BEHIND" not in _codes(chain)
+
+
+# -- found by the second review: a head the writer did not verify -----------------------------------
+
+
+def _planted_head(project: Project, *, sign_with: str | None = None, sequence_offset: int = 0) -> None:
+    """A head naming the (shortened) tip, unsigned or signed by a key nobody trusts, written as a file."""
+    from datetime import datetime, timezone
+
+    from mlspec_attest.bundle import Bundle
+    from mlspec_attest.keys import generate
+    from mlspec_attest.model.canonical import canonicalize
+    from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
+    from mlspec_attest.model.head import ChainHead, head_statement
+
+    tip = Bundle(project.bundle).head()
+    assert tip is not None
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    head = ChainHead(genesis=tip.genesis, sequence=tip.sequence + sequence_offset, payload_sha256=tip.payload_sha256,
+                     issued=now, expires=now + timedelta(hours=1))
+    envelope = Envelope(payload_type=IN_TOTO_PAYLOAD_TYPE, payload=canonicalize(head_statement(head)))
+    if sign_with is not None:
+        generate(sign_with, project.root / "stranger-keys", "ed25519", None)
+        envelope.sign(load_signer(project.root / "stranger-keys" / f"{sign_with}.key"))
+    (project.bundle / HEAD_FILE).write_bytes(envelope.to_json())
+
+
+@pytest.mark.parametrize("signer", [None, "stranger"])
+def test_a_planted_head_naming_the_shortened_tip_does_not_launder(chain: Project, signer: str | None) -> None:
+    """Attack (bundle holder, no key): delete the tail, plant a head (unsigned, or signed by their own key)
+    naming the new tip, and wait for the next honest append to re-sign a valid head over the truncation."""
+    _truncate(chain)
+    _planted_head(chain, sign_with=signer)
+    before = _files(chain.bundle)
+    with pytest.raises(HeadAhead, match="signed by no key this writer trusts"):
+        chain.attestor("pipeline").attest("train", materials=["train-data=work/train.csv"],
+                                          products=["model=out/model.bin"],
+                                          metadata={"framework": {"name": "sklearn"}})
+    with pytest.raises(HeadAhead, match="signed by no key this writer trusts"):
+        sign_head(chain.bundle, [load_signer(chain.key("pipeline"))], valid_for=timedelta(hours=1))
+    assert _files(chain.bundle) == before
+    assert {"HEAD_SIGNATURE_INVALID"} <= _codes(chain)  # and the gate still refuses what is there
+
+
+def test_a_head_signed_by_a_policy_head_signer_is_believed(chain: Project) -> None:
+    """The honest case next to it: a writer whose own head key differs (here: owner) still believes a head
+    the policy's head signers (pipeline) signed, and without the policy it refuses to sign over it."""
+    from mlspec_attest.attest.attestor import Attestor
+    from mlspec_attest.attest.head import HeadSigning
+    from mlspec_attest.verify.preflight import AppendGate
+
+    def writer(policy: AppendGate | None) -> Attestor:
+        return Attestor(chain.bundle, [load_signer(chain.key("pipeline"))], base_dir=chain.root, policy=policy,
+                        head=HeadSigning((load_signer(chain.key("owner")),)), capture_run=False)
+
+    with pytest.raises(HeadAhead, match="signed by no key this writer trusts"):
+        writer(None).attest("evaluate", materials=["model=out/model.bin", "eval-data=work/val.csv"],
+                            products=["evaluation-report=work/evaluation.json"],
+                            metadata_files=[chain.root / "work/evaluation.json"])
+    done = writer(AppendGate.from_file(chain.policy())).attest(
+        "evaluate", materials=["model=out/model.bin", "eval-data=work/val.csv"],
+        products=["evaluation-report=work/evaluation.json"], metadata_files=[chain.root / "work/evaluation.json"])
+    assert done.sequence == 7
+
+
+def test_every_attestation_removed_under_a_head_is_refused(chain: Project) -> None:
+    """Attack: delete every attestation and keep the head; the next writer would start a new genesis."""
+    for path in (chain.bundle / "attestations").glob("*.dsse.json"):
+        path.unlink()
+    before = _files(chain.bundle)
+    with pytest.raises(HeadAhead, match="every attestation was removed"):
+        chain.attestor("pipeline").attest("train", materials=["train-data=work/train.csv"],
+                                          products=["model=out/model.bin"],
+                                          metadata={"framework": {"name": "sklearn"}})
+    assert _files(chain.bundle) == before
+
+
+def test_deleting_the_new_attestation_before_its_head_is_signed_is_refused(chain: Project) -> None:
+    """Attack (timing): remove the attestation just written before the writer signs its head; the head
+    must never be signed over the shorter chain (the writer now signs only the tip it wrote, or later)."""
+    from mlspec_attest.attest import head as head_mod
+    from mlspec_attest.bundle import Head
+
+    honest_sign = head_mod.sign_head_locked
+
+    def delete_first(bundle, signing, *, now=None, at_least: Head | None = None):  # type: ignore[no-untyped-def]
+        sorted((chain.bundle / "attestations").glob("*.dsse.json"))[-1].unlink()
+        return honest_sign(bundle, signing, now=now, at_least=at_least)
+
+    from mlspec_attest.attest import attestor as attestor_mod
+
+    head_before = (chain.bundle / HEAD_FILE).read_bytes()
+    original = attestor_mod.sign_head_locked
+    attestor_mod.sign_head_locked = delete_first  # type: ignore[assignment]
+    try:
+        with pytest.raises(HeadAhead, match="changed while its head was being signed"):
+            chain.attestor("pipeline").attest("evaluate", materials=["model=out/model.bin", "eval-data=work/val.csv"],
+                                              products=["evaluation-report=work/evaluation.json"],
+                                              metadata_files=[chain.root / "work/evaluation.json"])
+    finally:
+        attestor_mod.sign_head_locked = original  # type: ignore[assignment]
+    assert (chain.bundle / HEAD_FILE).read_bytes() == head_before

@@ -303,3 +303,66 @@ def test_a_truncated_bucket_is_still_refused_by_the_next_writer(
     with pytest.raises(HeadAhead, match="attestations were removed"):
         project.attestor("pipeline", bundle=url).attest("monitor", metadata_files=[home / "monitor.json"])  # type: ignore[arg-type]
     assert _chain(url) == before
+
+
+def test_an_unsigned_head_planted_in_the_bucket_does_not_launder_a_truncation(
+        s3_env: SeaweedS3, project: Project, tmp_path: Path) -> None:
+    """Found by the second review: a bucket writer deletes the tail and its claim, writes an unsigned
+    head naming the new tip; the next honest writer must refuse, not sign a valid head over it."""
+    import obstore
+
+    from mlspec_attest.attest.head import HeadAhead
+    from mlspec_attest.model.canonical import canonicalize
+    from mlspec_attest.model.envelope import IN_TOTO_PAYLOAD_TYPE, Envelope
+    from mlspec_attest.model.head import HEAD_FILE, ChainHead, head_statement
+
+    bucket = s3_env.new_bucket()
+    url = f"s3://{bucket}/planted"
+    serve_sha = _lifecycle(project, url)
+    chain = _chain(url)
+    newest = sorted(bf.path.name for bf in open_bundle(url).files())[-1]
+    raw = s3_env.raw_store(bucket)
+    obstore.delete(raw, f"planted/attestations/{newest}")
+    obstore.delete(raw, f"planted/{CLAIMS}/{chain[-1][0]:012d}")
+    tip = open_bundle(url).head()
+    assert tip is not None and tip.sequence == chain[-1][0] - 1
+    issued = _now()
+    fake = ChainHead(genesis=tip.genesis, sequence=tip.sequence, payload_sha256=tip.payload_sha256,
+                     issued=issued, expires=_now(1))
+    obstore.put(raw, f"planted/{HEAD_FILE}",
+                Envelope(payload_type=IN_TOTO_PAYLOAD_TYPE, payload=canonicalize(head_statement(fake))).to_json())
+    before = _chain(url)
+    home = _writer_dir(tmp_path, 0, project, url, serve_sha)
+    with pytest.raises(HeadAhead, match="signed by no key this writer trusts"):
+        project.attestor("pipeline", bundle=url).attest("monitor", metadata_files=[home / "monitor.json"])  # type: ignore[arg-type]
+    assert _chain(url) == before
+
+
+@pytest.mark.parametrize("shape", ["shrinks", "alternates", "vanishes"])
+def test_the_tip_reread_continues_only_while_the_chain_grows(
+        s3_env: SeaweedS3, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    """Found by the second review: the re-read went on whenever the tip differed, not only when it grew.
+    A tip that shrinks, alternates or vanishes under a head ahead of it is refused at once."""
+    from mlspec_attest.attest.head import HeadAhead
+    from mlspec_attest.bundle import Head
+    from mlspec_attest.store.s3 import S3Bundle
+
+    url = f"s3://{s3_env.new_bucket()}/moving"
+    serve_sha = _lifecycle(project, url)
+    real = open_bundle(url).head()
+    assert real is not None
+    older = Head(sequence=real.sequence - 2, payload_sha256="0" * 64, genesis=real.genesis)
+    behind = Head(sequence=real.sequence - 1, payload_sha256="1" * 64, genesis=real.genesis)
+    answers = {"shrinks": [behind, older], "alternates": [older, behind, older, behind],
+               "vanishes": [behind, None]}[shape]
+    calls = {"n": 0}
+
+    def moving(self: S3Bundle):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return answers[(calls["n"] - 1) % len(answers)]
+
+    monkeypatch.setattr(S3Bundle, "head", moving)
+    home = _writer_dir(tmp_path, 0, project, url, serve_sha)
+    with pytest.raises(HeadAhead):
+        project.attestor("pipeline", bundle=url).attest("monitor", metadata_files=[home / "monitor.json"])  # type: ignore[arg-type]
+    assert calls["n"] <= 3, f"re-read {calls['n']} times for a tip that never grew"
