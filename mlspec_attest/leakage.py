@@ -517,6 +517,11 @@ def parse_fingerprints(data: bytes, where: str) -> np.ndarray:
     return read_fingerprints(data, where)[0]
 
 
+def as_array(values: Any) -> np.ndarray:
+    """Sorted values as a uint64 array (a small set's list, converted once rather than per block)."""
+    return np.asarray(values, dtype=np.uint64)
+
+
 def overlap(a: Any, b: Any) -> int:
     """Values in both sorted, unique sets (binary search of the smaller in the larger)."""
     if isinstance(a, list) and isinstance(b, list):  # two small sets: no numpy import

@@ -107,7 +107,7 @@ def check_leakage(ctx: VerifyContext) -> None:
     block against the others (held as arrays): ~50 MB for a 14M-row 60/20/20 split.
     """
     chain, report = ctx.chain, ctx.report
-    from mlspec_attest.leakage import HOLDBACK_ROLE, TRAIN_ROLE, is_fingerprint_role, overlap
+    from mlspec_attest.leakage import HOLDBACK_ROLE, SMALL_SET, TRAIN_ROLE, as_array, is_fingerprint_role, overlap
     from mlspec_attest.verify.lineage import FINGERPRINTS_OF_SHA256, SPLIT_SET_ROLES
 
     split = next((e for e in reversed(chain) if e.stage == "split"), None)
@@ -171,6 +171,8 @@ def check_leakage(ctx: VerifyContext) -> None:
     shared_with_largest: dict[int, int] = {}
     if largest is not None:
         s, stream = opened[largest]
+        if stream.count > SMALL_SET:  # its blocks are numpy arrays: hold the small sets as arrays too, once
+            sets = {i: as_array(values) for i, values in sets.items()}
         try:
             counts = dict.fromkeys(sets, 0)
             for block in stream.blocks():

@@ -279,3 +279,33 @@ def test_a_ground_truth_record_is_not_monitor_metadata() -> None:
                                       "type": records.GROUND_TRUTH})
     validate_metadata("monitor", {"signals": {"drift": 0.1}, "rollback_target": ROLLBACK, "type": "weekly",
                                   "time": "2026-01-01T00:00:00Z", "pipeline": "credit"})
+
+
+@pytest.mark.parametrize("big_rows, shared", [(L.SMALL_SET + 50, 0), (L.SMALL_SET + 50, 3), (40, 2)])
+def test_small_and_large_sets_compared_right_and_as_arrays_against_a_large_one(
+        project: Project, monkeypatch: pytest.MonkeyPatch, big_rows: int, shared: int) -> None:
+    """Second review: a small set (a list, no numpy) against a large streamed set was converted to an
+    array on every block (5x slower). It is converted once; either way, shared rows are found."""
+    import numpy as np
+
+    seen: list[tuple[type, type]] = []
+    honest_overlap = L.overlap
+
+    def recording(a: Any, b: Any) -> int:
+        seen.append((type(a), type(b)))
+        return honest_overlap(a, b)
+
+    monkeypatch.setattr(L, "overlap", recording)
+    train_rows = [f"T-{i},{i},1" for i in range(big_rows)]
+    holdback_rows = [f"H-{i},{i},0" for i in range(30)] + train_rows[:shared]
+    report = _split(project, {"work/train.csv": HEADER + "\n".join(train_rows) + "\n",
+                              "work/holdback.csv": HEADER + "\n".join(holdback_rows) + "\n"},
+                    ["train-data=work/train.csv", "holdback-data=work/holdback.csv"],
+                    [("train", "work/train.csv"), ("holdback", "work/holdback.csv")])
+    assert ("LEAKAGE" in codes(report)) == bool(shared), report.findings
+    if shared:
+        assert f"{shared} row(s)" in messages(report, "LEAKAGE")
+    if big_rows > L.SMALL_SET:
+        assert seen and all(a is np.ndarray for a, _ in seen), seen
+    else:
+        assert seen and all(a is list and b is list for a, b in seen), seen
