@@ -146,11 +146,13 @@ def tip_not_behind_head(bundle: Bundle, *, trusted: Sequence[PublicKey] | None,
 
 
 def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], valid_for: timedelta,
-              *, now: datetime | None = None, initial: bool = False) -> tuple[Path | str, ChainHead]:
+              *, now: datetime | None = None, initial: bool = False,
+              also_trust: Sequence[PublicKey] = ()) -> tuple[Path | str, ChainHead]:
     """Sign the bundle's current newest attestation as its head (under the append lock, atomically).
 
-    Refuses (HeadAhead) a chain that is behind its existing head; ``initial`` allows a chain
-    with no readable head to get its first one.
+    Refuses (HeadAhead) a chain that is behind its existing head, believing a head only when
+    ``signers`` or ``also_trust`` (the policy's head signers) signed it; ``initial`` allows a
+    chain with no readable or trusted head to get its first one.
     """
     if not signers:
         raise InputError("signing the chain head needs at least one --key")
@@ -159,7 +161,7 @@ def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], val
     bundle = open_bundle(bundle_dir)
     bundle.require_exists()
     with bundle.locked(create=False):
-        tip = tip_not_behind_head(bundle, trusted=trusted_head_keys(signers), initial=initial)
+        tip = tip_not_behind_head(bundle, trusted=trusted_head_keys(signers, also_trust), initial=initial)
         return sign_head_locked(bundle, HeadSigning(tuple(signers), valid_for), now=now, at_least=tip)
 
 

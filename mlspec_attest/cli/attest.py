@@ -260,7 +260,8 @@ def attest_cosign(attestation: str, key_path: str, policy_path: str | None, forc
 @click.option("--expires", help="How long the head stays valid, e.g. 24h, 7d (default: mlspec.yaml's head.expires, "
               "else 24h).")
 @click.option("--initial", is_flag=True,
-              help="Sign the first head of a chain that has none (or whose head is unreadable); without it a "
+              help="Sign the first head of a chain that has none (or whose head is unreadable, or signed by no key "
+                   "given nor the policy's head signers); without it a "
                    "missing head over existing attestations is refused, as a head ahead of the chain always is.")
 def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str | None, initial: bool) -> None:
     """Sign the chain head (newest attestation, expiry): refuses truncation and rollback.
@@ -286,7 +287,9 @@ def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str
         valid_for = parse_duration(expires, "--expires")
     else:
         valid_for = project.head_expires if project is not None and project.head_key else DEFAULT_HEAD_VALIDITY
-    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for, initial=initial)
+    gate = _append_gate(None)  # mlspec.yaml's policy, if any: its head signers' heads are believed too
+    path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for, initial=initial,
+                           also_trust=gate.head_keys() if gate is not None else ())
     from mlspec_attest.store import HeadKept
 
     if isinstance(path, HeadKept):  # an object store: another writer signed a later head meanwhile

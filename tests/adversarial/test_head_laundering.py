@@ -222,3 +222,16 @@ def test_deleting_the_new_attestation_before_its_head_is_signed_is_refused(chain
     finally:
         attestor_mod.sign_head_locked = original  # type: ignore[assignment]
     assert (chain.bundle / HEAD_FILE).read_bytes() == head_before
+
+
+def test_rotating_the_head_key_with_attest_head(chain: Project) -> None:
+    """A team moves head signing from pipeline to owner: the old head is believed through the policy's head
+    signers (the CLI passes mlspec.yaml's policy), and refused without them, where --initial is the way."""
+    from mlspec_attest.keys import PublicKey
+
+    owner = [load_signer(chain.key("owner"))]
+    with pytest.raises(HeadAhead, match="signed by no key this writer trusts"):
+        sign_head(chain.bundle, owner, valid_for=timedelta(hours=1))
+    pipeline_pub = PublicKey.from_file(chain.root / "keys" / "pipeline.pub")
+    _, head = sign_head(chain.bundle, owner, valid_for=timedelta(hours=1), also_trust=[pipeline_pub])
+    assert head.sequence == len(STAGES) - 1
