@@ -140,6 +140,8 @@ class AppendPolicy(Protocol):
 
     def head_keys(self) -> tuple[PublicKey, ...]: ...
 
+    def distrusted_keyids(self) -> frozenset[str]: ...
+
 
 @dataclass
 class StageRecorder:
@@ -375,7 +377,9 @@ class Attestor:
         if not self.bundle.is_remote:
             # An append that will be refused must not touch the bundle at all (not even create it or its
             # lock file): judged here first, and again under the lock below.
-            tip = tip_not_behind_head(self.bundle, trusted=self._head_trust(), initial=self.head is None)
+            # Evidence only here (trusted=None): the gate's rules below word a revoked key better; whether
+            # the head is believed is judged under the lock, before anything is written.
+            tip = tip_not_behind_head(self.bundle, trusted=None, initial=self.head is None)
         if self.policy is not None and not forcing and not self.bundle.is_remote:
             # Keyless signing publishes, so only keys sign this dry run.
             self._preflight(statement_for(link_after(tip))[1], 0 if tip is None else tip.sequence + 1,
@@ -431,7 +435,11 @@ class Attestor:
         """Whose signed head this writer believes before it re-signs one (None: it signs none)."""
         if self.head is None:
             return None
-        return trusted_head_keys(self.head.signers, self.policy.head_keys() if self.policy is not None else ())
+        also, never = list(self.head.also_trust), set(self.head.distrust)
+        if self.policy is not None:
+            also += self.policy.head_keys()
+            never |= self.policy.distrusted_keyids()
+        return trusted_head_keys(self.head.signers, also, never)
 
     def _preflight(self, payload: bytes, sequence: int, stage: str, force: bool, *, seal: bool = True
                    ) -> tuple[tuple[Finding, ...], tuple[bytes, str] | None]:

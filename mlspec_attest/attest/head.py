@@ -30,6 +30,10 @@ class HeadSigning:
 
     signers: tuple[Signer, ...]
     valid_for: timedelta = DEFAULT_HEAD_VALIDITY
+    # Whose existing head the writer also believes (the policy's head signers), and whose never
+    # (keys the policy revokes as of now, the writer's own included): see check_not_behind_head.
+    also_trust: tuple[PublicKey, ...] = ()
+    distrust: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.signers:
@@ -42,11 +46,13 @@ class HeadAhead(VerificationError):
     """The chain is behind its own signed head: attestations were removed or replaced (exit 1)."""
 
 
-def trusted_head_keys(signers: Iterable[Signer], policy_keys: Iterable[PublicKey] = ()) -> tuple[PublicKey, ...]:
-    """The keys whose head a writer believes: its own head keys, and the policy's (unrevoked) head signers."""
+def trusted_head_keys(signers: Iterable[Signer], also_trust: Iterable[PublicKey] = (),
+                      distrust: Iterable[str] = ()) -> tuple[PublicKey, ...]:
+    """The keys whose head a writer believes: its own head keys and ``also_trust``, minus ``distrust`` (keyids)."""
     keys = {s.public.keyid: s.public for s in signers}
-    keys.update((k.keyid, k) for k in policy_keys)
-    return tuple(k for _, k in sorted(keys.items()))
+    keys.update((k.keyid, k) for k in also_trust)
+    never = set(distrust)
+    return tuple(k for keyid, k in sorted(keys.items()) if keyid not in never)
 
 
 def check_not_behind_head(bundle: Bundle, tip: Head | None, *, trusted: Sequence[PublicKey] | None,
@@ -60,14 +66,16 @@ def check_not_behind_head(bundle: Bundle, tip: Head | None, *, trusted: Sequence
     with attestations but no head is refused too (deleting the head is the other half of
     the same attack) unless ``initial``: a deliberate first head, after 'mlspec verify'.
 
-    The head is believed only when a ``trusted`` key signed it (review: an unsigned head
-    naming the shortened tip, planted in place of the real one, made the next writer sign
-    over the truncation). A head nobody trusted signed counts as no head. ``trusted=None``
-    is for a writer that signs no head: any head can then only make it refuse, never
-    launder anything, because the gate still judges that head. What this cannot
-    see is a *replayed* older head that a trusted key did sign, naming the shortened tip
-    exactly: the bundle is then an older valid state, which the gate also accepts until
-    that head expires (docs/security.md, "Rollback within a head's validity").
+    Two questions, in this order. Does any readable head say the chain was longer or other?
+    Then refuse, whoever signed it and even with ``initial``: such a head can only cause a
+    refusal, which deleting files could cause anyway. Does the head vouch for this tip? Only
+    when a ``trusted`` key signed it and it has not expired (reviews: an unsigned head naming
+    the shortened tip, and an old head put back after the tail was deleted, made the next
+    writer sign over the truncation); otherwise it counts as no head. ``trusted=None`` is for
+    a writer that signs no head: it can then never launder anything, as the gate still judges
+    the head. What this cannot see is an older head that a trusted key signed, still valid,
+    put back naming the shortened tip exactly: an older valid state, which the gate accepts
+    too until that head expires (docs/security.md, "Rollback within a head's validity").
     """
     from mlspec_attest.model.canonical import parse_json
     from mlspec_attest.model.head import HEAD_FILE, MAX_HEAD_BYTES, parse_head_payload
@@ -96,23 +104,37 @@ def check_not_behind_head(bundle: Bundle, tip: Head | None, *, trusted: Sequence
         if initial:
             return
         raise HeadAhead(f"{where}: the chain head is unreadable ({exc}); refusing to sign over it: {fix}") from None
-    verified, _problems = envelope.check_signatures(trusted) if trusted is not None else ({""}, [])
+    # Evidence first: a readable head saying the chain was longer, or other, can only ever cause a
+    # refusal, whoever signed it, and --initial does not override it (review: a head key rotated,
+    # the tail deleted, then '--initial' signed over the shortened chain). Remove the file to start over.
+    if signed.genesis != tip.genesis:
+        raise HeadAhead(f"{where}: the head belongs to another chain (genesis {signed.genesis[:16]}..., "
+                        f"this chain's is {tip.genesis[:16]}...): {fix}")
+    if signed.sequence > tip.sequence:
+        raise HeadAhead(f"{where}: the head names sequence {signed.sequence} but the newest attestation is "
+                        f"{tip.sequence}: attestations were removed (the gate reports CHAIN_ROLLBACK); {fix}")
+    if signed.sequence == tip.sequence and signed.payload_sha256 != tip.payload_sha256:
+        raise HeadAhead(f"{where}: the head names another attestation at sequence {tip.sequence} than the "
+                        f"one in the bundle: the newest attestation was replaced (HEAD_MISMATCH); {fix}")
+    if trusted is None:
+        return
+    # Then belief: a head naming this tip (or an earlier one) vouches that nothing newer was removed
+    # only if a trusted key signed it and it is still valid; an older head put back after deleting
+    # what came later is exactly such a head, so its validity bounds that replay (docs/security.md).
+    verified, _problems = envelope.check_signatures(trusted)
     if not verified:
         if initial:
             return
-        names = ", ".join(k.source or k.keyid[:16] for k in trusted or ()) or "none given"
+        names = ", ".join(k.keyid[:16] for k in trusted) or "none given"
         raise HeadAhead(f"{where}: the chain head is signed by no key this writer trusts (its head keys and the "
-                        f"policy's head signers: {names}); a planted head proves nothing about what was removed: "
+                        f"policy's unrevoked head signers, keyids {names}); a head nobody trusted signed proves "
+                        f"nothing about what was removed: {fix}")
+    if datetime.now(timezone.utc) >= signed.expires:
+        if initial:
+            return
+        raise HeadAhead(f"{where}: the chain head expired at {signed.expires:%Y-%m-%dT%H:%M:%SZ}; an expired head "
+                        "cannot show that nothing newer was removed (an older head may have been put back): "
                         f"{fix}")
-    if signed.genesis != tip.genesis:
-        raise HeadAhead(f"{where}: the signed head belongs to another chain (genesis {signed.genesis[:16]}..., "
-                        f"this chain's is {tip.genesis[:16]}...): {fix}")
-    if signed.sequence > tip.sequence:
-        raise HeadAhead(f"{where}: the signed head names sequence {signed.sequence} but the newest attestation is "
-                        f"{tip.sequence}: attestations were removed (the gate reports CHAIN_ROLLBACK); {fix}")
-    if signed.sequence == tip.sequence and signed.payload_sha256 != tip.payload_sha256:
-        raise HeadAhead(f"{where}: the signed head names another attestation at sequence {tip.sequence} than the "
-                        f"one in the bundle: the newest attestation was replaced (HEAD_MISMATCH); {fix}")
 
 
 MAX_TIP_REREADS = 64
@@ -147,12 +169,13 @@ def tip_not_behind_head(bundle: Bundle, *, trusted: Sequence[PublicKey] | None,
 
 def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], valid_for: timedelta,
               *, now: datetime | None = None, initial: bool = False,
-              also_trust: Sequence[PublicKey] = ()) -> tuple[Path | str, ChainHead]:
+              also_trust: Sequence[PublicKey] = (), distrust: Iterable[str] = ()) -> tuple[Path | str, ChainHead]:
     """Sign the bundle's current newest attestation as its head (under the append lock, atomically).
 
     Refuses (HeadAhead) a chain that is behind its existing head, believing a head only when
-    ``signers`` or ``also_trust`` (the policy's head signers) signed it; ``initial`` allows a
-    chain with no readable or trusted head to get its first one.
+    ``signers`` or ``also_trust`` (the policy's head signers) signed it, and none of ``distrust``
+    (keyids the policy revokes); ``initial`` allows a chain with no readable, trusted or valid head
+    to get its first one, never one over a head that names a later attestation.
     """
     if not signers:
         raise InputError("signing the chain head needs at least one --key")
@@ -161,7 +184,7 @@ def sign_head(bundle_dir: str | os.PathLike[str], signers: Sequence[Signer], val
     bundle = open_bundle(bundle_dir)
     bundle.require_exists()
     with bundle.locked(create=False):
-        tip = tip_not_behind_head(bundle, trusted=trusted_head_keys(signers, also_trust), initial=initial)
+        tip = tip_not_behind_head(bundle, trusted=trusted_head_keys(signers, also_trust, distrust), initial=initial)
         return sign_head_locked(bundle, HeadSigning(tuple(signers), valid_for), now=now, at_least=tip)
 
 

@@ -180,4 +180,18 @@ def project_head_signing(project: Any, signers: dict[str, Any] | None = None) ->
     loaded = signers or {}
     key = str(project.head_key)
     signer = loaded.get(key) or load_signer(key)
-    return HeadSigning((signer,), project.head_expires)
+    gate = project_append_gate()
+    if gate is None:
+        return HeadSigning((signer,), project.head_expires)
+    # The policy's head signers' heads are believed too, and none by a key it revokes (attest/head.py).
+    return HeadSigning((signer,), project.head_expires, also_trust=gate.head_keys(), distrust=gate.distrusted_keyids())
+
+
+def project_append_gate(policy_path: str | None = None) -> Any:
+    """The gate's rules for an append: --policy, else mlspec.yaml's policy: (a named file must load), else None."""
+    found = resolve_policy(policy_path, required=False)
+    if found is None:
+        return None
+    from mlspec_attest.verify.preflight import AppendGate
+
+    return AppendGate.from_file(found[0])

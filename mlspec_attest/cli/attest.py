@@ -194,14 +194,9 @@ def _succeeds_part(stage: str, succeeds: str | None) -> list[tuple[str, dict[str
 
 def _append_gate(policy_path: str | None) -> Any:
     """The gate's rules for this append: --policy, else mlspec.yaml's policy: (a named file must load), else None."""
-    from mlspec_attest.cli._project import resolve_policy
+    from mlspec_attest.cli._project import project_append_gate
 
-    found = resolve_policy(policy_path, required=False)
-    if found is None:
-        return None
-    from mlspec_attest.verify.preflight import AppendGate
-
-    return AppendGate.from_file(found[0])
+    return project_append_gate(policy_path)
 
 
 def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any], *, method: str = "files",
@@ -260,10 +255,14 @@ def attest_cosign(attestation: str, key_path: str, policy_path: str | None, forc
 @click.option("--expires", help="How long the head stays valid, e.g. 24h, 7d (default: mlspec.yaml's head.expires, "
               "else 24h).")
 @click.option("--initial", is_flag=True,
-              help="Sign the first head of a chain that has none (or whose head is unreadable, or signed by no key "
-                   "given nor the policy's head signers); without it a "
-                   "missing head over existing attestations is refused, as a head ahead of the chain always is.")
-def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str | None, initial: bool) -> None:
+              help="Sign the first head of a chain that has none (or whose head is unreadable, expired, or signed "
+                   "by no key given nor the policy's head signers), after 'mlspec verify'; a head naming a later "
+                   "attestation is refused even so (remove the file to start over).")
+@click.option("--policy", type=ProjectPath(dir_okay=False),
+              help="Policy whose head signers' heads are believed, and whose revoked keys' are not "
+                   "(default: mlspec.yaml's policy:).")
+def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str | None, initial: bool,
+                policy: str | None = None) -> None:
     """Sign the chain head (newest attestation, expiry): refuses truncation and rollback.
 
     Appends inside a project with head: in mlspec.yaml re-sign it automatically; run this
@@ -287,9 +286,10 @@ def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str
         valid_for = parse_duration(expires, "--expires")
     else:
         valid_for = project.head_expires if project is not None and project.head_key else DEFAULT_HEAD_VALIDITY
-    gate = _append_gate(None)  # mlspec.yaml's policy, if any: its head signers' heads are believed too
+    gate = _append_gate(policy)  # its head signers' heads are believed too, none by a key it revokes
     path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for, initial=initial,
-                           also_trust=gate.head_keys() if gate is not None else ())
+                           also_trust=gate.head_keys() if gate is not None else (),
+                           distrust=gate.distrusted_keyids() if gate is not None else ())
     from mlspec_attest.store import HeadKept
 
     if isinstance(path, HeadKept):  # an object store: another writer signed a later head meanwhile

@@ -65,9 +65,13 @@ class AppendGate:
         rule = self.policy.head
         if rule is None:
             return ()
-        now = self._now()
-        revoked = {r.keyid for r in self.policy.revoked if r.after <= now}
+        revoked = self.distrusted_keyids()
         return tuple(k for k in (self.policy.keys[n] for n in rule.signers) if k.keyid not in revoked)
+
+    def distrusted_keyids(self) -> frozenset[str]:
+        """Keys revoked as of now: no head they sign is believed, a writer's own head keys included."""
+        now = self._now()
+        return frozenset(r.keyid for r in self.policy.revoked if r.keyid is not None and r.after <= now)
 
     def check_statement(self, bundle: Bundle, payload: bytes) -> list[Finding]:
         """Order, repeats, genesis, times and the objectives' validity of the would-be next statement.

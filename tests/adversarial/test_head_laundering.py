@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Project, build_lifecycle
+from conftest import Project, build_lifecycle, resign_head
 
 from mlspec_attest.attest.head import HeadAhead, sign_head
 from mlspec_attest.cli.main import main
@@ -235,3 +235,35 @@ def test_rotating_the_head_key_with_attest_head(chain: Project) -> None:
     pipeline_pub = PublicKey.from_file(chain.root / "keys" / "pipeline.pub")
     _, head = sign_head(chain.bundle, owner, valid_for=timedelta(hours=1), also_trust=[pipeline_pub])
     assert head.sequence == len(STAGES) - 1
+
+
+# -- found by the third review ---------------------------------------------------------------------
+
+
+def test_initial_never_signs_over_a_head_naming_a_later_attestation(chain: Project) -> None:
+    """Attack: the head key is rotated (writers no longer believe the old key's head, so the operator must
+    use --initial) and the tail is deleted around it; --initial must still see the old head's evidence."""
+    _truncate(chain)
+    before = _files(chain.bundle)
+    with pytest.raises(HeadAhead, match="attestations were removed"):
+        sign_head(chain.bundle, [load_signer(chain.key("owner"))], valid_for=timedelta(hours=1), initial=True)
+    assert _files(chain.bundle) == before
+
+
+def test_an_expired_head_put_back_after_deleting_the_tail_is_not_believed(chain: Project) -> None:
+    """Attack (saved an old head; no key): delete the newer attestations and put back the head that named
+    the shortened tip back then. Expired, it no longer vouches for anything (the gate: HEAD_EXPIRED)."""
+    from datetime import datetime, timezone
+
+    _truncate(chain)
+    long_ago = datetime.now(timezone.utc) - timedelta(days=3)
+    resign_head(chain.bundle, [load_signer(chain.key("pipeline"))], timedelta(hours=24), now=long_ago)
+    before = _files(chain.bundle)
+    with pytest.raises(HeadAhead, match="expired"):
+        chain.attestor("pipeline").attest("train", materials=["train-data=work/train.csv"],
+                                          products=["model=out/model.bin"],
+                                          metadata={"framework": {"name": "sklearn"}})
+    with pytest.raises(HeadAhead, match="expired"):
+        sign_head(chain.bundle, [load_signer(chain.key("pipeline"))], valid_for=timedelta(hours=1))
+    assert _files(chain.bundle) == before
+    assert "HEAD_EXPIRED" in _codes(chain)

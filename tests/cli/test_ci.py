@@ -264,3 +264,21 @@ def test_key_uris_are_never_taken_for_paths_inside_the_project(demo: Path) -> No
     uri = "pkcs11:token=mlspec;object=pipeline?module-path=/usr/lib/softhsm/libsofthsm2.so"
     assert in_project(uri) == uri
     assert in_project("keys/pipeline.key") == str(demo.resolve() / "keys" / "pipeline.key")
+
+
+def test_log_seal_believes_a_head_by_another_policy_head_signer(demo: Path) -> None:
+    """Third review: 'log seal' trusted only mlspec.yaml's head key, so after the scheduled 'attest head'
+    by another head signer of the policy it refused an honest chain (exit 1). It now reads the policy."""
+    import yaml
+
+    policy = demo / "policies" / "default.yaml"
+    data = yaml.safe_load(policy.read_text())
+    data["head"]["signers"] = ["pipeline", "owner"]
+    policy.write_text(yaml.safe_dump(data))
+    assert mlspec("attest", "head", "--key", str(demo / "keys" / "owner.key")).exit_code == 0
+    record = json.loads((demo / "logs" / "inference" / "records.jsonl").read_text().splitlines()[0])
+    record.pop("pipeline", None)
+    (demo / "new.jsonl").write_text(json.dumps({**record, "requestId": "req-ci-2"}) + "\n")
+    assert mlspec("log", "append", "new.jsonl").exit_code == 0
+    result = mlspec("log", "seal")
+    assert result.exit_code == 0, result.output
