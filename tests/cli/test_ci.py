@@ -282,3 +282,20 @@ def test_log_seal_believes_a_head_by_another_policy_head_signer(demo: Path) -> N
     assert mlspec("log", "append", "new.jsonl").exit_code == 0
     result = mlspec("log", "seal")
     assert result.exit_code == 0, result.output
+
+
+def test_attest_head_policy_names_whose_heads_are_believed(demo: Path) -> None:
+    """A cron job signing the head with another head signer: --policy says whose existing head counts."""
+    import yaml
+
+    data = yaml.safe_load((demo / "policies" / "default.yaml").read_text())
+    data["head"]["signers"] = ["pipeline", "owner"]
+    data["keys"] = {name: str(demo / "keys" / f"{name}.pub") for name in ("pipeline", "owner")}
+    (demo / "two-signers.yaml").write_text(yaml.safe_dump(data))
+    two = str(demo / "two-signers.yaml")
+    by_owner = mlspec("attest", "head", "--key", str(demo / "keys" / "owner.key"), "--policy", two)
+    assert by_owner.exit_code == 0, by_owner.output  # it believes the pipeline's head: a head signer of both
+    pipeline_key = str(demo / "keys" / "pipeline.key")
+    refused = mlspec("attest", "head", "--key", pipeline_key)  # mlspec.yaml's policy: pipeline alone
+    assert refused.exit_code == 1 and "signed by no key this writer trusts" in refused.output
+    assert mlspec("attest", "head", "--key", pipeline_key, "--policy", two).exit_code == 0
