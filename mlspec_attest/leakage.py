@@ -405,7 +405,7 @@ def _values_python(planes: list[bytes], n: int, prev: int | None, where: str) ->
     for k, data in enumerate(planes):
         interleaved[k::8] = data
     deltas = array.array("Q")
-    deltas.frombytes(bytes(interleaved))
+    deltas.frombytes(interleaved)
     if sys.byteorder != "little":
         deltas.byteswap()
     first = 0 if prev is None else 1  # the set's very first value may be 0; every later delta is >= 1

@@ -215,3 +215,11 @@ def demo_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("demo-built") / "demo"
     assert run_demo(directory, echo=lambda _: None) == 0
     return directory
+
+
+@pytest.fixture
+def demo_copy(demo_built: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the session's demo project (tmp_path/demo), free to change."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_built, root, symlinks=True)
+    return root

@@ -240,7 +240,7 @@ def registry_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session", name="demo_project")
 def demo_project_fixture(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the [demo] extra, installed by make test)")
     from mlspec_attest.demo.runner import run_demo
 
     root = tmp_path_factory.mktemp("oci-demo") / "demo"

@@ -376,9 +376,9 @@ class Attestor:
         forcing = self.force if force is None else force
         if not self.bundle.is_remote:
             # An append that will be refused must not touch the bundle at all (not even create it or its
-            # lock file): judged here first, and again under the lock below.
-            # Evidence only here (trusted=None): the gate's rules below word a revoked key better; whether
-            # the head is believed is judged under the lock, before anything is written.
+            # lock file): judged here first, and again under the lock below. The head's evidence only
+            # (trusted=None): the gate's rules word a revoked key better; whether the head is believed is
+            # judged under the lock, before anything is written.
             tip = tip_not_behind_head(self.bundle, trusted=None, initial=self.head is None)
         if self.policy is not None and not forcing and not self.bundle.is_remote:
             # Keyless signing publishes, so only keys sign this dry run.

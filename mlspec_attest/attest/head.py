@@ -81,13 +81,13 @@ def check_not_behind_head(bundle: Bundle, tip: Head | None, *, trusted: Sequence
     from mlspec_attest.model.head import HEAD_FILE, MAX_HEAD_BYTES, parse_head_payload
 
     where = f"{bundle.label}/{HEAD_FILE}"
-    fix = ("restore the missing attestations (from a copy or the store's versions); if the chain "
-           f"really is complete, check it with 'mlspec verify {bundle.label}' and sign its head with "
-           "'mlspec attest head --initial'")
+    restore = "restore the missing attestations (from a copy or the store's versions)"
+    fix = (f"{restore}; if the chain really is complete, check it with 'mlspec verify {bundle.label}' and sign "
+           "its head with 'mlspec attest head --initial'")
     if tip is None:
         if bundle.exists(HEAD_FILE) and not initial:
             raise HeadAhead(f"{where}: the bundle has a chain head but no attestation: every attestation was "
-                            f"removed; {fix.split('; ', 1)[0]}, or remove {HEAD_FILE} too to start a new chain")
+                            f"removed; {restore}, or remove {HEAD_FILE} too to start a new chain")
         return
     if not bundle.exists(HEAD_FILE):
         if initial:

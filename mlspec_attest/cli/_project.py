@@ -166,11 +166,14 @@ def announce_trust(policy: Any, origin: str) -> None:
         click.echo(f"  key {name}: {shown} (keyid {key.keyid[:16]}…)", err=True)
 
 
-def project_head_signing(project: Any, signers: dict[str, Any] | None = None) -> Any:
+def project_head_signing(project: Any, signers: dict[str, Any] | None = None, *, believe: Any = None) -> Any:
     """The project's ``head:`` as a HeadSigning (None when the project configures none).
 
     ``signers`` maps key paths already loaded for this command to their Signer, so a key
-    used for the stage and the head is unlocked (and its passphrase asked) once.
+    used for the stage and the head is unlocked (and its passphrase asked) once. ``believe``:
+    an AppendGate whose head signers' heads are believed too, and none by a key it revokes
+    (attest/head.py), for writers not handed the gate itself (an Attestor given ``policy=``
+    takes both from it).
     """
     if project is None or project.head_key is None:
         return None
@@ -180,11 +183,10 @@ def project_head_signing(project: Any, signers: dict[str, Any] | None = None) ->
     loaded = signers or {}
     key = str(project.head_key)
     signer = loaded.get(key) or load_signer(key)
-    gate = project_append_gate()
-    if gate is None:
+    if believe is None:
         return HeadSigning((signer,), project.head_expires)
-    # The policy's head signers' heads are believed too, and none by a key it revokes (attest/head.py).
-    return HeadSigning((signer,), project.head_expires, also_trust=gate.head_keys(), distrust=gate.distrusted_keyids())
+    return HeadSigning((signer,), project.head_expires, also_trust=believe.head_keys(),
+                       distrust=believe.distrusted_keyids())
 
 
 def project_append_gate(policy_path: str | None = None) -> Any:

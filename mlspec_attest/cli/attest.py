@@ -9,7 +9,7 @@ import click
 
 from mlspec_attest.cli._errors import ErrorHandlingGroup, echo_json, json_format_option
 from mlspec_attest.cli._passphrase import passphrase_file_option
-from mlspec_attest.cli._project import ProjectPath
+from mlspec_attest.cli._project import ProjectPath, project_append_gate
 from mlspec_attest.errors import InputError
 
 
@@ -135,7 +135,7 @@ def attest_stage(stage: str, bundle_dir: str | None, key_paths: tuple[str, ...],
     head = None if no_head else project_head_signing(project, dict(zip(key_paths, signers)))
     # Names are recorded relative to the project root from any subdirectory (the working directory without one).
     base_dir = project.root if project is not None else None
-    gate = _append_gate(policy_path)
+    gate = project_append_gate(policy_path)
     attestor = Attestor(bundle_dir, signers, keyless=keyless, head=head, base_dir=base_dir, policy=gate, force=force)
     att = attestor.attest(
         stage, metadata_files=metadata_files, sets=sets, materials=materials, products=products,
@@ -192,13 +192,6 @@ def _succeeds_part(stage: str, succeeds: str | None) -> list[tuple[str, dict[str
     return [("--succeeds", {SUCCEEDS: describe_release(succeeds).to_dict()})]
 
 
-def _append_gate(policy_path: str | None) -> Any:
-    """The gate's rules for this append: --policy, else mlspec.yaml's policy: (a named file must load), else None."""
-    from mlspec_attest.cli._project import project_append_gate
-
-    return project_append_gate(policy_path)
-
-
 def _oms_signatures(stage: str, products: tuple[str, ...], signers: list[Any], *, method: str = "files",
                     hash_type: str = "sha256") -> list[tuple[Path, bytes]]:
     """Sign every product before the append (a bad key or product is exit 2 with nothing written)."""
@@ -235,7 +228,7 @@ def attest_cosign(attestation: str, key_path: str, policy_path: str | None, forc
     from mlspec_attest.attest.cosign import cosign
     from mlspec_attest.keys import load_signer
 
-    gate = _append_gate(policy_path)
+    gate = project_append_gate(policy_path)
     overridden: list[Any] = []
     keyid = cosign(Path(attestation), load_signer(key_path), policy=gate, force=force, overridden=overridden)
     click.echo(f"added signature by {keyid[:16]}… to {attestation}")
@@ -286,7 +279,7 @@ def attest_head(bundle_dir: str | None, key_paths: tuple[str, ...], expires: str
         valid_for = parse_duration(expires, "--expires")
     else:
         valid_for = project.head_expires if project is not None and project.head_key else DEFAULT_HEAD_VALIDITY
-    gate = _append_gate(policy)  # its head signers' heads are believed too, none by a key it revokes
+    gate = project_append_gate(policy)  # its head signers' heads are believed too, none by a key it revokes
     path, head = sign_head(bundle_dir, [load_signer(k) for k in key_paths], valid_for, initial=initial,
                            also_trust=gate.head_keys() if gate is not None else (),
                            distrust=gate.distrusted_keyids() if gate is not None else ())

@@ -60,7 +60,7 @@ def make_seal_fn(bundle: str | None, keys: tuple[str, ...], unsigned: bool):
             raise InputError("--unsigned cannot be combined with --bundle/--key")
         return None
     from mlspec_attest.attest.attestor import Attestor
-    from mlspec_attest.cli._project import project_from_cwd, project_head_signing
+    from mlspec_attest.cli._project import project_append_gate, project_from_cwd, project_head_signing
     from mlspec_attest.keys import load_signer
 
     project = project_from_cwd()  # like attest stage: mlspec.yaml's bundle and key are the defaults
@@ -73,7 +73,9 @@ def make_seal_fn(bundle: str | None, keys: tuple[str, ...], unsigned: bool):
                          "or --unsigned for an unattested seal)")
     signers = [load_signer(k) for k in keys]
     # Inside a project with head:, the seal re-signs the chain head like any other append.
-    attestor = Attestor(bundle, signers, head=project_head_signing(project, dict(zip(keys, signers))),
+    # The seal believes a head by any of the policy's head signers, as attest stage does (attest/head.py).
+    head = project_head_signing(project, dict(zip(keys, signers)), believe=project_append_gate())
+    attestor = Attestor(bundle, signers, head=head,
                         base_dir=project.root if project is not None else None)
 
     def seal_fn(metadata: dict[str, Any], products: list[Path]) -> str:

@@ -123,16 +123,9 @@ def test_h2_a_path_under_a_dotted_key_name_is_kept(tmp_path: Path) -> None:
 # CLI findings (H4, H6, H8): run against a fresh copy of the demo project ------------------------------
 
 @pytest.fixture
-def demo_source(demo_built: Path) -> Path:
-    return demo_built  # conftest: built once per session, copied below
-
-
-@pytest.fixture
-def demo(demo_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "demo"
-    shutil.copytree(demo_source, root, symlinks=True)
-    monkeypatch.chdir(root)
-    return root
+def demo(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(demo_copy)
+    return demo_copy
 
 
 def _mlspec(*args: str) -> Any:
@@ -226,14 +219,14 @@ def test_h8_a_non_utf8_file_name_in_the_bundle_is_reported_not_a_crash(demo: Pat
 # H3: an ancestor's mlspec.yaml must not re-root the operator's explicit relative paths ------------------
 
 @pytest.fixture
-def nested(demo_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+def nested(demo_built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """Someone else's project (``shared``) and, below it, the operator's own bundle, policy and keys."""
     shared = tmp_path / "shared"
-    shutil.copytree(demo_source, shared, symlinks=True)
+    shutil.copytree(demo_built, shared, symlinks=True)
     mine = shared / "alice"
     mine.mkdir()
     for name in ("bundle", "policies", "keys", "package"):
-        shutil.copytree(demo_source / name, mine / name, symlinks=True)
+        shutil.copytree(demo_built / name, mine / name, symlinks=True)
     with (mine / "package" / "credit-model" / "requirements.txt").open("a") as out:
         out.write("tampered\n")  # the operator's artifact is NOT the attested one
     monkeypatch.chdir(mine)

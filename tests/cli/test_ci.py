@@ -27,18 +27,11 @@ VERDICTS = {0: "pass", 1: "fail", 2: "error"}
 
 
 @pytest.fixture
-def demo_source(demo_built: Path) -> Path:
-    return demo_built  # conftest: built once per session, copied below
-
-
-@pytest.fixture
-def demo(demo_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def demo(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh copy of the demo project; the working directory is two levels below its root."""
-    root = tmp_path / "demo"
-    shutil.copytree(demo_source, root, symlinks=True)
-    (root / "sub" / "deeper").mkdir(parents=True)
-    monkeypatch.chdir(root / "sub" / "deeper")
-    return root
+    (demo_copy / "sub" / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(demo_copy / "sub" / "deeper")
+    return demo_copy
 
 
 def mlspec(*args: str) -> Any:
@@ -194,9 +187,9 @@ def test_log_seal_signs_with_the_project_key_by_default(demo: Path) -> None:
     assert mlspec("verify", "bundle").exit_code == 0  # the new seal is signed by a key the policy allows
 
 
-def test_log_seal_without_a_project_or_key_is_refused(demo_source: Path, tmp_path: Path,
+def test_log_seal_without_a_project_or_key_is_refused(demo_built: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    shutil.copytree(demo_source / "logs" / "inference", tmp_path / "lg")
+    shutil.copytree(demo_built / "logs" / "inference", tmp_path / "lg")
     monkeypatch.chdir(tmp_path)  # no mlspec.yaml here or above: no key to fall back to
     result = mlspec("log", "seal", "--log", "lg", "--format", "json")
     assert result.exit_code == 2 and "sealing needs --bundle" in one_json(result)["error"]["message"]

@@ -59,7 +59,7 @@ def test_seed_metadata_has_no_false_positives(seed: Path) -> None:
 
 
 def test_demo_metadata_has_no_false_positives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the [demo] extra, installed by make test)")
     from mlspec_attest.demo.runner import run_demo
 
     monkeypatch.delenv("MLSPEC_KEY_PASSPHRASE", raising=False)

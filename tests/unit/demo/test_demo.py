@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("sklearn")
+pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the [demo] extra, installed by make test)")
 
 from mlspec_attest.demo import runner as demo
 from mlspec_attest.errors import InputError
