@@ -29,6 +29,7 @@ import mlspec_attest.bundle as _bundle
 from mlspec_attest._internal.workers import fork_context, workers_for
 from mlspec_attest.bundle import BundleFile
 from mlspec_attest.model.statement import StageStatement
+from mlspec_attest.verify._kept import kept_in, shed, shed_stages
 from mlspec_attest.verify.context import Entry
 from mlspec_attest.verify.signatures import EntryReader
 
@@ -70,7 +71,8 @@ def _bundle_file(path: Any, number: int | None, kind: str) -> Any:
     return _bundle.BundleFile(path=path, number=number, kind=kind, data=data)
 
 
-def _parse_range(reader: EntryReader, listing: Sequence[Any], start: int, stop: int, report: Any) -> list[Any]:
+def _parse_range(reader: EntryReader, listing: Sequence[Any], start: int, stop: int, report: Any, *,
+                 in_worker: bool = False) -> list[Any]:
     """Read and parse listing[start:stop]; one slot per file: None (refused) or the Entry, as kept.
 
     The attestations directory is opened once (no-follow) and each file in it no-follow,
@@ -81,27 +83,31 @@ def _parse_range(reader: EntryReader, listing: Sequence[Any], start: int, stop: 
     out: list[Any] = []
     if start >= stop:
         return out
+    stages = shed_stages(reader.policy)
     root = listing[start][0].parent.parent
     with _safe.open_dir(root, _bundle.ATTESTATIONS) as dir_fd:
         for path, number, kind in listing[start:stop]:
             where = os.path.join(os.fspath(root), f"{_bundle.ATTESTATIONS}/{path.name}")
             data = _safe.read_file_in(dir_fd, path.name, where, limit=_bundle.MAX_INPUT_BYTES, what="attestation")
-            out.append(keep(reader.read(BundleFile(path=path, number=number, kind=kind, data=data), report)))
+            out.append(keep(reader.read(BundleFile(path=path, number=number, kind=kind, data=data), report),
+                            stages, portable=in_worker))
     return out
 
 
-def keep(entry: Entry | None) -> Entry | None:
-    """The entry as the chain checks keep it: its schema verdict taken here, its bytes dropped.
+def keep(entry: Entry | None, shed_from: frozenset[str] = frozenset(), *, portable: bool = False) -> Entry | None:
+    """The entry as the chain checks keep it: its schema verdict taken here, its bytes dropped,
+    and for a recurring stage in ``shed_from`` only the metadata fields every-entry checks read.
 
     Here means where the file was read, a worker process for long chains: the metadata schema
     re-check (lineage.check_metadata_schema, ~80 us each) runs on every core with the rest of
     the per-file work, and only its verdict travels. The file's bytes and the payload are not
     needed by any later check (the payload only to prove a pending revocation older, kept for
-    those), so a long chain's memory follows its entry count, not its payload sizes.
+    those), so a long chain's memory follows its entry count, not its payload sizes (verify/_kept.py).
     """
     if entry is None:
         return None
     entry.metadata_problem = metadata_problem(entry)
+    shed(entry, shed_from, portable=portable)
     entry.file = BundleFile(path=entry.file.path, number=entry.file.number, kind=entry.file.kind, data=b"")
     if not entry.pending_revocations:
         entry.payload = b""
@@ -143,7 +149,7 @@ def _parse_slice(bounds: tuple[int, int]) -> tuple[str, Any, list[Any]]:
     reader, listing, report = _STATE
     local = dataclasses.replace(report, findings=[], stages=[], objectives=[], artifacts=[])
     try:
-        entries = _parse_range(reader, listing, bounds[0], bounds[1], local)
+        entries = _parse_range(reader, listing, bounds[0], bounds[1], local, in_worker=True)
     except InputError as exc:
         return "error", exc, []
     try:
@@ -160,19 +166,25 @@ _ENTRY_FIELDS: tuple[Any, ...] = ()  # Entry's fields other than file and statem
 def _unpack(kind: str, blob: Any, listing: Sequence[Any], start: int) -> list[Any]:
     import marshal
 
-
     out = []
     if kind == "pickle":
         for offset, entry in enumerate(blob):
             if entry is not None:
                 path, number, file_kind = listing[start + offset]
-                out.append(dataclasses.replace(entry, file=BundleFile(path=path, number=number, kind=file_kind,
-                                                                      data=b"")))
+                statement = entry.statement
+                if entry.metadata_kept:  # plain kept fields: never handed on as if they were all of it
+                    raw = {**statement.raw, "predicate": dict(statement.raw["predicate"])}
+                    kept_in(raw, path, file_kind, entry.payload_sha256)
+                    statement = StageStatement.from_trusted_value(raw)
+                out.append(dataclasses.replace(entry, statement=statement,
+                                               file=BundleFile(path=path, number=number, kind=file_kind, data=b"")))
         return out
     for offset, item in enumerate(marshal.loads(blob)):
         if item is not None:
             fields, raw = item
             path, number, file_kind = listing[start + offset]
+            if fields["metadata_kept"]:
+                kept_in(raw, path, file_kind, fields["payload_sha256"])
             out.append(Entry(file=BundleFile(path=path, number=number, kind=file_kind, data=b""),
                              statement=StageStatement.from_trusted_value(raw), **fields))
     return out

@@ -38,6 +38,8 @@ class Entry:
     # The metadata schema verdict, taken where the file was read (verify/_parallel.py ``keep``):
     # None = not yet checked (check_metadata_schema then checks it), "" = valid, else the reason.
     metadata_problem: str | None = None
+    # True while the metadata holds only the fields every-entry checks read (verify/_kept.py).
+    metadata_kept: bool = False
 
     @property
     def sequence(self) -> int:
