@@ -37,6 +37,7 @@ class ChainState:
     @classmethod
     def from_report(cls, report: Report) -> ChainState:
         state = cls(report=report, verified_at=time.time())
+        newest_monitor = None
         for line in report.stages:
             if not line.ok:
                 continue
@@ -46,9 +47,7 @@ class ChainState:
             if line.stage in ("monitor", "log"):
                 metadata = line.metadata
                 if line.stage == "monitor":
-                    state.rollback_target = metadata.get("rollback_target")
-                    signals = metadata.get("signals")
-                    state.signals = dict(signals) if isinstance(signals, dict) else {}
+                    newest_monitor = line  # only the newest one's signals are served: read it alone
                 else:
                     state.seals += 1
                     size = metadata.get("tree_size", 0)
@@ -56,6 +55,11 @@ class ChainState:
                     state.records = size if isinstance(size, int) and not isinstance(size, bool) else 0
                     state.last_seal = {"sequence": line.sequence, "time": line.time,
                                        "tree_size": metadata.get("tree_size"), "root_hash": metadata.get("root_hash")}
+        if newest_monitor is not None:
+            metadata = newest_monitor.metadata
+            state.rollback_target = metadata.get("rollback_target")
+            signals = metadata.get("signals")
+            state.signals = dict(signals) if isinstance(signals, dict) else {}
         return state
 
     def varz(self) -> dict[str, Any]:

@@ -17,7 +17,8 @@ It is sound, not an optimisation that can change a verdict:
   exit 2) and answers from its full metadata. A field missing from ``KEPT_FIELDS``
   costs time, never a wrong answer;
 * the latest entry of each stage (and the latest authentic one) gets its whole
-  metadata back before any check runs (``restore_latest``), as a plain dict;
+  metadata back (``restore_latest``, right after the revocation check decides which
+  entries are authentic), as a plain dict;
 * a stage the policy has CEL ``checks`` for keeps everything (the checks read all of
   every entry), and so does an entry binding ``metadataSources`` (every bound key is
   compared with its file) and every entry of a remote (object-store) bundle, which
@@ -33,7 +34,7 @@ from typing import Any
 
 from mlspec_attest.errors import InputError
 from mlspec_attest.policy import Policy
-from mlspec_attest.verify.context import Entry
+from mlspec_attest.verify.context import Entry, VerifyContext
 
 # Per recurring stage, the metadata fields some check reads on every entry (not only the latest):
 # monitor: lineage.check_rollback_targets, check_serve_links; log: the serve link, the served model
@@ -83,7 +84,7 @@ class KeptMetadata(Mapping[str, Any]):
 
 def reread_metadata(path: Path, kind: str, payload_sha256: str) -> dict[str, Any]:
     """``predicate.metadata`` of the attestation at ``path``, if its payload still hashes to ``payload_sha256``."""
-    from mlspec_attest.bundle import extract_payload, read_attestation_file
+    from mlspec_attest.bundle import read_attestation_file
     from mlspec_attest.model.canonical import sha256_hex
     from mlspec_attest.model.statement import StageStatement
 
@@ -91,8 +92,8 @@ def reread_metadata(path: Path, kind: str, payload_sha256: str) -> dict[str, Any
     changed = InputError(f"{where}: the file changed while it was being verified; "
                          "verify the bundle again once nothing writes to it")
     try:
-        payload = extract_payload(kind, read_attestation_file(path))
-    except (InputError, OSError, ValueError):
+        payload = _payload_of(kind, read_attestation_file(path))
+    except (InputError, OSError, ValueError, KeyError, TypeError):
         raise changed from None
     if sha256_hex(payload) != payload_sha256:
         raise changed
@@ -101,6 +102,28 @@ def reread_metadata(path: Path, kind: str, payload_sha256: str) -> dict[str, Any
     except (InputError, ValueError):  # cannot happen for the same bytes; kept fail-closed
         raise changed from None
     return metadata
+
+
+def _payload_of(kind: str, data: bytes) -> bytes:
+    """The payload bytes, decoded as the first read accepted them (either base64 alphabet).
+
+    Soundness does not rest on this decoder: the caller compares the result's sha256 with
+    the payload whose signatures were checked. It only must not refuse what the first read took.
+    """
+    from mlspec_attest.model.canonical import parse_json
+    from mlspec_attest.model.envelope import Envelope, b64decode_strict
+
+    if kind != "sigstore":
+        envelope = Envelope.from_file_fast(data) or Envelope.from_dict(parse_json(data, source="attestation"))
+        return envelope.payload
+    text = parse_json(data, source="attestation")["dsseEnvelope"]["payload"]
+    try:
+        return b64decode_strict(text, "payload")
+    except ValueError:  # protobuf's JSON reader (sigstore-python) also takes unpadded and stray-bit forms
+        import base64
+
+        alphabet = b"-_" if ("-" in text or "_" in text) else None
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=alphabet)
 
 
 def shed_stages(policy: Policy | None) -> frozenset[str]:
@@ -144,12 +167,14 @@ def kept_in(raw: dict[str, Any], path: Path, kind: str, payload_sha256: str) -> 
     predicate["metadata"] = KeptMetadata(predicate["metadata"], KEPT_FIELDS[stage.name], path, kind, payload_sha256)
 
 
-def restore_latest(chain: list[Entry]) -> None:
+def restore_latest(ctx: VerifyContext) -> None:
     """The latest entry of each stage, and the latest authentic one, get their whole metadata back.
 
     Those are what criteria, the metrics binding, ``previous`` and the report's stage state read
-    in full; done before any check runs, so every such read sees a plain dict.
+    in full. The gate runs this right after the revocation check (the last to decide which entries
+    are authentic) and before every check that reads metadata, so each such read sees a plain dict.
     """
+    chain = ctx.chain
     latest: set[str] = set()
     latest_authentic: set[str] = set()
     for e in reversed(chain):

@@ -584,8 +584,11 @@ def check_served_model(ctx: VerifyContext) -> None:
                            f"{ident} names a digest that is not the trained model's", sequence=e.sequence,
                            stage="package")
         elif e.stage in ("serve", "log"):
-            rollout = md.get("rollout")
-            named = rollout.get("model") if e.stage == "serve" and isinstance(rollout, dict) else md.get("model")
+            if e.stage == "serve":
+                rollout = md.get("rollout")
+                named = rollout.get("model") if isinstance(rollout, dict) else None
+            else:  # a log names its model at "model" (verify/_kept.py keeps it on every log)
+                named = md.get("model")
             if named is None:
                 continue
             code = "SERVE_MODEL_MISMATCH" if e.stage == "serve" else "LOG_MODEL_MISMATCH"

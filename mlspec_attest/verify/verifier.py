@@ -23,6 +23,7 @@ from mlspec_attest.model.stages import DEFAULT_PHASE, Phase, resolve_phase
 from mlspec_attest.policy import Policy
 from mlspec_attest.store import open_bundle
 from mlspec_attest.verify import (
+    _kept,
     artifacts,
     chain,
     clock,
@@ -35,7 +36,6 @@ from mlspec_attest.verify import (
     releases,
     revocation,
 )
-from mlspec_attest.verify._kept import restore_latest
 from mlspec_attest.verify._parallel import parse_bundle
 from mlspec_attest.verify.context import VerifyContext
 from mlspec_attest.verify.signatures import EntryReader
@@ -50,6 +50,7 @@ def _artifact_flow(ctx: VerifyContext) -> None:
 
 CHECKS: tuple[Check, ...] = (
     revocation.check_revocations,  # first: it decides which entries are authentic
+    _kept.restore_latest,  # then the latest (authentic) entry of each stage is read whole
     chain.check_stage_order,
     clock.check_time,
     head.check_policy_outside_bundle,
@@ -133,7 +134,6 @@ class Verifier:
                         verified_at=format_utc(self.now), phase=self.phase.name)
         entries = parse_bundle(self.reader, bundle, report)  # per-file checks, on every core for long chains
         ordered = chain.build_chain(entries, report, skew=self.policy.clock_skew)
-        restore_latest(ordered)  # the latest of each stage is read whole (verify/_kept.py)
         ctx = VerifyContext(policy=self.policy, now=self.now, bundle=bundle, report=report, chain=ordered,
                             artifacts=artifact_paths,
                             log_dir=os.fspath(log_dir) if log_dir is not None else None, phase=self.phase,
