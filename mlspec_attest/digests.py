@@ -29,7 +29,6 @@ import queue
 import stat
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,6 +348,8 @@ def _hash_files(files: list[_File], workers: int, progress: NullProgress,
                 results[i] = _hash_plain(files[i].path, progress)
                 progress.advance(files=1)
 
+            from concurrent.futures import ThreadPoolExecutor  # lazy: the gate's start need not pay for it
+
             with ThreadPoolExecutor(max_workers=min(workers, len(big)), thread_name_prefix="mlspec-hash") as tp:
                 for pending in [tp.submit(job, i) for i in big]:
                     pending.result()
@@ -573,6 +574,8 @@ def oms_digest(path: str | os.PathLike[str], *, method: str = "files", hash_type
     if n <= 1 or len(jobs) <= 1:
         digests = [_hash_range(f.path, s, e, hash_type) for f, s, e in jobs]
     else:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(n, len(jobs)), thread_name_prefix="mlspec-shard") as tp:
             digests = list(tp.map(lambda job: _hash_range(job[0].path, job[1], job[2], hash_type), jobs))
     order = sorted(range(len(jobs)), key=lambda i: (oms_order(jobs[i][0].rel), jobs[i][1], jobs[i][2]))

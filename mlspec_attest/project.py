@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +138,8 @@ head:                           # re-sign the chain head (bundle/head.dsse.json)
 
 
 def packaged_policy(name: str) -> bytes:
+    from importlib import resources  # lazy, like git below: `mlspec verify` reads mlspec.yaml, not these
+
     return (resources.files("mlspec_attest") / "data" / "policies" / name).read_bytes()
 
 
@@ -156,6 +155,9 @@ def _git_ignores(directory: Path, names: Iterable[str]) -> bool | None:
     .gitignore up the tree, .git/info/exclude and core.excludesFile exactly as
     ``git add`` will. ``--no-index`` so a tracked file does not hide the rule.
     """
+    import shutil
+    import subprocess
+
     git = shutil.which("git")
     if git is None:
         return None

@@ -491,10 +491,34 @@ class _TrackingRunner(celpy.InterpretedRunner):
 _ENV: celpy.Environment | None = None
 
 
+class _ParserOnDemand:
+    """Stands in for celpy's shared Lark parser until a text must really be parsed.
+
+    celpy's Environment wants its parser at construction, but evaluating a tree from the
+    tree cache (below) needs none: loading the parser (~13 ms) and building its lexer on
+    the first parse (~11 ms) are paid only when a text is not in the cache.
+    """
+
+    def parse(self, text: str) -> lark.Tree:
+        return _parser().parse(text)
+
+
+def _parser() -> lark.Lark:
+    """celpy's real parser: from the private cache, else built by celpy (and cached)."""
+    if isinstance(CELParser.CEL_PARSER, _ParserOnDemand):
+        CELParser.CEL_PARSER = None
+    tree_class = _TrackingRunner.tree_node_class
+    _install_cached_parser(tree_class)
+    CELParser(tree_class=tree_class)  # celpy's own build, when the cache did not provide one
+    assert CELParser.CEL_PARSER is not None
+    return CELParser.CEL_PARSER
+
+
 def _environment() -> celpy.Environment:
     global _ENV
     if _ENV is None:
-        _install_cached_parser(_TrackingRunner.tree_node_class)
+        if CELParser.CEL_PARSER is None:
+            CELParser.CEL_PARSER = _ParserOnDemand()  # type: ignore[assignment]
         _ENV = celpy.Environment(runner_class=_TrackingRunner)
     return _ENV
 
@@ -584,9 +608,10 @@ def _load_options(tree_class: type) -> dict[str, Any]:
             "g_regex_flags": re.M, "debug": True, "tree_class": tree_class}
 
 
-def _read_cache(dir_fd: int, key: bytes, tree_class: type) -> lark.Lark | None:
+def _read_private(dir_fd: int, name: str, key: bytes) -> bytes | None:
+    """The body of private cache file ``name`` (after its key line), if it is ours, 0600, bounded and keyed ``key``."""
     try:
-        fd = os.open(_CACHE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return None
     try:
@@ -603,6 +628,32 @@ def _read_cache(dir_fd: int, key: bytes, tree_class: type) -> lark.Lark | None:
     head, _, body = data.partition(b"\n")
     if head != key or len(data) > _CACHE_MAX_BYTES:
         return None
+    return body
+
+
+def _write_private(dir_fd: int, name: str, data: bytes) -> None:
+    """Replace private cache file ``name`` atomically (0600, O_EXCL temp file, rename); errors are ignored."""
+    if len(data) > _CACHE_MAX_BYTES:
+        return
+    tmp = f".{name}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
+def _read_cache(dir_fd: int, key: bytes, tree_class: type) -> lark.Lark | None:
+    body = _read_private(dir_fd, _CACHE_FILE, key)
+    if body is None:
+        return None
     try:
         saved = _AllowListUnpickler(io.BytesIO(body)).load()
         return lark.Lark.__new__(lark.Lark)._load(saved, **_load_options(tree_class))
@@ -614,19 +665,7 @@ def _write_cache(dir_fd: int, key: bytes, parser: lark.Lark) -> None:
     buf = io.BytesIO()
     buf.write(key + b"\n")
     parser.save(buf, _LOAD_OPTIONS)
-    tmp = f".{_CACHE_FILE}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-        try:
-            os.write(fd, buf.getvalue())
-        finally:
-            os.close(fd)
-        os.replace(tmp, _CACHE_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except OSError:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
+    _write_private(dir_fd, _CACHE_FILE, buf.getvalue())
 
 
 def _install_cached_parser(tree_class: type) -> None:
@@ -650,6 +689,91 @@ def _install_cached_parser(tree_class: type) -> None:
         return
     finally:
         os.close(dir_fd)
+
+
+# --------------------------------------------------------------------------- tree cache
+#
+# The same criteria and policy checks are parsed on every `mlspec verify`; their trees are
+# kept in the same private directory, under the same rules as the parser (above): the file
+# must be ours, 0600, bounded, keyed by the parser key (so another grammar or celpy never
+# reuses a tree), and it is unpickled by an allow-list Unpickler that can build only lark's
+# Tree, Meta and Token. A tree is found by the sha256 of the exact expression text; names
+# are still checked against the caller's variables on every compile, and a text that does
+# not parse is never cached (its refusal is parsed again, with its position). Whoever can
+# write that file already runs code as this user (docs/performance.md, "CEL parser cache").
+
+_TREES_FILE = "cel-trees.v1.pickle"
+_TREES_MAX = 256  # distinct expressions kept on disk (a policy and objectives hold a few)
+_TREES_ALLOWED = frozenset({("lark.tree", "Tree"), ("lark.tree", "Meta"), ("lark.lexer", "Token")})
+_TREES: dict[str, lark.Tree] | None = None  # this process's view of the file (None: not read yet)
+
+
+class _TreeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _TREES_ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a CEL parse tree")
+        return super().find_class(module, name)
+
+
+def _trees_key() -> bytes:
+    tree_class = _TrackingRunner.tree_node_class
+    return _parser_key() + f" trees {tree_class.__module__}.{tree_class.__qualname__}".encode()
+
+
+def _load_trees() -> dict[str, lark.Tree]:
+    global _TREES
+    if _TREES is None:
+        _TREES = {}
+        directory = _cache_dir()
+        dir_fd = _private_dir_fd(directory) if directory is not None else None
+        if dir_fd is not None:
+            try:
+                body = _read_private(dir_fd, _TREES_FILE, _trees_key())
+                value = _TreeUnpickler(io.BytesIO(body)).load() if body is not None else {}
+                if isinstance(value, dict) and all(isinstance(k, str) and isinstance(t, lark.Tree)
+                                                   for k, t in value.items()):
+                    _TREES = value
+            except Exception:
+                pass  # any doubt: parse again
+            finally:
+                os.close(dir_fd)
+    return _TREES
+
+
+def _save_trees(trees: dict[str, lark.Tree]) -> None:
+    directory = _cache_dir()
+    dir_fd = _private_dir_fd(directory) if directory is not None else None
+    if dir_fd is None:
+        return
+    try:
+        key, kept = _trees_key() + b"\n", dict(trees)
+        while kept:
+            data = key + pickle.dumps(kept, protocol=5)
+            if len(data) <= _CACHE_MAX_BYTES:
+                _write_private(dir_fd, _TREES_FILE, data)
+                break
+            kept = dict(list(kept.items())[len(kept) // 2:])  # the newest half
+    except Exception:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _parse(text: str) -> lark.Tree:
+    """celpy's parse tree of ``text`` (CELParseError as celpy raises it), from the tree cache when there."""
+    import hashlib
+
+    trees = _load_trees()
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    tree = trees.get(digest)
+    if tree is None:
+        tree = _environment().compile(text)
+        if len(trees) >= _TREES_MAX:
+            for old in list(trees)[: _TREES_MAX // 2]:
+                del trees[old]
+        trees[digest] = tree
+        _save_trees(trees)
+    return tree
 
 
 # --------------------------------------------------------------------------- compile
@@ -684,9 +808,8 @@ def compile_expression(text: str, variables: Collection[str]) -> lark.Tree:
 def _compile_uncached(text: str, variables: frozenset[str]) -> lark.Tree:
     if len(text) > MAX_EXPRESSION_CHARS:
         raise ExpressionError(f"expression is {len(text)} characters, over the {MAX_EXPRESSION_CHARS} limit")
-    env = _environment()
     try:
-        ast = env.compile(text)
+        ast = _parse(text)
     except celpy.CELParseError as exc:
         raise ExpressionError(_syntax_reason(exc), exc.line, exc.column) from None
     except RecursionError:

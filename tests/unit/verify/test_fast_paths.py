@@ -466,6 +466,7 @@ def fresh_parser(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(CELParser, "CEL_PARSER", None)
     monkeypatch.setattr(cel_functions, "_ENV", None)
+    monkeypatch.setattr(cel_functions, "_TREES", None)
     monkeypatch.delenv("MLSPEC_CEL_CACHE", raising=False)
     return CELParser
 
@@ -478,14 +479,14 @@ def test_cel_cache_gives_the_same_parser(tmp_path: Path, monkeypatch: pytest.Mon
     from mlspec_attest.objectives import cel as cel_functions
 
     monkeypatch.setenv("MLSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    cel_functions._environment()
+    cel_functions._parser()
     built = fresh_parser.CEL_PARSER
     cache = tmp_path / "cache" / cel_functions._CACHE_FILE
     assert cache.is_file() and (cache.stat().st_mode & 0o777) == 0o600
     assert ((tmp_path / "cache").stat().st_mode & 0o777) == 0o700
     fresh_parser.CEL_PARSER = None
     monkeypatch.setattr(cel_functions, "_ENV", None)
-    cel_functions._environment()
+    cel_functions._parser()
     loaded = fresh_parser.CEL_PARSER
     assert loaded is not built
     for option in cel_functions._LOAD_OPTIONS:  # what we pass at load == what celpy passed at build
@@ -507,7 +508,7 @@ def test_cel_cache_refused_unless_private(tmp_path: Path, monkeypatch: pytest.Mo
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
     monkeypatch.setenv("MLSPEC_CACHE_DIR", str(shared))
-    cel_functions._environment()
+    cel_functions._parser()
     assert fresh_parser.CEL_PARSER is not None and not (shared / cel_functions._CACHE_FILE).exists()
     # a symlinked cache directory is not followed
     real = tmp_path / "real"
@@ -522,7 +523,7 @@ def test_cel_cache_never_loads_a_foreign_file(tmp_path: Path, monkeypatch: pytes
 
     cache_dir = tmp_path / "cache"
     monkeypatch.setenv("MLSPEC_CACHE_DIR", str(cache_dir))
-    cel_functions._environment()
+    cel_functions._parser()
     path = cache_dir / cel_functions._CACHE_FILE
     key = path.read_bytes().split(b"\n", 1)[0]
 
