@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import secrets
 import stat as _stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from mlspec_attest.errors import InputError
 MAX_FILE_BYTES = 64 * 1024 * 1024  # what docs/security.md promises for every whole-file read
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one JSON Lines record / seal
 TEMP_PREFIX = ".tmp-"
-_TEMP_TOKEN_HEX = 24  # write_file's temp names: TEMP_PREFIX + os.urandom(12).hex() (the OS CSPRNG, as secrets uses)
+_TEMP_TOKEN_HEX = 24  # write_file's temp names: TEMP_PREFIX + secrets.token_hex(12)
 _OUR_TEMP = re.compile(re.escape(TEMP_PREFIX) + "[0-9a-f]{%d}" % _TEMP_TOKEN_HEX)
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -303,7 +304,7 @@ def write_file(root: PathLike, rel: PathLike, data: bytes | Iterable[bytes], *, 
     target = Path(os.fspath(root), *parts)
     with open_dir(root, os.path.join(*parts[:-1]) if len(parts) > 1 else "", create=True) as dir_fd:
         name = parts[-1]
-        tmp = f"{TEMP_PREFIX}{os.urandom(_TEMP_TOKEN_HEX // 2).hex()}"
+        tmp = f"{TEMP_PREFIX}{secrets.token_hex(_TEMP_TOKEN_HEX // 2)}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode, dir_fd=dir_fd)
         except OSError as exc:

@@ -635,11 +635,13 @@ def _write_private(dir_fd: int, name: str, data: bytes) -> None:
     """Replace private cache file ``name`` atomically (0600, O_EXCL temp file, rename); errors are ignored."""
     if len(data) > _CACHE_MAX_BYTES:
         return
-    tmp = f".{name}.{os.getpid()}.tmp"
+    tmp = f".{name}.{os.urandom(8).hex()}.tmp"  # not the pid: a crashed writer's leftover never blocks
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # os.write may write less (a full disk raises)
+                view = view[os.write(fd, view):]
         finally:
             os.close(fd)
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -702,10 +704,14 @@ def _install_cached_parser(tree_class: type) -> None:
 # not parse is never cached (its refusal is parsed again, with its position). Whoever can
 # write that file already runs code as this user (docs/performance.md, "CEL parser cache").
 
-_TREES_FILE = "cel-trees.v1.pickle"
+_TREES_FILE = "cel-trees.v2.pickle"
 _TREES_MAX = 256  # distinct expressions kept on disk (a policy and objectives hold a few)
+_TREE_MAX_BYTES = 64 * 1024  # a larger tree (a huge literal) is parsed every time instead
 _TREES_ALLOWED = frozenset({("lark.tree", "Tree"), ("lark.tree", "Meta"), ("lark.lexer", "Token")})
-_TREES: dict[str, lark.Tree] | None = None  # this process's view of the file (None: not read yet)
+# This process's view of the file: sha256(text) -> that tree, pickled once (None: not read yet).
+# Each tree is pickled when it is parsed and unpickled when it is used, so saving the file costs
+# the bytes it holds, never a re-pickling of every tree (the review's 16 large criteria: 136 MiB).
+_TREES: dict[str, bytes] | None = None
 
 
 class _TreeUnpickler(pickle.Unpickler):
@@ -715,12 +721,17 @@ class _TreeUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name}: the tree index holds only str and bytes")
+
+
 def _trees_key() -> bytes:
     tree_class = _TrackingRunner.tree_node_class
     return _parser_key() + f" trees {tree_class.__module__}.{tree_class.__qualname__}".encode()
 
 
-def _load_trees() -> dict[str, lark.Tree]:
+def _load_trees() -> dict[str, bytes]:
     global _TREES
     if _TREES is None:
         _TREES = {}
@@ -729,8 +740,8 @@ def _load_trees() -> dict[str, lark.Tree]:
         if dir_fd is not None:
             try:
                 body = _read_private(dir_fd, _TREES_FILE, _trees_key())
-                value = _TreeUnpickler(io.BytesIO(body)).load() if body is not None else {}
-                if isinstance(value, dict) and all(isinstance(k, str) and isinstance(t, lark.Tree)
+                value = _PlainUnpickler(io.BytesIO(body)).load() if body is not None else {}
+                if isinstance(value, dict) and all(isinstance(k, str) and isinstance(t, bytes)
                                                    for k, t in value.items()):
                     _TREES = value
             except Exception:
@@ -740,39 +751,50 @@ def _load_trees() -> dict[str, lark.Tree]:
     return _TREES
 
 
-def _save_trees(trees: dict[str, lark.Tree]) -> None:
+def _save_trees(trees: dict[str, bytes]) -> None:
     directory = _cache_dir()
     dir_fd = _private_dir_fd(directory) if directory is not None else None
     if dir_fd is None:
         return
     try:
-        key, kept = _trees_key() + b"\n", dict(trees)
-        while kept:
-            data = key + pickle.dumps(kept, protocol=5)
-            if len(data) <= _CACHE_MAX_BYTES:
-                _write_private(dir_fd, _TREES_FILE, data)
-                break
-            kept = dict(list(kept.items())[len(kept) // 2:])  # the newest half
+        _write_private(dir_fd, _TREES_FILE, _trees_key() + b"\n" + pickle.dumps(trees, protocol=5))
     except Exception:
         pass
     finally:
         os.close(dir_fd)
 
 
+def _cached_tree(blob: bytes) -> lark.Tree | None:
+    try:
+        tree = _TreeUnpickler(io.BytesIO(blob)).load()
+    except Exception:
+        return None
+    return tree if isinstance(tree, lark.Tree) else None
+
+
 def _parse(text: str) -> lark.Tree:
     """celpy's parse tree of ``text`` (CELParseError as celpy raises it), from the tree cache when there."""
     import hashlib
 
+    if _cache_dir() is None:  # MLSPEC_CEL_CACHE=0, or no usable cache location
+        return _environment().compile(text)
     trees = _load_trees()
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    tree = trees.get(digest)
+    blob = trees.get(digest)
+    tree = _cached_tree(blob) if blob is not None else None
     if tree is None:
         tree = _environment().compile(text)
-        if len(trees) >= _TREES_MAX:
-            for old in list(trees)[: _TREES_MAX // 2]:
-                del trees[old]
-        trees[digest] = tree
-        _save_trees(trees)
+        try:
+            blob = pickle.dumps(tree, protocol=5)
+        except Exception:  # RecursionError on a pathological tree: parse it every time
+            return tree
+        if len(blob) <= _TREE_MAX_BYTES:
+            trees.pop(digest, None)
+            trees[digest] = blob  # newest last
+            total = sum(len(b) for b in trees.values())
+            while trees and (len(trees) > _TREES_MAX or total > _CACHE_MAX_BYTES - 64 * 1024):
+                total -= len(trees.pop(next(iter(trees))))  # the oldest first
+            _save_trees(trees)
     return tree
 
 

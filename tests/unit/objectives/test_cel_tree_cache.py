@@ -99,11 +99,15 @@ def test_a_planted_payload_never_runs(fresh, tmp_path: Path) -> None:
         def __reduce__(self):
             return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
 
-    path.write_bytes(key + b"\n" + pickle.dumps({"x": Boom()}))
-    fresh()
-    tree = cel.compile_expression(TEXTS[0], VARIABLES)  # parsed again instead
-    assert not (tmp_path / "pwned").exists()
-    assert bool(cel.evaluate_expression(tree, {"metrics": {"accuracy": 0.9, "f1": 0.5}}).value) is True
+    import hashlib
+
+    digest = hashlib.sha256(TEXTS[0].encode()).hexdigest()
+    for planted in ({"x": Boom()}, {digest: pickle.dumps(Boom())}):  # in the index, or as the tree
+        path.write_bytes(key + b"\n" + pickle.dumps(planted))
+        fresh()
+        tree = cel.compile_expression(TEXTS[0], VARIABLES)  # parsed again instead
+        assert not (tmp_path / "pwned").exists()
+        assert bool(cel.evaluate_expression(tree, {"metrics": {"accuracy": 0.9, "f1": 0.5}}).value) is True
 
 
 @pytest.mark.parametrize("how", ["other-key", "group-readable", "symlink", "not-a-dict", "not-trees"])
@@ -117,7 +121,7 @@ def test_a_file_that_is_not_ours_or_not_this_grammars_is_ignored(fresh, tmp_path
 
     digest = hashlib.sha256(TEXTS[0].encode()).hexdigest()
     lax = cel.compile_expression("true", [])
-    body = pickle.dumps({digest: lax})
+    body = pickle.dumps({digest: pickle.dumps(lax)})
     if how == "other-key":
         path.write_bytes(b"another grammar\n" + body)
     elif how == "group-readable":
@@ -130,9 +134,9 @@ def test_a_file_that_is_not_ours_or_not_this_grammars_is_ignored(fresh, tmp_path
         path.unlink()
         path.symlink_to(elsewhere)
     elif how == "not-a-dict":
-        path.write_bytes(key + b"\n" + pickle.dumps([lax]))
+        path.write_bytes(key + b"\n" + pickle.dumps([pickle.dumps(lax)]))
     else:
-        path.write_bytes(key + b"\n" + pickle.dumps({digest: "true"}))
+        path.write_bytes(key + b"\n" + pickle.dumps({digest: pickle.dumps("true")}))
     fresh()
     tree = cel.compile_expression(TEXTS[0], VARIABLES)
     assert tree != lax
@@ -145,3 +149,43 @@ def test_no_cache_when_disabled(fresh, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLSPEC_CEL_CACHE", "0")
     cel.compile_expression(TEXTS[1], VARIABLES)
     assert not Path(os.environ["MLSPEC_CACHE_DIR"]).exists()
+
+
+def test_each_tree_is_pickled_once_whatever_the_cache_holds(fresh, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review's slowdown: every new text re-pickled every cached tree (16 criteria of 8 KiB:
+    136 MiB pickled per run). Each tree is now pickled when parsed, and a huge one not cached."""
+    import lark
+
+    from mlspec_attest.objectives import cel
+
+    trees_pickled: list[int] = []
+    real_dumps = pickle.dumps
+
+    def counting(value, *args, **kwargs):
+        out = real_dumps(value, *args, **kwargs)
+        if isinstance(value, lark.Tree):
+            trees_pickled.append(len(out))
+        return out
+
+    monkeypatch.setattr(cel.pickle, "dumps", counting)
+    texts = [f"metrics.m{i} >= 0.5 && [{', '.join(str(j) for j in range(20))}].size() == 20" for i in range(16)]
+    for text in texts:
+        cel.compile_expression(text, ["metrics"])
+    assert len(trees_pickled) == 16 and max(trees_pickled) <= cel._TREE_MAX_BYTES
+    huge = "[" + ",".join("1" * 4000) + "].size() > 0"  # under the 8192-character limit, a large tree
+    cel.compile_expression(huge, [])
+    fresh()
+    assert len(cel._load_trees()) == 16  # the huge tree (over 64 KiB pickled) was not kept
+    assert all(cel.compile_expression(t, ["metrics"]) for t in texts)
+    assert len(trees_pickled) == 17  # nothing re-pickled when read back
+
+
+def test_a_leftover_temp_file_does_not_block_saving(fresh) -> None:
+    """A crashed writer's temporary file (same pid in a container) must not stop later saves."""
+    from mlspec_attest.objectives import cel
+
+    cache = Path(os.environ["MLSPEC_CACHE_DIR"])
+    cache.mkdir(mode=0o700)
+    (cache / f".{cel._TREES_FILE}.{os.getpid()}.tmp").write_bytes(b"left by a crash")
+    cel.compile_expression(TEXTS[0], VARIABLES)
+    assert (cache / cel._TREES_FILE).is_file()
