@@ -152,7 +152,7 @@ def case(work: Path, rows: int, cmd_cls: type, case_cls: type) -> object:
     root = prepare(work, rows)["root"]
     cmds = [cmd_cls(label, text, cwd=root) for label, text in commands(root).items()]
     return case_cls("leakage", f"leakage proof of a {rows:,}-row split (whole commands)", cmds,
-                    baseline="mlspec verify (13 stages)")
+                    baseline="mlspec verify (13 stages)", settle=True)
 
 
 INNER = """
