@@ -170,3 +170,17 @@ def test_model_signing_verifies_our_shards_and_blake3_signatures(tree: Path, tmp
     victim = tree / "a-b" if single_file else tree / "a" / "b"
     victim.write_bytes(victim.read_bytes()[:-1] + b"!")  # one byte of the last shard
     assert not accepted()
+
+
+@pytest.mark.parametrize("workers", [2, 3, 8])
+def test_uneven_shards_on_threads_give_the_serial_digests(tmp_path: Path, workers: int) -> None:
+    """Shards are hashed largest first on up to one thread each: the digests still land in
+    model-signing's order, whatever finishes first (files of 0, 1, 3.5 and 9 shards)."""
+    tree = tmp_path / "model"
+    tree.mkdir()
+    for name, size in (("empty.bin", 0), ("one.bin", 4096), ("uneven.bin", 3 * 65536 + 777), ("big.bin", 9 * 65536)):
+        (tree / name).write_bytes(os.urandom(size))
+    serial = oms_digest(tree, method="shards", shard_size=65536, workers=1)
+    threaded = oms_digest(tree, method="shards", shard_size=65536, workers=workers)
+    assert threaded == serial and len(serial.resources) == 1 + 4 + 9  # an empty file has no shard
+    assert threaded.subject_sha256 == _theirs(tree, "shards", "sha256", 65536)[0]
