@@ -483,6 +483,12 @@ def targets(cases: dict[str, Case], quick: bool) -> list[TargetRow]:
     if r is not None:
         rows.append(("control: effective cores free for this run (2 / ratio)", f"{2 / r:.2f}", "2 cores",
                      f"{r:.2f}x", None))
+    loop = cores.get("1 loop") if cores else None
+    if loop is not None and loop.median is not None:
+        # How fast one core was during this run: absolute targets (seconds) scale with it, and on a
+        # shared host it moves by 15% between runs an hour apart (0.357 s and 0.415 s here).
+        rows.append(("control: one pure-Python loop (per-core speed; compare runs by it)", f"{loop.median:.3f} s",
+                     "", "", None))
     if quick:
         rows = [(t + " [quick: smaller data]", *rest) for t, *rest in rows]  # type: ignore[misc]
     return rows
