@@ -15,6 +15,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+from chain_harness import fresh_cel_process
 
 from mlspec_attest.errors import ExpressionError
 
@@ -23,20 +24,7 @@ VARS = ["metrics", "slices", "run", "subject", "metadata", "previous"]
 
 @pytest.fixture
 def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from celpy.celparser import CELParser
-
-    from mlspec_attest.objectives import cel
-
-    def reset() -> None:
-        monkeypatch.setattr(CELParser, "CEL_PARSER", None)
-        monkeypatch.setattr(cel, "_ENV", None)
-        monkeypatch.setattr(cel, "_TREES", None)
-        monkeypatch.setattr(cel, "_COMPILED", {})
-
-    monkeypatch.delenv("MLSPEC_CEL_CACHE", raising=False)
-    monkeypatch.setenv("MLSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    reset()
-    return reset
+    return fresh_cel_process(monkeypatch, tmp_path)
 
 
 def _big(i: int, n: int = 8192) -> str:

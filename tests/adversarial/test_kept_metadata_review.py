@@ -14,15 +14,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import make_chain  # noqa: E402
+from chain_harness import patched_chain
 
 
 @pytest.fixture(autouse=True)
@@ -30,20 +26,6 @@ def idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     from mlspec_attest._internal import workers as workers_mod
 
     monkeypatch.setattr(workers_mod, "oversubscribed", lambda: False)
-
-
-def _chain(tmp: Path, n: int, *, pad: int = 0, monitor_patch: Any = None, log_patch: Any = None) -> Path:
-    mp = pytest.MonkeyPatch()
-    for name, patch in (("_monitor_metadata", monitor_patch), ("_log_metadata", log_patch)):
-        if patch is not None:
-            real = getattr(make_chain, name)
-            mp.setattr(make_chain, name, lambda i, real=real, patch=patch: patch(12 + i, real(i)))
-            mp.setattr(make_chain, "_fast_canonical", make_chain.canonicalize)
-    try:
-        make_chain.build(n, tmp / "c", pad=pad)
-    finally:
-        mp.undo()
-    return tmp / "c"
 
 
 def _verify(c: Path, *, whole: bool = False, policy: Path | None = None) -> Any:
@@ -86,7 +68,7 @@ def test_a1_a_base64url_envelope_is_read_again_as_first_read(tmp_path: Path, mon
                                                              n: int, workers: str) -> None:
     """A1: whoever holds the bundle re-encodes a non-latest log in base64url (no key needed)."""
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", workers)
-    c = _chain(tmp_path, n, log_patch=_log_with_fields)
+    c = patched_chain(tmp_path, n, log_patch=_log_with_fields)
     _to_base64url(_file(c, 14))
     kept, whole = _verify(c), _verify(c, whole=True)
     assert whole.report.passed and ("ENVELOPE_NOT_CANONICAL", 14) in [(f.code, f.sequence) for f in whole.report.findings]
@@ -97,7 +79,7 @@ def test_a1_a_base64url_envelope_is_read_again_as_first_read(tmp_path: Path, mon
 
 def test_a1b_the_latest_monitor_in_base64url_is_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", "1")
-    c = _chain(tmp_path, 40, monitor_patch=lambda seq, md: {**md, "note": "??????"})
+    c = patched_chain(tmp_path, 40, monitor_patch=lambda seq, md: {**md, "note": "??????"})
     latest = max(int(p.name[:4]) for p in (c / "bundle" / "attestations").glob("*-monitor.dsse.json"))
     _to_base64url(_file(c, latest))
     kept, whole = _verify(c), _verify(c, whole=True)
@@ -113,7 +95,7 @@ def test_a2a_no_log_is_read_twice_by_the_gate(tmp_path: Path, monkeypatch: pytes
     calls: list[str] = []
     real = _kept.reread_metadata
     monkeypatch.setattr(_kept, "reread_metadata", lambda p, k, d: (calls.append(p.name), real(p, k, d))[1])
-    c = _chain(tmp_path, 120, pad=512,
+    c = patched_chain(tmp_path, 120, pad=512,
                log_patch=lambda seq, md: {**md, "records": seq, "record_fields": ["input", "output"]})
     ctx = _verify(c)
     assert ctx.report.passed
@@ -128,7 +110,7 @@ def test_a2b_the_monitor_service_reads_only_the_newest_monitor(tmp_path: Path, m
     from mlspec_attest.verify import _kept
 
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", "1")
-    c = _chain(tmp_path, 60, monitor_patch=lambda seq, md: {**md, "note": "??????"})
+    c = patched_chain(tmp_path, 60, monitor_patch=lambda seq, md: {**md, "note": "??????"})
     _to_base64url(_file(c, 21))
     ctx = _verify(c)
     state = monitor.ChainState.from_report(ctx.report)
@@ -174,7 +156,7 @@ def test_a3_a_file_swapped_after_it_was_verified_is_refused(tmp_path: Path, monk
     from mlspec_attest.verify import chain as chain_mod
 
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", "1")
-    c = _chain(tmp_path, 40, log_patch=lambda seq, md: {**md, "records": seq})
+    c = patched_chain(tmp_path, 40, log_patch=lambda seq, md: {**md, "records": seq})
     real = chain_mod.build_chain
 
     def build_then_swap(*a: Any, **k: Any) -> Any:
@@ -201,7 +183,7 @@ def test_a4_the_latest_authentic_entry_is_restored_after_revocations(tmp_path: P
     from mlspec_attest.model.envelope import Envelope
 
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", "1")
-    c = _chain(tmp_path, 40, pad=64)
+    c = patched_chain(tmp_path, 40, pad=64)
     generate("thief", c / "keys", "ed25519", None)
     thief = load_signer(c / "keys" / "thief.key")
     latest = max(int(p.name[:4]) for p in (c / "bundle" / "attestations").glob("*-monitor.dsse.json"))

@@ -17,6 +17,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+from chain_harness import fresh_cel_process
 
 from mlspec_attest.errors import ExpressionError
 
@@ -27,21 +28,7 @@ VARIABLES = ["metrics", "slices", "run", "subject", "metadata"]
 
 @pytest.fixture
 def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """A process that has parsed nothing: no parser, no environment, no trees read; a private cache dir."""
-    from celpy.celparser import CELParser
-
-    from mlspec_attest.objectives import cel
-
-    def reset() -> None:
-        monkeypatch.setattr(CELParser, "CEL_PARSER", None)
-        monkeypatch.setattr(cel, "_ENV", None)
-        monkeypatch.setattr(cel, "_TREES", None)
-        monkeypatch.setattr(cel, "_COMPILED", {})
-
-    monkeypatch.delenv("MLSPEC_CEL_CACHE", raising=False)
-    monkeypatch.setenv("MLSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    reset()
-    return reset
+    return fresh_cel_process(monkeypatch, tmp_path)
 
 
 def test_cached_trees_equal_celpys_parse_and_need_no_parser(fresh) -> None:

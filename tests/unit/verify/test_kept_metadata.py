@@ -14,17 +14,13 @@ entry keeps only ``KEPT_FIELDS`` (verify/_kept.py). What must hold, each shown h
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from chain_harness import make_chain, patched_chain
 
 from mlspec_attest.errors import InputError
-
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import make_chain  # noqa: E402
 
 
 @pytest.fixture
@@ -32,21 +28,6 @@ def idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     from mlspec_attest._internal import workers as workers_mod
 
     monkeypatch.setattr(workers_mod, "oversubscribed", lambda: False)
-
-
-def _chain(tmp_path: Path, n: int, *, pad: int = 0, monitor_patch: Any = None, log_patch: Any = None) -> Path:
-    """make_chain's chain; ``*_patch(sequence, metadata)`` edits the repeated monitors' and logs' metadata."""
-    mp = pytest.MonkeyPatch()
-    for name, patch in (("_monitor_metadata", monitor_patch), ("_log_metadata", log_patch)):
-        if patch is not None:
-            real = getattr(make_chain, name)
-            mp.setattr(make_chain, name, lambda i, real=real, patch=patch: patch(12 + i, real(i)))
-            mp.setattr(make_chain, "_fast_canonical", make_chain.canonicalize)
-    try:
-        make_chain.build(n, tmp_path / "c", pad=pad)
-    finally:
-        mp.undo()
-    return tmp_path / "c"
 
 
 def _context(c: Path, policy_path: Path | None = None) -> Any:
@@ -61,7 +42,7 @@ def test_padded_monitors_keep_only_the_fields_checks_read(tmp_path: Path, monkey
                                                           idle_cores: None, workers: str) -> None:
     from mlspec_attest.verify._kept import KeptMetadata
 
-    c = _chain(tmp_path, 260, pad=4096)
+    c = patched_chain(tmp_path, 260, pad=4096)
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", workers)
     ctx = _context(c)
     assert ctx.report.passed, [f.message for f in ctx.report.findings]
@@ -99,7 +80,7 @@ def test_verdicts_equal_the_whole_metadata_verdicts(tmp_path: Path, monkeypatch:
     def log(seq: int, md: dict[str, Any]) -> dict[str, Any]:
         return {**md, "model": "evil-model@sha256:" + "e" * 64, "notes": "y" * 512} if seq == 78 else md
 
-    c = _chain(tmp_path, 260, monitor_patch=monitor, log_patch=log)
+    c = patched_chain(tmp_path, 260, monitor_patch=monitor, log_patch=log)
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", workers)
     kept = _context(c)
     monkeypatch.setattr(_parallel, "shed_stages", lambda policy: frozenset())
@@ -116,7 +97,7 @@ def test_another_field_is_read_from_the_proven_file(tmp_path: Path, idle_cores: 
     """A read of a field that was not kept loads the entry's own signed metadata, whole."""
     from mlspec_attest.verify._kept import KeptMetadata
 
-    c = _chain(tmp_path, 40, pad=64)
+    c = patched_chain(tmp_path, 40, pad=64)
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", "1")
     ctx = _context(c)
     e = next(e for e in ctx.chain if e.sequence == 21)
@@ -134,7 +115,7 @@ def test_a_file_swapped_under_the_verifier_is_refused_not_read(tmp_path: Path, i
     after it was verified, hoping a later read of its metadata sees the new content."""
     from mlspec_attest.verify._kept import KeptMetadata
 
-    c = _chain(tmp_path, 40, pad=64)
+    c = patched_chain(tmp_path, 40, pad=64)
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", "1")
     ctx = _context(c)
     victim = next(e for e in ctx.chain if e.sequence == 21)
@@ -158,7 +139,7 @@ def test_a_policy_check_over_every_monitor_sees_its_whole_metadata(tmp_path: Pat
         md["signals"]["latency_p99_ms"] = 900 if seq == 57 else 12
         return md
 
-    c = _chain(tmp_path, 250, monitor_patch=monitor)
+    c = patched_chain(tmp_path, 250, monitor_patch=monitor)
     policy = c / "policy-checks.yaml"
     text = (c / "policy.yaml").read_text()
     assert "  monitor:    {required: false, repeat: true}\n" in text
@@ -179,7 +160,7 @@ def test_the_monitor_service_state_reads_kept_entries_whole(tmp_path: Path, idle
     """The serve-side chain state takes its signals from the newest good monitor, kept or not."""
     from mlspec_attest.monitor import ChainState
 
-    c = _chain(tmp_path, 40, pad=64)
+    c = patched_chain(tmp_path, 40, pad=64)
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", "1")
     ctx = _context(c)
     latest = [line for line in ctx.report.stages if line.stage == "monitor"][-1]
@@ -205,7 +186,7 @@ def test_the_pickle_fallback_hands_on_kept_metadata_not_a_partial_dict(tmp_path:
             raise ValueError("unmarshallable object")
         return real_dumps(value, *args)
 
-    c = _chain(tmp_path, 260, pad=128)
+    c = patched_chain(tmp_path, 260, pad=128)
     monkeypatch.setattr(marshal, "dumps", refuse)
     monkeypatch.setenv("MLSPEC_VERIFY_WORKERS", "2")
     ctx = _context(c)
