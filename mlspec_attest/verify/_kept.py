@@ -37,7 +37,7 @@ from mlspec_attest.policy import Policy
 from mlspec_attest.verify.context import Entry, VerifyContext
 
 # Per recurring stage, the metadata fields some check reads on every entry (not only the latest):
-# monitor: lineage.check_rollback_targets, check_serve_links; log: the serve link, the served model
+# monitor: lineage.check_rollback_target, check_deployment_links; log: the serve link, the served model
 # (lineage.check_served_model) and the signed tree head the inference log is checked against
 # (log/format.py SignedHead, log/verification.py _SEAL_FIELDS, log/proofs.py).
 KEPT_FIELDS: Mapping[str, frozenset[str]] = {
