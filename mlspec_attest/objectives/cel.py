@@ -712,6 +712,7 @@ _TREES_ALLOWED = frozenset({("lark.tree", "Tree"), ("lark.tree", "Meta"), ("lark
 # Each tree is pickled when it is parsed and unpickled when it is used, so saving the file costs
 # the bytes it holds, never a re-pickling of every tree (the review's 16 large criteria: 136 MiB).
 _TREES: dict[str, bytes] | None = None
+_NO_CACHE: dict[str, bytes] = {}  # what _TREES is when no private directory is usable: parse, pickle nothing
 
 
 class _TreeUnpickler(pickle.Unpickler):
@@ -734,9 +735,9 @@ def _trees_key() -> bytes:
 def _load_trees() -> dict[str, bytes]:
     global _TREES
     if _TREES is None:
-        _TREES = {}
         directory = _cache_dir()
         dir_fd = _private_dir_fd(directory) if directory is not None else None
+        _TREES = _NO_CACHE if dir_fd is None else {}
         if dir_fd is not None:
             try:
                 body = _read_private(dir_fd, _TREES_FILE, _trees_key())
@@ -776,9 +777,9 @@ def _parse(text: str) -> lark.Tree:
     """celpy's parse tree of ``text`` (CELParseError as celpy raises it), from the tree cache when there."""
     import hashlib
 
-    if _cache_dir() is None:  # MLSPEC_CEL_CACHE=0, or no usable cache location
-        return _environment().compile(text)
     trees = _load_trees()
+    if trees is _NO_CACHE:  # MLSPEC_CEL_CACHE=0, or no private directory to keep trees in
+        return _environment().compile(text)
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     blob = trees.get(digest)
     tree = _cached_tree(blob) if blob is not None else None

@@ -176,3 +176,22 @@ def test_a_leftover_temp_file_does_not_block_saving(fresh) -> None:
     (cache / f".{cel._TREES_FILE}.{os.getpid()}.tmp").write_bytes(b"left by a crash")
     cel.compile_expression(TEXTS[0], VARIABLES)
     assert (cache / cel._TREES_FILE).is_file()
+
+
+def test_nothing_is_pickled_when_the_cache_directory_is_not_private(fresh, monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    """A shared (0755) cache directory is never used, and no tree is pickled for it either."""
+    import lark
+
+    from mlspec_attest.objectives import cel
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    monkeypatch.setenv("MLSPEC_CACHE_DIR", str(shared))
+    pickled: list[object] = []
+    real_dumps = pickle.dumps
+    monkeypatch.setattr(cel.pickle, "dumps", lambda v, *a, **k: (pickled.append(v), real_dumps(v, *a, **k))[1])
+    tree = cel.compile_expression(TEXTS[0], VARIABLES)
+    assert isinstance(tree, lark.Tree) and not [v for v in pickled if isinstance(v, lark.Tree)]
+    assert list(shared.iterdir()) == []

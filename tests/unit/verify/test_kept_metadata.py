@@ -196,3 +196,33 @@ def test_the_pickle_fallback_hands_on_kept_metadata_not_a_partial_dict(tmp_path:
     assert early.statement.metadata["notes"] == "x" * 128
     assert early.statement.raw["predicate"]["metadata"] is early.statement.metadata
     assert list(tmp_path.glob("refused-*")) and not (tmp_path / f"refused-{os.getpid()}").exists()
+
+
+def test_a_sigstore_bundle_is_read_again_by_its_payload_digest_alone(tmp_path: Path) -> None:
+    """The lenient decoder for Sigstore bundles (protobuf's JSON takes unpadded base64url) is sound
+    only because the payload digest decides: a re-read of another payload is refused."""
+    import base64
+    import json
+
+    from mlspec_attest.model.canonical import canonicalize, sha256_hex
+    from mlspec_attest.verify._kept import reread_metadata
+
+    c = patched_chain(tmp_path, 14)
+    monitor = next((c / "bundle" / "attestations").glob("*-monitor.dsse.json"))
+    payload = base64.b64decode(json.loads(monitor.read_bytes())["payload"])
+    other = json.loads(payload)
+    other["predicate"]["metadata"]["signals"] = {"latency_p99_ms": 1}
+    forged = canonicalize(other)
+
+    def bundle_with(body: bytes) -> Path:
+        path = c / "bundle" / "attestations" / "0011-monitor.sigstore.json"
+        text = base64.urlsafe_b64encode(body).decode().rstrip("=")  # unpadded base64url
+        path.write_text(json.dumps({"dsseEnvelope": {"payload": text, "payloadType": "application/vnd.in-toto+json",
+                                                     "signatures": []}}))
+        return path
+
+    path = bundle_with(payload)
+    assert reread_metadata(path, "sigstore", sha256_hex(payload)) == json.loads(payload)["predicate"]["metadata"]
+    path = bundle_with(forged)
+    with pytest.raises(InputError, match="changed while it was being verified"):
+        reread_metadata(path, "sigstore", sha256_hex(payload))
